@@ -1,0 +1,45 @@
+# kube-natd: `make demo` and `make test` work on a fresh Debian machine as root.
+SHELL := /bin/bash
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+DEBIAN_PACKAGES := libiptc-dev libnetfilter-conntrack-dev libmnl-dev iptables conntrack iproute2 pkg-config curl python3
+BIN_DEBUG := .build/debug/kube-natd
+BIN_RELEASE := .build/release/kube-natd
+
+.PHONY: deps build release test unit-test kernel-test demo bench clean
+
+## deps: install the Debian packages the build and the tests need (apt-get only when something is missing)
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## test: unit, golden and tracer tests (swift test), then the kernel tests in network namespaces (root)
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	bash Tests/kernel/run.sh $(BIN_DEBUG)
+
+unit-test: deps
+	$(SWIFT) test
+
+kernel-test: build
+	bash Tests/kernel/run.sh $(BIN_DEBUG)
+
+## demo: build, then program the bundled example cluster in namespaces it creates and removes
+demo: build
+	bash Config/demo.sh $(BIN_DEBUG)
+
+## bench: kube-natd vs iptables-legacy-restore at 1k/10k/30k Services (release build)
+bench: release
+	bash Benchmarks/run.sh $(BIN_RELEASE)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,53 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Data flows one way: KubeSource -> KubeModel (ClusterState) -> RuleCompiler -> Ruleset -> Netfilter -> kernel.
+// Swift 5 language mode: the daemon's concurrency is actor-based, but strict Sendable checking across
+// C pointers in the shim costs more than it buys at this stage.
+let package = Package(
+    name: "kube-natd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kube-natd", targets: ["kube-natd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+    ],
+    targets: [
+        .target(name: "KubeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "ProxyConfig", dependencies: ["KubeModel", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Ruleset", dependencies: ["KubeModel"]),
+        .target(name: "RuleCompiler", dependencies: [
+            "KubeModel", "ProxyConfig", "Ruleset", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(
+            name: "CNetfilter",
+            linkerSettings: [
+                .linkedLibrary("ip4tc"), .linkedLibrary("ip6tc"),
+                .linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl"),
+            ]
+        ),
+        .target(name: "Netfilter", dependencies: [
+            "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "KubeSource", dependencies: [
+            "KubeModel", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Daemon", dependencies: [
+            "KubeModel", "ProxyConfig", "Ruleset", "RuleCompiler", "Netfilter", "KubeSource",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "kube-natd", dependencies: [
+            "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "KubeModelTests", dependencies: ["KubeModel"]),
+        .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
+        .testTarget(name: "RuleCompilerTests", dependencies: ["RuleCompiler", "Ruleset", "KubeModel", "ProxyConfig"],
+                    resources: [.copy("Golden")]),
+        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+#include "cnetfilter.h"
+int knat_shim_version(void) { return 1; }

@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An IP family, spelled as Kubernetes spells it (`IPv4`, `IPv6`).
+public enum IPFamily: String, Sendable, Hashable, CaseIterable, Codable {
+    case ipv4 = "IPv4"
+    case ipv6 = "IPv6"
+
+    /// The lowercase name used in flags and metric labels (`ipv4`, `ipv6`).
+    public var flagName: String { self == .ipv4 ? "ipv4" : "ipv6" }
+}
+
+/// A parsed IPv4 or IPv6 address. `description` is the canonical text form (inet_ntop).
+public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// Network-order bytes: 4 for IPv4, 16 for IPv6.
+    public let bytes: [UInt8]
+
+    public var family: IPFamily { bytes.count == 4 ? .ipv4 : .ipv6 }
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 4 || bytes.count == 16 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text. IPv4-mapped IPv6 stays IPv6, as in Go's
+    /// `net.ParseIP(...).To4() == nil` test used by kube-proxy for "::ffff:..." only when written so.
+    public init?(_ text: some StringProtocol) {
+        let s = String(text)
+        if s.contains(":") {
+            var a = in6_addr()
+            guard inet_pton(AF_INET6, s, &a) == 1 else { return nil }
+            self.bytes = withUnsafeBytes(of: &a) { Array($0) }
+        } else {
+            // Go's ParseIP rejects leading zeros ("010.0.0.1"); inet_pton does too.
+            var a = in_addr()
+            guard inet_pton(AF_INET, s, &a) == 1 else { return nil }
+            self.bytes = withUnsafeBytes(of: &a) { Array($0) }
+        }
+    }
+
+    public var description: String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        return bytes.withUnsafeBytes { raw -> String in
+            let af = bytes.count == 4 ? AF_INET : AF_INET6
+            guard inet_ntop(af, raw.baseAddress, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
+            return String(cString: buffer)
+        }
+    }
+
+    public var isLoopback: Bool {
+        if bytes.count == 4 { return bytes[0] == 127 }
+        return bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
+        if lhs.bytes.count != rhs.bytes.count { return lhs.bytes.count < rhs.bytes.count }
+        return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+    }
+
+    /// `ip:port`, with brackets for IPv6, as Go's `net.JoinHostPort` writes it.
+    public func joined(port: Int) -> String {
+        family == .ipv4 ? "\(self):\(port)" : "[\(self)]:\(port)"
+    }
+}
+
+/// A CIDR block. `description` is `address/prefix` with the address masked, as Go's `IPNet.String()`.
+public struct CIDR: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let prefixLength: Int
+
+    public var family: IPFamily { address.family }
+
+    public init?(address: IPAddress, prefixLength: Int) {
+        let bits = address.bytes.count * 8
+        guard prefixLength >= 0, prefixLength <= bits else { return nil }
+        self.address = IPAddress(bytes: CIDR.mask(address.bytes, prefixLength))!
+        self.prefixLength = prefixLength
+    }
+
+    /// Parses `a.b.c.d/n` or `x::/n`. Like kube-proxy's sloppy parsing, surrounding whitespace is trimmed.
+    public init?(_ text: some StringProtocol) {
+        let trimmed = text.trimmingWhitespace()
+        guard let slash = trimmed.firstIndex(of: "/") else { return nil }
+        guard let ip = IPAddress(trimmed[..<slash]) else { return nil }
+        let prefixText = trimmed[trimmed.index(after: slash)...]
+        guard !prefixText.isEmpty, prefixText.allSatisfy({ $0.isASCII && $0.isNumber }), prefixText.count <= 3,
+              let n = Int(prefixText)
+        else { return nil }
+        self.init(address: ip, prefixLength: n)
+    }
+
+    /// A host route (/32 or /128) for an address.
+    public init(host: IPAddress) {
+        self.address = host
+        self.prefixLength = host.bytes.count * 8
+    }
+
+    public func contains(_ ip: IPAddress) -> Bool {
+        guard ip.bytes.count == address.bytes.count else { return false }
+        return CIDR.mask(ip.bytes, prefixLength) == address.bytes
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+
+    static func mask(_ bytes: [UInt8], _ prefix: Int) -> [UInt8] {
+        var out = bytes
+        for i in 0..<out.count {
+            let bitsHere = max(0, min(8, prefix - i * 8))
+            out[i] &= bitsHere == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - bitsHere))
+        }
+        return out
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces, tabs and newlines.
+    public func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,67 @@
+import KubeModel
+
+/// How the node decides that a packet comes from a local pod (`detectLocalMode`).
+public enum LocalTrafficDetector: Hashable, Sendable {
+    /// No detector: no masquerade rule for ClusterIPs and no pod short-circuit in EXT chains (as upstream).
+    case none
+    /// `ClusterCIDR` / `NodeCIDR`: `-s <cidr>` is local, `! -s <cidr>` is not.
+    case cidr(CIDR)
+    /// `BridgeInterface`: `-i <bridge>`.
+    case bridgeInterface(String)
+    /// `InterfaceNamePrefix`: `-i <prefix>+`.
+    case interfaceNamePrefix(String)
+}
+
+/// `nodePortAddresses`, resolved.
+public enum NodePortAddresses: Hashable, Sendable {
+    /// Unset: NodePorts on every local address (one `--dst-type LOCAL` rule).
+    case all
+    /// The node's addresses that fall in these CIDRs (one `-d <ip>` rule each), resolved by the daemon.
+    case addresses([IPAddress])
+}
+
+/// Kernel features that may be absent; the dry run assumes what the config or a probe says.
+public struct KernelFeatures: Hashable, Sendable {
+    public var randomFully: Bool
+    /// nfacct objects `ct_state_invalid_dropped_pkts` / `localhost_nps_accepted_pkts` exist.
+    public var nfacctCounters: Bool
+    public init(randomFully: Bool = false, nfacctCounters: Bool = false) {
+        self.randomFully = randomFully
+        self.nfacctCounters = nfacctCounters
+    }
+}
+
+/// Everything the compiler needs to know about this node, for one IP family.
+public struct NodeSettings: Hashable, Sendable {
+    public var family: IPFamily
+    public var nodeName: String
+    /// The node's IPs of this family (used for the LB source-range node-IP special case).
+    public var nodeIPs: [IPAddress]
+    public var masqueradeBit: Int
+    public var masqueradeAll: Bool
+    public var localhostNodePorts: Bool
+    public var localDetector: LocalTrafficDetector
+    public var nodePortAddresses: NodePortAddresses
+    /// `conntrack.tcpBeLiberal`: when set there is no INVALID DROP rule.
+    public var conntrackTCPBeLiberal: Bool
+    public var features: KernelFeatures
+
+    public init(family: IPFamily = .ipv4, nodeName: String, nodeIPs: [IPAddress] = [], masqueradeBit: Int = 14,
+                masqueradeAll: Bool = false, localhostNodePorts: Bool = true, localDetector: LocalTrafficDetector = .none,
+                nodePortAddresses: NodePortAddresses = .all, conntrackTCPBeLiberal: Bool = false,
+                features: KernelFeatures = .init()) {
+        self.family = family
+        self.nodeName = nodeName
+        self.nodeIPs = nodeIPs
+        self.masqueradeBit = masqueradeBit
+        self.masqueradeAll = masqueradeAll
+        self.localhostNodePorts = localhostNodePorts
+        self.localDetector = localDetector
+        self.nodePortAddresses = nodePortAddresses
+        self.conntrackTCPBeLiberal = conntrackTCPBeLiberal
+        self.features = features
+    }
+
+    /// `1 << masqueradeBit`.
+    public var masqueradeMark: UInt32 { UInt32(1) << UInt32(masqueradeBit) }
+}

@@ -1,0 +1,1 @@
+print("kube-natd")
