@@ -48,6 +48,8 @@ let package = Package(
         .testTarget(name: "RuleCompilerTests", dependencies: ["RuleCompiler", "Ruleset", "KubeModel", "ProxyConfig"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
+        .testTarget(name: "KubeSourceTests", dependencies: ["KubeSource", "KubeModel"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
     ],
     swiftLanguageModes: [.v5]
 )
