@@ -14,55 +14,75 @@ public enum IPFamily: String, Sendable, Hashable, CaseIterable, Codable {
 }
 
 /// A parsed IPv4 or IPv6 address. `description` is the canonical text form (inet_ntop).
+///
+/// Stored inline (two words and a flag) so that a 30k-Service cluster does not allocate per address.
 public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// High and low 64 bits of the address in network order; an IPv4 address lives in the low 32 bits of `low`.
+    public let high: UInt64
+    public let low: UInt64
+    public let isIPv6: Bool
+
+    public var family: IPFamily { isIPv6 ? .ipv6 : .ipv4 }
+
     /// Network-order bytes: 4 for IPv4, 16 for IPv6.
-    public let bytes: [UInt8]
-
-    public var family: IPFamily { bytes.count == 4 ? .ipv4 : .ipv6 }
-
-    public init?(bytes: [UInt8]) {
-        guard bytes.count == 4 || bytes.count == 16 else { return nil }
-        self.bytes = bytes
+    public var bytes: [UInt8] {
+        if !isIPv6 { return (0..<4).map { UInt8(truncatingIfNeeded: low >> (24 - 8 * UInt64($0))) } }
+        return (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64($0))) }
+            + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64($0))) }
     }
 
-    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text. IPv4-mapped IPv6 stays IPv6, as in Go's
-    /// `net.ParseIP(...).To4() == nil` test used by kube-proxy for "::ffff:..." only when written so.
+    public init?(bytes: [UInt8]) {
+        if bytes.count == 4 {
+            self.high = 0
+            self.low = bytes.reduce(0) { $0 << 8 | UInt64($1) }
+            self.isIPv6 = false
+        } else if bytes.count == 16 {
+            self.high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+            self.low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+            self.isIPv6 = true
+        } else {
+            return nil
+        }
+    }
+
+    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (what Go's `net.ParseIP` accepts, minus zone suffixes).
     public init?(_ text: some StringProtocol) {
         let s = String(text)
         if s.contains(":") {
             var a = in6_addr()
             guard inet_pton(AF_INET6, s, &a) == 1 else { return nil }
-            self.bytes = withUnsafeBytes(of: &a) { Array($0) }
+            self.init(bytes: withUnsafeBytes(of: &a) { Array($0) })
         } else {
-            // Go's ParseIP rejects leading zeros ("010.0.0.1"); inet_pton does too.
+            // inet_pton rejects leading zeros ("010.0.0.1") as Go's ParseIP does.
             var a = in_addr()
             guard inet_pton(AF_INET, s, &a) == 1 else { return nil }
-            self.bytes = withUnsafeBytes(of: &a) { Array($0) }
+            self.init(bytes: withUnsafeBytes(of: &a) { Array($0) })
         }
     }
 
     public var description: String {
         var buffer = [CChar](repeating: 0, count: 64)
-        return bytes.withUnsafeBytes { raw -> String in
-            let af = bytes.count == 4 ? AF_INET : AF_INET6
-            guard inet_ntop(af, raw.baseAddress, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
+        let raw = bytes
+        return raw.withUnsafeBytes { ptr -> String in
+            let af = isIPv6 ? AF_INET6 : AF_INET
+            guard inet_ntop(af, ptr.baseAddress, &buffer, socklen_t(buffer.count)) != nil else { return "?" }
             return String(cString: buffer)
         }
     }
 
     public var isLoopback: Bool {
-        if bytes.count == 4 { return bytes[0] == 127 }
-        return bytes == [UInt8](repeating: 0, count: 15) + [1]
+        if !isIPv6 { return (low >> 24) & 0xFF == 127 }
+        return high == 0 && low == 1
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
-        if lhs.bytes.count != rhs.bytes.count { return lhs.bytes.count < rhs.bytes.count }
-        return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        if lhs.isIPv6 != rhs.isIPv6 { return !lhs.isIPv6 }
+        return (lhs.high, lhs.low) < (rhs.high, rhs.low)
     }
 
     /// `ip:port`, with brackets for IPv6, as Go's `net.JoinHostPort` writes it.
     public func joined(port: Int) -> String {
-        family == .ipv4 ? "\(self):\(port)" : "[\(self)]:\(port)"
+        isIPv6 ? "[\(self)]:\(port)" : "\(self):\(port)"
     }
 }
 
@@ -99,7 +119,7 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func contains(_ ip: IPAddress) -> Bool {
-        guard ip.bytes.count == address.bytes.count else { return false }
+        guard ip.isIPv6 == address.isIPv6 else { return false }
         return CIDR.mask(ip.bytes, prefixLength) == address.bytes
     }
 

@@ -1,0 +1,142 @@
+import KubeModel
+import ProxyConfig
+
+/// One endpoint of a service port, as upstream's `BaseEndpointInfo`.
+struct EndpointInfo: Hashable {
+    let ip: IPAddress
+    let port: Int
+    /// `ip:port` (`[ip]:port` for IPv6): the sort key, the comment text and the SEP hash input.
+    let text: String
+    let isLocal: Bool
+    let ready: Bool
+    let serving: Bool
+    let terminating: Bool
+}
+
+/// A Service port as the iptables proxier sees it for one IP family (upstream's `servicePortInfo`).
+struct ServicePortInfo {
+    let service: ObjectName
+    /// `ns/name:port` or `ns/name` (upstream's `svcPortNameString`).
+    let name: String
+    /// `spec.ports[].name`, which EndpointSlice ports are matched on.
+    let portName: String
+    let proto: TransportProtocol
+    let clusterIP: IPAddress
+    let port: Int
+    let nodePort: Int
+    let externalIPs: [IPAddress]
+    let loadBalancerVIPs: [IPAddress]
+    let loadBalancerSourceRanges: [CIDR]
+    let healthCheckNodePort: Int
+    let stickyMaxAgeSeconds: Int?
+    let internalPolicyLocal: Bool
+    let externalPolicyLocal: Bool
+
+    var externallyAccessible: Bool { nodePort != 0 || !loadBalancerVIPs.isEmpty || !externalIPs.isEmpty }
+    /// Cluster endpoints are needed for ITP Cluster, or for any externally reachable port (short circuits).
+    var usesClusterEndpoints: Bool { !internalPolicyLocal || externallyAccessible }
+    var usesLocalEndpoints: Bool { internalPolicyLocal || (externalPolicyLocal && externallyAccessible) }
+
+    /// The per-family view of a Service's ports, or [] when kube-proxy would skip the Service:
+    /// headless, ExternalName, handed to another proxy, or without a ClusterIP of this family.
+    static func ports(of svc: Service, family: IPFamily) -> [ServicePortInfo] {
+        if svc.isHeadless || svc.type == .externalName { return [] }
+        if svc.labels[Service.serviceProxyNameLabel] != nil { return [] }
+        guard let clusterIP = svc.clusterIPs.first(where: { $0.family == family }) else { return [] }
+        let isExternalType = svc.type == .nodePort || svc.type == .loadBalancer
+        let externalIPs = svc.externalIPs.filter { $0.family == family }
+        let vips = svc.loadBalancerIngressIPs.filter { $0.family == family }
+        let ranges = svc.loadBalancerSourceRanges.filter { $0.family == family }
+        // apiservice.NeedsHealthCheck: LoadBalancer with externalTrafficPolicy Local.
+        let hcnp = (svc.type == .loadBalancer && svc.externalTrafficPolicy == .local) ? svc.healthCheckNodePort : 0
+        return svc.ports.map { p in
+            ServicePortInfo(
+                service: svc.name,
+                name: p.name.isEmpty ? svc.name.description : "\(svc.name):\(p.name)", portName: p.name,
+                proto: p.protocol, clusterIP: clusterIP, port: p.port,
+                nodePort: isExternalType ? p.nodePort : 0,
+                externalIPs: externalIPs, loadBalancerVIPs: vips, loadBalancerSourceRanges: ranges,
+                healthCheckNodePort: hcnp, stickyMaxAgeSeconds: svc.sessionAffinityTimeout,
+                internalPolicyLocal: svc.internalTrafficPolicy == .local,
+                externalPolicyLocal: isExternalType && svc.externalTrafficPolicy == .local)
+        }
+    }
+}
+
+/// Endpoints per service port name, built as upstream's EndpointSliceCache does.
+enum EndpointResolution {
+    struct Key: Hashable {
+        let portName: String
+        let proto: TransportProtocol
+    }
+
+    /// Merges the slices of one Service: ports with a nil name or a nil/0 port are ignored, endpoints without
+    /// addresses or of the other family are skipped, duplicates (same `ip:port`) are collapsed preferring a
+    /// local copy, and each list is sorted by its `ip:port` text.
+    static func endpoints(slices: [EndpointSlice], family: IPFamily, nodeName: String) -> [Key: [EndpointInfo]] {
+        var sets: [Key: [String: EndpointInfo]] = [:]
+        for slice in slices where slice.addressType == family {
+            for port in slice.ports {
+                guard let name = port.name, let number = port.port, number != 0 else { continue }
+                let key = Key(portName: name, proto: port.protocol)
+                var set = sets[key] ?? [:]
+                for ep in slice.endpoints {
+                    guard let ip = ep.addresses.first, ip.family == family else { continue }
+                    let isLocal = !nodeName.isEmpty && ep.nodeName == nodeName
+                    let ready = ep.conditions.ready ?? true
+                    let info = EndpointInfo(
+                        ip: ip, port: number, text: ip.joined(port: number), isLocal: isLocal,
+                        ready: ready, serving: ep.conditions.serving ?? ready,
+                        terminating: ep.conditions.terminating ?? false)
+                    if set[info.text] == nil || isLocal { set[info.text] = info }
+                }
+                sets[key] = set
+            }
+        }
+        return sets.mapValues { $0.values.sorted { $0.text < $1.text } }
+    }
+}
+
+/// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), without topology hints.
+struct EndpointCategories {
+    var cluster: [EndpointInfo] = []
+    var local: [EndpointInfo] = []
+    var allReachable: [EndpointInfo] = []
+    var hasAny = false
+
+    init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo) {
+        if port.usesClusterEndpoints {
+            cluster = endpoints.filter(\.ready)
+            // No ready endpoint anywhere: fall back to serving-and-terminating ones (KEP-1669).
+            if cluster.isEmpty { cluster = endpoints.filter { $0.serving && $0.terminating } }
+            if !cluster.isEmpty { hasAny = true }
+        }
+        if !port.usesLocalEndpoints {
+            allReachable = cluster
+            return
+        }
+        var localReady = false
+        var localServingTerminating = false
+        for ep in endpoints {
+            if ep.ready {
+                hasAny = true
+                if ep.isLocal { localReady = true }
+            } else if ep.serving && ep.terminating {
+                hasAny = true
+                if ep.isLocal { localServingTerminating = true }
+            }
+        }
+        if localReady {
+            local = endpoints.filter { $0.isLocal && $0.ready }
+        } else if localServingTerminating {
+            local = endpoints.filter { $0.isLocal && $0.serving && $0.terminating }
+        }
+        if !port.usesClusterEndpoints || local.isEmpty {
+            allReachable = port.usesClusterEndpoints ? cluster : local
+            return
+        }
+        // Upstream merges through a map (random order); we keep `ip:port` order so output is deterministic.
+        var seen = Set<String>()
+        allReachable = (cluster + local).filter { seen.insert($0.text).inserted }.sorted { $0.text < $1.text }
+    }
+}
