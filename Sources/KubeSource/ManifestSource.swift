@@ -1,0 +1,202 @@
+import Foundation
+import KubeModel
+
+/// What a set of manifest files holds: accepted Services and slices (v1 Endpoints already converted,
+/// `fromEndpoints: true`), and every issue, each prefixed with its file and document.
+public struct ManifestLoad: Sendable {
+    public var services: [Service] = []
+    /// EndpointSlices and converted Endpoints, in file order.
+    public var slices: [EndpointSlice] = []
+    public var issues: [DecodeIssue] = []
+
+    public init(services: [Service] = [], slices: [EndpointSlice] = [], issues: [DecodeIssue] = []) {
+        self.services = services
+        self.slices = slices
+        self.issues = issues
+    }
+
+    /// The issues that rejected a whole object or document.
+    public var errors: [DecodeIssue] { issues.filter { $0.severity == .error } }
+
+    /// The loaded objects as a cluster snapshot. A Service's Endpoints are used only when no
+    /// EndpointSlice names it, as `ClusterState` arranges.
+    public var clusterState: ClusterState { ClusterState(services: services, slices: slices) }
+}
+
+/// A manifest path that cannot be read at all (as opposed to a file with bad content, which is an issue).
+public enum ManifestError: Error, Hashable, Sendable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason): "\(path): \(reason)"
+        }
+    }
+}
+
+/// Reads Services, EndpointSlices and Endpoints from `.yaml`, `.yml` and `.json` files: a file, or a
+/// directory and its immediate subdirectories, in sorted path order. Files may hold several YAML
+/// documents and `kind: List` (what `kubectl get svc,endpointslices,endpoints -A -o yaml` prints).
+///
+/// A bad object or a malformed document is reported and skipped; everything else still loads.
+/// When the same object appears twice, the later one wins, with a warning.
+public struct ManifestSource: Sendable {
+    public var paths: [String]
+
+    public init(paths: [String]) { self.paths = paths }
+
+    public init(path: String) { self.init(paths: [path]) }
+
+    /// File extensions read from directories; a file named explicitly is read whatever its name.
+    public static let extensions: Set<String> = ["yaml", "yml", "json"]
+
+    /// Loads every file under `paths`. Throws only when a path itself cannot be read.
+    public func load() throws -> ManifestLoad {
+        var builder = Builder()
+        for path in paths {
+            for file in try Self.files(at: path) {
+                let data: Data
+                do {
+                    data = try Data(contentsOf: URL(fileURLWithPath: file))
+                } catch {
+                    builder.fileIssue(file, "cannot read: \(error.localizedDescription)")
+                    continue
+                }
+                builder.add(data: data, source: file)
+            }
+        }
+        return builder.load
+    }
+
+    /// Decodes one file's contents; `source` names it in issues. JSON is chosen by a `.json` name.
+    public static func decode(data: Data, source: String) -> ManifestLoad {
+        var builder = Builder()
+        builder.add(data: data, source: source)
+        return builder.load
+    }
+
+    /// The manifest files a path stands for, sorted: the path itself when it is a file; for a
+    /// directory its `.yaml`/`.yml`/`.json` files and those of its immediate subdirectories. Names
+    /// starting with `.` are skipped (a mounted ConfigMap's `..data` links would double every file).
+    public static func files(at path: String) throws -> [String] {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ManifestError.unreadable(path: path, reason: "no such file or directory")
+        }
+        guard isDirectory.boolValue else { return [path] }
+        var files: [String] = []
+        func entries(_ dir: String) throws -> [String] {
+            do {
+                return try fm.contentsOfDirectory(atPath: dir).filter { !$0.hasPrefix(".") }.sorted()
+            } catch {
+                throw ManifestError.unreadable(path: dir, reason: error.localizedDescription)
+            }
+        }
+        let join = { (dir: String, name: String) in dir.hasSuffix("/") ? dir + name : dir + "/" + name }
+        for name in try entries(path) {
+            let full = join(path, name)
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: full, isDirectory: &isDir) else { continue }
+            if isDir.boolValue {
+                for inner in try entries(full) {
+                    let innerFull = join(full, inner)
+                    var innerIsDir: ObjCBool = false
+                    if fm.fileExists(atPath: innerFull, isDirectory: &innerIsDir), !innerIsDir.boolValue,
+                        isManifest(inner)
+                    {
+                        files.append(innerFull)
+                    }
+                }
+            } else if isManifest(name) {
+                files.append(full)
+            }
+        }
+        return files.sorted()
+    }
+
+    private static func isManifest(_ name: String) -> Bool {
+        guard let dot = name.lastIndex(of: ".") else { return false }
+        return extensions.contains(name[name.index(after: dot)...].lowercased())
+    }
+
+    /// Accumulates objects across files, replacing repeated objects and remembering where each came from.
+    struct Builder {
+        var load = ManifestLoad()
+        /// "Kind ns/name" to (position in services or slices, source).
+        private var seen: [String: (index: Int, source: String)] = [:]
+
+        mutating func fileIssue(_ source: String, _ message: String) {
+            load.issues.append(
+                DecodeIssue(severity: .error, kind: "", object: nil, fieldPath: "", message: message, source: source))
+        }
+
+        mutating func add(data: Data, source: String) {
+            if source.lowercased().hasSuffix(".json") {
+                let tree: Any
+                do {
+                    tree = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+                } catch {
+                    fileIssue(source, "malformed JSON: \(Self.jsonReason(error))")
+                    return
+                }
+                add(tree: tree, source: source)
+                return
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                fileIssue(source, "not UTF-8 text")
+                return
+            }
+            let documents = YAMLTree.documents(text)
+            for document in documents {
+                let where_ = documents.count > 1 ? "\(source) (document \(document.index))" : source
+                switch document.result {
+                case .success(let tree): add(tree: tree, source: where_)
+                case .failure(let error): fileIssue(where_, error.description)
+                }
+            }
+        }
+
+        private static func jsonReason(_ error: Error) -> String {
+            let ns = error as NSError
+            return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+        }
+
+        mutating func add(tree: Any, source: String) {
+            for result in ObjectDecoder.decodeDocument(tree) {
+                load.issues += result.issues.map {
+                    var issue = $0
+                    issue.source = source
+                    return issue
+                }
+                switch result.object {
+                case .service(let service):
+                    place(service, kind: "Service", name: service.name, source: source, in: \.services)
+                case .endpointSlice(let slice):
+                    place(slice, kind: "EndpointSlice", name: slice.name, source: source, in: \.slices)
+                case .endpoints(let slice):
+                    place(slice, kind: "Endpoints", name: slice.name, source: source, in: \.slices)
+                case .ignored, .rejected:
+                    break
+                }
+            }
+        }
+
+        private mutating func place<T>(
+            _ value: T, kind: String, name: ObjectName, source: String, in list: WritableKeyPath<ManifestLoad, [T]>
+        ) {
+            let key = "\(kind) \(name)"
+            if let earlier = seen[key] {
+                load[keyPath: list][earlier.index] = value
+                load.issues.append(
+                    DecodeIssue(
+                        severity: .warning, kind: kind, object: name, fieldPath: "",
+                        message: "defined again; replaces the one from \(earlier.source)", source: source))
+                seen[key] = (earlier.index, source)
+                return
+            }
+            seen[key] = (load[keyPath: list].count, source)
+            load[keyPath: list].append(value)
+        }
+    }
+}

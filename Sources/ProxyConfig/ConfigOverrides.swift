@@ -1,0 +1,152 @@
+/// The kube-proxy command-line flags that map onto KubeProxyConfiguration fields; nil means "flag not given".
+///
+/// Precedence follows kube-proxy's `cmd/kube-proxy/app/options.go`: the flags are bound to the same
+/// config struct the file is decoded into, and a `--config` file replaces that struct wholesale, so
+/// **when `--config` is given every flag below is ignored except `--hostname-override`**, which
+/// kube-proxy re-applies after loading the file (`processHostnameOverrideFlag`: the flag wins).
+/// kube-natd reports each ignored flag as a `ConfigWarning.flagIgnored` instead of dropping it silently.
+/// `--master` is not a config field: it always applies, and the daemon reads it from here.
+/// Without `--config`, flags are written over the defaults and then defaulted and validated exactly as
+/// file values are; problems name the flag (`--iptables-masquerade-bit: iptables.masqueradeBit: ...`).
+public struct ConfigOverrides: Hashable, Sendable {
+    /// `--hostname-override`
+    public var hostnameOverride: String?
+    /// `--bind-address`
+    public var bindAddress: String?
+    /// `--healthz-bind-address`
+    public var healthzBindAddress: String?
+    /// `--metrics-bind-address`
+    public var metricsBindAddress: String?
+    /// `--bind-address-hard-fail`
+    public var bindAddressHardFail: Bool?
+    /// `--profiling`
+    public var enableProfiling: Bool?
+    /// `--show-hidden-metrics-for-version`
+    public var showHiddenMetricsForVersion: String?
+    /// `--cluster-cidr`
+    public var clusterCIDR: String?
+    /// `--masquerade-all`
+    public var masqueradeAll: Bool?
+    /// `--iptables-masquerade-bit`
+    public var iptablesMasqueradeBit: Int?
+    /// `--iptables-sync-period`
+    public var iptablesSyncPeriod: GoDuration?
+    /// `--iptables-min-sync-period`
+    public var iptablesMinSyncPeriod: GoDuration?
+    /// `--iptables-localhost-nodeports`
+    public var iptablesLocalhostNodePorts: Bool?
+    /// `--nodeport-addresses` (comma-separated on the command line; split by the caller or here).
+    public var nodePortAddresses: [String]?
+    /// `--detect-local-mode`
+    public var detectLocalMode: String?
+    /// `--pod-bridge-interface`
+    public var podBridgeInterface: String?
+    /// `--pod-interface-name-prefix`
+    public var podInterfaceNamePrefix: String?
+    /// `--conntrack-max-per-core`
+    public var conntrackMaxPerCore: Int?
+    /// `--conntrack-min`
+    public var conntrackMin: Int?
+    /// `--conntrack-tcp-timeout-established`
+    public var conntrackTCPEstablishedTimeout: GoDuration?
+    /// `--conntrack-tcp-timeout-close-wait`
+    public var conntrackTCPCloseWaitTimeout: GoDuration?
+    /// `--conntrack-tcp-be-liberal`
+    public var conntrackTCPBeLiberal: Bool?
+    /// `--conntrack-udp-timeout`
+    public var conntrackUDPTimeout: GoDuration?
+    /// `--conntrack-udp-timeout-stream`
+    public var conntrackUDPStreamTimeout: GoDuration?
+    /// `--kubeconfig`
+    public var kubeconfig: String?
+    /// `--kube-api-content-type`
+    public var kubeAPIContentType: String?
+    /// `--kube-api-qps`
+    public var kubeAPIQPS: Double?
+    /// `--kube-api-burst`
+    public var kubeAPIBurst: Int?
+    /// `--master`: apiserver URL overriding the kubeconfig's; not part of the config file, never ignored.
+    public var master: String?
+    /// `--proxy-mode`
+    public var proxyMode: String?
+    /// `--oom-score-adj`
+    public var oomScoreAdj: Int?
+    /// `--config-sync-period`
+    public var configSyncPeriod: GoDuration?
+    /// `--feature-gates` (already split into name -> enabled).
+    public var featureGates: [String: Bool]?
+    /// `-v` / `--v`
+    public var verbosity: Int?
+
+    public init() {}
+
+    /// (flag, config path, value) for every flag that was given, in flag order.
+    var assignments: [(flag: String, path: String, value: ConfigValue)] {
+        var out: [(String, String, ConfigValue)] = []
+        func add(_ flag: String, _ path: String, _ v: ConfigValue?) {
+            if let v { out.append((flag, path, v)) }
+        }
+        add("--hostname-override", "hostnameOverride", hostnameOverride.map { .string($0) })
+        add("--bind-address", "bindAddress", bindAddress.map { .string($0) })
+        add("--healthz-bind-address", "healthzBindAddress", healthzBindAddress.map { .string($0) })
+        add("--metrics-bind-address", "metricsBindAddress", metricsBindAddress.map { .string($0) })
+        add("--bind-address-hard-fail", "bindAddressHardFail", bindAddressHardFail.map { .bool($0) })
+        add("--profiling", "enableProfiling", enableProfiling.map { .bool($0) })
+        add("--show-hidden-metrics-for-version", "showHiddenMetricsForVersion",
+            showHiddenMetricsForVersion.map { .string($0) })
+        add("--cluster-cidr", "clusterCIDR", clusterCIDR.map { .string($0) })
+        add("--masquerade-all", "iptables.masqueradeAll", masqueradeAll.map { .bool($0) })
+        add("--iptables-masquerade-bit", "iptables.masqueradeBit", iptablesMasqueradeBit.map { .int($0) })
+        add("--iptables-sync-period", "iptables.syncPeriod", iptablesSyncPeriod.map { .string($0.description) })
+        add("--iptables-min-sync-period", "iptables.minSyncPeriod", iptablesMinSyncPeriod.map { .string($0.description) })
+        add("--iptables-localhost-nodeports", "iptables.localhostNodePorts", iptablesLocalhostNodePorts.map { .bool($0) })
+        add("--nodeport-addresses", "nodePortAddresses",
+            nodePortAddresses.map { list in
+                .list(list.flatMap { $0.split(separator: ",") }.map { .string($0.trimmingWhitespace()) })
+            })
+        add("--detect-local-mode", "detectLocalMode", detectLocalMode.map { .string($0) })
+        add("--pod-bridge-interface", "detectLocal.bridgeInterface", podBridgeInterface.map { .string($0) })
+        add("--pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", podInterfaceNamePrefix.map { .string($0) })
+        add("--conntrack-max-per-core", "conntrack.maxPerCore", conntrackMaxPerCore.map { .int($0) })
+        add("--conntrack-min", "conntrack.min", conntrackMin.map { .int($0) })
+        add("--conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout",
+            conntrackTCPEstablishedTimeout.map { .string($0.description) })
+        add("--conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout",
+            conntrackTCPCloseWaitTimeout.map { .string($0.description) })
+        add("--conntrack-tcp-be-liberal", "conntrack.tcpBeLiberal", conntrackTCPBeLiberal.map { .bool($0) })
+        add("--conntrack-udp-timeout", "conntrack.udpTimeout", conntrackUDPTimeout.map { .string($0.description) })
+        add("--conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout",
+            conntrackUDPStreamTimeout.map { .string($0.description) })
+        add("--kubeconfig", "clientConnection.kubeconfig", kubeconfig.map { .string($0) })
+        add("--kube-api-content-type", "clientConnection.contentType", kubeAPIContentType.map { .string($0) })
+        add("--kube-api-qps", "clientConnection.qps", kubeAPIQPS.map { .float($0) })
+        add("--kube-api-burst", "clientConnection.burst", kubeAPIBurst.map { .int($0) })
+        add("--proxy-mode", "mode", proxyMode.map { .string($0) })
+        add("--oom-score-adj", "oomScoreAdj", oomScoreAdj.map { .int($0) })
+        add("--config-sync-period", "configSyncPeriod", configSyncPeriod.map { .string($0.description) })
+        add("--feature-gates", "featureGates",
+            featureGates.map { gates in
+                .map(gates.keys.sorted().map { ConfigEntry(key: $0, value: .bool(gates[$0]!)) })
+            })
+        add("-v", "logging.verbosity", verbosity.map { .int($0) })
+        return out
+    }
+
+    /// Writes the given flags into the raw tree before decoding, so they are defaulted and validated
+    /// like file values, and remembers which flag set which path for error messages.
+    func apply(to tree: inout ConfigValue, configFileGiven: Bool, sink: DecodeSink) {
+        for a in assignments {
+            if configFileGiven && a.flag != "--hostname-override" {
+                sink.warning(.flagIgnored(flag: a.flag))
+                continue
+            }
+            var value = a.value
+            if a.flag == "--hostname-override", case .string(let s) = value {
+                // processHostnameOverrideFlag: trimmed and lowercased.
+                value = .string(s.trimmingWhitespace().lowercased())
+            }
+            tree.set(a.path.split(separator: ".").map(String.init), to: value)
+            sink.flagOrigins[a.path] = a.flag
+        }
+    }
+}
