@@ -40,6 +40,8 @@ let package = Package(
             "KubeModel", "ProxyConfig", "Ruleset", "RuleCompiler", "Netfilter", "KubeSource",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
+        .executableTarget(name: "natd-bench", dependencies: ["SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig"]),
         .executableTarget(name: "kube-natd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

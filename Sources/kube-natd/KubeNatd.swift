@@ -1,0 +1,97 @@
+import ArgumentParser
+import Daemon
+import Foundation
+import KubeModel
+import KubeSource
+import ProxyConfig
+import RuleCompiler
+import Ruleset
+
+@main
+struct KubeNatd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kube-natd",
+        abstract: "A drop-in replacement for kube-proxy's iptables mode that commits each table atomically through libiptc.",
+        discussion: """
+            kube-natd learns Services and EndpointSlices (from an apiserver or from manifest files), compiles the \
+            KUBE-* chains kube-proxy would write on this node, and writes each table in one commit.
+
+              kube-natd --config FILE --source PATH --dry-run     print the rules as iptables-restore text
+              kube-natd --config FILE --source PATH --once        program the kernel once and exit
+              kube-natd --cleanup                                 remove everything kube-proxy/kube-natd created
+            """)
+
+    @OptionGroup(title: "Configuration") var config: ConfigOptions
+    @OptionGroup(title: "Cluster source") var source: SourceOptions
+    @OptionGroup(title: "Rules") var rules: RuleOptions
+
+    @Option(name: [.customShort("v"), .customLong("v")], help: "Log level verbosity (0-10), as kube-proxy's -v.")
+    var verbosity: Int?
+
+    mutating func run() throws {
+        let setup: NodeSetup
+        do {
+            setup = try NodeSetup.load(configPath: config.configFile, overrides: try config.overrides(verbosity: verbosity))
+        } catch let e as SetupError {
+            Stderr.line(e.description)
+            throw ExitCode(e.exitCode)
+        }
+        for w in setup.warnings { Stderr.line("warning: \(w)") }
+
+        if let path = config.writeConfigTo {
+            try setup.configuration.render().write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        if config.validate {
+            if let path = source.source {
+                let load = try loadManifests(path)
+                for issue in load.issues { Stderr.line(issue.description) }
+                if !load.errors.isEmpty { throw ExitCode(2) }
+            }
+            return
+        }
+        if rules.dryRun {
+            try dryRun(setup)
+            return
+        }
+        Stderr.line("kube-natd: nothing to do: give --dry-run (the long-running mode and --once need the kernel backend)")
+        throw ExitCode(2)
+    }
+
+    func loadManifests(_ path: String) throws -> ManifestLoad {
+        do { return try ManifestInput.load(path) } catch let e as SetupError {
+            Stderr.line(e.description)
+            throw ExitCode(e.exitCode)
+        }
+    }
+
+    func features(probe: Bool) -> KernelFeatures {
+        KernelFeatures(randomFully: rules.randomFully == .yes || (rules.randomFully == .auto && probe && KernelProbe.hasRandomFully()),
+                       nfacctCounters: rules.nfacctCounters == .yes)
+    }
+
+    func dryRun(_ setup: NodeSetup) throws {
+        guard let path = source.source else {
+            Stderr.line("kube-natd: --dry-run needs --source PATH (manifest files)")
+            throw ExitCode(2)
+        }
+        let load = try loadManifests(path)
+        for issue in load.issues { Stderr.line(issue.description) }
+        let state = load.clusterState
+        let families = rules.ipFamily.families
+        var out = [UInt8]()
+        for family in families {
+            let compiler = RuleCompiler(settings: setup.settings(for: family, features: features(probe: false)))
+            if families.count > 1 { out += Array("# \(family.rawValue)\n".utf8) }
+            out += TextRenderer.renderBytes(compiler.compile(state))
+        }
+        FileHandle.standardOutput.write(Data(out))
+        let skipped = load.issues.filter { $0.severity == .error }.count
+        let ignored = load.issues.count - skipped
+        Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
+    }
+}
+
+enum Stderr {
+    static func line(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+}
