@@ -47,7 +47,7 @@ let package = Package(
         ]),
         .testTarget(name: "KubeModelTests", dependencies: ["KubeModel"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
-        .testTarget(name: "RuleCompilerTests", dependencies: ["RuleCompiler", "Ruleset", "KubeModel", "ProxyConfig"],
+        .testTarget(name: "RuleCompilerTests", dependencies: ["RuleCompiler", "Ruleset", "KubeModel", "ProxyConfig", "KubeSource"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
         .testTarget(name: "KubeSourceTests", dependencies: ["KubeSource", "KubeModel"]),
