@@ -101,4 +101,20 @@ final class HealthServerTests: XCTestCase {
         XCTAssertEqual(scrape.value("kubeproxy_proxy_livez_total", ["code": "200"]), 2)
         XCTAssertEqual(scrape.value("kubeproxy_proxy_livez_total", ["code": "503"]), 0)
     }
+
+    func testKeepAliveConnectionAnswersEveryRequest() throws {
+        let raw = try httpExchange(
+            port: self.server.port,
+            request:
+                "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /livez HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        XCTAssertEqual(raw.components(separatedBy: "HTTP/1.1 200 OK\r\n").count - 1, 2, raw)
+        XCTAssertTrue(raw.hasSuffix("\"currentTime\": \"2024-01-01 00:00:00.000000001 +0000 UTC\"}"), raw)
+    }
+
+    func testHeadGetsHeadersWithoutBody() throws {
+        let raw = try httpExchange(
+            port: self.server.port, request: "HEAD /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        XCTAssertTrue(raw.hasPrefix("HTTP/1.1 200 OK\r\n"), raw)
+        XCTAssertTrue(raw.hasSuffix("\r\n\r\n"), "no body after the headers: \(raw)")
+    }
 }

@@ -128,4 +128,20 @@ final class ServiceHealthServersTests: XCTestCase {
         XCTAssertEqual(try httpGet(port: port, path: "/", host: "127.0.0.2").status, 200)
         await servers.stop()
     }
+
+    func testWildcardAddressAnswersOnLoopback() async throws {
+        let servers = ServiceHealthServers(
+            health: self.health, group: MultiThreadedEventLoopGroup.singleton, logger: self.logs.logger)
+        let port = try freePort()
+        await servers.sync([port: ServiceHealthState(service: self.svc1, localEndpoints: 1)])
+        XCTAssertEqual(try httpGet(port: port, path: "/healthz", host: "127.0.0.1").status, 200)
+        await servers.stop()
+    }
+
+    func testListenAddressesFollowNodePortAddresses() {
+        XCTAssertEqual(ServiceHealthServers.listenAddresses(for: .all), ["0.0.0.0"])
+        XCTAssertEqual(
+            ServiceHealthServers.listenAddresses(for: .addresses([IPAddress("10.0.0.5")!, IPAddress("fd00::5")!])),
+            ["10.0.0.5", "fd00::5"])
+    }
 }

@@ -41,6 +41,23 @@ enum HTTPTestError: Error {
 /// A minimal blocking HTTP/1.1 GET over a TCP socket, every step bounded by `timeout` seconds.
 /// Written against raw sockets so the server is tested from outside NIO.
 func httpGet(port: Int, path: String, host: String = "127.0.0.1", timeout: Int = 3) throws -> HTTPResult {
+    let text = try httpExchange(
+        port: port, request: "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n", host: host,
+        timeout: timeout)
+    guard let split = text.range(of: "\r\n\r\n") else { throw HTTPTestError.malformed(text) }
+    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+    let statusParts = lines[0].split(separator: " ")
+    guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw HTTPTestError.malformed(lines[0]) }
+    var headers: [String: String] = [:]
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return HTTPResult(status: status, headers: headers, body: String(text[split.upperBound...]))
+}
+
+/// Sends `request` as is and returns everything the server writes until it closes the connection.
+func httpExchange(port: Int, request: String, host: String = "127.0.0.1", timeout: Int = 3) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HTTPTestError.connect(errno) }
     defer { close(fd) }
@@ -57,8 +74,8 @@ func httpGet(port: Int, path: String, host: String = "127.0.0.1", timeout: Int =
         }
     }
     guard rc == 0 else { throw HTTPTestError.connect(errno) }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    let bytes = Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     var data = [UInt8]()
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -67,17 +84,7 @@ func httpGet(port: Int, path: String, host: String = "127.0.0.1", timeout: Int =
         if n < 0 { throw HTTPTestError.timeout }
         data += buffer[0..<n]
     }
-    let text = String(decoding: data, as: UTF8.self)
-    guard let split = text.range(of: "\r\n\r\n") else { throw HTTPTestError.malformed(text) }
-    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
-    let statusParts = lines[0].split(separator: " ")
-    guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw HTTPTestError.malformed(lines[0]) }
-    var headers: [String: String] = [:]
-    for line in lines.dropFirst() {
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-    }
-    return HTTPResult(status: status, headers: headers, body: String(text[split.upperBound...]))
+    return String(decoding: data, as: UTF8.self)
 }
 
 /// A port free right now on 127.0.0.1 (bound to 0, read back, released).

@@ -52,7 +52,24 @@ final class HTTPListener: Sendable {
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts answering.
+    ///
+    /// `0.0.0.0`, `::` and an empty host all mean every address of both families, as in Go ("go
+    /// treats them all the same", service_health.go): a dual-stack `::` socket, or `0.0.0.0` where
+    /// the host has no IPv6.
     static func bind(
+        host: String, port: Int, group: any EventLoopGroup, responder: @escaping HTTPResponder
+    ) async throws -> HTTPListener {
+        guard ["", "0.0.0.0", "::"].contains(host) else {
+            return try await self.bindExactly(host: host, port: port, group: group, responder: responder)
+        }
+        do {
+            return try await self.bindExactly(host: "::", port: port, group: group, responder: responder)
+        } catch {
+            return try await self.bindExactly(host: "0.0.0.0", port: port, group: group, responder: responder)
+        }
+    }
+
+    private static func bindExactly(
         host: String, port: Int, group: any EventLoopGroup, responder: @escaping HTTPResponder
     ) async throws -> HTTPListener {
         let bootstrap = ServerBootstrap(group: group)
@@ -72,7 +89,10 @@ final class HTTPListener: Sendable {
     var port: Int { self.channel.localAddress?.port ?? 0 }
 
     /// The bound address, for logs.
-    var address: String { self.channel.localAddress.map { "\($0)" } ?? "?" }
+    var address: String {
+        guard let local = self.channel.localAddress, let ip = local.ipAddress, let port = local.port else { return "?" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
 
     /// Stops listening. Connections already accepted finish their current request.
     func close() async {

@@ -3,6 +3,7 @@ import KubeModel
 import Logging
 import NIOCore
 import NIOHTTP1
+import ProxyConfig
 
 /// A Service's `healthCheckNodePort`.
 public typealias HealthCheckPort = Int
@@ -41,6 +42,15 @@ public actor ServiceHealthServers {
         self.addresses = addresses.isEmpty ? ["0.0.0.0"] : addresses
         self.group = group
         self.logger = logger
+    }
+
+    /// Where health-check ports listen for a `nodePortAddresses` setting: every address unless it
+    /// names node addresses, then each of those (upstream's `nodeIPs`).
+    public static func listenAddresses(for nodePortAddresses: NodePortAddresses) -> [String] {
+        switch nodePortAddresses {
+        case .all: return ["0.0.0.0"]
+        case .addresses(let ips): return ips.isEmpty ? ["0.0.0.0"] : ips.map(\.description)
+        }
     }
 
     /// Makes the open ports exactly `wanted`: closes ports no longer wanted, opens new ones and
