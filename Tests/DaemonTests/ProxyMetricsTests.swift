@@ -92,6 +92,27 @@ final class ProxyMetricsTests: XCTestCase {
         XCTAssertEqual(self.bucketBounds(s, "kubeproxy_network_programming_duration_seconds"), programming)
     }
 
+    func testExpositionIsSortedByFamilyWithGoBucketBounds() {
+        let text = ProxyMetrics(families: [.ipv4]).exposition()
+        let typeNames = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map {
+            String($0.split(separator: " ")[2])
+        }
+        XCTAssertEqual(typeNames, typeNames.sorted())
+        XCTAssertEqual(typeNames.count, self.expectedTypes.count)
+        XCTAssertTrue(
+            text.contains(#"kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="1"} 0"#), text)
+        XCTAssertTrue(
+            text.contains(#"kubeproxy_network_programming_duration_seconds_bucket{ip_family="IPv4",le="0"} 0"#))
+        XCTAssertTrue(
+            text.contains(#"kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.001"} 0"#))
+        XCTAssertFalse(text.contains(#".0"}"#), "no Swift-style whole-number bounds")
+        // HELP stays right before its TYPE.
+        let lines = text.split(separator: "\n")
+        for (i, line) in lines.enumerated() where line.hasPrefix("# HELP ") {
+            XCTAssertTrue(lines[i + 1].hasPrefix("# TYPE " + line.split(separator: " ")[2] + " "), String(line))
+        }
+    }
+
     func testObserveSyncMovesTheRightHistograms() throws {
         let metrics = ProxyMetrics(families: [.ipv4, .ipv6])
         metrics.observeSync(family: .ipv4, seconds: 0.003, full: true)

@@ -119,7 +119,37 @@ public final class ProxyMetrics: @unchecked Sendable {
     /// The Prometheus text exposition of every metric, process metrics refreshed first.
     public func exposition() -> String {
         self.refreshProcessMetrics()
-        return self.registry.emitToString()
+        return Self.goOrdered(self.registry.emitToString())
+    }
+
+    /// Two presentation fixes to the registry's output, so a scrape reads as upstream's:
+    /// metric families sorted by name (client_golang sorts; the registry emits in hash order), and
+    /// whole-number bucket bounds written as Go writes them (`le="1"`, not Swift's `le="1.0"`;
+    /// Prometheus before 3.0 keeps `le` as a plain string, so queries selecting `le="1"` would miss).
+    static func goOrdered(_ text: String) -> String {
+        var families: [(name: String, lines: [Substring])] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            // Every family starts with its HELP line, or its TYPE line when it has no help.
+            let startsFamily =
+                line.hasPrefix("# HELP ")
+                || (line.hasPrefix("# TYPE ") && !(families.last?.lines.last?.hasPrefix("# HELP ") ?? false))
+            if startsFamily || families.isEmpty {
+                let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first.map(String.init) ?? ""
+                families.append((name, []))
+            }
+            families[families.count - 1].lines.append(line.contains("le=\"") ? Self.goBucketBound(line) : line)
+        }
+        families.sort { $0.name < $1.name }
+        return families.flatMap(\.lines).joined(separator: "\n") + "\n"
+    }
+
+    /// `...,le="60.0"} 3` → `...,le="60"} 3`.
+    private static func goBucketBound(_ line: Substring) -> Substring {
+        guard let start = line.range(of: "le=\"")?.upperBound,
+            let end = line[start...].firstIndex(of: "\""),
+            line[start..<end].hasSuffix(".0")
+        else { return line }
+        return Substring(line[..<line.index(end, offsetBy: -2)] + line[end...])
     }
 
     /// Reads /proc/self for the process_* metrics Go's process collector exports.
