@@ -118,6 +118,21 @@ final class ServiceHealthServersTests: XCTestCase {
         XCTAssertEqual(try httpGet(port: taken, path: "/").status, 200)
     }
 
+    func testOverlappingSyncsApplyInOrder() async throws {
+        let port = try freePort()
+        let servers = self.servers!
+        let svc1 = self.svc1
+        async let first: Void = servers.sync([port: ServiceHealthState(service: svc1, localEndpoints: 0)])
+        async let second: Void = servers.sync([port: ServiceHealthState(service: svc1, localEndpoints: 1)])
+        _ = await (first, second)
+        let openPorts = await servers.openPorts
+        XCTAssertEqual(openPorts, [port])
+        XCTAssertFalse(self.logs.all.contains { $0.level == .error }, "one bind per port")
+        // async let gives no start order, so either state may win; the port must answer with one.
+        let status = try httpGet(port: port, path: "/").status
+        XCTAssertTrue([200, 503].contains(status))
+    }
+
     func testOneListenerPerAddress() async throws {
         let servers = ServiceHealthServers(
             health: self.health, addresses: ["127.0.0.1", "127.0.0.2"], group: MultiThreadedEventLoopGroup.singleton,

@@ -31,6 +31,7 @@ public actor ServiceHealthServers {
     private let logger: Logger
     private let states = LockedStates()
     private var listeners: [HealthCheckPort: [HTTPListener]] = [:]
+    private var lastSync: Task<Void, Never>?
 
     /// - Parameter addresses: where each port listens; `["0.0.0.0"]` unless nodePortAddresses
     ///   lists addresses, then one listener per address (upstream's `nodeIPs`).
@@ -57,6 +58,18 @@ public actor ServiceHealthServers {
     /// updates what every port reports. A port that cannot be bound is logged and left closed;
     /// the next sync tries it again. Never throws: one bad port must not stop the others.
     public func sync(_ wanted: [HealthCheckPort: ServiceHealthState]) async {
+        // Binding and closing suspend the actor; chaining keeps overlapping calls from both
+        // opening one port (the loser would then forget the winner's state).
+        let previous = self.lastSync
+        let task = Task {
+            await previous?.value
+            await self.apply(wanted)
+        }
+        self.lastSync = task
+        await task.value
+    }
+
+    private func apply(_ wanted: [HealthCheckPort: ServiceHealthState]) async {
         for (port, listeners) in self.listeners where wanted[port] == nil {
             self.logger.info(
                 "Closing healthcheck",
