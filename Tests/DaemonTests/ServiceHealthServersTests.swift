@@ -118,6 +118,15 @@ final class ServiceHealthServersTests: XCTestCase {
         XCTAssertEqual(try httpGet(port: taken, path: "/").status, 200)
     }
 
+    func testClosingAPortClosesItsKeepAliveConnections() async throws {
+        let port = try freePort()
+        await self.servers.sync([port: ServiceHealthState(service: self.svc1, localEndpoints: 1)])
+        let connection = try KeepAliveConnection(port: port)
+        XCTAssertTrue(try connection.get("/").hasPrefix("HTTP/1.1 200 OK"))
+        await self.servers.sync([:])
+        XCTAssertTrue(connection.waitForClose(), "the server closed the idle keep-alive connection")
+    }
+
     func testOverlappingSyncsApplyInOrder() async throws {
         let port = try freePort()
         let servers = self.servers!

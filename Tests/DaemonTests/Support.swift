@@ -87,6 +87,58 @@ func httpExchange(port: Int, request: String, host: String = "127.0.0.1", timeou
     return String(decoding: data, as: UTF8.self)
 }
 
+/// A client connection kept open between requests, as a load balancer's health checker keeps it.
+final class KeepAliveConnection {
+    let fd: Int32
+
+    init(port: Int, timeout: Int = 3) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else {
+            close(self.fd)
+            throw HTTPTestError.connect(errno)
+        }
+    }
+
+    /// One keep-alive request; returns the head and body of the response (read until Content-Length).
+    func get(_ path: String) throws -> String {
+        let bytes = Array("GET \(path) HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+        _ = bytes.withUnsafeBytes { send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var data = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(self.fd, &buffer, buffer.count, 0)
+            if n <= 0 { throw HTTPTestError.timeout }
+            data += buffer[0..<n]
+            let text = String(decoding: data, as: UTF8.self)
+            guard let split = text.range(of: "\r\n\r\n") else { continue }
+            let length =
+                text[..<split.lowerBound].components(separatedBy: "\r\n")
+                .first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            if text[split.upperBound...].utf8.count >= length { return text }
+        }
+    }
+
+    /// True when the server closes the connection (recv returns 0) within the receive timeout.
+    func waitForClose() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        return recv(self.fd, &buffer, buffer.count, 0) == 0
+    }
+
+    deinit { close(self.fd) }
+}
+
 /// A port free right now on 127.0.0.1 (bound to 0, read back, released).
 func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

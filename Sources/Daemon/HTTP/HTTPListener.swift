@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -46,9 +47,11 @@ public typealias HTTPResponder = @Sendable (HTTPRequestHead) -> HTTPReply
 /// A listening HTTP/1.1 server bound to one address, answering every request with a responder.
 final class HTTPListener: Sendable {
     let channel: any Channel
+    private let connections: OpenConnections
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, connections: OpenConnections) {
         self.channel = channel
+        self.connections = connections
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts answering.
@@ -72,17 +75,19 @@ final class HTTPListener: Sendable {
     private static func bindExactly(
         host: String, port: Int, group: any EventLoopGroup, responder: @escaping HTTPResponder
     ) async throws -> HTTPListener {
+        let connections = OpenConnections()
         let bootstrap = ServerBootstrap(group: group)
             // Go's net.Listen sets SO_REUSEADDR too: restarts do not wait out TIME_WAIT.
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 128)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                connections.insert(channel)
+                return channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
                     channel.pipeline.addHandler(HTTPResponderHandler(responder: responder))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
-        return HTTPListener(channel: channel)
+        return HTTPListener(channel: channel, connections: connections)
     }
 
     /// The bound port (the chosen one when bound to port 0).
@@ -94,9 +99,35 @@ final class HTTPListener: Sendable {
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 
-    /// Stops listening. Connections already accepted finish their current request.
+    /// Stops listening and closes the connections it accepted, as Go's `http.Server.Close` does:
+    /// a load balancer holding a keep-alive connection to a closed health-check port must not keep
+    /// getting answers from it.
     func close() async {
         try? await self.channel.close()
+        for connection in self.connections.removeAll() {
+            try? await connection.close()
+        }
+    }
+}
+
+/// The accepted connections of one listener, so closing the listener can close them too.
+private final class OpenConnections: @unchecked Sendable {
+    private let lock = NSLock()
+    private var channels: [ObjectIdentifier: any Channel] = [:]
+
+    func insert(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.lock.withLock { self.channels[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            _ = self.lock.withLock { self.channels.removeValue(forKey: id) }
+        }
+    }
+
+    func removeAll() -> [any Channel] {
+        self.lock.withLock {
+            defer { self.channels.removeAll() }
+            return Array(self.channels.values)
+        }
     }
 }
 
