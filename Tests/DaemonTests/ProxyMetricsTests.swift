@@ -199,25 +199,36 @@ final class ProxyMetricsTests: XCTestCase {
         let metrics = ProxyMetrics(families: [.ipv4])
         let server = try await MetricsServer.start(
             host: "127.0.0.1", port: 0, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
-        defer { Task { await server.stop() } }
+        do {
+            try self.checkMetricsServer(port: server.port, metrics: metrics)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
 
-        let before = try httpGet(port: server.port, path: "/metrics")
+    private func checkMetricsServer(port: Int, metrics: ProxyMetrics) throws {
+        let before = try httpGet(port: port, path: "/metrics")
         XCTAssertEqual(before.status, 200)
         XCTAssertEqual(before.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
         let first = try PrometheusText.parse(before.body)
         XCTAssertEqual(first.value("kubeproxy_sync_proxy_rules_duration_seconds_count", ["ip_family": "IPv4"]), 0)
 
         metrics.observeSync(family: .ipv4, seconds: 0.02, full: true)
-        let second = try PrometheusText.parse(try httpGet(port: server.port, path: "/metrics").body)
+        let second = try PrometheusText.parse(try httpGet(port: port, path: "/metrics").body)
         XCTAssertEqual(second.value("kubeproxy_sync_proxy_rules_duration_seconds_count", ["ip_family": "IPv4"]), 1)
 
-        let healthz = try httpGet(port: server.port, path: "/healthz")
+        let healthz = try httpGet(port: port, path: "/healthz")
         XCTAssertEqual(healthz.status, 200)
         XCTAssertEqual(healthz.body, "ok")
         XCTAssertEqual(healthz.headers["content-type"], "text/plain; charset=utf-8")
         XCTAssertEqual(healthz.headers["x-content-type-options"], "nosniff")
 
-        XCTAssertEqual(try httpGet(port: server.port, path: "/proxyMode").body, "iptables")
-        XCTAssertEqual(try httpGet(port: server.port, path: "/nope").status, 404)
+        XCTAssertEqual(try httpGet(port: port, path: "/healthz/ping").body, "ok")
+        XCTAssertEqual(
+            try httpGet(port: port, path: "/healthz?verbose").body, "[+]ping ok\nhealthz check passed\n")
+        XCTAssertEqual(try httpGet(port: port, path: "/proxyMode").body, "iptables")
+        XCTAssertEqual(try httpGet(port: port, path: "/nope").status, 404)
     }
 }

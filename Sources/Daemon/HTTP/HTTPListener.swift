@@ -185,4 +185,11 @@ extension HTTPRequestHead {
         if let q = uri.firstIndex(where: { $0 == "?" || $0 == "#" }) { return String(uri[..<q]) }
         return uri
     }
+
+    /// The names of the query parameters (`?verbose&x=1` gives `["verbose", "x"]`).
+    var queryItems: [String] {
+        guard let q = self.uri.firstIndex(of: "?") else { return [] }
+        let query = self.uri[self.uri.index(after: q)...].prefix { $0 != "#" }
+        return query.split(separator: "&").map { String($0.prefix { $0 != "=" }) }
+    }
 }

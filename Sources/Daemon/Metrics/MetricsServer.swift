@@ -41,8 +41,9 @@ public final class MetricsServer: Sendable {
             return HTTPReply(
                 status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                 body: metrics.exposition())
-        case "/healthz":
-            return .text(.ok, "ok")
+        case "/healthz", "/healthz/ping":
+            // component-base's healthz with its one default check, ping; `?verbose` lists the checks.
+            return .text(.ok, head.queryItems.contains("verbose") ? "[+]ping ok\nhealthz check passed\n" : "ok")
         case "/proxyMode":
             return .text(.ok, "iptables")
         default:
