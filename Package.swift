@@ -31,8 +31,10 @@ let package = Package(
             ]
         ),
         .target(name: "Netfilter", dependencies: [
-            "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+            "KubeModel", "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
+        .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
         ]),
