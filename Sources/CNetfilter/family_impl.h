@@ -252,13 +252,43 @@ static int is_verdict(const char *label) {
     return !label[0] || !strcmp(label, "ACCEPT") || !strcmp(label, "DROP") || !strcmp(label, "RETURN");
 }
 
+/* The kernel echoes a match's name with strlen+1 bytes only; the rest of the 29-byte field holds whatever the
+   kernel's own copy held (pointer bytes). So matches are compared as name, revision, size, then data. */
+static int same_matches(const ENTRY *e, const ENTRY *w) {
+    const size_t hdr = XT_ALIGN(sizeof(struct xt_entry_match));
+    for (size_t i = sizeof(ENTRY); i < e->target_offset;) {
+        const struct xt_entry_match *m = (const void *)((const uint8_t *)e + i);
+        const struct xt_entry_match *n = (const void *)((const uint8_t *)w + i);
+        if (m->u.match_size != n->u.match_size || m->u.match_size < hdr) return 0;
+        if (strncmp(m->u.user.name, n->u.user.name, sizeof(m->u.user.name))) return 0;
+        if (m->u.user.revision != n->u.user.revision) return 0;
+        if (memcmp(m->data, n->data, m->u.match_size - hdr)) return 0;
+        i += m->u.match_size;
+    }
+    return 1;
+}
+
+/* Digest of a rule's matches with the same rule as same_matches. */
+static uint64_t digest_matches(uint64_t d, const ENTRY *e) {
+    const size_t hdr = XT_ALIGN(sizeof(struct xt_entry_match));
+    for (size_t i = sizeof(ENTRY); i < e->target_offset;) {
+        const struct xt_entry_match *m = (const void *)((const uint8_t *)e + i);
+        if (m->u.match_size < hdr) break;
+        d = knat_fnv(d, &m->u.match_size, sizeof(m->u.match_size));
+        d = knat_fnv(d, m->u.user.name, strnlen(m->u.user.name, sizeof(m->u.user.name)));
+        d = knat_fnv(d, &m->u.user.revision, 1);
+        d = knat_fnv(d, m->data, m->u.match_size - hdr);
+        i += m->u.match_size;
+    }
+    return d;
+}
+
 /* Same rule as the one in b (header, matches, target; not counters)? */
 static int same_rule(const ENTRY *e, const builder *b, struct xtc_handle *h) {
     const ENTRY *w = (const ENTRY *)b->buf;
     if (e->target_offset != w->target_offset || e->next_offset != w->next_offset) return 0;
     if (memcmp(&e->HDR, &w->HDR, sizeof(e->HDR))) return 0;
-    if (memcmp((const uint8_t *)e + sizeof(ENTRY), b->buf + sizeof(ENTRY), e->target_offset - sizeof(ENTRY)))
-        return 0;
+    if (!same_matches(e, w)) return 0;
     const char *target = TC(get_target)(e, h);
     if (!target || strcmp(target, b->label)) return 0;
     if (b->module_target) {
@@ -560,12 +590,15 @@ static long list_impl(const char *table, char *out, size_t cap, knat_result *res
             digest = knat_fnv(digest, &e->HDR, sizeof(e->HDR));
             digest = knat_fnv(digest, &e->target_offset, sizeof(e->target_offset));
             digest = knat_fnv(digest, &e->next_offset, sizeof(e->next_offset));
-            digest = knat_fnv(digest, (const uint8_t *)e + sizeof(ENTRY), e->target_offset - sizeof(ENTRY));
+            digest = digest_matches(digest, e);
             const char *target = TC(get_target)(e, h);
             digest = knat_fnv(digest, target, strlen(target) + 1);
             const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
-            if (t->u.user.name[0]) /* an extension target: its bytes matter, a verdict's offset does not */
-                digest = knat_fnv(digest, t, t->u.target_size);
+            if (t->u.user.name[0]) { /* an extension target: its bytes matter, a verdict's offset does not */
+                digest = knat_fnv(digest, &t->u.target_size, sizeof(t->u.target_size));
+                digest = knat_fnv(digest, &t->u.user.revision, 1);
+                digest = knat_fnv(digest, t->data, t->u.target_size - XT_ALIGN(sizeof(struct xt_entry_target)));
+            }
         }
         char line[128];
         int n = snprintf(line, sizeof(line), "%s\t%d\t%u\t%016llx\n", c, TC(builtin)(c, h) ? 1 : 0, rules,

@@ -45,7 +45,7 @@ public enum RuleEncoding {
             case .established: mask | 1 << 1
             case .related: mask | 1 << 2
             case .new: mask | 1 << 3
-            case .dnat: mask | 1 << 9
+            case .dnat: mask | 1 << 7  // XT_CONNTRACK_STATE_DNAT = 1 << (IP_CT_NUMBER + 2), IP_CT_NUMBER = 5
             }
         }
     }

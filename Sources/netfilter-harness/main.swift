@@ -2,6 +2,7 @@
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
 //   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2] [--nfacct]
+//                             [--lock-timeout-ms N]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
@@ -163,6 +164,7 @@ struct Options {
     var variant = 1
     var table = Table.nat
     var nfacct = false
+    var lockTimeoutMilliseconds: Int32 = 5000
 }
 
 func parse() -> Options {
@@ -183,6 +185,7 @@ func parse() -> Options {
         case "--backend": o.backend = value
         case "--variant": o.variant = Int(value) ?? 1
         case "--table": o.table = Table(rawValue: value) ?? .nat
+        case "--lock-timeout-ms": o.lockTimeoutMilliseconds = Int32(value) ?? 5000
         default: usage()
         }
     }
@@ -190,7 +193,7 @@ func parse() -> Options {
 }
 
 func usage() -> Never {
-    FileHandle.standardError.write("usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct]\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct] [--lock-timeout-ms N]\n".data(using: .utf8)!)
     exit(2)
 }
 
@@ -203,7 +206,7 @@ do {
         case "restore-legacy": RestoreBackend(mode: .legacy)
         case "restore-nft": RestoreBackend(mode: .nft)
         case "dry-run": DryRunBackend()
-        default: LibiptcBackend()
+        default: LibiptcBackend(lockTimeoutMilliseconds: options.lockTimeoutMilliseconds)
         }
         let report = try backend.apply(ruleset)
         if options.backend == "dry-run" {

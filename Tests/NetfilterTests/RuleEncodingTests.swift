@@ -42,7 +42,7 @@ final class RuleEncodingTests: XCTestCase {
     }
 
     func testConntrackStateBitsMatchTheKernel() {
-        XCTAssertEqual(RuleEncoding.conntrackMask([.new, .dnat]), 0x0208)
+        XCTAssertEqual(RuleEncoding.conntrackMask([.new, .dnat]), 0x0088)
         XCTAssertEqual(RuleEncoding.conntrackMask([.invalid, .established, .related]), 0x0007)
     }
 
