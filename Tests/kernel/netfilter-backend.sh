@@ -166,17 +166,22 @@ for FAMILY in ipv4 ipv6; do
     delns l
 
     # --- no leaks in the shim ----------------------------------------------------------------------
+    # valgrind 3.19 cannot read the DWARF 5 Swift emits, so it runs a copy without debug info. Only
+    # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost".
     if [ "$VALGRIND" = 1 ] && command -v valgrind > /dev/null; then
         newns v
-        if X v valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
-            --log-file="$TMP/valgrind.$FAMILY" "$HARNESS" apply --backend libiptc --family "$FAMILY" 2> /dev/null \
-            && X v valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
-                --log-file="$TMP/valgrind2.$FAMILY" "$HARNESS" apply --backend libiptc --variant 2 --family "$FAMILY" 2> /dev/null; then
-            ok "$FAMILY: valgrind: no definite leaks or memory errors in apply"
-        else
-            bad "$FAMILY: valgrind reported errors"
-            grep -E 'definitely|Invalid|uninitialised' -A8 "$TMP/valgrind.$FAMILY" "$TMP/valgrind2.$FAMILY" | head -60
-        fi
+        objcopy --strip-debug "$HARNESS" "$TMP/harness-nodebug"
+        vg() { X v valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
+            --log-file="$TMP/valgrind.$FAMILY.$1" "$TMP/harness-nodebug" "${@:2}" --family "$FAMILY" 2> /dev/null; }
+        for run in "apply --backend libiptc" "apply --backend libiptc --variant 2" "cleanup"; do
+            name=${run// /_}
+            if vg "$name" $run; then
+                ok "$FAMILY: valgrind $run: no memory errors, no definite leaks"
+            else
+                bad "$FAMILY: valgrind $run reported errors"
+                grep -E 'definitely|Invalid|uninitialised' -A8 "$TMP/valgrind.$FAMILY.$name" | head -40
+            fi
+        done
         delns v
     fi
 done
