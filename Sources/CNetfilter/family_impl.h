@@ -193,7 +193,8 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
             break;
         }
         case KNAT_E_NFACCT: {
-            struct xt_nfacct_match_info *a = add_match(b, "nfacct", 0, sizeof(*a));
+            /* iptables 1.8.9 loads revision 1 (same layout, pointer forced to 8-byte alignment). */
+            struct xt_nfacct_match_info_v1 *a = add_match(b, "nfacct", 1, sizeof(*a));
             if (!(data = a)) break;
             if (!knat_copy_str(&rec, 0, a->name, sizeof(a->name))) goto malformed;
             break;
