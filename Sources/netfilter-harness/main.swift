@@ -2,7 +2,7 @@
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
 //   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2] [--nfacct]
-//                             [--lock-timeout-ms N]
+//                             [--lock-timeout-ms N] [--scale SERVICES]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
@@ -157,6 +157,63 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
     return Ruleset(family: family, tables: [filter, nat])
 }
 
+/// A kube-proxy-shaped ruleset with `count` ClusterIP Services of 3 endpoints each (~13 nat rules per Service).
+func scaleRuleset(family: IPFamily, count: Int) -> Ruleset {
+    let a = Addresses(family)
+    func address(_ base: IPAddress, _ n: Int) -> IPAddress {
+        var b = base.bytes
+        b[b.count - 2] = UInt8(truncatingIfNeeded: n >> 8)
+        b[b.count - 1] = UInt8(truncatingIfNeeded: n)
+        if b.count == 4 { b[b.count - 3] = UInt8(truncatingIfNeeded: n >> 16) }
+        return IPAddress(bytes: b)!
+    }
+    func hash(_ s: String) -> String {
+        var h: UInt64 = 14_695_981_039_346_656_037
+        for c in s.utf8 { h = (h ^ UInt64(c)) &* 1_099_511_628_211 }
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        return String((0..<16).map { alphabet[Int((h >> UInt64(($0 * 4) % 60)) & 31)] })
+    }
+    var services: [Rule] = []
+    var chains: [Chain] = []
+    for i in 0..<count {
+        let name = "ns\(i % 50)/svc\(i):http"
+        let svc = "KUBE-SVC-" + hash(name)
+        let vip = address(a.clusterIP, i)
+        let match: [Match] = [.comment("\(name) cluster IP"), .proto(.tcp), .destination(.ip(vip), negated: false),
+                              .destinationPort(80)]
+        services.append(Rule(match, .jump(svc)))
+        var rules = [Rule(match + [.source(.cidr(a.podCIDR), negated: true)], .jump("KUBE-MARK-MASQ"))]
+        var seps: [Chain] = []
+        for e in 0..<3 {
+            let pod = address(a.pod1, i * 3 + e)
+            let sep = "KUBE-SEP-" + hash(name + "\(e)")
+            var m: [Match] = [.comment("\(name) -> \(pod.joined(port: 8080))")]
+            if e < 2 { m.append(.statisticRandom(probability: e == 0 ? "0.3333333333" : "0.5000000000")) }
+            rules.append(Rule(m, .jump(sep)))
+            seps.append(Chain(sep, [
+                Rule([.comment(name), .source(.ip(pod), negated: false)], .jump("KUBE-MARK-MASQ")),
+                Rule([.comment(name), .proto(.tcp)], .dnat(pod, port: 8080)),
+            ]))
+        }
+        chains.append(Chain(svc, rules))
+        chains += seps
+    }
+    services.append(Rule([.comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain"),
+                          .addrTypeLocal(.destination)], .jump("KUBE-NODEPORTS")))
+    let fixed = [
+        Chain("KUBE-SERVICES", services),
+        Chain("KUBE-NODEPORTS"),
+        Chain("KUBE-POSTROUTING", [
+            Rule([.mark(value: 0x4000, mask: 0x4000, negated: true)], .return),
+            Rule([], .markXor(0x4000)),
+            Rule([.comment("kubernetes service traffic requiring SNAT")], .masquerade(randomFully: true)),
+        ]),
+        Chain("KUBE-MARK-MASQ", [Rule([], .markOr(0x4000))]),
+    ]
+    let nat = TableRuleset(table: .nat, chains: fixed + chains, baseJumps: UpstreamJumps.jumps(.nat))
+    return Ruleset(family: family, tables: [nat])
+}
+
 struct Options {
     var command = ""
     var family = IPFamily.ipv4
@@ -165,6 +222,7 @@ struct Options {
     var table = Table.nat
     var nfacct = false
     var lockTimeoutMilliseconds: Int32 = 5000
+    var scale = 0
 }
 
 func parse() -> Options {
@@ -185,6 +243,7 @@ func parse() -> Options {
         case "--backend": o.backend = value
         case "--variant": o.variant = Int(value) ?? 1
         case "--table": o.table = Table(rawValue: value) ?? .nat
+        case "--scale": o.scale = Int(value) ?? 0
         case "--lock-timeout-ms": o.lockTimeoutMilliseconds = Int32(value) ?? 5000
         default: usage()
         }
@@ -193,7 +252,7 @@ func parse() -> Options {
 }
 
 func usage() -> Never {
-    FileHandle.standardError.write("usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct] [--lock-timeout-ms N]\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n".data(using: .utf8)!)
     exit(2)
 }
 
@@ -201,7 +260,16 @@ let options = parse()
 do {
     switch options.command {
     case "apply":
-        let ruleset = sampleRuleset(family: options.family, variant: options.variant, nfacct: options.nfacct)
+        let ruleset = options.scale > 0
+            ? scaleRuleset(family: options.family, count: options.scale)
+            : sampleRuleset(family: options.family, variant: options.variant, nfacct: options.nfacct)
+        let started = DispatchTime.now()
+        defer {
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e6
+            if options.scale > 0 {
+                FileHandle.standardError.write("apply: \(ruleset.tables.reduce(0) { $0 + $1.ruleCount }) rules in \(Int(ms)) ms\n".data(using: .utf8)!)
+            }
+        }
         let backend: RulesetBackend = switch options.backend {
         case "restore-legacy": RestoreBackend(mode: .legacy)
         case "restore-nft": RestoreBackend(mode: .nft)
