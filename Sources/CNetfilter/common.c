@@ -14,7 +14,7 @@ void knat_set_message(knat_result *r, const char *fmt, ...) {
     va_end(ap);
 }
 
-static double knat_now(void) {
+double knat_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;

@@ -62,6 +62,7 @@ static inline uint64_t knat_fnv(uint64_t h, const void *data, size_t n) {
 }
 #define KNAT_FNV_INIT 14695981039346656037ULL
 
+double knat_now(void);
 void knat_set_message(knat_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Takes /run/xtables.lock (LOCK_EX). Returns the fd, or -errno; waited seconds in *waited. */

@@ -396,6 +396,7 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
     knat_record rec;
     knat_reader rd;
 
+    double started = knat_now();
     struct xtc_handle *h = TC(init)(table);
     if (!h) {
         int err = errno;
@@ -554,7 +555,11 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
         }
     }
 
-    if (!TC(commit)(h)) {
+    double committing = knat_now();
+    res->build_seconds = committing - started;
+    int committed = TC(commit)(h);
+    res->commit_seconds = knat_now() - committing;
+    if (!committed) {
         int err = errno;
         if (err == EAGAIN) FAIL(EAGAIN);
         knat_set_message(res, "%s: commit: %s", table, TC(strerror)(err));

@@ -14,6 +14,10 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         public var table: Table
         public var attempts: Int = 1
         public var lockWaitSeconds: Double = 0
+        /// Encoding the IR (Swift), building libiptc's cache, and iptc_commit (kernel replace), in seconds.
+        public var encodeSeconds: Double = 0
+        public var buildSeconds: Double = 0
+        public var commitSeconds: Double = 0
         public var chainsCreated: Int = 0
         public var chainsFlushed: Int = 0
         public var chainsDeleted: Int = 0
@@ -38,6 +42,8 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
     public var description: String {
         self.tables.map {
             "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
+                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
+                + "commit=\(String(format: "%.3f", $0.commitSeconds))s "
                 + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) deleted=\($0.chainsDeleted) "
                 + "rules=\($0.rulesAppended) jumpsInserted=\($0.jumpsInserted) rulesDeleted=\($0.rulesDeleted)"
                 + ($0.warnings.isEmpty ? "" : " warnings=\($0.warnings)")

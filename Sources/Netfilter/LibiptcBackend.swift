@@ -1,4 +1,5 @@
 import CNetfilter
+import Dispatch
 import KubeModel
 import Ruleset
 
@@ -24,13 +25,17 @@ public final class LibiptcBackend: RulesetBackend {
         for table in ruleset.tables {
             var program = self.takeProgram(family: ruleset.family)
             defer { self.program = program }
+            let started = DispatchTime.now().uptimeNanoseconds
             do {
                 try Self.encode(table, into: &program)
             } catch {
                 throw NetfilterError.encoding(error)
             }
-            report.tables.append(try Self.run(program, family: ruleset.family, table: table.table,
-                                              lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts))
+            let encoded = DispatchTime.now().uptimeNanoseconds
+            var r = try Self.run(program, family: ruleset.family, table: table.table,
+                                 lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
+            r.encodeSeconds = Double(encoded - started) / 1e9
+            report.tables.append(r)
         }
         return report
     }
@@ -83,6 +88,8 @@ public final class LibiptcBackend: RulesetBackend {
         var r = ApplyReport.TableReport(table: table)
         r.attempts = Int(result.attempts)
         r.lockWaitSeconds = result.lock_wait_seconds
+        r.buildSeconds = result.build_seconds
+        r.commitSeconds = result.commit_seconds
         r.chainsCreated = Int(result.chains_created)
         r.chainsFlushed = Int(result.chains_flushed)
         r.chainsDeleted = Int(result.chains_deleted)
