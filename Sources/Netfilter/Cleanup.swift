@@ -17,7 +17,8 @@ public enum UpstreamJumps {
         case .filter:
             [
                 jump("INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
-                jump("FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
+                jump(
+                    "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
                 jump("INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports", newOnly: false),
                 jump("FORWARD", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
                 jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
@@ -51,9 +52,10 @@ public enum Cleanup {
 
     /// Runs cleanup for each family; jumps are matched exactly, so foreign rules stay.
     @discardableResult
-    public static func run(families: [IPFamily], extraJumps: [Table: [BaseChainJump]] = [:],
-                           lockTimeoutMilliseconds: Int32 = 5000) throws -> [ApplyReport]
-    {
+    public static func run(
+        families: [IPFamily], extraJumps: [Table: [BaseChainJump]] = [:],
+        lockTimeoutMilliseconds: Int32 = 5000
+    ) throws -> [ApplyReport] {
         var reports: [ApplyReport] = []
         for family in families {
             var report = ApplyReport(family: family)
@@ -68,8 +70,10 @@ public enum Cleanup {
                 }
                 if table == .nat { for p in ChainNames.servicePrefixes { program.stalePrefix(p) } }
                 for name in chains[table] ?? [] { program.deleteChain(name) }
-                report.tables.append(try LibiptcBackend.run(program, family: family, table: table,
-                                                            lockTimeout: lockTimeoutMilliseconds, attempts: 5))
+                report.tables.append(
+                    try LibiptcBackend.run(
+                        program, family: family, table: table,
+                        lockTimeout: lockTimeoutMilliseconds, attempts: 5))
             }
             reports.append(report)
         }

@@ -25,9 +25,10 @@ public enum HostModeDetector {
         public var legacySave: String
         public var nftSave: String
         public var version: String
-        public init(legacyMangle: String = "", nftMangle: String = "", legacySave: String = "", nftSave: String = "",
-                    version: String = "")
-        {
+        public init(
+            legacyMangle: String = "", nftMangle: String = "", legacySave: String = "", nftSave: String = "",
+            version: String = ""
+        ) {
             self.legacyMangle = legacyMangle
             self.nftMangle = nftMangle
             self.legacySave = legacySave
@@ -37,8 +38,10 @@ public enum HostModeDetector {
     }
 
     static func kubeletChains(_ save: String) -> Int {
-        save.split(separator: "\n").filter { $0.hasPrefix(":KUBE-IPTABLES-HINT") || $0.hasPrefix(":KUBE-KUBELET-CANARY") }
-            .count
+        save.split(separator: "\n").filter {
+            $0.hasPrefix(":KUBE-IPTABLES-HINT") || $0.hasPrefix(":KUBE-KUBELET-CANARY")
+        }
+        .count
     }
 
     static func ruleLines(_ save: String) -> Int { save.split(separator: "\n").filter { $0.hasPrefix("-") }.count }
@@ -75,7 +78,8 @@ public enum HostModeDetector {
             return o.stdout
         }
         let e = Evidence(
-            legacyMangle: out(["iptables-legacy-save", "-t", "mangle"]) + out(["ip6tables-legacy-save", "-t", "mangle"]),
+            legacyMangle: out(["iptables-legacy-save", "-t", "mangle"])
+                + out(["ip6tables-legacy-save", "-t", "mangle"]),
             nftMangle: out(["timeout", "5", "iptables-nft-save", "-t", "mangle"])
                 + out(["timeout", "5", "ip6tables-nft-save", "-t", "mangle"]),
             legacySave: out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"]),

@@ -32,8 +32,9 @@ public final class LibiptcBackend: RulesetBackend {
                 throw NetfilterError.encoding(error)
             }
             let encoded = DispatchTime.now().uptimeNanoseconds
-            var r = try Self.run(program, family: ruleset.family, table: table.table,
-                                 lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
+            var r = try Self.run(
+                program, family: ruleset.family, table: table.table,
+                lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
             r.encodeSeconds = Double(encoded - started) / 1e9
             report.tables.append(r)
         }
@@ -46,8 +47,10 @@ public final class LibiptcBackend: RulesetBackend {
         for table in tables {
             var program = TableProgram(family: family, capacity: 64)
             program.ensureChain(ChainNames.canary)
-            report.tables.append(try Self.run(program, family: family, table: table,
-                                              lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts))
+            report.tables.append(
+                try Self.run(
+                    program, family: family, table: table,
+                    lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts))
         }
         return report
     }
@@ -78,8 +81,9 @@ public final class LibiptcBackend: RulesetBackend {
     {
         var result = knat_result()
         let rc = program.bytes.withUnsafeBufferPointer { buf in
-            knat_apply_table(family == .ipv4 ? 4 : 6, table.rawValue, buf.baseAddress, buf.count,
-                             lockTimeout, attempts, &result)
+            knat_apply_table(
+                family == .ipv4 ? 4 : 6, table.rawValue, buf.baseAddress, buf.count,
+                lockTimeout, attempts, &result)
         }
         let message = withUnsafeBytes(of: &result.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         if rc != 0 {
@@ -120,8 +124,9 @@ public enum TableReader {
         while true {
             var result = knat_result()
             var buffer = [CChar](repeating: 0, count: capacity)
-            let n = knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, &buffer, capacity,
-                                    lockTimeoutMilliseconds, &result)
+            let n = knat_list_table(
+                family == .ipv4 ? 4 : 6, table.rawValue, &buffer, capacity,
+                lockTimeoutMilliseconds, &result)
             if n < 0 {
                 let message = withUnsafeBytes(of: &result.message) {
                     String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)

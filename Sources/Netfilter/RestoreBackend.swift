@@ -21,8 +21,9 @@ public struct RestoreBackend: RulesetBackend {
             let table = payload.tables[i]
             let save = try Command.run([self.tool(ruleset.family, "-save"), "-t", table.table.rawValue])
             guard save.status == 0 else {
-                throw NetfilterError.command("\(self.tool(ruleset.family, "-save")) -t \(table.table.rawValue)",
-                                            status: save.status, stderr: save.stderr)
+                throw NetfilterError.command(
+                    "\(self.tool(ruleset.family, "-save")) -t \(table.table.rawValue)",
+                    status: save.status, stderr: save.stderr)
             }
             let declared = Set(table.chains.map(\.name))
             var deleted = table.deletedChains
@@ -42,7 +43,9 @@ public struct RestoreBackend: RulesetBackend {
         let text = TextRenderer.renderBytes(payload)
         let restore = self.tool(ruleset.family, "-restore")
         let out = try Command.run([restore, "--noflush"], input: text)
-        guard out.status == 0 else { throw NetfilterError.command("\(restore) --noflush", status: out.status, stderr: out.stderr) }
+        guard out.status == 0 else {
+            throw NetfilterError.command("\(restore) --noflush", status: out.status, stderr: out.stderr)
+        }
         let binary = self.tool(ruleset.family, "")
         for (i, table) in ruleset.tables.enumerated() {
             // Prepending each missing jump in reverse leaves them first, in the given order, on a fresh chain.
@@ -52,8 +55,9 @@ public struct RestoreBackend: RulesetBackend {
                 if check.status == 0 { continue }
                 let insert = try Command.run([binary, "-w", "-t", table.table.rawValue, "-I", jump.baseChain] + args)
                 guard insert.status == 0 else {
-                    throw NetfilterError.command("\(binary) -t \(table.table.rawValue) -I \(jump.baseChain)",
-                                                status: insert.status, stderr: insert.stderr)
+                    throw NetfilterError.command(
+                        "\(binary) -t \(table.table.rawValue) -I \(jump.baseChain)",
+                        status: insert.status, stderr: insert.stderr)
                 }
                 report.tables[i].jumpsInserted += 1
             }

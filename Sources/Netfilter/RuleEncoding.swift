@@ -3,7 +3,7 @@ import KubeModel
 import Ruleset
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Pure conversions from IR values to the numbers iptables itself stores in the kernel.
@@ -132,7 +132,9 @@ struct TableProgram {
                 self.record(Int32(KNAT_E_PROTO)) { $0.append(RuleEncoding.protocolNumber(p)) }
             case .source(let a, let negated), .destination(let a, let negated):
                 let block = a.block
-                guard block.address.bytes.count == width else { throw fail("address \(a) is not \(self.family.rawValue)") }
+                guard block.address.bytes.count == width else {
+                    throw fail("address \(a) is not \(self.family.rawValue)")
+                }
                 let kind = if case .source = m { KNAT_E_SRC } else { KNAT_E_DST }
                 self.record(Int32(kind)) { b in
                     b.append(negated ? 1 : 0)
@@ -140,7 +142,9 @@ struct TableProgram {
                     b.append(contentsOf: RuleEncoding.prefixMask(block.prefixLength, byteCount: width))
                 }
             case .inInterface(let name, let negated):
-                guard let i = RuleEncoding.interface(name) else { throw fail("interface name \(name) longer than 15 bytes") }
+                guard let i = RuleEncoding.interface(name) else {
+                    throw fail("interface name \(name) longer than 15 bytes")
+                }
                 self.record(Int32(KNAT_E_IN_IFACE)) { b in
                     b.append(negated ? 1 : 0)
                     b.append(contentsOf: i.name)

@@ -17,13 +17,16 @@ final class HostModeDetectorTests: XCTestCase {
         """
 
     func testKubeletHintInNftMangleWins() {
-        let d = HostModeDetector.decide(.init(legacyMangle: ":KUBE-KUBELET-CANARY - [0:0]", nftMangle: ":KUBE-IPTABLES-HINT - [0:0]",
-                                              legacySave: legacyRules))
+        let d = HostModeDetector.decide(
+            .init(
+                legacyMangle: ":KUBE-KUBELET-CANARY - [0:0]", nftMangle: ":KUBE-IPTABLES-HINT - [0:0]",
+                legacySave: legacyRules))
         XCTAssertEqual(d.mode, .nft)
     }
 
     func testKubeletCanaryInLegacyMangleMeansLegacy() {
-        let d = HostModeDetector.decide(.init(legacyMangle: "*mangle\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT", nftSave: nftRules))
+        let d = HostModeDetector.decide(
+            .init(legacyMangle: "*mangle\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT", nftSave: nftRules))
         XCTAssertEqual(d.mode, .legacy)
         XCTAssertTrue(d.reason.contains("legacy mangle"))
     }

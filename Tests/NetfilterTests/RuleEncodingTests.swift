@@ -1,7 +1,8 @@
+import KubeModel
+import Ruleset
 import XCTest
 
 @testable import Netfilter
-import Ruleset
 
 final class RuleEncodingTests: XCTestCase {
     func testProbabilityIsRoundedLikeLibxtStatistic() {
@@ -38,7 +39,9 @@ final class RuleEncodingTests: XCTestCase {
         XCTAssertEqual(RuleEncoding.prefixMask(20, byteCount: 4), [255, 255, 240, 0])
         XCTAssertEqual(RuleEncoding.prefixMask(32, byteCount: 4), [255, 255, 255, 255])
         XCTAssertEqual(RuleEncoding.prefixMask(0, byteCount: 4), [0, 0, 0, 0])
-        XCTAssertEqual(RuleEncoding.prefixMask(64, byteCount: 16), [UInt8](repeating: 255, count: 8) + [UInt8](repeating: 0, count: 8))
+        XCTAssertEqual(
+            RuleEncoding.prefixMask(64, byteCount: 16),
+            [UInt8](repeating: 255, count: 8) + [UInt8](repeating: 0, count: 8))
     }
 
     func testConntrackStateBitsMatchTheKernel() {
@@ -69,15 +72,17 @@ final class RuleEncodingTests: XCTestCase {
     }
 
     func testRestoreArgumentsSplitQuotedComments() {
-        let rule = Rule([.conntrackState([.new], negated: false), .comment("kubernetes service portals")],
-                        .jump("KUBE-SERVICES"))
-        XCTAssertEqual(RestoreBackend.arguments(rule),
-                       ["-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes service portals",
-                        "-j", "KUBE-SERVICES"])
+        let rule = Rule(
+            [.conntrackState([.new], negated: false), .comment("kubernetes service portals")],
+            .jump("KUBE-SERVICES"))
+        XCTAssertEqual(
+            RestoreBackend.arguments(rule),
+            [
+                "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes service portals",
+                "-j", "KUBE-SERVICES",
+            ])
     }
 }
-
-import KubeModel
 
 enum IPAddressForTests {
     static let v6 = IPAddress("fd00::1")!
