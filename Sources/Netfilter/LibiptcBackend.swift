@@ -1,5 +1,6 @@
 import CNetfilter
 import Dispatch
+import Logging
 import KubeModel
 import Ruleset
 
@@ -13,11 +14,17 @@ public final class LibiptcBackend: RulesetBackend {
     public var lockTimeoutMilliseconds: Int32
     /// init..commit rounds when commit returns EAGAIN because another writer replaced the table.
     public var maxAttempts: Int32
+    /// One line per table written (debug), warnings (e.g. a stale chain kept) at warning level.
+    public var logger: Logger
     private var program: TableProgram?
 
-    public init(lockTimeoutMilliseconds: Int32 = 5000, maxAttempts: Int32 = 5) {
+    public init(
+        lockTimeoutMilliseconds: Int32 = 5000, maxAttempts: Int32 = 5,
+        logger: Logger = Logger(label: "kube-natd.netfilter")
+    ) {
         self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
         self.maxAttempts = maxAttempts
+        self.logger = logger
     }
 
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
@@ -36,6 +43,7 @@ public final class LibiptcBackend: RulesetBackend {
                 program, family: ruleset.family, table: table.table,
                 lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
             r.encodeSeconds = Double(encoded - started) / 1e9
+            self.log(r, family: ruleset.family)
             report.tables.append(r)
         }
         return report
@@ -53,6 +61,19 @@ public final class LibiptcBackend: RulesetBackend {
                     lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts))
         }
         return report
+    }
+
+    private func log(_ r: ApplyReport.TableReport, family: IPFamily) {
+        self.logger.debug(
+            "wrote table",
+            metadata: [
+                "family": "\(family.flagName)", "table": "\(r.table.rawValue)", "rules": "\(r.rulesAppended)",
+                "chainsDeleted": "\(r.chainsDeleted)", "attempts": "\(r.attempts)",
+                "lockWait": "\(r.lockWaitSeconds)", "commit": "\(r.commitSeconds)",
+            ])
+        for w in r.warnings {
+            self.logger.warning("\(w)", metadata: ["family": "\(family.flagName)", "table": "\(r.table.rawValue)"])
+        }
     }
 
     private func takeProgram(family: IPFamily) -> TableProgram {

@@ -119,6 +119,10 @@ for FAMILY in ipv4 ipv6; do
     X f "$IPT" -t filter -A INPUT -j FOREIGN-CHAIN
     X f "$IPT" -t mangle -A PREROUTING -p tcp --dport 80 -j MARK --set-mark 7
     save f > "$TMP/f0"
+    detect_legacy() { # only legacy rules in this namespace: the wrapper-script logic must pick legacy
+        local d; d=$(X f "$HARNESS" detect); echo "detect: $d"; [ "${d%%$'\t'*}" = legacy ]
+    }
+    check "$FAMILY: host mode detection picks legacy" detect_legacy
     foreign() { grep -v 'KUBE-' "$1"; }
     foreign "$TMP/f0" > "$TMP/f0.foreign"
     check "$FAMILY: apply over foreign rules" H f apply --backend libiptc
