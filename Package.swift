@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "KubeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -31,14 +34,19 @@ let package = Package(
             ]
         ),
         .target(name: "Netfilter", dependencies: [
-            "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+            "KubeModel", "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
+        .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Daemon", dependencies: [
             "KubeModel", "ProxyConfig", "Ruleset", "RuleCompiler", "Netfilter", "KubeSource",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
         .executableTarget(name: "natd-bench", dependencies: ["SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig"]),
@@ -51,7 +59,11 @@ let package = Package(
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
         .testTarget(name: "KubeSourceTests", dependencies: ["KubeSource", "KubeModel"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: [
+            "Daemon", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

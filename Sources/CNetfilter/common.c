@@ -1,0 +1,126 @@
+#include "common.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+void knat_set_message(knat_result *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof(r->message), fmt, ap);
+    va_end(ap);
+}
+
+double knat_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int knat_lock(int timeout_ms, double *waited) {
+    double start = knat_now();
+    *waited = 0;
+    int fd = open(KNAT_LOCK_PATH, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return -errno;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+        int e = errno;
+        if (e != EWOULDBLOCK && e != EINTR) { close(fd); return -e; }
+        double elapsed = knat_now() - start;
+        if (timeout_ms >= 0 && elapsed * 1000.0 >= (double)timeout_ms) {
+            *waited = elapsed;
+            close(fd);
+            return -ETIMEDOUT;
+        }
+        struct timespec pause = {0, 10 * 1000 * 1000}; /* poll every 10 ms */
+        nanosleep(&pause, NULL);
+    }
+    *waited = knat_now() - start;
+    return fd;
+}
+
+void knat_unlock(int fd) {
+    if (fd >= 0) close(fd); /* closing drops the flock */
+}
+
+int knat_names_add(knat_names *s, const char *name) {
+    if (s->count == s->capacity) {
+        size_t cap = s->capacity ? s->capacity * 2 : 64;
+        void *p = realloc(s->names, cap * sizeof(*s->names));
+        if (!p) return 0;
+        s->names = p;
+        s->capacity = cap;
+    }
+    snprintf(s->names[s->count++], KNAT_CHAIN_MAX, "%s", name);
+    return 1;
+}
+
+static int knat_name_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+void knat_names_sort(knat_names *s) {
+    if (s->count > 1) qsort(s->names, s->count, sizeof(*s->names), knat_name_cmp);
+}
+
+int knat_names_contains(const knat_names *s, const char *name) {
+    char key[KNAT_CHAIN_MAX];
+    snprintf(key, sizeof(key), "%s", name);
+    return s->count && bsearch(key, s->names, s->count, sizeof(*s->names), knat_name_cmp) != NULL;
+}
+
+void knat_names_free(knat_names *s) {
+    free(s->names);
+    memset(s, 0, sizeof(*s));
+}
+
+int knat_apply_table(int family, const char *table, const uint8_t *program, size_t length,
+                     int lock_timeout_ms, int max_attempts, knat_result *result) {
+    memset(result, 0, sizeof(*result));
+    if (family != 4 && family != 6) {
+        result->error = EINVAL;
+        knat_set_message(result, "family must be 4 or 6, got %d", family);
+        return EINVAL;
+    }
+    int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
+    if (fd < 0) {
+        result->error = -fd;
+        knat_set_message(result, "%s: cannot take %s after %.3fs: %s", table, KNAT_LOCK_PATH,
+                         result->lock_wait_seconds, strerror(-fd));
+        return -fd;
+    }
+    if (max_attempts < 1) max_attempts = 1;
+    int rc = 0;
+    for (int attempt = 1; attempt <= max_attempts; attempt++) {
+        knat_result keep = *result;
+        memset(result, 0, sizeof(*result));
+        result->lock_wait_seconds = keep.lock_wait_seconds;
+        result->attempts = attempt;
+        rc = family == 4 ? knat_apply_table4(table, program, length, result)
+                         : knat_apply_table6(table, program, length, result);
+        if (rc != EAGAIN) break;
+        if (attempt == max_attempts) {
+            knat_set_message(result, "%s: commit kept failing with EAGAIN (table changed under us) after %d attempts",
+                             table, attempt);
+        }
+    }
+    result->error = rc;
+    knat_unlock(fd);
+    return rc;
+}
+
+long knat_list_table(int family, const char *table, char *out, size_t capacity, int lock_timeout_ms,
+                     knat_result *result) {
+    memset(result, 0, sizeof(*result));
+    int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
+    if (fd < 0) {
+        result->error = -fd;
+        knat_set_message(result, "%s: cannot take %s: %s", table, KNAT_LOCK_PATH, strerror(-fd));
+        return fd;
+    }
+    long n = family == 4 ? knat_list_table4(table, out, capacity, result)
+                         : knat_list_table6(table, out, capacity, result);
+    knat_unlock(fd);
+    return n;
+}

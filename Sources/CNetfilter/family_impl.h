@@ -1,0 +1,617 @@
+/*
+ * One IP family's half of the shim. Included by apply4.c and apply6.c, which define:
+ *   KNAT_FAM (4|6), ENTRY (struct ipt_entry | struct ip6t_entry), TC(x) (iptc_x | ip6tc_x),
+ *   HDR (ip | ipv6), ADDRLEN (4|16), INV_SRC, INV_DST, INV_IN, and the family hooks below.
+ * Everything here is static; the two families share no symbols but the entry points.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <arpa/inet.h>
+#include <linux/netfilter/nf_nat.h>
+#include <linux/netfilter/xt_addrtype.h>
+#include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_mark.h>
+#include <linux/netfilter/xt_nfacct.h>
+#include <linux/netfilter/xt_recent.h>
+#include <linux/netfilter/xt_sctp.h>
+#include <linux/netfilter/xt_statistic.h>
+#include <linux/netfilter/xt_tcpudp.h>
+
+#define KNAT_ENTRY_CAP 8192 /* one rule; the largest we write is well under 2 KiB */
+#define KNAT_MAX_PREFIXES 16
+#define KNAT_MAX_JUMPS 64
+
+typedef struct builder {
+    uint8_t *buf;
+    size_t used;
+    struct xt_entry_match *proto_match; /* for --dport */
+    uint8_t proto;
+    int module_target; /* target is an extension, compared by bytes */
+    char label[KNAT_CHAIN_MAX];
+} builder;
+
+#define ENTRY_OF(b) ((ENTRY *)(b)->buf)
+
+static void *add_match(builder *b, const char *name, uint8_t revision, size_t datasize) {
+    size_t size = XT_ALIGN(sizeof(struct xt_entry_match)) + XT_ALIGN(datasize);
+    if (b->used + size > KNAT_ENTRY_CAP) return NULL;
+    struct xt_entry_match *m = (struct xt_entry_match *)(b->buf + b->used);
+    memset(m, 0, size);
+    m->u.match_size = (uint16_t)size;
+    snprintf(m->u.user.name, sizeof(m->u.user.name), "%s", name);
+    m->u.user.revision = revision;
+    b->used += size;
+    return m->data;
+}
+
+static void *add_target(builder *b, const char *name, uint8_t revision, size_t datasize) {
+    size_t size = XT_ALIGN(sizeof(struct xt_entry_target)) + XT_ALIGN(datasize);
+    if (b->used + size > KNAT_ENTRY_CAP) return NULL;
+    ENTRY_OF(b)->target_offset = (uint16_t)b->used;
+    struct xt_entry_target *t = (struct xt_entry_target *)(b->buf + b->used);
+    memset(t, 0, size);
+    t->u.target_size = (uint16_t)size;
+    snprintf(t->u.user.name, sizeof(t->u.user.name), "%s", name);
+    t->u.user.revision = revision;
+    b->used += size;
+    ENTRY_OF(b)->next_offset = (uint16_t)b->used;
+    return t->data;
+}
+
+/* Reads rule elements up to and including the target into b. 0, or an errno with result->message. */
+static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
+    memset(b->buf, 0, sizeof(ENTRY));
+    b->used = sizeof(ENTRY);
+    b->proto_match = NULL;
+    b->proto = 0;
+    b->module_target = 0;
+    b->label[0] = 0;
+    ENTRY *e = ENTRY_OF(b);
+    knat_record rec;
+    for (;;) {
+        int n = knat_next(rd, &rec);
+        if (n <= 0) {
+            knat_set_message(res, "program ends inside a rule");
+            return EINVAL;
+        }
+        const uint8_t *p = rec.payload;
+        void *data = NULL;
+        switch (rec.kind) {
+        case KNAT_E_COMMENT: {
+            struct xt_comment_info *c = add_match(b, "comment", 0, sizeof(*c));
+            if (!(data = c)) break;
+            size_t len = rec.length < XT_MAX_COMMENT_LEN - 1 ? rec.length : XT_MAX_COMMENT_LEN - 1;
+            memcpy(c->comment, p, len);
+            break;
+        }
+        case KNAT_E_PROTO: {
+            if (rec.length < 1) goto malformed;
+            b->proto = p[0];
+            SET_PROTO(e, p[0]);
+            if (p[0] == IPPROTO_TCP) {
+                struct xt_tcp *t = add_match(b, "tcp", 0, sizeof(*t));
+                if (!(data = t)) break;
+                t->spts[1] = t->dpts[1] = 0xFFFF;
+            } else if (p[0] == IPPROTO_UDP) {
+                struct xt_udp *u = add_match(b, "udp", 0, sizeof(*u));
+                if (!(data = u)) break;
+                u->spts[1] = u->dpts[1] = 0xFFFF;
+            } else if (p[0] == IPPROTO_SCTP) {
+                struct xt_sctp_info *s = add_match(b, "sctp", 0, sizeof(*s));
+                if (!(data = s)) break;
+                /* libxt_sctp's init marks every flag slot unused. */
+                for (int i = 0; i < XT_NUM_SCTP_FLAGS; i++) s->flag_info[i].chunktype = 0xFF;
+            } else {
+                knat_set_message(res, "unsupported protocol %u", p[0]);
+                return EINVAL;
+            }
+            b->proto_match = (struct xt_entry_match *)((uint8_t *)data - XT_ALIGN(sizeof(struct xt_entry_match)));
+            break;
+        }
+        case KNAT_E_SRC:
+        case KNAT_E_DST: {
+            if (rec.length != 1 + 2 * ADDRLEN) goto malformed;
+            int src = rec.kind == KNAT_E_SRC;
+            memcpy(src ? (void *)&e->HDR.src : (void *)&e->HDR.dst, p + 1, ADDRLEN);
+            memcpy(src ? (void *)&e->HDR.smsk : (void *)&e->HDR.dmsk, p + 1 + ADDRLEN, ADDRLEN);
+            if (p[0]) e->HDR.invflags |= src ? INV_SRC : INV_DST;
+            data = e;
+            break;
+        }
+        case KNAT_E_IN_IFACE:
+            if (rec.length != 1 + 2 * IFNAMSIZ) goto malformed;
+            memcpy(e->HDR.iniface, p + 1, IFNAMSIZ);
+            memcpy(e->HDR.iniface_mask, p + 1 + IFNAMSIZ, IFNAMSIZ);
+            e->HDR.iniface[IFNAMSIZ - 1] = 0;
+            if (p[0]) e->HDR.invflags |= INV_IN;
+            data = e;
+            break;
+        case KNAT_E_DPORT: {
+            if (rec.length != 2 || !b->proto_match) goto malformed;
+            uint16_t port = knat_u16(p);
+            void *d = b->proto_match->data;
+            if (b->proto == IPPROTO_TCP) {
+                ((struct xt_tcp *)d)->dpts[0] = ((struct xt_tcp *)d)->dpts[1] = port;
+            } else if (b->proto == IPPROTO_UDP) {
+                ((struct xt_udp *)d)->dpts[0] = ((struct xt_udp *)d)->dpts[1] = port;
+            } else {
+                struct xt_sctp_info *s = d;
+                s->dpts[0] = s->dpts[1] = port;
+                s->flags |= XT_SCTP_DEST_PORTS;
+            }
+            data = d;
+            break;
+        }
+        case KNAT_E_ADDRTYPE: {
+            if (rec.length != 1) goto malformed;
+            struct xt_addrtype_info_v1 *a = add_match(b, "addrtype", 1, sizeof(*a));
+            if (!(data = a)) break;
+            if (p[0] == 0) a->source = XT_ADDRTYPE_LOCAL;
+            else a->dest = XT_ADDRTYPE_LOCAL;
+            break;
+        }
+        case KNAT_E_CTSTATE: {
+            if (rec.length != 3) goto malformed;
+            struct xt_conntrack_mtinfo3 *c = add_match(b, "conntrack", 3, sizeof(*c));
+            if (!(data = c)) break;
+            c->match_flags = XT_CONNTRACK_STATE;
+            if (p[0]) c->invert_flags = XT_CONNTRACK_STATE;
+            c->state_mask = knat_u16(p + 1);
+            break;
+        }
+        case KNAT_E_MARK: {
+            if (rec.length != 9) goto malformed;
+            struct xt_mark_mtinfo1 *m = add_match(b, "mark", 1, sizeof(*m));
+            if (!(data = m)) break;
+            m->mark = knat_u32(p);
+            m->mask = knat_u32(p + 4);
+            m->invert = p[8] ? 1 : 0;
+            break;
+        }
+        case KNAT_E_STATISTIC: {
+            if (rec.length != 4) goto malformed;
+            struct xt_statistic_info *s = add_match(b, "statistic", 0, sizeof(*s));
+            if (!(data = s)) break;
+            s->mode = XT_STATISTIC_MODE_RANDOM;
+            s->u.random.probability = knat_u32(p);
+            /* libxt_statistic's final check runs count = every - packet whatever the mode, and in random
+               mode "every" aliases the probability; the kernel echoes it back, so do the same. */
+            s->u.nth.count = s->u.nth.every - s->u.nth.packet;
+            break;
+        }
+        case KNAT_E_RECENT: {
+            if (rec.length < 6) goto malformed;
+            struct xt_recent_mtinfo_v1 *r = add_match(b, "recent", 1, sizeof(*r));
+            if (!(data = r)) break;
+            r->seconds = knat_u32(p);
+            r->check_set = p[4];
+            r->side = XT_RECENT_SOURCE;
+            memset(&r->mask, 0xFF, sizeof(r->mask)); /* iptables' default --mask is all ones */
+            if (!knat_copy_str(&rec, 5, r->name, sizeof(r->name))) goto malformed;
+            break;
+        }
+        case KNAT_E_NFACCT: {
+            /* iptables 1.8.9 loads revision 1 (same layout, pointer forced to 8-byte alignment). */
+            struct xt_nfacct_match_info_v1 *a = add_match(b, "nfacct", 1, sizeof(*a));
+            if (!(data = a)) break;
+            if (!knat_copy_str(&rec, 0, a->name, sizeof(a->name))) goto malformed;
+            break;
+        }
+        case KNAT_T_STANDARD:
+            if (!knat_copy_str(&rec, 0, b->label, sizeof(b->label))) goto malformed;
+            if (!add_target(b, b->label, 0, sizeof(int))) goto full;
+            return 0;
+        case KNAT_T_REJECT:
+            if (!REJECT_TARGET(b)) goto full;
+            snprintf(b->label, sizeof(b->label), "REJECT");
+            b->module_target = 1;
+            return 0;
+        case KNAT_T_DNAT: {
+            if (rec.length != ADDRLEN + 2) goto malformed;
+            struct nf_nat_range2 *r = add_target(b, "DNAT", 2, sizeof(*r));
+            if (!r) goto full;
+            r->flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
+            memcpy(&r->min_addr, p, ADDRLEN);
+            memcpy(&r->max_addr, p, ADDRLEN);
+            r->min_proto.all = r->max_proto.all = htons(knat_u16(p + ADDRLEN));
+            snprintf(b->label, sizeof(b->label), "DNAT");
+            b->module_target = 1;
+            return 0;
+        }
+        case KNAT_T_MASQUERADE:
+            if (rec.length != 1) goto malformed;
+            if (!MASQUERADE_TARGET(b, p[0] ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0)) goto full;
+            snprintf(b->label, sizeof(b->label), "MASQUERADE");
+            b->module_target = 1;
+            return 0;
+        case KNAT_T_MARK: {
+            if (rec.length != 8) goto malformed;
+            struct xt_mark_tginfo2 *m = add_target(b, "MARK", 2, sizeof(*m));
+            if (!m) goto full;
+            m->mark = knat_u32(p);
+            m->mask = knat_u32(p + 4);
+            snprintf(b->label, sizeof(b->label), "MARK");
+            b->module_target = 1;
+            return 0;
+        }
+        default:
+            goto malformed;
+        }
+        if (!data) goto full;
+    }
+malformed:
+    knat_set_message(res, "malformed rule record (kind %u, %u bytes)", rec.kind, rec.length);
+    return EINVAL;
+full:
+    knat_set_message(res, "rule larger than %d bytes", KNAT_ENTRY_CAP);
+    return E2BIG;
+}
+
+static int is_verdict(const char *label) {
+    return !label[0] || !strcmp(label, "ACCEPT") || !strcmp(label, "DROP") || !strcmp(label, "RETURN");
+}
+
+/* The kernel echoes a match's name with strlen+1 bytes only; the rest of the 29-byte field holds whatever the
+   kernel's own copy held (pointer bytes). So matches are compared as name, revision, size, then data. */
+static int same_matches(const ENTRY *e, const ENTRY *w) {
+    const size_t hdr = XT_ALIGN(sizeof(struct xt_entry_match));
+    for (size_t i = sizeof(ENTRY); i < e->target_offset;) {
+        const struct xt_entry_match *m = (const void *)((const uint8_t *)e + i);
+        const struct xt_entry_match *n = (const void *)((const uint8_t *)w + i);
+        if (m->u.match_size != n->u.match_size || m->u.match_size < hdr) return 0;
+        if (strncmp(m->u.user.name, n->u.user.name, sizeof(m->u.user.name))) return 0;
+        if (m->u.user.revision != n->u.user.revision) return 0;
+        if (memcmp(m->data, n->data, m->u.match_size - hdr)) return 0;
+        i += m->u.match_size;
+    }
+    return 1;
+}
+
+/* Digest of a rule's matches with the same rule as same_matches. */
+static uint64_t digest_matches(uint64_t d, const ENTRY *e) {
+    const size_t hdr = XT_ALIGN(sizeof(struct xt_entry_match));
+    for (size_t i = sizeof(ENTRY); i < e->target_offset;) {
+        const struct xt_entry_match *m = (const void *)((const uint8_t *)e + i);
+        if (m->u.match_size < hdr) break;
+        d = knat_fnv(d, &m->u.match_size, sizeof(m->u.match_size));
+        d = knat_fnv(d, m->u.user.name, strnlen(m->u.user.name, sizeof(m->u.user.name)));
+        d = knat_fnv(d, &m->u.user.revision, 1);
+        d = knat_fnv(d, m->data, m->u.match_size - hdr);
+        i += m->u.match_size;
+    }
+    return d;
+}
+
+/* Same rule as the one in b (header, matches, target; not counters)? */
+static int same_rule(const ENTRY *e, const builder *b, struct xtc_handle *h) {
+    const ENTRY *w = (const ENTRY *)b->buf;
+    if (e->target_offset != w->target_offset || e->next_offset != w->next_offset) return 0;
+    if (memcmp(&e->HDR, &w->HDR, sizeof(e->HDR))) return 0;
+    if (!same_matches(e, w)) return 0;
+    const char *target = TC(get_target)(e, h);
+    if (!target || strcmp(target, b->label)) return 0;
+    if (b->module_target) {
+        const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
+        const struct xt_entry_target *u = (const void *)(b->buf + w->target_offset);
+        size_t hdr = XT_ALIGN(sizeof(struct xt_entry_target));
+        if (t->u.target_size != u->u.target_size) return 0;
+        if (t->u.user.revision != u->u.user.revision) return 0;
+        if (memcmp(t->data, u->data, t->u.target_size - hdr)) return 0;
+    }
+    return 1;
+}
+
+typedef struct jump_want {
+    const char *base; /* points into names below */
+    char base_name[KNAT_CHAIN_MAX];
+    builder rule;
+} jump_want;
+
+/* Puts wanted[0..n) at the top of base, exactly once, in order; drops our stale copies and jumps into
+   chains about to be deleted. Foreign rules keep their relative order. */
+static int ensure_jumps(struct xtc_handle *h, const char *base, jump_want *wanted, size_t n,
+                        const knat_names *stale, const char *table, knat_result *res) {
+    if (!TC(is_chain)(base, h)) {
+        knat_set_message(res, "%s: base chain %s does not exist", table, base);
+        return ENOENT;
+    }
+    unsigned doomed[1024];
+    size_t ndoomed = 0;
+    int in_place = 1;
+    unsigned index = 0;
+    for (const ENTRY *e = TC(first_rule)(base, h); e; e = TC(next_rule)(e, h), index++) {
+        int ours = 0;
+        for (size_t j = 0; j < n && !ours; j++) ours = same_rule(e, &wanted[j].rule, h);
+        if (!ours) {
+            const char *t = TC(get_target)(e, h);
+            ours = t && knat_names_contains(stale, t);
+        }
+        if (index < n) {
+            if (!same_rule(e, &wanted[index].rule, h)) in_place = 0;
+        } else if (ours) {
+            in_place = 0;
+        }
+        if (ours) {
+            if (ndoomed == sizeof(doomed) / sizeof(doomed[0])) {
+                knat_set_message(res, "%s: %s holds more than %zu kube-natd rules", table, base, ndoomed);
+                return E2BIG;
+            }
+            doomed[ndoomed++] = index;
+        }
+    }
+    if (index < n) in_place = 0;
+    if (in_place) return 0;
+    while (ndoomed > 0) {
+        unsigned i = doomed[--ndoomed];
+        if (!TC(delete_num_entry)(base, i, h)) {
+            int err = errno;
+            knat_set_message(res, "%s: %s: deleting rule %u: %s", table, base, i + 1, TC(strerror)(err));
+            return err ? err : EIO;
+        }
+        res->rules_deleted++;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (!TC(insert_entry)(base, (const ENTRY *)wanted[j].rule.buf, (unsigned)j, h)) {
+            int err = errno;
+            knat_set_message(res, "%s: %s: inserting jump %zu (-j %s): %s", table, base, j + 1,
+                             wanted[j].rule.label, TC(strerror)(err));
+            return err ? err : EIO;
+        }
+        res->jumps_inserted++;
+    }
+    return 0;
+}
+
+static int rule_target_ok(struct xtc_handle *h, const builder *b, const char *table, const char *chain,
+                          unsigned index, knat_result *res) {
+    if (b->module_target || is_verdict(b->label) || TC(is_chain)(b->label, h)) return 1;
+    knat_set_message(res, "%s: chain %s rule %u: jump to missing chain %s", table, chain, index, b->label);
+    return 0;
+}
+
+/* Skips the rule that follows a JUMP/DELETE_RULE record or the rules of a chain. */
+static int skip_rules(knat_reader *rd) {
+    knat_record rec;
+    while (knat_peek_kind(rd) >= KNAT_E_COMMENT)
+        if (knat_next(rd, &rec) != 1) return -1;
+    return 0;
+}
+
+#define FAIL(code) do { rc = (code); goto done; } while (0)
+#define FAIL_IPTC(fmt, ...) do { int err_ = errno; \
+        knat_set_message(res, fmt ": %s", __VA_ARGS__, TC(strerror)(err_)); \
+        rc = err_ ? err_ : EIO; goto done; } while (0)
+
+static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_result *res) {
+    int rc = 0;
+    knat_names declared = {0}, stale = {0};
+    const char *prefixes[KNAT_MAX_PREFIXES];
+    size_t prefix_len[KNAT_MAX_PREFIXES], nprefixes = 0;
+    char name[KNAT_CHAIN_MAX];
+    jump_want *jumps = NULL;
+    size_t njumps = 0;
+    builder b = {0};
+    knat_record rec;
+    knat_reader rd;
+
+    double started = knat_now();
+    struct xtc_handle *h = TC(init)(table);
+    if (!h) {
+        int err = errno;
+        knat_set_message(res, "%s: iptc_init: %s", table, TC(strerror)(err));
+        return err ? err : EIO;
+    }
+    b.buf = malloc(KNAT_ENTRY_CAP);
+    if (!b.buf) FAIL(ENOMEM);
+
+    /* Pass 1: chains. Create every declared chain first so that jumps between them resolve. */
+    rd = (knat_reader){prog, len, 0};
+    int more;
+    while ((more = knat_next(&rd, &rec)) == 1) {
+        switch (rec.kind) {
+        case KNAT_OP_STALE_PREFIX:
+            if (nprefixes == KNAT_MAX_PREFIXES) FAIL(E2BIG);
+            prefixes[nprefixes] = (const char *)rec.payload;
+            prefix_len[nprefixes++] = rec.length;
+            break;
+        case KNAT_OP_CHAIN:
+        case KNAT_OP_ENSURE_CHAIN:
+            if (!knat_copy_str(&rec, 0, name, sizeof(name)) || strlen(name) > 28) {
+                knat_set_message(res, "%s: chain name longer than 28 characters", table);
+                FAIL(ENAMETOOLONG);
+            }
+            if (!knat_names_add(&declared, name)) FAIL(ENOMEM);
+            if (!TC(is_chain)(name, h)) {
+                if (!TC(create_chain)(name, h)) FAIL_IPTC("%s: creating chain %s", table, name);
+                res->chains_created++;
+            } else if (rec.kind == KNAT_OP_CHAIN) {
+                if (TC(builtin)(name, h)) {
+                    knat_set_message(res, "%s: refusing to flush base chain %s", table, name);
+                    FAIL(EPERM);
+                }
+                if (!TC(flush_entries)(name, h)) FAIL_IPTC("%s: flushing chain %s", table, name);
+                res->chains_flushed++;
+            }
+            if (skip_rules(&rd)) FAIL(EINVAL);
+            break;
+        case KNAT_OP_JUMP: {
+            if (njumps % 8 == 0) {
+                jump_want *p = realloc(jumps, (njumps + 8) * sizeof(*jumps));
+                if (!p) FAIL(ENOMEM);
+                jumps = p;
+            }
+            jump_want *j = &jumps[njumps];
+            memset(j, 0, sizeof(*j));
+            if (!knat_copy_str(&rec, 0, j->base_name, sizeof(j->base_name))) FAIL(ENAMETOOLONG);
+            j->rule.buf = malloc(KNAT_ENTRY_CAP);
+            if (!j->rule.buf) FAIL(ENOMEM);
+            njumps++;
+            if ((rc = encode_rule(&rd, &j->rule, res))) goto done;
+            break;
+        }
+        case KNAT_OP_DELETE_CHAIN:
+        case KNAT_OP_DELETE_RULE:
+            if (skip_rules(&rd)) FAIL(EINVAL);
+            break;
+        default:
+            knat_set_message(res, "%s: unknown program record %u", table, rec.kind);
+            FAIL(EINVAL);
+        }
+    }
+    if (more < 0) FAIL(EINVAL);
+    knat_names_sort(&declared);
+
+    /* Stale chains: listed deletions, and service chains the program no longer declares. */
+    rd = (knat_reader){prog, len, 0};
+    while (knat_next(&rd, &rec) == 1) {
+        if (rec.kind != KNAT_OP_DELETE_CHAIN) continue;
+        if (!knat_copy_str(&rec, 0, name, sizeof(name))) continue;
+        if (TC(is_chain)(name, h) && !TC(builtin)(name, h) && !knat_names_contains(&declared, name))
+            if (!knat_names_add(&stale, name)) FAIL(ENOMEM);
+    }
+    if (nprefixes) {
+        for (const char *c = TC(first_chain)(h); c; c = TC(next_chain)(h)) {
+            if (TC(builtin)(c, h) || knat_names_contains(&declared, c)) continue;
+            for (size_t i = 0; i < nprefixes; i++) {
+                if (strncmp(c, prefixes[i], prefix_len[i]) == 0) {
+                    if (!knat_names_add(&stale, c)) FAIL(ENOMEM);
+                    break;
+                }
+            }
+        }
+    }
+    knat_names_sort(&stale);
+    for (size_t i = 0; i < stale.count; i++)
+        if (!TC(flush_entries)(stale.names[i], h)) FAIL_IPTC("%s: flushing stale chain %s", table, stale.names[i]);
+
+    /* Pass 2: rules of the declared chains, in order. */
+    rd = (knat_reader){prog, len, 0};
+    while (knat_next(&rd, &rec) == 1) {
+        if (rec.kind == KNAT_OP_CHAIN) {
+            knat_copy_str(&rec, 0, name, sizeof(name));
+            unsigned index = 0;
+            while (knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
+                index++;
+                if ((rc = encode_rule(&rd, &b, res))) {
+                    char why[sizeof(res->message)];
+                    memcpy(why, res->message, sizeof(why));
+                    knat_set_message(res, "%s: chain %s rule %u: %.900s", table, name, index, why);
+                    goto done;
+                }
+                if (!rule_target_ok(h, &b, table, name, index, res)) FAIL(ENOENT);
+                if (!TC(append_entry)(name, (const ENTRY *)b.buf, h))
+                    FAIL_IPTC("%s: chain %s rule %u (-j %s)", table, name, index, b.label);
+                res->rules_appended++;
+            }
+        } else if (rec.kind == KNAT_OP_DELETE_RULE) {
+            if (!knat_copy_str(&rec, 0, name, sizeof(name))) FAIL(ENAMETOOLONG);
+            if ((rc = encode_rule(&rd, &b, res))) goto done;
+            if (!TC(is_chain)(name, h)) continue;
+            unsigned index = 0, found = 0;
+            for (const ENTRY *e = TC(first_rule)(name, h); e;) {
+                if (same_rule(e, &b, h)) {
+                    if (!TC(delete_num_entry)(name, index, h))
+                        FAIL_IPTC("%s: %s: deleting rule %u", table, name, index + 1);
+                    res->rules_deleted++;
+                    found++;
+                    /* the cache changed under the iterator: restart from the same index */
+                    e = TC(first_rule)(name, h);
+                    for (unsigned k = 0; e && k < index; k++) e = TC(next_rule)(e, h);
+                    continue;
+                }
+                e = TC(next_rule)(e, h);
+                index++;
+            }
+            (void)found;
+        } else if (rec.kind == KNAT_OP_JUMP) {
+            skip_rules(&rd);
+        }
+    }
+
+    /* Jumps from base chains, grouped per base chain in first-appearance order. */
+    for (size_t i = 0; i < njumps; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < i && !seen; k++) seen = !strcmp(jumps[k].base_name, jumps[i].base_name);
+        if (seen) continue;
+        jump_want group[KNAT_MAX_JUMPS];
+        size_t n = 0;
+        for (size_t k = i; k < njumps && n < KNAT_MAX_JUMPS; k++)
+            if (!strcmp(jumps[k].base_name, jumps[i].base_name)) group[n++] = jumps[k];
+        for (size_t k = 0; k < n; k++)
+            if (!rule_target_ok(h, &group[k].rule, table, group[k].base_name, (unsigned)k + 1, res)) FAIL(ENOENT);
+        if ((rc = ensure_jumps(h, jumps[i].base_name, group, n, &stale, table, res))) goto done;
+    }
+
+    for (size_t i = 0; i < stale.count; i++) {
+        if (TC(delete_chain)(stale.names[i], h)) {
+            res->chains_deleted++;
+        } else {
+            /* Still referenced by a rule kube-natd does not own: leave it, say so. */
+            int err = errno;
+            res->warnings++;
+            knat_set_message(res, "%s: stale chain %s kept: %s", table, stale.names[i], TC(strerror)(err));
+        }
+    }
+
+    double committing = knat_now();
+    res->build_seconds = committing - started;
+    int committed = TC(commit)(h);
+    res->commit_seconds = knat_now() - committing;
+    if (!committed) {
+        int err = errno;
+        if (err == EAGAIN) FAIL(EAGAIN);
+        knat_set_message(res, "%s: commit: %s", table, TC(strerror)(err));
+        FAIL(err ? err : EIO);
+    }
+done:
+    if (rc == ENOMEM && !res->message[0]) knat_set_message(res, "%s: out of memory", table);
+    if (rc == EINVAL && !res->message[0]) knat_set_message(res, "%s: malformed program", table);
+    if (rc == E2BIG && !res->message[0]) knat_set_message(res, "%s: program too large", table);
+    if (rc == ENAMETOOLONG && !res->message[0]) knat_set_message(res, "%s: name too long", table);
+    for (size_t i = 0; i < njumps; i++) free(jumps[i].rule.buf);
+    free(jumps);
+    free(b.buf);
+    knat_names_free(&declared);
+    knat_names_free(&stale);
+    TC(free)(h);
+    return rc;
+}
+
+static long list_impl(const char *table, char *out, size_t cap, knat_result *res) {
+    struct xtc_handle *h = TC(init)(table);
+    if (!h) {
+        int err = errno;
+        knat_set_message(res, "%s: iptc_init: %s", table, TC(strerror)(err));
+        res->error = err;
+        return -(long)(err ? err : EIO);
+    }
+    size_t used = 0;
+    for (const char *c = TC(first_chain)(h); c; c = TC(next_chain)(h)) {
+        uint64_t digest = KNAT_FNV_INIT;
+        unsigned rules = 0;
+        for (const ENTRY *e = TC(first_rule)(c, h); e; e = TC(next_rule)(e, h)) {
+            rules++;
+            digest = knat_fnv(digest, &e->HDR, sizeof(e->HDR));
+            digest = knat_fnv(digest, &e->target_offset, sizeof(e->target_offset));
+            digest = knat_fnv(digest, &e->next_offset, sizeof(e->next_offset));
+            digest = digest_matches(digest, e);
+            const char *target = TC(get_target)(e, h);
+            digest = knat_fnv(digest, target, strlen(target) + 1);
+            const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
+            if (t->u.user.name[0]) { /* an extension target: its bytes matter, a verdict's offset does not */
+                digest = knat_fnv(digest, &t->u.target_size, sizeof(t->u.target_size));
+                digest = knat_fnv(digest, &t->u.user.revision, 1);
+                digest = knat_fnv(digest, t->data, t->u.target_size - XT_ALIGN(sizeof(struct xt_entry_target)));
+            }
+        }
+        char line[128];
+        int n = snprintf(line, sizeof(line), "%s\t%d\t%u\t%016llx\n", c, TC(builtin)(c, h) ? 1 : 0, rules,
+                         (unsigned long long)digest);
+        if (used + (size_t)n < cap) memcpy(out + used, line, (size_t)n + 1);
+        used += (size_t)n;
+    }
+    TC(free)(h);
+    return (long)used;
+}

@@ -1,2 +1,0 @@
-#include "cnetfilter.h"
-int knat_shim_version(void) { return 1; }

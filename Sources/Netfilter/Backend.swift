@@ -1,0 +1,85 @@
+import KubeModel
+import Ruleset
+
+/// Something that makes the kernel's tables match a Ruleset, touching only what kube-natd owns.
+public protocol RulesetBackend {
+    /// Applies one family's ruleset (each table in one transaction) and says what happened.
+    func apply(_ ruleset: Ruleset) throws -> ApplyReport
+}
+
+/// What one apply did, per table.
+public struct ApplyReport: Sendable, CustomStringConvertible {
+    /// One table's outcome.
+    public struct TableReport: Sendable {
+        public var table: Table
+        public var attempts: Int = 1
+        public var lockWaitSeconds: Double = 0
+        /// Encoding the IR (Swift), building libiptc's cache, and iptc_commit (kernel replace), in seconds.
+        public var encodeSeconds: Double = 0
+        public var buildSeconds: Double = 0
+        public var commitSeconds: Double = 0
+        public var chainsCreated: Int = 0
+        public var chainsFlushed: Int = 0
+        public var chainsDeleted: Int = 0
+        public var rulesAppended: Int = 0
+        public var jumpsInserted: Int = 0
+        public var rulesDeleted: Int = 0
+        /// Non-fatal problems, e.g. a stale chain kept because a foreign rule still jumps to it.
+        public var warnings: [String] = []
+        public init(table: Table) { self.table = table }
+    }
+
+    public var family: IPFamily
+    public var tables: [TableReport] = []
+    /// The restore text (restore and dry-run backends), nil for libiptc.
+    public var text: String?
+
+    public init(family: IPFamily) { self.family = family }
+
+    /// Total seconds spent waiting for /run/xtables.lock.
+    public var lockWaitSeconds: Double { self.tables.reduce(0) { $0 + $1.lockWaitSeconds } }
+
+    public var description: String {
+        self.tables.map {
+            "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
+                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
+                + "commit=\(String(format: "%.3f", $0.commitSeconds))s "
+                + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) deleted=\($0.chainsDeleted) "
+                + "rules=\($0.rulesAppended) jumpsInserted=\($0.jumpsInserted) rulesDeleted=\($0.rulesDeleted)"
+                + ($0.warnings.isEmpty ? "" : " warnings=\($0.warnings)")
+        }.joined(separator: "\n")
+    }
+}
+
+/// A failure to program the kernel, with its place.
+public enum NetfilterError: Error, CustomStringConvertible, Sendable {
+    /// Encoding the IR failed before anything touched the kernel.
+    case encoding(EncodingError)
+    /// libiptc (or the lock) failed; the message names table, chain and rule where known.
+    case libiptc(family: IPFamily, table: Table, errno: Int32, message: String)
+    /// An external command failed.
+    case command(String, status: Int32, stderr: String)
+
+    public var description: String {
+        switch self {
+        case .encoding(let e): "encoding: \(e)"
+        case .libiptc(let family, _, let errno, let message): "\(family.flagName) libiptc: \(message) (errno \(errno))"
+        case .command(let cmd, let status, let stderr): "\(cmd) exited \(status): \(stderr)"
+        }
+    }
+}
+
+/// Prints instead of applying: the returned report carries the restore text, the kernel is untouched.
+public struct DryRunBackend: RulesetBackend {
+    public init() {}
+    public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
+        var report = ApplyReport(family: ruleset.family)
+        report.text = TextRenderer.render(ruleset)
+        report.tables = ruleset.tables.map { t in
+            var r = ApplyReport.TableReport(table: t.table)
+            r.rulesAppended = t.ruleCount
+            return r
+        }
+        return report
+    }
+}

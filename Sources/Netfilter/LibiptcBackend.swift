@@ -1,0 +1,169 @@
+import CNetfilter
+import Dispatch
+import Logging
+import KubeModel
+import Ruleset
+
+/// Writes each table with libiptc (libip4tc / libip6tc) in one locked init..commit.
+///
+/// For each table: declared chains are created or flushed and refilled in order, stale KUBE-SVC/SVL/EXT/FW/SEP-*
+/// chains and `deletedChains` are deleted, and the base-chain jumps are kept once each at the top of their
+/// base chain (upstream prepends them), foreign rules after them untouched.
+public final class LibiptcBackend: RulesetBackend {
+    /// Longest wait for /run/xtables.lock, in milliseconds (negative: forever).
+    public var lockTimeoutMilliseconds: Int32
+    /// init..commit rounds when commit returns EAGAIN because another writer replaced the table.
+    public var maxAttempts: Int32
+    /// One line per table written (debug), warnings (e.g. a stale chain kept) at warning level.
+    public var logger: Logger
+    private var program: TableProgram?
+
+    public init(
+        lockTimeoutMilliseconds: Int32 = 5000, maxAttempts: Int32 = 5,
+        logger: Logger = Logger(label: "kube-natd.netfilter")
+    ) {
+        self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
+        self.maxAttempts = maxAttempts
+        self.logger = logger
+    }
+
+    public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
+        var report = ApplyReport(family: ruleset.family)
+        for table in ruleset.tables {
+            var program = self.takeProgram(family: ruleset.family)
+            defer { self.program = program }
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                try Self.encode(table, into: &program)
+            } catch {
+                throw NetfilterError.encoding(error)
+            }
+            let encoded = DispatchTime.now().uptimeNanoseconds
+            var r = try Self.run(
+                program, family: ruleset.family, table: table.table,
+                lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
+            r.encodeSeconds = Double(encoded - started) / 1e9
+            self.log(r, family: ruleset.family)
+            report.tables.append(r)
+        }
+        return report
+    }
+
+    /// Creates the empty `KUBE-PROXY-CANARY` chain in each table if it is missing (the monitor's canary).
+    public func ensureCanaries(family: IPFamily, tables: [Table] = [.mangle, .nat, .filter]) throws -> ApplyReport {
+        var report = ApplyReport(family: family)
+        for table in tables {
+            var program = TableProgram(family: family, capacity: 64)
+            program.ensureChain(ChainNames.canary)
+            report.tables.append(
+                try Self.run(
+                    program, family: family, table: table,
+                    lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts))
+        }
+        return report
+    }
+
+    private func log(_ r: ApplyReport.TableReport, family: IPFamily) {
+        self.logger.debug(
+            "wrote table",
+            metadata: [
+                "family": "\(family.flagName)", "table": "\(r.table.rawValue)", "rules": "\(r.rulesAppended)",
+                "chainsDeleted": "\(r.chainsDeleted)", "attempts": "\(r.attempts)",
+                "lockWait": "\(r.lockWaitSeconds)", "commit": "\(r.commitSeconds)",
+            ])
+        for w in r.warnings {
+            self.logger.warning("\(w)", metadata: ["family": "\(family.flagName)", "table": "\(r.table.rawValue)"])
+        }
+    }
+
+    private func takeProgram(family: IPFamily) -> TableProgram {
+        if var p = self.program, p.family == family {
+            self.program = nil
+            p.reset()
+            return p
+        }
+        return TableProgram(family: family)
+    }
+
+    static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
+        for prefix in ChainNames.servicePrefixes { program.stalePrefix(prefix) }
+        for chain in table.chains {
+            program.chain(chain.name)
+            for (i, rule) in chain.rules.enumerated() {
+                try program.rule(rule, table: table.table, chain: chain.name, index: i + 1)
+            }
+        }
+        for name in table.deletedChains { program.deleteChain(name) }
+        for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
+    }
+
+    static func run(_ program: TableProgram, family: IPFamily, table: Table, lockTimeout: Int32, attempts: Int32)
+        throws -> ApplyReport.TableReport
+    {
+        var result = knat_result()
+        let rc = program.bytes.withUnsafeBufferPointer { buf in
+            knat_apply_table(
+                family == .ipv4 ? 4 : 6, table.rawValue, buf.baseAddress, buf.count,
+                lockTimeout, attempts, &result)
+        }
+        let message = withUnsafeBytes(of: &result.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if rc != 0 {
+            throw NetfilterError.libiptc(family: family, table: table, errno: rc, message: message)
+        }
+        var r = ApplyReport.TableReport(table: table)
+        r.attempts = Int(result.attempts)
+        r.lockWaitSeconds = result.lock_wait_seconds
+        r.buildSeconds = result.build_seconds
+        r.commitSeconds = result.commit_seconds
+        r.chainsCreated = Int(result.chains_created)
+        r.chainsFlushed = Int(result.chains_flushed)
+        r.chainsDeleted = Int(result.chains_deleted)
+        r.rulesAppended = Int(result.rules_appended)
+        r.jumpsInserted = Int(result.jumps_inserted)
+        r.rulesDeleted = Int(result.rules_deleted)
+        if result.warnings > 0 { r.warnings.append("\(result.warnings) warning(s), last: \(message)") }
+        return r
+    }
+}
+
+/// One chain as the kernel holds it, for drift detection.
+public struct ChainSnapshot: Hashable, Sendable {
+    public var name: String
+    public var isBuiltin: Bool
+    public var ruleCount: Int
+    /// FNV-1a over every rule's header, matches and target bytes (not counters).
+    public var digest: UInt64
+}
+
+/// Reads tables back through libiptc.
+public enum TableReader {
+    /// Every chain of the table with its rule count and digest, in libiptc's order.
+    public static func chains(family: IPFamily, table: Table, lockTimeoutMilliseconds: Int32 = 5000) throws
+        -> [ChainSnapshot]
+    {
+        var capacity = 1 << 16
+        while true {
+            var result = knat_result()
+            var buffer = [CChar](repeating: 0, count: capacity)
+            let n = knat_list_table(
+                family == .ipv4 ? 4 : 6, table.rawValue, &buffer, capacity,
+                lockTimeoutMilliseconds, &result)
+            if n < 0 {
+                let message = withUnsafeBytes(of: &result.message) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                throw NetfilterError.libiptc(family: family, table: table, errno: Int32(-n), message: message)
+            }
+            if n >= capacity {
+                capacity = n + 1
+                continue
+            }
+            let text = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return text.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: "\t")
+                guard f.count == 4, let rules = Int(f[2]), let digest = UInt64(f[3], radix: 16) else { return nil }
+                return ChainSnapshot(name: String(f[0]), isBuiltin: f[1] == "1", ruleCount: rules, digest: digest)
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import CNetfilter
+import KubeModel
+import Ruleset
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Pure conversions from IR values to the numbers iptables itself stores in the kernel.
+public enum RuleEncoding {
+    /// `xt_statistic_info.u.random.probability` for upstream's `%0.10f` text: `lround(2^31 * p)`,
+    /// as `libxt_statistic` computes it. Returns nil for text that is not a number in [0, 1].
+    public static func probability(_ text: String) -> UInt32? {
+        guard let p = Double(text), p >= 0, p <= 1 else { return nil }
+        return UInt32(clamping: lround(2_147_483_648.0 * p))
+    }
+
+    /// `-i NAME` as `xtables_parse_interface` stores it: the name, NUL-padded to 16 bytes, and a mask of
+    /// 0xFF over the compared bytes: the name plus its NUL, or only the part before a trailing `+`.
+    public static func interface(_ name: String) -> (name: [UInt8], mask: [UInt8])? {
+        let bytes = Array(name.utf8)
+        guard bytes.count < 16 else { return nil }
+        var padded = bytes + [UInt8](repeating: 0, count: 16 - bytes.count)
+        var mask = [UInt8](repeating: 0, count: 16)
+        if bytes.isEmpty { return (padded, mask) }
+        let compared = bytes.last == UInt8(ascii: "+") ? bytes.count - 1 : bytes.count + 1
+        for i in 0..<min(compared, 16) { mask[i] = 0xFF }
+        padded[15] = 0
+        return (padded, mask)
+    }
+
+    /// Network-order netmask bytes for a prefix length.
+    public static func prefixMask(_ prefix: Int, byteCount: Int) -> [UInt8] {
+        (0..<byteCount).map { i in
+            let bits = max(0, min(8, prefix - i * 8))
+            return bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+        }
+    }
+
+    /// `xt_conntrack_mtinfo3.state_mask` for a `--ctstate` list (XT_CONNTRACK_STATE_BIT(ctinfo) = 1 << (ctinfo + 1)).
+    public static func conntrackMask(_ states: [ConntrackState]) -> UInt16 {
+        states.reduce(0) { mask, s in
+            switch s {
+            case .invalid: mask | 1 << 0
+            case .established: mask | 1 << 1
+            case .related: mask | 1 << 2
+            case .new: mask | 1 << 3
+            case .dnat: mask | 1 << 7  // XT_CONNTRACK_STATE_DNAT = 1 << (IP_CT_NUMBER + 2), IP_CT_NUMBER = 5
+            }
+        }
+    }
+
+    /// `xt_recent` check_set flags: `--rcheck --reap` and `--set`.
+    public static let recentCheckAndReap: UInt8 = 0x01 | 0x20
+    public static let recentSet: UInt8 = 0x02
+
+    static func protocolNumber(_ p: TransportProtocol) -> UInt8 {
+        switch p {
+        case .tcp: 6
+        case .udp: 17
+        case .sctp: 132
+        }
+    }
+}
+
+/// Why a rule could not be encoded; names the table, chain and 1-based rule index.
+public struct EncodingError: Error, CustomStringConvertible, Sendable {
+    public var table: Table
+    public var chain: String
+    public var ruleIndex: Int
+    public var reason: String
+    public var description: String { "\(table.rawValue): chain \(chain) rule \(ruleIndex): \(reason)" }
+}
+
+/// Builds the flat program `knat_apply_table` replays (records of kind, length, payload; see cnetfilter.h).
+///
+/// One growing byte buffer per table, reused across syncs by the backend: no per-rule allocation.
+struct TableProgram {
+    var bytes: [UInt8] = []
+    let family: IPFamily
+
+    init(family: IPFamily, capacity: Int = 1 << 16) {
+        self.family = family
+        self.bytes.reserveCapacity(capacity)
+    }
+
+    mutating func reset() { self.bytes.removeAll(keepingCapacity: true) }
+
+    mutating func record(_ kind: Int32, _ payload: (inout [UInt8]) -> Void) {
+        let start = self.bytes.count
+        self.bytes.append(contentsOf: [0, 0, 0, 0])
+        payload(&self.bytes)
+        let length = self.bytes.count - start - 4
+        precondition(length <= 0xFFFF, "record too long")
+        self.bytes[start] = UInt8(truncatingIfNeeded: kind)
+        self.bytes[start + 1] = UInt8(truncatingIfNeeded: kind >> 8)
+        self.bytes[start + 2] = UInt8(truncatingIfNeeded: length)
+        self.bytes[start + 3] = UInt8(truncatingIfNeeded: length >> 8)
+    }
+
+    mutating func string(_ kind: Int32, _ s: String) {
+        self.record(kind) { b in
+            var s = s
+            s.withUTF8 { b.append(contentsOf: $0) }
+        }
+    }
+
+    mutating func chain(_ name: String) { self.string(Int32(KNAT_OP_CHAIN), name) }
+    mutating func ensureChain(_ name: String) { self.string(Int32(KNAT_OP_ENSURE_CHAIN), name) }
+    mutating func deleteChain(_ name: String) { self.string(Int32(KNAT_OP_DELETE_CHAIN), name) }
+    mutating func stalePrefix(_ p: String) { self.string(Int32(KNAT_OP_STALE_PREFIX), p) }
+
+    mutating func jump(_ j: BaseChainJump, table: Table, index: Int) throws(EncodingError) {
+        self.string(Int32(KNAT_OP_JUMP), j.baseChain)
+        try self.rule(j.rule, table: table, chain: j.baseChain, index: index)
+    }
+
+    mutating func deleteRule(in base: String, _ rule: Rule, table: Table) throws(EncodingError) {
+        self.string(Int32(KNAT_OP_DELETE_RULE), base)
+        try self.rule(rule, table: table, chain: base, index: 0)
+    }
+
+    mutating func rule(_ rule: Rule, table: Table, chain: String, index: Int) throws(EncodingError) {
+        func fail(_ reason: String) -> EncodingError {
+            EncodingError(table: table, chain: chain, ruleIndex: index, reason: reason)
+        }
+        let width = self.family == .ipv4 ? 4 : 16
+        for m in rule.matches {
+            switch m {
+            case .comment(let c): self.string(Int32(KNAT_E_COMMENT), c)
+            case .proto(let p):
+                self.record(Int32(KNAT_E_PROTO)) { $0.append(RuleEncoding.protocolNumber(p)) }
+            case .source(let a, let negated), .destination(let a, let negated):
+                let block = a.block
+                guard block.address.bytes.count == width else {
+                    throw fail("address \(a) is not \(self.family.rawValue)")
+                }
+                let kind = if case .source = m { KNAT_E_SRC } else { KNAT_E_DST }
+                self.record(Int32(kind)) { b in
+                    b.append(negated ? 1 : 0)
+                    b.append(contentsOf: block.address.bytes)
+                    b.append(contentsOf: RuleEncoding.prefixMask(block.prefixLength, byteCount: width))
+                }
+            case .inInterface(let name, let negated):
+                guard let i = RuleEncoding.interface(name) else {
+                    throw fail("interface name \(name) longer than 15 bytes")
+                }
+                self.record(Int32(KNAT_E_IN_IFACE)) { b in
+                    b.append(negated ? 1 : 0)
+                    b.append(contentsOf: i.name)
+                    b.append(contentsOf: i.mask)
+                }
+            case .destinationPort(let port):
+                guard (0...65535).contains(port) else { throw fail("port \(port) out of range") }
+                self.record(Int32(KNAT_E_DPORT)) { Self.append16(&$0, UInt16(port)) }
+            case .addrTypeLocal(let dir):
+                self.record(Int32(KNAT_E_ADDRTYPE)) { $0.append(dir == .source ? 0 : 1) }
+            case .conntrackState(let states, let negated):
+                self.record(Int32(KNAT_E_CTSTATE)) { b in
+                    b.append(negated ? 1 : 0)
+                    Self.append16(&b, RuleEncoding.conntrackMask(states))
+                }
+            case .mark(let value, let mask, let negated):
+                self.record(Int32(KNAT_E_MARK)) { b in
+                    Self.append32(&b, value)
+                    Self.append32(&b, mask)
+                    b.append(negated ? 1 : 0)
+                }
+            case .statisticRandom(let text):
+                guard let p = RuleEncoding.probability(text) else { throw fail("bad probability \(text)") }
+                self.record(Int32(KNAT_E_STATISTIC)) { Self.append32(&$0, p) }
+            case .recentCheck(let name, let seconds):
+                guard name.utf8.count < 200 else { throw fail("recent name too long") }
+                self.record(Int32(KNAT_E_RECENT)) { b in
+                    Self.append32(&b, UInt32(clamping: seconds))
+                    b.append(RuleEncoding.recentCheckAndReap)
+                    b.append(contentsOf: name.utf8)
+                }
+            case .recentSet(let name):
+                guard name.utf8.count < 200 else { throw fail("recent name too long") }
+                self.record(Int32(KNAT_E_RECENT)) { b in
+                    Self.append32(&b, 0)
+                    b.append(RuleEncoding.recentSet)
+                    b.append(contentsOf: name.utf8)
+                }
+            case .nfacct(let name):
+                guard name.utf8.count < 32 else { throw fail("nfacct name too long") }
+                self.string(Int32(KNAT_E_NFACCT), name)
+            }
+        }
+        switch rule.target {
+        case .none: self.string(Int32(KNAT_T_STANDARD), "")
+        case .jump(let c):
+            guard c.utf8.count <= 28 else { throw fail("chain name \(c) longer than 28 characters") }
+            self.string(Int32(KNAT_T_STANDARD), c)
+        case .accept: self.string(Int32(KNAT_T_STANDARD), "ACCEPT")
+        case .drop: self.string(Int32(KNAT_T_STANDARD), "DROP")
+        case .return: self.string(Int32(KNAT_T_STANDARD), "RETURN")
+        case .reject: self.record(Int32(KNAT_T_REJECT)) { _ in }
+        case .dnat(let ip, let port):
+            guard ip.bytes.count == width else { throw fail("DNAT address \(ip) is not \(self.family.rawValue)") }
+            guard (0...65535).contains(port) else { throw fail("DNAT port \(port) out of range") }
+            self.record(Int32(KNAT_T_DNAT)) { b in
+                b.append(contentsOf: ip.bytes)
+                Self.append16(&b, UInt16(port))
+            }
+        case .masquerade(let randomFully):
+            self.record(Int32(KNAT_T_MASQUERADE)) { $0.append(randomFully ? 1 : 0) }
+        case .markOr(let v):
+            // --or-mark V is --set-xmark V/V in MARK revision 2.
+            self.record(Int32(KNAT_T_MARK)) { b in
+                Self.append32(&b, v)
+                Self.append32(&b, v)
+            }
+        case .markXor(let v):
+            // --xor-mark V is --set-xmark V/0.
+            self.record(Int32(KNAT_T_MARK)) { b in
+                Self.append32(&b, v)
+                Self.append32(&b, 0)
+            }
+        }
+    }
+
+    static func append16(_ b: inout [UInt8], _ v: UInt16) {
+        withUnsafeBytes(of: v) { b.append(contentsOf: $0) }
+    }
+
+    static func append32(_ b: inout [UInt8], _ v: UInt32) {
+        withUnsafeBytes(of: v) { b.append(contentsOf: $0) }
+    }
+}

@@ -1,0 +1,50 @@
+import XCTest
+
+@testable import Netfilter
+
+final class HostModeDetectorTests: XCTestCase {
+    let legacyRules = """
+        *filter
+        :INPUT ACCEPT [0:0]
+        -A INPUT -j KUBE-FIREWALL
+        -A OUTPUT -j KUBE-FIREWALL
+        COMMIT
+        """
+    let nftRules = """
+        *nat
+        -A POSTROUTING -j MASQUERADE
+        COMMIT
+        """
+
+    func testKubeletHintInNftMangleWins() {
+        let d = HostModeDetector.decide(
+            .init(
+                legacyMangle: ":KUBE-KUBELET-CANARY - [0:0]", nftMangle: ":KUBE-IPTABLES-HINT - [0:0]",
+                legacySave: legacyRules))
+        XCTAssertEqual(d.mode, .nft)
+    }
+
+    func testKubeletCanaryInLegacyMangleMeansLegacy() {
+        let d = HostModeDetector.decide(
+            .init(legacyMangle: "*mangle\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT", nftSave: nftRules))
+        XCTAssertEqual(d.mode, .legacy)
+        XCTAssertTrue(d.reason.contains("legacy mangle"))
+    }
+
+    func testMoreLegacyRulesMeansLegacy() {
+        let d = HostModeDetector.decide(.init(legacySave: legacyRules, nftSave: nftRules))
+        XCTAssertEqual(d.mode, .legacy)
+        XCTAssertEqual(d.reason, "2 legacy rules vs 1 nft rules")
+    }
+
+    func testEqualRuleCountsGoToNftAsTheWrapperDoes() {
+        let d = HostModeDetector.decide(.init(legacySave: nftRules, nftSave: nftRules))
+        XCTAssertEqual(d.mode, .nft)
+    }
+
+    func testNoRulesFallsBackToVersionSuffix() {
+        XCTAssertEqual(HostModeDetector.decide(.init(version: "iptables v1.8.9 (nf_tables)")).mode, .nft)
+        XCTAssertEqual(HostModeDetector.decide(.init(version: "iptables v1.8.9 (legacy)")).mode, .legacy)
+        XCTAssertEqual(HostModeDetector.decide(.init()).mode, .legacy)
+    }
+}
