@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
         .executableTarget(name: "natd-bench", dependencies: ["SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig"]),
         .executableTarget(name: "kube-natd", dependencies: [
-            "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Daemon", "Netfilter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "KubeModelTests", dependencies: ["KubeModel"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),

@@ -16,6 +16,9 @@ public enum HostModeDetector {
     public struct Decision: Sendable, Equatable {
         public var mode: HostMode
         public var reason: String
+        /// True when rules or kubelet's chains were seen (not just the `iptables --version` fallback):
+        /// then the other backend must not be used, or kube-natd's rules would live beside the host's.
+        public var fromExistingRules: Bool = false
     }
 
     /// What the save tools printed; empty strings for tools that are missing or failed.
@@ -49,18 +52,18 @@ public enum HostModeDetector {
     /// The pure decision from collected tool output.
     public static func decide(_ e: Evidence) -> Decision {
         if kubeletChains(e.nftMangle) > 0 {
-            return Decision(mode: .nft, reason: "kubelet's hint/canary chain exists in the nft mangle table")
+            return Decision(mode: .nft, reason: "kubelet's hint/canary chain exists in the nft mangle table", fromExistingRules: true)
         }
         if kubeletChains(e.legacyMangle) > 0 {
-            return Decision(mode: .legacy, reason: "kubelet's hint/canary chain exists in the legacy mangle table")
+            return Decision(mode: .legacy, reason: "kubelet's hint/canary chain exists in the legacy mangle table", fromExistingRules: true)
         }
         let legacy = ruleLines(e.legacySave)
         let nft = ruleLines(e.nftSave)
         if legacy > 0 || nft > 0 {
             // The wrapper script picks legacy only with strictly more legacy rules.
             return legacy > nft
-                ? Decision(mode: .legacy, reason: "\(legacy) legacy rules vs \(nft) nft rules")
-                : Decision(mode: .nft, reason: "\(nft) nft rules vs \(legacy) legacy rules")
+                ? Decision(mode: .legacy, reason: "\(legacy) legacy rules vs \(nft) nft rules", fromExistingRules: true)
+                : Decision(mode: .nft, reason: "\(nft) nft rules vs \(legacy) legacy rules", fromExistingRules: true)
         }
         if e.version.contains("(nf_tables)") {
             return Decision(mode: .nft, reason: "no rules anywhere; `iptables --version` says nf_tables")

@@ -3,6 +3,8 @@ import Daemon
 import Foundation
 import KubeModel
 import KubeSource
+import Logging
+import Netfilter
 import ProxyConfig
 import RuleCompiler
 import Ruleset
@@ -50,12 +52,50 @@ struct KubeNatd: ParsableCommand {
             }
             return
         }
+        if rules.cleanup {
+            do {
+                try Cleanup.run(families: [.ipv4, .ipv6])
+                Stderr.line("kube-natd: cleanup done (IPv4 and IPv6)")
+            } catch {
+                Stderr.line("kube-natd: cleanup failed: \(error)")
+                throw ExitCode(1)
+            }
+            return
+        }
         if rules.dryRun {
             try dryRun(setup)
             return
         }
-        Stderr.line("kube-natd: nothing to do: give --dry-run (the long-running mode and --once need the kernel backend)")
+        if rules.once {
+            try once(setup)
+            return
+        }
+        Stderr.line("kube-natd: nothing to do: give --dry-run, --once or --cleanup (the long-running mode is not built yet)")
         throw ExitCode(2)
+    }
+
+    func once(_ setup: NodeSetup) throws {
+        guard let path = source.source else {
+            Stderr.line("kube-natd: --once needs --source PATH (the apiserver source is not built yet)")
+            throw ExitCode(2)
+        }
+        var logger = Logger(label: "kube-natd")
+        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
+        guard let choice = BackendChoice(rawValue: rules.backend) else {
+            Stderr.line("kube-natd: --backend: must be auto, libiptc or restore, got \"\(rules.backend)\"")
+            throw ExitCode(2)
+        }
+        let load = try loadManifests(path)
+        for issue in load.issues { Stderr.line(issue.description) }
+        do {
+            let (backend, why) = try BackendFactory.make(choice, logger: logger)
+            logger.info("\(why)")
+            try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger)
+                .run(state: load.clusterState, families: rules.ipFamily.families)
+        } catch {
+            Stderr.line("kube-natd: \(error)")
+            throw ExitCode(1)
+        }
     }
 
     func loadManifests(_ path: String) throws -> ManifestLoad {
