@@ -300,7 +300,9 @@ struct ObjectMeta {
         var resourceVersion = ""
         if let rv = meta["resourceVersion"], !isAbsent(rv) {
             // Hand-written YAML may carry an unquoted number; it is only compared, never parsed.
-            if let i = integerValue(rv) { resourceVersion = String(i) } else {
+            if let i = integerValue(rv) {
+                resourceVersion = String(i)
+            } else {
                 resourceVersion = reader.string(rv, "metadata.resourceVersion") ?? ""
             }
         }

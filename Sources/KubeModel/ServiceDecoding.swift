@@ -69,7 +69,9 @@ enum ServiceDecoder {
             return
         }
         if !list.isEmpty, let single, !single.isEmpty, single != list[0].value {
-            r.warning("spec.clusterIP", "\"\(single)\" differs from spec.clusterIPs[0] \"\(list[0].value)\"; using spec.clusterIPs")
+            r.warning(
+                "spec.clusterIP",
+                "\"\(single)\" differs from spec.clusterIPs[0] \"\(list[0].value)\"; using spec.clusterIPs")
         }
         var seen: Set<IPFamily> = []
         for (i, text) in texts where !text.isEmpty {

@@ -149,10 +149,10 @@ public struct ManifestSource: Sendable {
             }
             let documents = YAMLTree.documents(text)
             for document in documents {
-                let where_ = documents.count > 1 ? "\(source) (document \(document.index))" : source
+                let origin = documents.count > 1 ? "\(source) (document \(document.index))" : source
                 switch document.result {
-                case .success(let tree): add(tree: tree, source: where_)
-                case .failure(let error): fileIssue(where_, error.description)
+                case .success(let tree): add(tree: tree, source: origin)
+                case .failure(let error): fileIssue(origin, error.description)
                 }
             }
         }

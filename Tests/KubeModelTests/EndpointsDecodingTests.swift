@@ -4,7 +4,9 @@ import XCTest
 @testable import KubeModel
 
 final class EndpointSliceDecodingTests: XCTestCase {
-    private func sliceJSON(addressType: String = "IPv4", endpoints: String, ports: String = #"[{"name": "http", "port": 8080}]"#)
+    private func sliceJSON(
+        addressType: String = "IPv4", endpoints: String, ports: String = #"[{"name": "http", "port": 8080}]"#
+    )
         -> [String: Any]
     {
         json(
@@ -47,7 +49,8 @@ final class EndpointSliceDecodingTests: XCTestCase {
             slice.endpoints,
             [
                 Endpoint(
-                    addresses: [ip("10.244.1.5")], conditions: EndpointConditions(ready: true, serving: true, terminating: false),
+                    addresses: [ip("10.244.1.5")],
+                    conditions: EndpointConditions(ready: true, serving: true, terminating: false),
                     nodeName: "node-a", zone: "zone-1"),
                 Endpoint(
                     addresses: [ip("10.244.2.6"), ip("10.244.2.7")],
@@ -74,7 +77,8 @@ final class EndpointSliceDecodingTests: XCTestCase {
     }
 
     func testFQDNSliceHasNoAddressTypeAndNoAddresses() throws {
-        let result = ObjectDecoder.decode(sliceJSON(addressType: "FQDN", endpoints: #"[{"addresses": ["db.example.com"]}]"#))
+        let result = ObjectDecoder.decode(
+            sliceJSON(addressType: "FQDN", endpoints: #"[{"addresses": ["db.example.com"]}]"#))
         XCTAssertEqual(result.issues, [])
         let slice = try XCTUnwrap(result.slice)
         XCTAssertNil(slice.addressType)
@@ -86,13 +90,16 @@ final class EndpointSliceDecodingTests: XCTestCase {
             json(
                 #"{"kind": "EndpointSlice", "metadata": {"name": "orphan", "namespace": "ns1"}, "addressType": "IPv4", "endpoints": []}"#
             ))
-        XCTAssertEqual(result.object, .rejected(kind: "EndpointSlice", name: ObjectName(namespace: "ns1", name: "orphan")))
-        XCTAssertEqual(lines(result), ["EndpointSlice ns1/orphan: metadata.labels[kubernetes.io/service-name]: required"])
+        XCTAssertEqual(
+            result.object, .rejected(kind: "EndpointSlice", name: ObjectName(namespace: "ns1", name: "orphan")))
+        XCTAssertEqual(
+            lines(result), ["EndpointSlice ns1/orphan: metadata.labels[kubernetes.io/service-name]: required"])
     }
 
     func testUnknownOrMissingAddressTypeRejectsTheSlice() {
         let unknown = ObjectDecoder.decode(sliceJSON(addressType: "IPv5", endpoints: "[]"))
-        XCTAssertEqual(lines(unknown), [#"EndpointSlice ns1/web-abc12: addressType: must be one of IPv4, IPv6, FQDN, got "IPv5""#])
+        XCTAssertEqual(
+            lines(unknown), [#"EndpointSlice ns1/web-abc12: addressType: must be one of IPv4, IPv6, FQDN, got "IPv5""#])
         let missing = ObjectDecoder.decode(
             json(
                 #"{"kind": "EndpointSlice", "metadata": {"name": "s", "namespace": "ns1", "labels": {"kubernetes.io/service-name": "web"}}}"#
@@ -107,7 +114,9 @@ final class EndpointSliceDecodingTests: XCTestCase {
         XCTAssertEqual(slice.endpoints.map(\.addresses), [[ip("10.244.1.6")]])
         XCTAssertEqual(
             lines(result),
-            [#"EndpointSlice ns1/web-abc12: endpoints[0].addresses[0]: not an IP address: "10.244.1.300"; endpoint dropped"#])
+            [
+                #"EndpointSlice ns1/web-abc12: endpoints[0].addresses[0]: not an IP address: "10.244.1.300"; endpoint dropped"#
+            ])
         XCTAssertEqual(result.issues[0].severity, .warning)
     }
 
@@ -117,14 +126,17 @@ final class EndpointSliceDecodingTests: XCTestCase {
         XCTAssertEqual(result.slice?.endpoints.map(\.addresses), [[ip("10.244.1.5")]])
         XCTAssertEqual(
             lines(result),
-            ["EndpointSlice ns1/web-abc12: endpoints[1].addresses[0]: fd00::6 is not IPv4 as the slice's addressType; endpoint dropped"])
+            [
+                "EndpointSlice ns1/web-abc12: endpoints[1].addresses[0]: fd00::6 is not IPv4 as the slice's addressType; endpoint dropped"
+            ])
     }
 
     func testBadSecondAddressDropsOnlyThatAddress() throws {
         let result = ObjectDecoder.decode(sliceJSON(endpoints: #"[{"addresses": ["10.244.1.5", "x"]}]"#))
         XCTAssertEqual(result.slice?.endpoints.map(\.addresses), [[ip("10.244.1.5")]])
         XCTAssertEqual(
-            lines(result), [#"EndpointSlice ns1/web-abc12: endpoints[0].addresses[1]: not an IP address: "x"; address dropped"#])
+            lines(result),
+            [#"EndpointSlice ns1/web-abc12: endpoints[0].addresses[1]: not an IP address: "x"; address dropped"#])
     }
 
     func testEndpointWithoutAddressesIsDropped() throws {
@@ -142,7 +154,9 @@ final class EndpointSliceDecodingTests: XCTestCase {
         let result = ObjectDecoder.decode(
             sliceJSON(
                 endpoints: #"[{"addresses": ["10.244.1.5"]}]"#,
-                ports: #"[{"name": "a", "port": 0}, {"name": "b", "port": 80, "protocol": "ICMP"}, {"name": "c", "port": 81}]"#))
+                ports:
+                    #"[{"name": "a", "port": 0}, {"name": "b", "port": 80, "protocol": "ICMP"}, {"name": "c", "port": 81}]"#
+            ))
         XCTAssertEqual(result.slice?.ports, [EndpointPort(name: "c", port: 81)])
         XCTAssertEqual(
             lines(result),
@@ -166,8 +180,11 @@ final class EndpointSliceDecodingTests: XCTestCase {
     }
 
     func testNumericConditionIsNotABoolean() {
-        let result = ObjectDecoder.decode(sliceJSON(endpoints: #"[{"addresses": ["10.244.1.5"], "conditions": {"ready": 1}}]"#))
-        XCTAssertEqual(lines(result), ["EndpointSlice ns1/web-abc12: endpoints[0].conditions.ready: expected a boolean, got number"])
+        let result = ObjectDecoder.decode(
+            sliceJSON(endpoints: #"[{"addresses": ["10.244.1.5"], "conditions": {"ready": 1}}]"#))
+        XCTAssertEqual(
+            lines(result),
+            ["EndpointSlice ns1/web-abc12: endpoints[0].conditions.ready: expected a boolean, got number"])
     }
 
     func testV1beta1SliceIsIgnoredWithAWarning() {
@@ -176,7 +193,9 @@ final class EndpointSliceDecodingTests: XCTestCase {
         let result = ObjectDecoder.decode(object)
         XCTAssertEqual(result.object, .ignored(kind: "EndpointSlice"))
         XCTAssertEqual(
-            lines(result), ["EndpointSlice ns1/web-abc12: apiVersion: unsupported apiVersion discovery.k8s.io/v1beta1, object ignored"])
+            lines(result),
+            ["EndpointSlice ns1/web-abc12: apiVersion: unsupported apiVersion discovery.k8s.io/v1beta1, object ignored"]
+        )
     }
 
     func testOtherKindsAreIgnored() {
@@ -206,13 +225,19 @@ final class EndpointsConversionTests: XCTestCase {
         XCTAssertEqual(
             slice,
             EndpointSlice(
-                name: ObjectName(namespace: "ns1", name: "web"), serviceName: "web", resourceVersion: "7", addressType: .ipv4,
+                name: ObjectName(namespace: "ns1", name: "web"), serviceName: "web", resourceVersion: "7",
+                addressType: .ipv4,
                 endpoints: [
-                    Endpoint(addresses: [ip("10.244.1.5")], conditions: EndpointConditions(ready: true), nodeName: "node-a"),
+                    Endpoint(
+                        addresses: [ip("10.244.1.5")], conditions: EndpointConditions(ready: true), nodeName: "node-a"),
                     Endpoint(addresses: [ip("10.244.2.6")], conditions: EndpointConditions(ready: true)),
-                    Endpoint(addresses: [ip("10.244.3.7")], conditions: EndpointConditions(ready: false), nodeName: "node-c"),
+                    Endpoint(
+                        addresses: [ip("10.244.3.7")], conditions: EndpointConditions(ready: false), nodeName: "node-c"),
                 ],
-                ports: [EndpointPort(name: "http", port: 8080, protocol: .tcp), EndpointPort(name: "dns", port: 53, protocol: .udp)],
+                ports: [
+                    EndpointPort(name: "http", port: 8080, protocol: .tcp),
+                    EndpointPort(name: "dns", port: 53, protocol: .udp),
+                ],
                 lastChangeTriggerTime: "2024-05-01T10:00:00Z", fromEndpoints: true))
     }
 
@@ -265,7 +290,8 @@ final class EndpointsConversionTests: XCTestCase {
     }
 
     func testEndpointsWithoutSubsetsIsAnEmptySlice() throws {
-        let result = ObjectDecoder.decode(json(#"{"kind": "Endpoints", "metadata": {"name": "web", "namespace": "ns1"}}"#))
+        let result = ObjectDecoder.decode(
+            json(#"{"kind": "Endpoints", "metadata": {"name": "web", "namespace": "ns1"}}"#))
         let slice = try XCTUnwrap(result.slice)
         XCTAssertEqual(slice.endpoints, [])
         XCTAssertEqual(slice.ports, [])
@@ -278,12 +304,15 @@ final class EndpointsConversionTests: XCTestCase {
                 #"{"kind": "Endpoints", "metadata": {"name": "web", "namespace": "ns1"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 99999}, {"port": 80}]}]}"#
             ))
         XCTAssertEqual(result.slice?.ports, [EndpointPort(name: nil, port: 80)])
-        XCTAssertEqual(lines(result), ["Endpoints ns1/web: subsets[0].ports[0].port: must be 1-65535, got 99999; port dropped"])
+        XCTAssertEqual(
+            lines(result), ["Endpoints ns1/web: subsets[0].ports[0].port: must be 1-65535, got 99999; port dropped"])
     }
 
     func testEndpointsWithWrongTypesIsRejected() {
         let result = ObjectDecoder.decode(
-            json(#"{"kind": "Endpoints", "metadata": {"name": "web", "namespace": "ns1"}, "subsets": [{"addresses": [{"ip": 10}]}]}"#))
+            json(
+                #"{"kind": "Endpoints", "metadata": {"name": "web", "namespace": "ns1"}, "subsets": [{"addresses": [{"ip": 10}]}]}"#
+            ))
         XCTAssertEqual(result.object, .rejected(kind: "Endpoints", name: ObjectName(namespace: "ns1", name: "web")))
         XCTAssertEqual(lines(result), ["Endpoints ns1/web: subsets[0].addresses[0].ip: expected a string, got number"])
     }

@@ -48,7 +48,9 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testDefaultsForAMinimalService() throws {
         let result = ObjectDecoder.decode(
-            json(#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}"#))
+            json(
+                #"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}"#
+            ))
         XCTAssertEqual(result.issues, [])
         let s = try XCTUnwrap(result.service)
         XCTAssertEqual(s.name, ObjectName(namespace: "default", name: "web"))
@@ -92,7 +94,9 @@ final class ServiceDecodingTests: XCTestCase {
     func testClusterIPNoneIsHeadless() throws {
         let s = try XCTUnwrap(
             ObjectDecoder.decode(
-                json(#"{"kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}"#)
+                json(
+                    #"{"kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}}"#
+                )
             ).service)
         XCTAssertTrue(s.isHeadless)
         XCTAssertEqual(s.clusterIPs, [])
@@ -100,8 +104,10 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testClusterIPNoneWithoutClusterIPsIsHeadless() throws {
         let s = try XCTUnwrap(
-            ObjectDecoder.decode(json(#"{"kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None"}}"#))
-                .service)
+            ObjectDecoder.decode(
+                json(#"{"kind": "Service", "metadata": {"name": "db"}, "spec": {"clusterIP": "None"}}"#)
+            )
+            .service)
         XCTAssertTrue(s.isHeadless)
     }
 
@@ -118,7 +124,9 @@ final class ServiceDecodingTests: XCTestCase {
         XCTAssertEqual(result.service?.clusterIPs, [ip("10.96.0.11")])
         XCTAssertEqual(
             lines(result),
-            [#"Service ns1/web: spec.clusterIP: "10.96.0.10" differs from spec.clusterIPs[0] "10.96.0.11"; using spec.clusterIPs"#])
+            [
+                #"Service ns1/web: spec.clusterIP: "10.96.0.10" differs from spec.clusterIPs[0] "10.96.0.11"; using spec.clusterIPs"#
+            ])
     }
 
     func testIPv6Service() throws {
@@ -152,14 +160,16 @@ final class ServiceDecodingTests: XCTestCase {
     }
 
     func testTargetPortNumberWrittenAsStringIsANumber() throws {
-        let s = try XCTUnwrap(ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"port": 80, "targetPort": "8080"}]"#)).service)
+        let s = try XCTUnwrap(
+            ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"port": 80, "targetPort": "8080"}]"#)).service)
         XCTAssertEqual(s.ports[0].targetPort, .int(8080))
     }
 
     // MARK: - Rejections
 
     func testPortZeroRejectsTheService() {
-        let result = ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"name": "a", "port": 80}, {"name": "b", "port": 0}]"#))
+        let result = ObjectDecoder.decode(
+            serviceJSON(spec: #""ports": [{"name": "a", "port": 80}, {"name": "b", "port": 0}]"#))
         XCTAssertEqual(result.object, .rejected(kind: "Service", name: ObjectName(namespace: "ns1", name: "web")))
         XCTAssertEqual(lines(result), ["Service ns1/web: spec.ports[1].port: must be 1-65535, got 0"])
         XCTAssertEqual(result.issues[0].severity, .error)
@@ -184,18 +194,22 @@ final class ServiceDecodingTests: XCTestCase {
     func testUnknownProtocolRejectsTheService() {
         let result = ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"port": 80, "protocol": "tcp"}]"#))
         XCTAssertNil(result.service)
-        XCTAssertEqual(lines(result), [#"Service ns1/web: spec.ports[0].protocol: must be one of TCP, UDP, SCTP, got "tcp""#])
+        XCTAssertEqual(
+            lines(result), [#"Service ns1/web: spec.ports[0].protocol: must be one of TCP, UDP, SCTP, got "tcp""#])
     }
 
     func testNodePortOutOfRangeRejectsTheService() {
-        let result = ObjectDecoder.decode(serviceJSON(spec: #""type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]"#))
+        let result = ObjectDecoder.decode(
+            serviceJSON(spec: #""type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]"#))
         XCTAssertNil(result.service)
         XCTAssertEqual(lines(result), ["Service ns1/web: spec.ports[0].nodePort: must be 1-65535, got 70000"])
     }
 
     func testClusterIPThatIsNotAnIPRejectsTheService() {
         let result = ObjectDecoder.decode(
-            json(#"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1"}, "spec": {"clusterIP": "10.96.0.300"}}"#))
+            json(
+                #"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1"}, "spec": {"clusterIP": "10.96.0.300"}}"#
+            ))
         XCTAssertNil(result.service)
         XCTAssertEqual(lines(result), [#"Service ns1/web: spec.clusterIP: not an IP address: "10.96.0.300""#])
     }
@@ -211,7 +225,9 @@ final class ServiceDecodingTests: XCTestCase {
         XCTAssertNil(result.service)
         XCTAssertEqual(
             lines(result),
-            [#"Service ns1/web: spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got "Nodeport""#])
+            [
+                #"Service ns1/web: spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got "Nodeport""#
+            ])
     }
 
     func testTrafficPolicyOtherThanClusterOrLocalRejectsTheService() {
@@ -228,16 +244,19 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testAffinityTimeoutOutOfRangeRejectsTheService() {
         let result = ObjectDecoder.decode(
-            serviceJSON(spec: #""sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}"#))
+            serviceJSON(
+                spec: #""sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}"#))
         XCTAssertNil(result.service)
         XCTAssertEqual(
-            lines(result), ["Service ns1/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be 1-86400, got 0"])
+            lines(result),
+            ["Service ns1/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be 1-86400, got 0"])
     }
 
     func testUnknownSessionAffinityRejectsTheService() {
         let result = ObjectDecoder.decode(serviceJSON(spec: #""sessionAffinity": "Cookie""#))
         XCTAssertNil(result.service)
-        XCTAssertEqual(lines(result), [#"Service ns1/web: spec.sessionAffinity: must be None or ClientIP, got "Cookie""#])
+        XCTAssertEqual(
+            lines(result), [#"Service ns1/web: spec.sessionAffinity: must be None or ClientIP, got "Cookie""#])
     }
 
     func testHealthCheckNodePortOutOfRangeRejectsTheService() {
@@ -269,7 +288,8 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testBadSourceRangeIsDroppedAndTheRestKept() throws {
         let result = ObjectDecoder.decode(
-            serviceJSON(spec: #""loadBalancerSourceRanges": ["10.0.0.0/8", "10.0.0.0/33", " 192.168.0.0/16\t", "nonsense"]"#))
+            serviceJSON(
+                spec: #""loadBalancerSourceRanges": ["10.0.0.0/8", "10.0.0.0/33", " 192.168.0.0/16\t", "nonsense"]"#))
         let s = try XCTUnwrap(result.service)
         XCTAssertEqual(s.loadBalancerSourceRanges, [cidr("10.0.0.0/8"), cidr("192.168.0.0/16")])
         XCTAssertEqual(
@@ -284,7 +304,8 @@ final class ServiceDecodingTests: XCTestCase {
     func testBadExternalIPIsDropped() throws {
         let result = ObjectDecoder.decode(serviceJSON(spec: #""externalIPs": ["192.0.2.300", "192.0.2.1"]"#))
         XCTAssertEqual(result.service?.externalIPs, [ip("192.0.2.1")])
-        XCTAssertEqual(lines(result), [#"Service ns1/web: spec.externalIPs[0]: not an IP address: "192.0.2.300"; entry dropped"#])
+        XCTAssertEqual(
+            lines(result), [#"Service ns1/web: spec.externalIPs[0]: not an IP address: "192.0.2.300"; entry dropped"#])
     }
 
     func testBadIngressIPIsDropped() throws {
@@ -292,20 +313,23 @@ final class ServiceDecodingTests: XCTestCase {
             serviceJSON(status: #""loadBalancer": {"ingress": [{"ip": "lb"}, {"ip": "198.51.100.3"}]}"#))
         XCTAssertEqual(result.service?.loadBalancerIngressIPs, [ip("198.51.100.3")])
         XCTAssertEqual(
-            lines(result), [#"Service ns1/web: status.loadBalancer.ingress[0].ip: not an IP address: "lb"; entry dropped"#])
+            lines(result),
+            [#"Service ns1/web: status.loadBalancer.ingress[0].ip: not an IP address: "lb"; entry dropped"#])
     }
 
     func testRepeatedPortNameIsDropped() throws {
         let result = ObjectDecoder.decode(
             serviceJSON(spec: #""ports": [{"name": "http", "port": 80}, {"name": "http", "port": 81}]"#))
         XCTAssertEqual(result.service?.ports.map(\.port), [80])
-        XCTAssertEqual(lines(result), [#"Service ns1/web: spec.ports[1]: port name "http" repeats spec.ports[0]; entry dropped"#])
+        XCTAssertEqual(
+            lines(result), [#"Service ns1/web: spec.ports[1]: port name "http" repeats spec.ports[0]; entry dropped"#])
     }
 
     func testBadTargetPortIsOnlyAWarning() throws {
         let result = ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"port": 80, "targetPort": 70000}]"#))
         XCTAssertEqual(result.service?.ports[0].targetPort, nil)
-        XCTAssertEqual(lines(result), ["Service ns1/web: spec.ports[0].targetPort: must be 1-65535, got 70000; ignored"])
+        XCTAssertEqual(
+            lines(result), ["Service ns1/web: spec.ports[0].targetPort: must be 1-65535, got 70000; ignored"])
     }
 
     // MARK: - Wrong JSON types
@@ -318,13 +342,18 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testPortsNotAListRejects() {
         let result = ObjectDecoder.decode(
-            json(#"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1"}, "spec": {"ports": {"port": 80}}}"#))
+            json(
+                #"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1"}, "spec": {"ports": {"port": 80}}}"#
+            ))
         XCTAssertEqual(lines(result), ["Service ns1/web: spec.ports: expected a list, got object"])
     }
 
     func testPortAsStringOrBooleanOrFraction() {
         let result = ObjectDecoder.decode(
-            serviceJSON(spec: #""ports": [{"name": "a", "port": "80"}, {"name": "b", "port": true}, {"name": "c", "port": 80.5}]"#))
+            serviceJSON(
+                spec:
+                    #""ports": [{"name": "a", "port": "80"}, {"name": "b", "port": true}, {"name": "c", "port": 80.5}]"#
+            ))
         XCTAssertNil(result.service)
         XCTAssertEqual(
             lines(result),
@@ -348,7 +377,9 @@ final class ServiceDecodingTests: XCTestCase {
 
     func testLabelValueNotAString() {
         let result = ObjectDecoder.decode(
-            json(#"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1", "labels": {"v": 2}}, "spec": {}}"#))
+            json(
+                #"{"kind": "Service", "metadata": {"name": "web", "namespace": "ns1", "labels": {"v": 2}}, "spec": {}}"#
+            ))
         XCTAssertNil(result.service)
         XCTAssertEqual(lines(result), ["Service ns1/web: metadata.labels[v]: expected a string, got number"])
     }

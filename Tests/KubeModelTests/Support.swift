@@ -38,7 +38,9 @@ func cidr(_ text: String) -> CIDR { CIDR(text)! }
 func lines(_ result: DecodeResult) -> [String] { result.issues.map(\.description) }
 
 /// A Service JSON object with `spec` fields spliced in.
-func serviceJSON(spec: String = "", status: String = "", name: String = "web", namespace: String = "ns1") -> [String: Any] {
+func serviceJSON(spec: String = "", status: String = "", name: String = "web", namespace: String = "ns1") -> [String:
+    Any]
+{
     let specBody = spec.isEmpty ? "" : ", \(spec)"
     let statusPart = status.isEmpty ? "" : ", \"status\": {\(status)}"
     return json(

@@ -47,7 +47,8 @@ final class YAMLTreeTests: XCTestCase {
             """)
         XCTAssertEqual(documents.map(\.index), [1, 2, 3])
         XCTAssertEqual(documents.map(\.line), [2, 6, 8])
-        XCTAssertEqual(documents.compactMap { (try? $0.result.get()) as? [String: Int] }, [["a": 1], ["b": 2], ["c": 3]])
+        XCTAssertEqual(
+            documents.compactMap { (try? $0.result.get()) as? [String: Int] }, [["a": 1], ["b": 2], ["c": 3]])
     }
 
     func testMalformedDocumentDoesNotHideTheOthers() {

@@ -197,7 +197,8 @@ final class ManifestSourceTests: XCTestCase {
             load.issues[0].description.hasPrefix("\(file) (document 2): malformed YAML at line "),
             load.issues[0].description)
         XCTAssertEqual(
-            load.issues[1].description, "\(file) (document 3): Service ns1/c: spec.ports[0].port: must be 1-65535, got 0")
+            load.issues[1].description,
+            "\(file) (document 3): Service ns1/c: spec.ports[0].port: must be 1-65535, got 0")
         XCTAssertEqual(load.issues[1].source, "\(file) (document 3)")
     }
 
@@ -209,7 +210,8 @@ final class ManifestSourceTests: XCTestCase {
         let load = try ManifestSource(path: file).load()
         XCTAssertEqual(load.services.count, 1)
         XCTAssertEqual(
-            load.issues.map(\.description), [#"\#(file): Service ns1/w: spec.externalIPs[0]: not an IP address: "x"; entry dropped"#])
+            load.issues.map(\.description),
+            [#"\#(file): Service ns1/w: spec.externalIPs[0]: not an IP address: "x"; entry dropped"#])
     }
 
     func testMalformedJSONIsOneError() throws {
@@ -241,13 +243,16 @@ final class ManifestSourceTests: XCTestCase {
 
     func testMissingPathThrows() {
         XCTAssertThrowsError(try ManifestSource(path: root + "/nope").load()) { error in
-            XCTAssertEqual(error as? ManifestError, .unreadable(path: root + "/nope", reason: "no such file or directory"))
+            XCTAssertEqual(
+                error as? ManifestError, .unreadable(path: root + "/nope", reason: "no such file or directory"))
         }
     }
 
     func testRepeatedObjectReplacesTheEarlierOneWithAWarning() throws {
-        let first = try write("1.yaml", "kind: Service\nmetadata: {name: a, namespace: ns1}\nspec: {clusterIP: 10.96.0.1}\n")
-        let second = try write("2.yaml", "kind: Service\nmetadata: {name: a, namespace: ns1}\nspec: {clusterIP: 10.96.0.2}\n")
+        let first = try write(
+            "1.yaml", "kind: Service\nmetadata: {name: a, namespace: ns1}\nspec: {clusterIP: 10.96.0.1}\n")
+        let second = try write(
+            "2.yaml", "kind: Service\nmetadata: {name: a, namespace: ns1}\nspec: {clusterIP: 10.96.0.2}\n")
         let load = try ManifestSource(path: root).load()
         XCTAssertEqual(load.services.map(\.clusterIPs), [[IPAddress("10.96.0.2")!]])
         XCTAssertEqual(
@@ -294,7 +299,8 @@ final class ManifestSourceTests: XCTestCase {
                 #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc-\#(i)","namespace":"ns\#(i % 50)","resourceVersion":"\#(i)","managedFields":[{"manager":"kubectl","operation":"Update"}]},"spec":{"clusterIP":"10.\#(96 + i / 65536).\#((i / 256) % 256).\#(i % 256)","ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}],"type":"ClusterIP"}}"#
             )
         }
-        let file = try write("big.json", #"{"apiVersion":"v1","kind":"List","items":[\#(items.joined(separator: ","))]}"#)
+        let file = try write(
+            "big.json", #"{"apiVersion":"v1","kind":"List","items":[\#(items.joined(separator: ","))]}"#)
         let start = Date()
         let load = try ManifestSource(path: file).load()
         let elapsed = Date().timeIntervalSince(start)
@@ -307,7 +313,8 @@ final class ManifestSourceTests: XCTestCase {
 
     func testDecodeFromDataWithoutAFile() {
         let load = ManifestSource.decode(
-            data: Data("kind: Pod\nmetadata: {name: p}\n---\nkind: Service\nmetadata: {name: s}\n".utf8), source: "<stdin>")
+            data: Data("kind: Pod\nmetadata: {name: p}\n---\nkind: Service\nmetadata: {name: s}\n".utf8),
+            source: "<stdin>")
         XCTAssertEqual(load.services.map(\.name), [ObjectName(namespace: "default", name: "s")])
         XCTAssertEqual(load.issues, [])
     }
