@@ -159,6 +159,8 @@ func integerValue(_ value: Any) -> Int? {
     if let n = value as? NSNumber {
         let t = n.objCType.pointee
         if t == CChar(UInt8(ascii: "d")) || t == CChar(UInt8(ascii: "f")) { return Int(exactly: n.doubleValue) }
+        // Numbers past Int.max arrive unsigned; intValue would wrap them negative.
+        if t == CChar(UInt8(ascii: "Q")) || t == CChar(UInt8(ascii: "L")) { return Int(exactly: n.uint64Value) }
         return n.intValue
     }
     return nil

@@ -67,6 +67,19 @@ final class EndpointSliceDecodingTests: XCTestCase {
             ])
     }
 
+    func testTopologyHintsAreRead() throws {
+        let result = ObjectDecoder.decode(
+            sliceJSON(
+                endpoints: """
+                    [{"addresses": ["10.244.1.5"], "zone": "zone-a",
+                      "hints": {"forZones": [{"name": "zone-a"}, {"name": "zone-b"}], "forNodes": [{"name": "node-a"}]}}]
+                    """))
+        XCTAssertEqual(result.issues, [])
+        let endpoint = try XCTUnwrap(result.slice?.endpoints.first)
+        XCTAssertEqual(endpoint.zoneHints, ["zone-a", "zone-b"])
+        XCTAssertEqual(endpoint.nodeHints, ["node-a"])
+    }
+
     func testIPv6Slice() throws {
         let result = ObjectDecoder.decode(
             sliceJSON(addressType: "IPv6", endpoints: #"[{"addresses": ["fd00:10:244::5"], "nodeName": "node-a"}]"#))

@@ -165,6 +165,37 @@ final class ServiceDecodingTests: XCTestCase {
         XCTAssertEqual(s.ports[0].targetPort, .int(8080))
     }
 
+    func testTopologyModeAndTrafficDistribution() throws {
+        let result = ObjectDecoder.decode(
+            json(
+                """
+                {"kind": "Service",
+                 "metadata": {"name": "web", "namespace": "ns1",
+                              "annotations": {"service.kubernetes.io/topology-aware-hints": "auto"}},
+                 "spec": {"trafficDistribution": "PreferClose"}}
+                """))
+        XCTAssertEqual(result.issues, [])
+        XCTAssertEqual(result.service?.topologyMode, "auto")
+        XCTAssertEqual(result.service?.trafficDistribution, "PreferClose")
+
+        let current = ObjectDecoder.decode(
+            json(
+                """
+                {"kind": "Service",
+                 "metadata": {"name": "web", "annotations": {"service.kubernetes.io/topology-mode": "Auto",
+                                                              "service.kubernetes.io/topology-aware-hints": "disabled"}}}
+                """))
+        XCTAssertEqual(current.service?.topologyMode, "Auto")
+        XCTAssertNil(current.service?.trafficDistribution)
+    }
+
+    func testHugePortNumberDoesNotWrap() {
+        let result = ObjectDecoder.decode(serviceJSON(spec: #""ports": [{"port": 18446744073709551615}]"#))
+        XCTAssertNil(result.service)
+        XCTAssertEqual(result.issues.map(\.fieldPath), ["spec.ports[0].port"])
+        XCTAssertFalse(result.issues[0].message.contains("-"), result.issues[0].message)
+    }
+
     // MARK: - Rejections
 
     func testPortZeroRejectsTheService() {
