@@ -200,72 +200,74 @@ struct FieldReader {
     }
 
     /// An object field; nil when absent (or of the wrong type, which is an error).
-    mutating func dictionary(_ value: Any?, _ path: String) -> [String: Any]? {
+    mutating func dictionary(_ value: Any?, _ path: @autoclosure () -> String) -> [String: Any]? {
         if isAbsent(value) { return nil }
         if let d = value as? [String: Any] { return d }
-        wrongType(path, expected: "an object", value!)
+        wrongType(path(), expected: "an object", value!)
         return nil
     }
 
     /// A list field; empty when absent (or of the wrong type, which is an error).
-    mutating func list(_ value: Any?, _ path: String) -> [Any] {
+    mutating func list(_ value: Any?, _ path: @autoclosure () -> String) -> [Any] {
         if isAbsent(value) { return [] }
         if let l = value as? [Any] { return l }
-        wrongType(path, expected: "a list", value!)
+        wrongType(path(), expected: "a list", value!)
         return []
     }
 
-    mutating func string(_ value: Any?, _ path: String) -> String? {
+    mutating func string(_ value: Any?, _ path: @autoclosure () -> String) -> String? {
         if isAbsent(value) { return nil }
         if let s = value as? String { return s }
-        wrongType(path, expected: "a string", value!)
+        wrongType(path(), expected: "a string", value!)
         return nil
     }
 
-    mutating func int(_ value: Any?, _ path: String) -> Int? {
+    mutating func int(_ value: Any?, _ path: @autoclosure () -> String) -> Int? {
         if isAbsent(value) { return nil }
         if let i = integerValue(value!) { return i }
         if isBoolean(value!) || !(value is NSNumber || value is Double) {
-            wrongType(path, expected: "an integer", value!)
+            wrongType(path(), expected: "an integer", value!)
         } else {
-            error(path, "expected an integer, got \(render(value!))")
+            error(path(), "expected an integer, got \(render(value!))")
         }
         return nil
     }
 
-    mutating func bool(_ value: Any?, _ path: String) -> Bool? {
+    mutating func bool(_ value: Any?, _ path: @autoclosure () -> String) -> Bool? {
         if isAbsent(value) { return nil }
         if isBoolean(value!), let b = value as? Bool { return b }
-        wrongType(path, expected: "a boolean", value!)
+        wrongType(path(), expected: "a boolean", value!)
         return nil
     }
 
     /// A list of strings; entries of the wrong type are errors and skipped.
-    mutating func strings(_ value: Any?, _ path: String) -> [(index: Int, value: String)] {
+    mutating func strings(_ value: Any?, _ path: @autoclosure () -> String) -> [(index: Int, value: String)] {
         var out: [(Int, String)] = []
-        for (i, item) in list(value, path).enumerated() {
-            if let s = string(item, "\(path)[\(i)]") { out.append((i, s)) }
+        for (i, item) in list(value, path()).enumerated() {
+            if let s = string(item, "\(path())[\(i)]") { out.append((i, s)) }
         }
         return out
     }
 
     /// A map of strings (labels); entries of the wrong type are errors and skipped.
-    mutating func stringMap(_ value: Any?, _ path: String) -> [String: String] {
-        guard let map = dictionary(value, path) else { return [:] }
+    mutating func stringMap(_ value: Any?, _ path: @autoclosure () -> String) -> [String: String] {
+        guard let map = dictionary(value, path()) else { return [:] }
         var out: [String: String] = [:]
         for (k, v) in map {
-            if let s = string(v, "\(path)[\(k)]") { out[k] = s }
+            if let s = string(v, "\(path())[\(k)]") { out[k] = s }
         }
         return out
     }
 
     /// A transport protocol, TCP when absent; nil (after an issue of `severity`) when unknown.
-    mutating func transportProtocol(_ value: Any?, _ path: String, severity: DecodeSeverity) -> TransportProtocol? {
-        guard let text = string(value, path) else { return isAbsent(value) ? .tcp : nil }
+    mutating func transportProtocol(_ value: Any?, _ path: @autoclosure () -> String, severity: DecodeSeverity)
+        -> TransportProtocol?
+    {
+        guard let text = string(value, path()) else { return isAbsent(value) ? .tcp : nil }
         if text.isEmpty { return .tcp }
         if let p = TransportProtocol(rawValue: text) { return p }
         let message = "must be one of TCP, UDP, SCTP, got \"\(text)\""
-        if severity == .error { error(path, message) } else { warning(path, message + "; port dropped") }
+        if severity == .error { error(path(), message) } else { warning(path(), message + "; port dropped") }
         return nil
     }
 }

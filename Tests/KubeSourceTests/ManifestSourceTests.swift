@@ -291,7 +291,8 @@ final class ManifestSourceTests: XCTestCase {
     }
 
     func testKubectlJSONListOfManyServicesLoads() throws {
-        let count = 5000
+        // KUBE_NATD_MANIFEST_SERVICES=30000 measures the 30k-Service case by hand.
+        let count = ProcessInfo.processInfo.environment["KUBE_NATD_MANIFEST_SERVICES"].flatMap { Int($0) } ?? 5000
         var items: [String] = []
         items.reserveCapacity(count)
         for i in 0..<count {
@@ -308,7 +309,8 @@ final class ManifestSourceTests: XCTestCase {
         XCTAssertEqual(load.issues, [])
         XCTAssertEqual(load.clusterState.services.count, count)
         // Generous bound for a debug build on a shared machine; release is far faster.
-        XCTAssertLessThan(elapsed, 30, "loading \(count) Services took \(elapsed)s")
+        XCTAssertLessThan(elapsed, Double(count) / 200, "loading \(count) Services took \(elapsed)s")
+        print("loaded \(count) Services of JSON in \(elapsed)s")
     }
 
     func testDecodeFromDataWithoutAFile() {
