@@ -112,6 +112,20 @@ public enum ObjectDecoder {
         return results
     }
 
+    /// Decodes JSON bytes (one object or a list), as the apiserver returns them. Malformed JSON is
+    /// one error; it never traps.
+    public static func decodeJSON(_ data: Data) -> [DecodeResult] {
+        do {
+            return decodeDocument(try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+        } catch {
+            let ns = error as NSError
+            let reason = (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+            let issue = DecodeIssue(
+                severity: .error, kind: "", object: nil, fieldPath: "", message: "malformed JSON: \(reason)")
+            return [DecodeResult(object: .rejected(kind: "", name: nil), issues: [issue])]
+        }
+    }
+
     private static func unsupported(_ kind: String, _ apiVersion: String, _ object: [String: Any]) -> DecodeResult {
         let name = ObjectMeta.peekName(object)
         let issue = DecodeIssue(

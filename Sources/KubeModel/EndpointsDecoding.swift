@@ -8,7 +8,8 @@ enum EndpointSliceDecoder {
         }
         let labelPath = "metadata.labels[\(EndpointSlice.serviceNameLabel)]"
         let serviceName = meta.labels[EndpointSlice.serviceNameLabel] ?? ""
-        if serviceName.isEmpty, !r.hasErrors {
+        // A label of the wrong type was already reported; "required" on top would only confuse.
+        if serviceName.isEmpty, !r.issues.contains(where: { $0.fieldPath.hasPrefix("metadata.labels") }) {
             // kube-proxy's EndpointSliceCache drops slices without the label: it cannot tell their Service.
             r.error(labelPath, "required")
         }

@@ -363,6 +363,27 @@ final class DocumentDecodingTests: XCTestCase {
         XCTAssertEqual(lines(results[4]), ["List: items[4]: expected an object, got string"])
     }
 
+    func testDecodeJSONBytes() {
+        let results = ObjectDecoder.decodeJSON(
+            Data(#"{"kind": "Service", "metadata": {"name": "a", "namespace": "ns1"}, "spec": {}}"#.utf8))
+        XCTAssertEqual(results.compactMap(\.service).map(\.name.name), ["a"])
+        let broken = ObjectDecoder.decodeJSON(Data(#"{"kind": "#.utf8))
+        XCTAssertEqual(broken.count, 1)
+        XCTAssertEqual(broken.first?.issues.first?.severity, .error)
+        XCTAssertTrue(broken.first?.issues.first?.message.hasPrefix("malformed JSON") == true)
+    }
+
+    func testServiceNameLabelOfTheWrongTypeIsReportedOnce() {
+        let result = ObjectDecoder.decode(
+            json(
+                #"{"kind": "EndpointSlice", "addressType": "IPv4", "metadata": {"name": "s", "namespace": "ns1", "labels": {"kubernetes.io/service-name": 5}}}"#
+            ))
+        XCTAssertNil(result.slice)
+        XCTAssertEqual(
+            lines(result),
+            ["EndpointSlice ns1/s: metadata.labels[kubernetes.io/service-name]: expected a string, got number"])
+    }
+
     func testDocumentThatIsNotAnObject() {
         XCTAssertEqual(ObjectDecoder.decodeDocument(["a", "b"]).flatMap(lines), ["expected an object, got list"])
         XCTAssertEqual(ObjectDecoder.decodeDocument(NSNull()).count, 0)
