@@ -41,9 +41,11 @@ public struct DecodeIssue: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         var parts: [String] = []
         if let source { parts.append(source) }
-        if !kind.isEmpty || object != nil {
-            let name = object.map(\.description) ?? "(unnamed)"
-            parts.append(kind.isEmpty ? name : "\(kind) \(name)")
+        switch (kind.isEmpty, object) {
+        case (true, nil): break
+        case (false, nil): parts.append(kind)
+        case (true, let name?): parts.append(name.description)
+        case (false, let name?): parts.append("\(kind) \(name)")
         }
         if !fieldPath.isEmpty { parts.append(fieldPath) }
         parts.append(message)

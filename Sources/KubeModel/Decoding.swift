@@ -112,6 +112,20 @@ public enum ObjectDecoder {
         return results
     }
 
+    /// Decodes JSON bytes (one object or a list), as the apiserver returns them. Malformed JSON is
+    /// one error; it never traps.
+    public static func decodeJSON(_ data: Data) -> [DecodeResult] {
+        do {
+            return decodeDocument(try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
+        } catch {
+            let ns = error as NSError
+            let reason = (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+            let issue = DecodeIssue(
+                severity: .error, kind: "", object: nil, fieldPath: "", message: "malformed JSON: \(reason)")
+            return [DecodeResult(object: .rejected(kind: "", name: nil), issues: [issue])]
+        }
+    }
+
     private static func unsupported(_ kind: String, _ apiVersion: String, _ object: [String: Any]) -> DecodeResult {
         let name = ObjectMeta.peekName(object)
         let issue = DecodeIssue(
@@ -159,6 +173,8 @@ func integerValue(_ value: Any) -> Int? {
     if let n = value as? NSNumber {
         let t = n.objCType.pointee
         if t == CChar(UInt8(ascii: "d")) || t == CChar(UInt8(ascii: "f")) { return Int(exactly: n.doubleValue) }
+        // Numbers past Int.max arrive unsigned; intValue would wrap them negative.
+        if t == CChar(UInt8(ascii: "Q")) || t == CChar(UInt8(ascii: "L")) { return Int(exactly: n.uint64Value) }
         return n.intValue
     }
     return nil
@@ -198,72 +214,74 @@ struct FieldReader {
     }
 
     /// An object field; nil when absent (or of the wrong type, which is an error).
-    mutating func dictionary(_ value: Any?, _ path: String) -> [String: Any]? {
+    mutating func dictionary(_ value: Any?, _ path: @autoclosure () -> String) -> [String: Any]? {
         if isAbsent(value) { return nil }
         if let d = value as? [String: Any] { return d }
-        wrongType(path, expected: "an object", value!)
+        wrongType(path(), expected: "an object", value!)
         return nil
     }
 
     /// A list field; empty when absent (or of the wrong type, which is an error).
-    mutating func list(_ value: Any?, _ path: String) -> [Any] {
+    mutating func list(_ value: Any?, _ path: @autoclosure () -> String) -> [Any] {
         if isAbsent(value) { return [] }
         if let l = value as? [Any] { return l }
-        wrongType(path, expected: "a list", value!)
+        wrongType(path(), expected: "a list", value!)
         return []
     }
 
-    mutating func string(_ value: Any?, _ path: String) -> String? {
+    mutating func string(_ value: Any?, _ path: @autoclosure () -> String) -> String? {
         if isAbsent(value) { return nil }
         if let s = value as? String { return s }
-        wrongType(path, expected: "a string", value!)
+        wrongType(path(), expected: "a string", value!)
         return nil
     }
 
-    mutating func int(_ value: Any?, _ path: String) -> Int? {
+    mutating func int(_ value: Any?, _ path: @autoclosure () -> String) -> Int? {
         if isAbsent(value) { return nil }
         if let i = integerValue(value!) { return i }
         if isBoolean(value!) || !(value is NSNumber || value is Double) {
-            wrongType(path, expected: "an integer", value!)
+            wrongType(path(), expected: "an integer", value!)
         } else {
-            error(path, "expected an integer, got \(render(value!))")
+            error(path(), "expected an integer, got \(render(value!))")
         }
         return nil
     }
 
-    mutating func bool(_ value: Any?, _ path: String) -> Bool? {
+    mutating func bool(_ value: Any?, _ path: @autoclosure () -> String) -> Bool? {
         if isAbsent(value) { return nil }
         if isBoolean(value!), let b = value as? Bool { return b }
-        wrongType(path, expected: "a boolean", value!)
+        wrongType(path(), expected: "a boolean", value!)
         return nil
     }
 
     /// A list of strings; entries of the wrong type are errors and skipped.
-    mutating func strings(_ value: Any?, _ path: String) -> [(index: Int, value: String)] {
+    mutating func strings(_ value: Any?, _ path: @autoclosure () -> String) -> [(index: Int, value: String)] {
         var out: [(Int, String)] = []
-        for (i, item) in list(value, path).enumerated() {
-            if let s = string(item, "\(path)[\(i)]") { out.append((i, s)) }
+        for (i, item) in list(value, path()).enumerated() {
+            if let s = string(item, "\(path())[\(i)]") { out.append((i, s)) }
         }
         return out
     }
 
     /// A map of strings (labels); entries of the wrong type are errors and skipped.
-    mutating func stringMap(_ value: Any?, _ path: String) -> [String: String] {
-        guard let map = dictionary(value, path) else { return [:] }
+    mutating func stringMap(_ value: Any?, _ path: @autoclosure () -> String) -> [String: String] {
+        guard let map = dictionary(value, path()) else { return [:] }
         var out: [String: String] = [:]
         for (k, v) in map {
-            if let s = string(v, "\(path)[\(k)]") { out[k] = s }
+            if let s = string(v, "\(path())[\(k)]") { out[k] = s }
         }
         return out
     }
 
     /// A transport protocol, TCP when absent; nil (after an issue of `severity`) when unknown.
-    mutating func transportProtocol(_ value: Any?, _ path: String, severity: DecodeSeverity) -> TransportProtocol? {
-        guard let text = string(value, path) else { return isAbsent(value) ? .tcp : nil }
+    mutating func transportProtocol(_ value: Any?, _ path: @autoclosure () -> String, severity: DecodeSeverity)
+        -> TransportProtocol?
+    {
+        guard let text = string(value, path()) else { return isAbsent(value) ? .tcp : nil }
         if text.isEmpty { return .tcp }
         if let p = TransportProtocol(rawValue: text) { return p }
         let message = "must be one of TCP, UDP, SCTP, got \"\(text)\""
-        if severity == .error { error(path, message) } else { warning(path, message + "; port dropped") }
+        if severity == .error { error(path(), message) } else { warning(path(), message + "; port dropped") }
         return nil
     }
 }
@@ -300,7 +318,9 @@ struct ObjectMeta {
         var resourceVersion = ""
         if let rv = meta["resourceVersion"], !isAbsent(rv) {
             // Hand-written YAML may carry an unquoted number; it is only compared, never parsed.
-            if let i = integerValue(rv) { resourceVersion = String(i) } else {
+            if let i = integerValue(rv) {
+                resourceVersion = String(i)
+            } else {
                 resourceVersion = reader.string(rv, "metadata.resourceVersion") ?? ""
             }
         }

@@ -8,7 +8,8 @@ enum EndpointSliceDecoder {
         }
         let labelPath = "metadata.labels[\(EndpointSlice.serviceNameLabel)]"
         let serviceName = meta.labels[EndpointSlice.serviceNameLabel] ?? ""
-        if serviceName.isEmpty, !r.hasErrors {
+        // A label of the wrong type was already reported; "required" on top would only confuse.
+        if serviceName.isEmpty, !r.issues.contains(where: { $0.fieldPath.hasPrefix("metadata.labels") }) {
             // kube-proxy's EndpointSliceCache drops slices without the label: it cannot tell their Service.
             r.error(labelPath, "required")
         }
@@ -56,8 +57,15 @@ enum EndpointSliceDecoder {
             terminating: r.bool(conditionsObject["terminating"], "\(path).conditions.terminating"))
         let nodeName = r.string(e["nodeName"], "\(path).nodeName")
         let zone = r.string(e["zone"], "\(path).zone")
+        let hints = r.dictionary(e["hints"], "\(path).hints") ?? [:]
+        let zoneHints = names(hints["forZones"], "\(path).hints.forZones", &r)
+        let nodeHints = names(hints["forNodes"], "\(path).hints.forNodes", &r)
         // FQDN slices are never programmed (kube-proxy ignores them); their addresses are hostnames.
-        guard let family else { return Endpoint(addresses: [], conditions: conditions, nodeName: nodeName, zone: zone) }
+        guard let family else {
+            return Endpoint(
+                addresses: [], conditions: conditions, nodeName: nodeName, zone: zone, zoneHints: zoneHints,
+                nodeHints: nodeHints)
+        }
         if texts.isEmpty {
             if isAbsent(e["addresses"]) {
                 r.warning("\(path).addresses", "required; endpoint dropped")
@@ -81,7 +89,19 @@ enum EndpointSliceDecoder {
             }
             addresses.append(ip)
         }
-        return Endpoint(addresses: addresses, conditions: conditions, nodeName: nodeName, zone: zone)
+        return Endpoint(
+            addresses: addresses, conditions: conditions, nodeName: nodeName, zone: zone, zoneHints: zoneHints,
+            nodeHints: nodeHints)
+    }
+
+    /// The `name` of each entry of `hints.forZones` / `hints.forNodes`.
+    private static func names(_ value: Any?, _ path: String, _ r: inout FieldReader) -> [String] {
+        var out: [String] = []
+        for (i, item) in r.list(value, path).enumerated() {
+            guard let entry = r.dictionary(item, "\(path)[\(i)]") else { continue }
+            if let name = r.string(entry["name"], "\(path)[\(i)].name"), !name.isEmpty { out.append(name) }
+        }
+        return out
     }
 
     static func readPort(_ item: Any, _ path: String, _ r: inout FieldReader) -> EndpointPort? {

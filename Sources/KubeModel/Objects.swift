@@ -89,13 +89,18 @@ public struct Service: Hashable, Sendable {
     public var healthCheckNodePort: Int
     /// ClientIP affinity timeout in seconds, or nil for `sessionAffinity: None`.
     public var sessionAffinityTimeout: Int?
+    /// The `service.kubernetes.io/topology-mode` annotation (or the deprecated
+    /// `service.kubernetes.io/topology-aware-hints`), which turns on zone hints; nil when unset.
+    public var topologyMode: String?
+    /// `spec.trafficDistribution` (`PreferClose`, ...), which also turns on hints; nil when unset.
+    public var trafficDistribution: String?
 
     public init(name: ObjectName, resourceVersion: String = "", labels: [String: String] = [:],
                 type: ServiceType = .clusterIP, clusterIPs: [IPAddress] = [], isHeadless: Bool = false,
                 ports: [ServicePort] = [], externalIPs: [IPAddress] = [], loadBalancerIngressIPs: [IPAddress] = [],
                 loadBalancerSourceRanges: [CIDR] = [], externalTrafficPolicy: TrafficPolicy = .cluster,
                 internalTrafficPolicy: TrafficPolicy = .cluster, healthCheckNodePort: Int = 0,
-                sessionAffinityTimeout: Int? = nil) {
+                sessionAffinityTimeout: Int? = nil, topologyMode: String? = nil, trafficDistribution: String? = nil) {
         self.name = name
         self.resourceVersion = resourceVersion
         self.labels = labels
@@ -110,6 +115,8 @@ public struct Service: Hashable, Sendable {
         self.internalTrafficPolicy = internalTrafficPolicy
         self.healthCheckNodePort = healthCheckNodePort
         self.sessionAffinityTimeout = sessionAffinityTimeout
+        self.topologyMode = topologyMode
+        self.trafficDistribution = trafficDistribution
     }
 
     /// The label that hands a Service to another proxy; kube-proxy skips such Services.
@@ -137,12 +144,18 @@ public struct Endpoint: Hashable, Sendable {
     public var conditions: EndpointConditions
     public var nodeName: String?
     public var zone: String?
+    /// `hints.forZones[].name`: the zones this endpoint should serve under topology-aware routing.
+    public var zoneHints: [String]
+    /// `hints.forNodes[].name`: the nodes this endpoint should serve (`PreferSameNode`).
+    public var nodeHints: [String]
     public init(addresses: [IPAddress], conditions: EndpointConditions = .init(), nodeName: String? = nil,
-                zone: String? = nil) {
+                zone: String? = nil, zoneHints: [String] = [], nodeHints: [String] = []) {
         self.addresses = addresses
         self.conditions = conditions
         self.nodeName = nodeName
         self.zone = zone
+        self.zoneHints = zoneHints
+        self.nodeHints = nodeHints
     }
 }
 

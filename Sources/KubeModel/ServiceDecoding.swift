@@ -50,6 +50,15 @@ enum ServiceDecoder {
             }
         }
         readAffinity(spec, &service, &r)
+        // As upstream's service.go: the current annotation wins, the deprecated one is the fallback.
+        let modeKey = "service.kubernetes.io/topology-mode"
+        let deprecatedModeKey = "service.kubernetes.io/topology-aware-hints"
+        let mode = r.string(meta.annotations[modeKey], "metadata.annotations[\(modeKey)]") ?? ""
+        let deprecatedMode =
+            r.string(meta.annotations[deprecatedModeKey], "metadata.annotations[\(deprecatedModeKey)]") ?? ""
+        service.topologyMode = !mode.isEmpty ? mode : (!deprecatedMode.isEmpty ? deprecatedMode : nil)
+        service.trafficDistribution = r.string(spec["trafficDistribution"], "spec.trafficDistribution")
+            .flatMap { $0.isEmpty ? nil : $0 }
         readIngress(object, &service, &r)
 
         if r.hasErrors {
@@ -69,7 +78,9 @@ enum ServiceDecoder {
             return
         }
         if !list.isEmpty, let single, !single.isEmpty, single != list[0].value {
-            r.warning("spec.clusterIP", "\"\(single)\" differs from spec.clusterIPs[0] \"\(list[0].value)\"; using spec.clusterIPs")
+            r.warning(
+                "spec.clusterIP",
+                "\"\(single)\" differs from spec.clusterIPs[0] \"\(list[0].value)\"; using spec.clusterIPs")
         }
         var seen: Set<IPFamily> = []
         for (i, text) in texts where !text.isEmpty {

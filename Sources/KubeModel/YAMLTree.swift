@@ -48,13 +48,13 @@ public enum YAMLTree {
         var current: [Substring] = []
         var start = 1
         var lineNumber = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift, so it needs naming as a separator of its own.
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
-            let l = line.hasSuffix("\r") ? line.dropLast() : line
-            if l == "---" || l.hasPrefix("--- ") || l.hasPrefix("---\t") || l.hasPrefix("---#") {
+            if line == "---" || line.hasPrefix("--- ") || line.hasPrefix("---\t") || line.hasPrefix("---#") {
                 if !current.isEmpty { chunks.append((start, current.joined(separator: "\n"))) }
                 // `--- {a: 1}` carries content on the separator line itself.
-                let rest = l.dropFirst(3)
+                let rest = line.dropFirst(3)
                 current = rest.trimmingWhitespace().isEmpty || rest.trimmingWhitespace().hasPrefix("#") ? [] : [rest]
                 start = current.isEmpty ? lineNumber + 1 : lineNumber
                 continue

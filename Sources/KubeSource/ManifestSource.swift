@@ -1,5 +1,6 @@
 import Foundation
 import KubeModel
+import Logging
 
 /// What a set of manifest files holds: accepted Services and slices (v1 Endpoints already converted,
 /// `fromEndpoints: true`), and every issue, each prefixed with its file and document.
@@ -17,6 +18,13 @@ public struct ManifestLoad: Sendable {
 
     /// The issues that rejected a whole object or document.
     public var errors: [DecodeIssue] { issues.filter { $0.severity == .error } }
+
+    /// Logs each issue as one line: errors at `error`, dropped entries at `warning`.
+    public func log(to logger: Logger) {
+        for issue in issues {
+            logger.log(level: issue.severity == .error ? .error : .warning, "\(issue.description)")
+        }
+    }
 
     /// The loaded objects as a cluster snapshot. A Service's Endpoints are used only when no
     /// EndpointSlice names it, as `ClusterState` arranges.
@@ -149,10 +157,10 @@ public struct ManifestSource: Sendable {
             }
             let documents = YAMLTree.documents(text)
             for document in documents {
-                let where_ = documents.count > 1 ? "\(source) (document \(document.index))" : source
+                let origin = documents.count > 1 ? "\(source) (document \(document.index))" : source
                 switch document.result {
-                case .success(let tree): add(tree: tree, source: where_)
-                case .failure(let error): fileIssue(where_, error.description)
+                case .success(let tree): add(tree: tree, source: origin)
+                case .failure(let error): fileIssue(origin, error.description)
                 }
             }
         }
