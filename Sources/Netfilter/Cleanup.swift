@@ -1,3 +1,4 @@
+import Foundation
 import CNetfilter
 import KubeModel
 import Ruleset
@@ -50,6 +51,13 @@ public enum Cleanup {
         .mangle: [ChainNames.canary],
     ]
 
+    /// Opening a legacy table with libiptc instantiates it; a table the kernel does not list holds nothing of ours.
+    static func tableExists(_ table: Table, family: IPFamily) -> Bool {
+        let names = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
+        guard let text = try? String(contentsOfFile: names, encoding: .utf8) else { return true }
+        return text.split(separator: "\n").contains { $0 == table.rawValue }
+    }
+
     /// Runs cleanup for each family; jumps are matched exactly, so foreign rules stay.
     @discardableResult
     public static func run(
@@ -59,7 +67,7 @@ public enum Cleanup {
         var reports: [ApplyReport] = []
         for family in families {
             var report = ApplyReport(family: family)
-            for table in [Table.nat, .filter, .mangle] {
+            for table in [Table.nat, .filter, .mangle] where Self.tableExists(table, family: family) {
                 var program = TableProgram(family: family, capacity: 4096)
                 do {
                     for jump in UpstreamJumps.jumps(table) + (extraJumps[table] ?? []) {

@@ -80,9 +80,15 @@ public enum HostModeDetector {
             guard let o = try? Command.run(argv), o.status == 0 else { return "" }
             return o.stdout
         }
+        // `iptables-legacy-save -t mangle` would instantiate an empty mangle table where none exists: only read
+        // legacy tables the kernel already lists, so detection leaves no trace.
+        func legacyMangle(_ tool: String, _ names: String) -> String {
+            let existing = (try? String(contentsOfFile: names, encoding: .utf8)) ?? ""
+            return existing.split(separator: "\n").contains("mangle") ? out([tool, "-t", "mangle"]) : ""
+        }
         let e = Evidence(
-            legacyMangle: out(["iptables-legacy-save", "-t", "mangle"])
-                + out(["ip6tables-legacy-save", "-t", "mangle"]),
+            legacyMangle: legacyMangle("iptables-legacy-save", "/proc/net/ip_tables_names")
+                + legacyMangle("ip6tables-legacy-save", "/proc/net/ip6_tables_names"),
             nftMangle: out(["timeout", "5", "iptables-nft-save", "-t", "mangle"])
                 + out(["timeout", "5", "ip6tables-nft-save", "-t", "mangle"]),
             legacySave: out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"]),

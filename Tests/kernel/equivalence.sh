@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Kernel tests of `kube-natd --once`, in throwaway network namespaces only (run as root).
+#
+#   Tests/kernel/equivalence.sh path/to/kube-natd
+#
+# - Equivalence: for every golden case and both families, `--once` (libiptc) in namespace A and
+#   `iptables-legacy-restore --noflush` of `--dry-run` in namespace B give identical iptables-save output.
+# - Every golden expectation passes `iptables-legacy-restore --test`.
+# - Ownership: foreign rules in nat/filter/mangle are byte-identical after --once, a changed --once and --cleanup.
+# - Idempotence and change: a second --once changes nothing; removing a Service removes its chains;
+#   adding endpoints adds exactly their chains.
+set -uo pipefail
+BIN=$(readlink -f "${1:-.build/debug/kube-natd}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CASES="$ROOT/Tests/RuleCompilerTests/Golden/cases"
+[ -x "$BIN" ] || { echo "equivalence: $BIN not found (swift build first)"; exit 2; }
+
+PASS=0
+FAIL=0
+NAMESPACES=()
+TMP=$(mktemp -d /tmp/knat-eq.XXXXXX)
+cleanup() {
+    for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+newns() { local ns="knat-eq-$$-$1"; ip netns add "$ns" || exit 2; NAMESPACES+=("$ns"); ip netns exec "$ns" ip link set lo up; }
+delns() { ip netns del "knat-eq-$$-$1" 2>/dev/null; }
+X() { local ns="knat-eq-$$-$1"; shift; timeout 60 ip netns exec "$ns" "$@"; }
+ok() { PASS=$((PASS + 1)); echo "  ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -20 | sed 's/^/       /'; }
+# iptables-save without comments and counters.
+save() { local ns=$1 fam=$2; local tool=iptables-legacy-save; [ "$fam" = ipv6 ] && tool=ip6tables-legacy-save
+    X "$ns" "$tool" | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'; }
+restore() { [ "$1" = ipv6 ] && echo ip6tables-legacy-restore || echo iptables-legacy-restore; }
+natd() { local ns=$1; shift; X "$ns" "$BIN" "$@"; }
+
+echo "equivalence: --once vs iptables-legacy-restore of --dry-run, per golden case and family"
+for dir in "$CASES"/*/; do
+    name=$(basename "$dir")
+    for fam in ipv4 ipv6; do
+        newns a; newns b
+        args=(--config "$dir/config.yaml" --source "$dir/cluster.yaml" --ip-family "$fam" --random-fully yes)
+        if ! out=$(natd a "${args[@]}" --once --backend libiptc 2>&1); then
+            bad "$name/$fam: --once failed" "$out"; delns a; delns b; continue
+        fi
+        natd b "${args[@]}" --dry-run >"$TMP/dry.txt" 2>/dev/null
+        if ! out=$(X b "$(restore $fam)" --noflush <"$TMP/dry.txt" 2>&1); then
+            bad "$name/$fam: restore of the dry run failed" "$out"; delns a; delns b; continue
+        fi
+        if diff <(save a $fam) <(save b $fam) >"$TMP/diff.txt"; then
+            ok "$name/$fam: libiptc commit == restore of dry run ($(save a $fam | grep -c '^-A') rules)"
+        else
+            bad "$name/$fam: iptables-save differs" "$(cat "$TMP/diff.txt")"
+        fi
+        # The golden expectation itself (no --random-fully) must pass --test.
+        if out=$(X b "$(restore $fam)" --noflush --test <"$dir/expected-$fam.txt" 2>&1); then
+            ok "$name/$fam: golden passes $(restore $fam) --test"
+        else
+            bad "$name/$fam: golden fails --test" "$out"
+        fi
+        delns a; delns b
+    done
+done
+
+echo "ownership: foreign rules survive --once, a changed --once and --cleanup"
+EX="$ROOT/Config/example-cluster.yaml"
+CFG="$ROOT/Config/kube-proxy-config.yaml"
+newns own
+for t in "nat PREROUTING" "nat OUTPUT" "nat POSTROUTING" "filter INPUT" "filter FORWARD" "filter OUTPUT"; do
+    set -- $t
+    X own iptables-legacy -t "$1" -A "$2" -s 198.51.100.7 -m comment --comment "foreign $2" -j ACCEPT
+    X own ip6tables-legacy -t "$1" -A "$2" -s 2001:db8:7::7 -m comment --comment "foreign $2" -j ACCEPT
+done
+X own iptables-legacy -t filter -N FOREIGN-CHAIN
+X own iptables-legacy -t filter -A FOREIGN-CHAIN -p udp --dport 4789 -j DROP
+X own iptables-legacy -t mangle -A PREROUTING -p tcp --dport 22 -j MARK --set-mark 7
+foreign() { { save own ipv4; save own ipv6; } | grep -v -e 'KUBE-' -e '^COMMIT' -e '^\*'; }
+foreign >"$TMP/foreign.before"
+check_foreign() {
+    if diff "$TMP/foreign.before" <(foreign) >"$TMP/diff.txt"; then ok "$1"; else bad "$1" "$(cat "$TMP/diff.txt")"; fi
+}
+natd own --config "$CFG" --source "$EX" --once --backend libiptc --ip-family dual >/dev/null 2>&1 || bad "--once on example cluster failed"
+check_foreign "foreign rules identical after --once"
+first=$(X own iptables-legacy -t nat -S PREROUTING | head -2 | tail -1)
+case "$first" in *KUBE-SERVICES*) ok "nat PREROUTING jump placed before the foreign rule";; *) bad "jump not first in PREROUTING: $first";; esac
+natd own --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --once --backend libiptc --ip-family dual >/dev/null 2>&1
+check_foreign "foreign rules identical after a changed --once"
+natd own --cleanup >/dev/null 2>&1 || bad "--cleanup failed"
+check_foreign "foreign rules identical after --cleanup"
+left=$( { save own ipv4; save own ipv6; } | grep 'KUBE-' | grep -v 'KUBE-FIREWALL' || true)
+if [ -z "$left" ]; then ok "--cleanup removed every KUBE-* chain and jump (KUBE-FIREWALL is kubelet's and stays)"; else bad "--cleanup left" "$left"; fi
+delns own
+
+echo "idempotence and change"
+newns idem
+natd idem --config "$CFG" --source "$EX" --once --backend libiptc >/dev/null 2>&1
+save idem ipv4 >"$TMP/s1"
+natd idem --config "$CFG" --source "$EX" --once --backend libiptc >/dev/null 2>&1
+if diff "$TMP/s1" <(save idem ipv4) >/dev/null; then ok "second --once with the same input leaves iptables-save identical"; else bad "second --once changed the tables"; fi
+chains() { save idem ipv4 | grep '^:KUBE-' | cut -d' ' -f1 | sort; }
+chains >"$TMP/c1"
+# Remove the Service default/sticky (its document and its slice's document).
+python3 - "$EX" "$TMP/less.yaml" "$TMP/more.yaml" <<'PY'
+import sys
+docs = open(sys.argv[1]).read().split("\n---\n")
+keep = [d for d in docs if "name: sticky" not in d and "service-name: sticky" not in d]
+open(sys.argv[2], "w").write("\n---\n".join(keep))
+more = [d.replace("- {addresses: [10.244.1.12], conditions: {ready: true}, nodeName: node-1}",
+                  "- {addresses: [10.244.1.12], conditions: {ready: true}, nodeName: node-1}\n- {addresses: [10.244.1.14], conditions: {ready: true}, nodeName: node-1}")
+        for d in docs]
+open(sys.argv[3], "w").write("\n---\n".join(more))
+PY
+natd idem --config "$CFG" --source "$TMP/less.yaml" --once --backend libiptc >/dev/null 2>&1
+chains >"$TMP/c2"
+gone=$(comm -23 "$TMP/c1" "$TMP/c2" | tr '\n' ' ')
+added=$(comm -13 "$TMP/c1" "$TMP/c2" | tr '\n' ' ')
+# default/sticky:http has one SVC chain and three SEP chains.
+if [ "$(comm -23 "$TMP/c1" "$TMP/c2" | wc -l)" = 4 ] && [ -z "$added" ] && ! save idem ipv4 | grep -q 'default/sticky'; then
+    ok "removing a Service removed its 4 chains ($gone)"
+else
+    bad "removing a Service: gone=[$gone] added=[$added]"
+fi
+natd idem --config "$CFG" --source "$EX" --once --backend libiptc >/dev/null 2>&1
+chains >"$TMP/c3"
+natd idem --config "$CFG" --source "$TMP/more.yaml" --once --backend libiptc >/dev/null 2>&1
+chains >"$TMP/c4"
+added=$(comm -13 "$TMP/c3" "$TMP/c4" | wc -l)
+gone=$(comm -23 "$TMP/c3" "$TMP/c4" | wc -l)
+# The new endpoint joins kube-dns's slice (2 ports): one SEP chain per service port.
+if [ "$added" = 2 ] && [ "$gone" = 0 ]; then ok "adding an endpoint added exactly its 2 SEP chains"; else bad "adding an endpoint: added=$added gone=$gone"; fi
+delns idem
+
+echo "equivalence: $PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
