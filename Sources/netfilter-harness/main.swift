@@ -1,7 +1,7 @@
 // netfilter-harness: applies hand-built Rulesets (every Match and Target case) with a chosen backend.
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
-//   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2] [--nfacct]
+//   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2|3] [--nfacct]
 //                             [--lock-timeout-ms N] [--scale SERVICES]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
@@ -245,7 +245,12 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
     let nat = TableRuleset(
         table: .nat, chains: chains, baseJumps: UpstreamJumps.jumps(.nat),
         deletedChains: variant == 1 ? [] : ["KUBE-SEP-GONEGONEGONEGONE"])
-    return Ruleset(family: family, tables: [filter, nat])
+    var broken = nat
+    if variant == 3 {
+        // A rule jumping to a chain nobody declared: the whole table must be refused, the old rules kept.
+        broken.chains[0].rules.insert(Rule([.comment("broken")], .jump("KUBE-SVC-MISSINGMISSINGMI")), at: 1)
+    }
+    return Ruleset(family: family, tables: [filter, broken])
 }
 
 /// A kube-proxy-shaped ruleset with `count` ClusterIP Services of 3 endpoints each (~13 nat rules per Service).
@@ -355,7 +360,7 @@ func parse() -> Options {
 
 func usage() -> Never {
     FileHandle.standardError.write(
-        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n"
+        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n"
             .data(using: .utf8)!)
     exit(2)
 }

@@ -92,6 +92,16 @@ for FAMILY in ipv4 ipv6; do
     save a > "$TMP/a1again"
     check "$FAMILY: second apply is idempotent" same_files "$TMP/a1" "$TMP/a1again"
 
+    # --- a bad rule: refused with its place, the last good rules stay ------------------------------
+    broken_is_refused() {
+        if H a apply --backend libiptc --variant 3 2> "$TMP/broken"; then echo "apply succeeded"; return 1; fi
+        cat "$TMP/broken"
+        grep -q 'nat: chain KUBE-SERVICES rule 2: jump to missing chain KUBE-SVC-MISSINGMISSINGMI' "$TMP/broken"
+    }
+    check "$FAMILY: bad rule refused, error names table, chain and rule" broken_is_refused
+    save a > "$TMP/a1broken"
+    check "$FAMILY: nat and filter unchanged after the refused apply" same_files "$TMP/a1" "$TMP/a1broken"
+
     # --- changed ruleset: stale service chains and listed deletions go ----------------------------
     X a "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
     X b "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
