@@ -196,6 +196,23 @@ for FAMILY in ipv4 ipv6; do
     wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
     delns l
 
+    # --- a writer that ignores the lock: commit sees EAGAIN, the apply starts over, nothing is lost -
+    newns r
+    X r bash -c "for i in \$(seq 1 12); do XTABLES_LOCKFILE=$TMP/racing.lock $IPT -t nat -A POSTROUTING -j RETURN; sleep 0.05; done" &
+    WRITER=$!
+    H r apply --backend libiptc --scale 2000 2> "$TMP/race"
+    race_rc=$?
+    wait "$WRITER"
+    retried() {
+        local attempts; attempts=$(grep -o 'attempts=[0-9]*' "$TMP/race" | head -1 | cut -d= -f2)
+        echo "attempts: ${attempts:-?}"
+        [ "$race_rc" = 0 ] && [ "${attempts:-1}" -ge 2 ]
+    }
+    check "$FAMILY: EAGAIN from a racing writer is retried from iptc_init" retried
+    check "$FAMILY: the racing writer's rules all survive" bash -c \
+        "[ \$(ip netns exec knat-nb-$$-r $IPT -t nat -S POSTROUTING | grep -c -- '-j RETURN') = 12 ]"
+    delns r
+
     # --- no leaks in the shim ----------------------------------------------------------------------
     # valgrind 3.19 cannot read the DWARF 5 Swift emits, so it runs a copy without debug info. Only
     # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost".
