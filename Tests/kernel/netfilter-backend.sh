@@ -194,6 +194,11 @@ for FAMILY in ipv4 ipv6; do
         check "$FAMILY: lock timeout is a clear error" grep -q 'xtables.lock' "$TMP/lockfail"
     fi
     wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
+    flock /run/xtables.lock sleep 1 &
+    LOCK_PID=$!
+    sleep 0.3
+    check "$FAMILY: restore backend waits for the lock too" H l apply --backend restore-legacy
+    wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
     delns l
 
     # --- a writer that ignores the lock: commit sees EAGAIN, the apply starts over, nothing is lost -
