@@ -6,6 +6,7 @@
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
+//   netfilter-harness drift   --family ipv4|ipv6 [--variant N]   (exit 1 if owned chains differ from the ruleset)
 //   netfilter-harness detect
 import Foundation
 import KubeModel
@@ -406,6 +407,26 @@ do {
         for c in try TableReader.chains(family: options.family, table: options.table) {
             print("\(c.name)\t\(c.isBuiltin ? "builtin" : "user")\t\(c.ruleCount)\t\(String(c.digest, radix: 16))")
         }
+    case "drift":
+        // Compares the kernel's owned chains with what the sample ruleset says they must hold.
+        let ruleset = sampleRuleset(family: options.family, variant: options.variant, nfacct: options.nfacct)
+        var drifted = 0
+        for table in ruleset.tables {
+            let live = Dictionary(
+                try TableReader.chains(family: options.family, table: table.table).map { ($0.name, $0) },
+                uniquingKeysWith: { a, _ in a })
+            for want in try TableReader.expectedChains(family: options.family, table: table) {
+                let have = live[want.name]
+                if have?.digest != want.digest || have?.ruleCount != want.ruleCount {
+                    drifted += 1
+                    print(
+                        "drift: \(table.table.rawValue) \(want.name): want \(want.ruleCount) rules/\(String(want.digest, radix: 16)), have \(have.map { "\($0.ruleCount) rules/\(String($0.digest, radix: 16))" } ?? "no chain")"
+                    )
+                }
+            }
+        }
+        print("drift: \(drifted) chain(s) differ")
+        if drifted > 0 { exit(1) }
     case "detect":
         let d = HostModeDetector.detect()
         print("\(d.mode.rawValue)\t\(d.reason)")

@@ -88,6 +88,9 @@ for FAMILY in ipv4 ipv6; do
     H a apply --backend libiptc
     X b "$RESTORE" --noflush < "$TMP/$FAMILY.v1.txt"
 
+    check "$FAMILY: read-back digests equal the ruleset's own (no drift)" H a drift
+    X a "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
+    check "$FAMILY: a rule added by hand is seen as drift" bash -c "! ip netns exec knat-nb-$$-a '$HARNESS' drift --family $FAMILY"
     H a apply --backend libiptc
     save a > "$TMP/a1again"
     check "$FAMILY: second apply is idempotent" same_files "$TMP/a1" "$TMP/a1again"
