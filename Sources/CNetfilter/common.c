@@ -124,3 +124,10 @@ long knat_list_table(int family, const char *table, char *out, size_t capacity, 
     knat_unlock(fd);
     return n;
 }
+
+long knat_digest_program(int family, const uint8_t *program, size_t length, char *out, size_t capacity,
+                         knat_result *result) {
+    memset(result, 0, sizeof(*result));
+    return family == 4 ? knat_digest_program4(program, length, out, capacity, result)
+                       : knat_digest_program6(program, length, out, capacity, result);
+}

@@ -83,4 +83,6 @@ int knat_apply_table4(const char *table, const uint8_t *program, size_t length, 
 int knat_apply_table6(const char *table, const uint8_t *program, size_t length, knat_result *result);
 long knat_list_table4(const char *table, char *out, size_t capacity, knat_result *result);
 long knat_list_table6(const char *table, char *out, size_t capacity, knat_result *result);
+long knat_digest_program4(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
+long knat_digest_program6(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
 #endif

@@ -1,7 +1,7 @@
 import CNetfilter
 import Dispatch
-import Logging
 import KubeModel
+import Logging
 import Ruleset
 
 /// Writes each table with libiptc (libip4tc / libip6tc) in one locked init..commit.
@@ -141,13 +141,37 @@ public enum TableReader {
     public static func chains(family: IPFamily, table: Table, lockTimeoutMilliseconds: Int32 = 5000) throws
         -> [ChainSnapshot]
     {
+        try Self.collect(family: family, table: table) { buffer, capacity, result in
+            knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, buffer, capacity, lockTimeoutMilliseconds, result)
+        }
+    }
+
+    /// What `chains` will report for each chain the table ruleset declares once it is applied, computed from
+    /// the ruleset alone (same encoding, same digest). Differences from `chains` are drift.
+    public static func expectedChains(family: IPFamily, table: TableRuleset) throws -> [ChainSnapshot] {
+        var program = TableProgram(family: family)
+        do {
+            try LibiptcBackend.encode(table, into: &program)
+        } catch {
+            throw NetfilterError.encoding(error)
+        }
+        return try program.bytes.withUnsafeBufferPointer { bytes in
+            try Self.collect(family: family, table: table.table) { buffer, capacity, result in
+                knat_digest_program(family == .ipv4 ? 4 : 6, bytes.baseAddress, bytes.count, buffer, capacity, result)
+            }
+        }
+    }
+
+    /// Calls a C lister with a growing buffer and parses its "name\tbuiltin\trules\tdigest" lines.
+    private static func collect(
+        family: IPFamily, table: Table,
+        _ body: (UnsafeMutablePointer<CChar>, Int, UnsafeMutablePointer<knat_result>) -> Int
+    ) throws -> [ChainSnapshot] {
         var capacity = 1 << 16
         while true {
             var result = knat_result()
             var buffer = [CChar](repeating: 0, count: capacity)
-            let n = knat_list_table(
-                family == .ipv4 ? 4 : 6, table.rawValue, &buffer, capacity,
-                lockTimeoutMilliseconds, &result)
+            let n = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, capacity, &result) }
             if n < 0 {
                 let message = withUnsafeBytes(of: &result.message) {
                     String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)

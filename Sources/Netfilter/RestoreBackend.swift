@@ -42,7 +42,8 @@ public struct RestoreBackend: RulesetBackend {
         }
         let text = TextRenderer.renderBytes(payload)
         let restore = self.tool(ruleset.family, "-restore")
-        let out = try Command.run([restore, "--noflush"], input: text)
+        // Like upstream, wait for /run/xtables.lock (`-w 5 -W 100000`) rather than fail when another agent holds it.
+        let out = try Command.run([restore, "-w", "5", "-W", "100000", "--noflush"], input: text)
         guard out.status == 0 else {
             throw NetfilterError.command("\(restore) --noflush", status: out.status, stderr: out.stderr)
         }

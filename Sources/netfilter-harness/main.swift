@@ -1,11 +1,12 @@
 // netfilter-harness: applies hand-built Rulesets (every Match and Target case) with a chosen backend.
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
-//   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2] [--nfacct]
+//   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2|3] [--nfacct]
 //                             [--lock-timeout-ms N] [--scale SERVICES]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
+//   netfilter-harness drift   --family ipv4|ipv6 [--variant N]   (exit 1 if owned chains differ from the ruleset)
 //   netfilter-harness detect
 import Foundation
 import KubeModel
@@ -245,7 +246,12 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
     let nat = TableRuleset(
         table: .nat, chains: chains, baseJumps: UpstreamJumps.jumps(.nat),
         deletedChains: variant == 1 ? [] : ["KUBE-SEP-GONEGONEGONEGONE"])
-    return Ruleset(family: family, tables: [filter, nat])
+    var broken = nat
+    if variant == 3 {
+        // A rule jumping to a chain nobody declared: the whole table must be refused, the old rules kept.
+        broken.chains[0].rules.insert(Rule([.comment("broken")], .jump("KUBE-SVC-MISSINGMISSINGMI")), at: 1)
+    }
+    return Ruleset(family: family, tables: [filter, broken])
 }
 
 /// A kube-proxy-shaped ruleset with `count` ClusterIP Services of 3 endpoints each (~13 nat rules per Service).
@@ -355,7 +361,7 @@ func parse() -> Options {
 
 func usage() -> Never {
     FileHandle.standardError.write(
-        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n"
+        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n"
             .data(using: .utf8)!)
     exit(2)
 }
@@ -401,6 +407,26 @@ do {
         for c in try TableReader.chains(family: options.family, table: options.table) {
             print("\(c.name)\t\(c.isBuiltin ? "builtin" : "user")\t\(c.ruleCount)\t\(String(c.digest, radix: 16))")
         }
+    case "drift":
+        // Compares the kernel's owned chains with what the sample ruleset says they must hold.
+        let ruleset = sampleRuleset(family: options.family, variant: options.variant, nfacct: options.nfacct)
+        var drifted = 0
+        for table in ruleset.tables {
+            let live = Dictionary(
+                try TableReader.chains(family: options.family, table: table.table).map { ($0.name, $0) },
+                uniquingKeysWith: { a, _ in a })
+            for want in try TableReader.expectedChains(family: options.family, table: table) {
+                let have = live[want.name]
+                if have?.digest != want.digest || have?.ruleCount != want.ruleCount {
+                    drifted += 1
+                    print(
+                        "drift: \(table.table.rawValue) \(want.name): want \(want.ruleCount) rules/\(String(want.digest, radix: 16)), have \(have.map { "\($0.ruleCount) rules/\(String($0.digest, radix: 16))" } ?? "no chain")"
+                    )
+                }
+            }
+        }
+        print("drift: \(drifted) chain(s) differ")
+        if drifted > 0 { exit(1) }
     case "detect":
         let d = HostModeDetector.detect()
         print("\(d.mode.rawValue)\t\(d.reason)")

@@ -87,3 +87,17 @@ final class RuleEncodingTests: XCTestCase {
 enum IPAddressForTests {
     static let v6 = IPAddress("fd00::1")!
 }
+
+final class ExpectedChainsTests: XCTestCase {
+    func table(_ rules: [Rule]) -> TableRuleset { TableRuleset(table: .nat, chains: [Chain("KUBE-MARK-MASQ", rules)]) }
+
+    func testExpectedDigestIsStableAndSeesEveryChange() throws {
+        let a = try TableReader.expectedChains(family: .ipv4, table: self.table([Rule([], .markOr(0x4000))]))
+        let b = try TableReader.expectedChains(family: .ipv4, table: self.table([Rule([], .markOr(0x4000))]))
+        let c = try TableReader.expectedChains(family: .ipv4, table: self.table([Rule([], .markOr(0x8000))]))
+        XCTAssertEqual(a.map(\.name), ["KUBE-MARK-MASQ"])
+        XCTAssertEqual(a.first?.ruleCount, 1)
+        XCTAssertEqual(a, b)
+        XCTAssertNotEqual(a.first?.digest, c.first?.digest)
+    }
+}

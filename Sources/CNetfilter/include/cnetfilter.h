@@ -79,4 +79,11 @@ int knat_apply_table(int family, const char *table, const uint8_t *program, size
 long knat_list_table(int family, const char *table, char *out, size_t capacity, int lock_timeout_ms,
                      knat_result *result);
 
+/*
+ * The lines knat_list_table would print for each KNAT_OP_CHAIN of the program once it is applied (builtin
+ * column 0), computed from the program alone: drift detection compares the two without re-reading twice.
+ */
+long knat_digest_program(int family, const uint8_t *program, size_t length, char *out, size_t capacity,
+                         knat_result *result);
+
 #endif
