@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every kernel test (root; each script works only in network namespaces it creates and deletes).
+#
+#   Tests/kernel/run.sh path/to/kube-natd
+#
+# Prints each suite's own lines, then `kernel: N passed, M failed`; exits non-zero when any check failed.
+set -uo pipefail
+BIN=$(readlink -f "${1:-.build/debug/kube-natd}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+BINDIR=$(dirname "$BIN")
+[ "$(id -u)" = 0 ] || { echo "kernel tests need root (network namespaces)"; exit 1; }
+
+PASS=0
+FAIL=0
+run_suite() { # run_suite NAME SCRIPT ARGS...
+    local name=$1; shift
+    echo "== $name"
+    local out rc
+    out=$(timeout 900 bash "$@" 2>&1); rc=$?
+    echo "$out"
+    local line p f
+    line=$(echo "$out" | grep -E "^$name: [0-9]+ passed, [0-9]+ failed" | tail -1)
+    if [ -z "$line" ]; then
+        echo "$name: no summary line (exit $rc)"; FAIL=$((FAIL + 1)); return
+    fi
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+    PASS=$((PASS + p)); FAIL=$((FAIL + f))
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && FAIL=$((FAIL + 1))
+}
+
+run_suite netfilter-backend "$HERE/netfilter-backend.sh" "$BINDIR/netfilter-harness"
+run_suite equivalence "$HERE/equivalence.sh" "$BIN"
+[ -f "$HERE/traffic.sh" ] && run_suite traffic "$HERE/traffic.sh" "$BIN"
+
+echo "kernel: $PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
