@@ -25,6 +25,7 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	bash Tests/cli.sh $(BIN_DEBUG)
 	bash Tests/kernel/run.sh $(BIN_DEBUG)
 
 unit-test: deps

@@ -133,5 +133,24 @@ gone=$(comm -23 "$TMP/c3" "$TMP/c4" | wc -l)
 if [ "$added" = 2 ] && [ "$gone" = 0 ]; then ok "adding an endpoint added exactly its 2 SEP chains"; else bad "adding an endpoint: added=$added gone=$gone"; fi
 delns idem
 
+echo "concurrency: --once waits for another holder of /run/xtables.lock"
+newns lock
+flock /run/xtables.lock sleep 2 &
+holder=$!
+sleep 0.3
+start=$(date +%s%N)
+if natd lock --config "$CFG" --source "$EX" --once --backend libiptc >"$TMP/lock.out" 2>&1; then
+    waited=$(( ($(date +%s%N) - start) / 1000000 ))
+    if [ "$waited" -ge 1200 ] && X lock iptables-legacy -t nat -S KUBE-SERVICES | grep -q default/web; then
+        ok "--once waited ${waited} ms for the lock, then committed"
+    else
+        bad "--once did not wait for the lock (${waited} ms)"
+    fi
+else
+    bad "--once failed while the lock was held" "$(cat "$TMP/lock.out")"
+fi
+wait "$holder" 2>/dev/null
+delns lock
+
 echo "equivalence: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
