@@ -12,7 +12,16 @@ public struct ClusterState: Sendable {
     private var endpointsByService: [ObjectName: EndpointSlice] = [:]
     /// Per-Service generation; bumped whenever the Service or any slice naming it changes.
     public private(set) var generations: [ObjectName: UInt64] = [:]
-    private var clock: UInt64 = 0
+    /// Bumped on every change; a compiler remembers it to ask what changed since.
+    public private(set) var clock: UInt64 = 0
+    /// Which Service each clock tick touched, oldest first; compacted so it stays O(Services).
+    private var changeLog: [(clock: UInt64, service: ObjectName)] = []
+    /// Clock values at or below this are no longer in the log.
+    private var changeLogFloor: UInt64 = 0
+
+    /// Identifies this state's lineage (copies share it): a compiler that followed one lineage must not
+    /// take another's change log for its own.
+    public let lineage = UInt64.random(in: 1...UInt64.max)
 
     public init() {}
 
@@ -24,6 +33,25 @@ public struct ClusterState: Sendable {
     private mutating func bump(_ service: ObjectName) {
         clock &+= 1
         generations[service] = clock
+        changeLog.append((clock, service))
+        if changeLog.count > max(4096, 4 * services.count) {
+            // Keep the newest half; anyone asking about older clocks gets nil and recompiles fully.
+            let drop = changeLog.count / 2
+            changeLogFloor = changeLog[drop - 1].clock
+            changeLog.removeFirst(drop)
+        }
+    }
+
+    /// The Services touched since `since` (deduplicated), or nil when the log no longer reaches back that far.
+    public func changedServices(since: UInt64) -> Set<ObjectName>? {
+        if since < changeLogFloor { return nil }
+        var out = Set<ObjectName>()
+        var i = changeLog.count - 1
+        while i >= 0, changeLog[i].clock > since {
+            out.insert(changeLog[i].service)
+            i -= 1
+        }
+        return out
     }
 
     public mutating func upsert(_ service: Service) {
@@ -77,9 +105,11 @@ public struct ClusterState: Sendable {
         return []
     }
 
+    /// Services sorted by namespace/name: the order the compiler emits them in. O(n log n): the compiler
+    /// asks only when Services were added or removed.
+    public var sortedServiceNames: [ObjectName] { services.keys.sorted() }
+
     /// The generation of a Service (0 if never seen).
     public func generation(of service: ObjectName) -> UInt64 { generations[service] ?? 0 }
 
-    /// Services sorted by namespace/name: the order the compiler emits them in.
-    public var sortedServiceNames: [ObjectName] { services.keys.sorted() }
 }

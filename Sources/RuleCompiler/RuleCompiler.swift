@@ -16,8 +16,10 @@ public struct CompileStats: Sendable, Equatable {
 
 /// Compiles cluster state into the rules upstream kube-proxy (iptables mode) would write on this node.
 ///
-/// The result is a pure function of `(ClusterState, NodeSettings)`. The instance only memoises per-Service
-/// fragments keyed by the Service's generation, so a one-endpoint change re-derives one Service.
+/// The result is a pure function of `(ClusterState, NodeSettings)`. The instance only memoises: per-Service
+/// fragments keyed by the Service's generation, and the assembled ruleset, which it patches in place for the
+/// Services the state's change log names. A one-endpoint change therefore re-derives one Service and moves
+/// no other rule. One compiler follows one ClusterState lineage (copies of one state as it evolves).
 public final class RuleCompiler {
     /// Upstream's `largeClusterEndpointsThreshold`.
     public static let largeClusterEndpointsThreshold = 1000
@@ -25,19 +27,21 @@ public final class RuleCompiler {
     public let settings: NodeSettings
     public private(set) var lastStats = CompileStats()
 
-    private struct CachedEndpoints {
+    /// One Service's compiled view, kept in namespace/name order.
+    private struct Entry {
+        var name: ObjectName
         var generation: UInt64
         var ports: [ServicePortInfo]
         var endpoints: [[EndpointInfo]]
-        var count: Int
+        var endpointCount: Int
+        var fragment = ServiceFragment()
     }
-    private struct CachedFragment {
-        var generation: UInt64
-        var largeClusterMode: Bool
-        var fragment: ServiceFragment
-    }
-    private var endpointCache: [ObjectName: CachedEndpoints] = [:]
-    private var fragmentCache: [ObjectName: CachedFragment] = [:]
+    private var entries: [Entry] = []
+    private var position: [ObjectName: Int] = [:]
+    private var assembled: Ruleset?
+    private var lineage: UInt64 = 0
+    private var lastClock: UInt64 = 0
+    private var totals = CompileStats()
 
     public init(settings: NodeSettings) {
         self.settings = settings
@@ -45,71 +49,139 @@ public final class RuleCompiler {
 
     /// Drops every cached fragment (the next compile derives all Services again).
     public func invalidate() {
-        endpointCache.removeAll()
-        fragmentCache.removeAll()
+        entries.removeAll()
+        position.removeAll()
+        assembled = nil
+        lineage = 0
     }
 
     public func compile(_ state: ClusterState) -> Ruleset {
-        var stats = CompileStats()
-        let names = state.sortedServiceNames
-        var resolved: [(ObjectName, UInt64, CachedEndpoints)] = []
-        resolved.reserveCapacity(names.count)
-        for name in names {
-            let gen = state.generation(of: name)
-            let entry: CachedEndpoints
-            if let c = endpointCache[name], c.generation == gen {
-                entry = c
-            } else {
-                entry = resolve(state.services[name]!, state: state, generation: gen)
-                endpointCache[name] = entry
-            }
-            if !entry.ports.isEmpty {
-                resolved.append((name, gen, entry))
-                stats.services += 1
-                stats.servicePorts += entry.ports.count
-                stats.endpoints += entry.count
-            }
-        }
-        if endpointCache.count > names.count {
-            let live = Set(names)
-            endpointCache = endpointCache.filter { live.contains($0.key) }
-            fragmentCache = fragmentCache.filter { live.contains($0.key) }
-        }
-        let large = stats.endpoints > Self.largeClusterEndpointsThreshold
-        stats.largeClusterMode = large
-
-        var fragments: [ServiceFragment] = []
-        fragments.reserveCapacity(resolved.count)
-        for (name, gen, entry) in resolved {
-            if let c = fragmentCache[name], c.generation == gen, c.largeClusterMode == large {
-                fragments.append(c.fragment)
-                continue
-            }
-            var f = ServiceFragment()
-            for (port, eps) in zip(entry.ports, entry.endpoints) {
-                ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
-            }
-            fragmentCache[name] = CachedFragment(generation: gen, largeClusterMode: large, fragment: f)
-            fragments.append(f)
-            stats.fragmentsCompiled += 1
-        }
-        for f in fragments {
-            stats.noLocalEndpointsInternal += f.noLocalEndpointsInternal
-            stats.noLocalEndpointsExternal += f.noLocalEndpointsExternal
-        }
-        lastStats = stats
-        return Assembly(settings: settings).ruleset(fragments)
+        if let rs = compileIncrementally(state) { return rs }
+        return compileFully(state)
     }
 
-    private func resolve(_ svc: Service, state: ClusterState, generation: UInt64) -> CachedEndpoints {
-        let ports = ServicePortInfo.ports(of: svc, family: settings.family)
-        if ports.isEmpty { return CachedEndpoints(generation: generation, ports: [], endpoints: [], count: 0) }
-        let byPort = EndpointResolution.endpoints(
-            slices: state.slices(for: svc.name), family: settings.family, nodeName: settings.nodeName)
-        let eps = ports.map { p in
-            byPort[EndpointResolution.Key(portName: p.portName, proto: p.proto)] ?? []
+    private func compileFully(_ state: ClusterState) -> Ruleset {
+        let previous = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) })
+        entries = []
+        entries.reserveCapacity(state.services.count)
+        position = [:]
+        position.reserveCapacity(state.services.count)
+        var stats = CompileStats()
+        for name in state.sortedServiceNames {
+            let gen = state.generation(of: name)
+            var e: Entry
+            if lineage == state.lineage, let old = previous[name], old.generation == gen {
+                e = old
+            } else {
+                e = resolve(name, state, gen)
+            }
+            position[name] = entries.count
+            entries.append(e)
+            stats.endpoints += e.endpointCount
         }
-        return CachedEndpoints(generation: generation, ports: ports, endpoints: eps, count: eps.reduce(0) { $0 + $1.count })
+        let large = stats.endpoints > Self.largeClusterEndpointsThreshold
+        for i in entries.indices {
+            let gen = entries[i].generation
+            if lineage == state.lineage, let old = previous[entries[i].name], old.generation == gen,
+               totals.largeClusterMode == large {
+                entries[i].fragment = old.fragment
+            } else {
+                entries[i].fragment = fragment(for: entries[i], large: large)
+                stats.fragmentsCompiled += 1
+            }
+        }
+        stats.largeClusterMode = large
+        totals = stats
+        for e in entries { add(e, to: &totals, sign: 1) }
+        let rs = Assembly(settings: settings).ruleset(entries.map(\.fragment))
+        assembled = rs
+        lineage = state.lineage
+        lastClock = state.clock
+        lastStats = totals
+        lastStats.fragmentsCompiled = stats.fragmentsCompiled
+        return rs
+    }
+
+    /// Patches the last assembled ruleset for the Services changed since the last compile, or returns nil when
+    /// that is not possible (Services added or removed, another lineage, large-cluster mode flipped, many changes).
+    private func compileIncrementally(_ state: ClusterState) -> Ruleset? {
+        guard state.lineage == lineage, var rs = assembled,
+              let changed = state.changedServices(since: lastClock), changed.count <= max(8, entries.count / 8)
+        else { return nil }
+        for name in changed where position[name] == nil || state.services[name] == nil { return nil }
+        // Hand the storage over so that, once the caller has dropped the previous result, patches happen in place.
+        assembled = nil
+        var updates: [(Int, Entry)] = []
+        var endpoints = totals.endpoints
+        for name in changed {
+            let i = position[name]!
+            let e = resolve(name, state, state.generation(of: name))
+            endpoints += e.endpointCount - entries[i].endpointCount
+            updates.append((i, e))
+        }
+        let large = endpoints > Self.largeClusterEndpointsThreshold
+        guard large == totals.largeClusterMode else { return nil }
+        for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
+            e.fragment = fragment(for: e, large: large)
+            patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
+            add(entries[i], to: &totals, sign: -1)
+            add(e, to: &totals, sign: 1)
+            entries[i] = e
+        }
+        assembled = rs
+        lastClock = state.clock
+        lastStats = totals
+        lastStats.fragmentsCompiled = updates.count
+        return rs
+    }
+
+    /// Where fragment rules live in the assembled ruleset: (table index, chain index, rules of a fragment).
+    private static let sharedChains: [(Int, Int, KeyPath<ServiceFragment, [Rule]>)] = [
+        (0, 0, \.filterServices), (0, 1, \.filterExternalServices), (0, 3, \.filterNodePorts),
+        (0, 4, \.filterProxyFirewall), (1, 0, \.natServices), (1, 1, \.natNodePorts),
+    ]
+    /// Per-service nat chains follow the four fixed nat chains.
+    private static let natFixedChains = 4
+
+    private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment) {
+        for (t, c, path) in Self.sharedChains {
+            let oldRules = old[keyPath: path]
+            let newRules = new[keyPath: path]
+            if oldRules.isEmpty && newRules.isEmpty { continue }
+            var offset = 0
+            for j in 0..<index { offset += entries[j].fragment[keyPath: path].count }
+            rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldRules.count, with: newRules)
+        }
+        var offset = Self.natFixedChains
+        for j in 0..<index { offset += entries[j].fragment.natChains.count }
+        rs.tables[1].chains.replaceSubrange(offset..<offset + old.natChains.count, with: new.natChains)
+    }
+
+    private func add(_ e: Entry, to stats: inout CompileStats, sign: Int) {
+        guard !e.ports.isEmpty else { return }
+        stats.services += sign
+        stats.servicePorts += sign * e.ports.count
+        stats.noLocalEndpointsInternal += sign * e.fragment.noLocalEndpointsInternal
+        stats.noLocalEndpointsExternal += sign * e.fragment.noLocalEndpointsExternal
+    }
+
+    private func fragment(for e: Entry, large: Bool) -> ServiceFragment {
+        var f = ServiceFragment()
+        for (port, eps) in zip(e.ports, e.endpoints) {
+            ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
+        }
+        return f
+    }
+
+    private func resolve(_ name: ObjectName, _ state: ClusterState, _ generation: UInt64) -> Entry {
+        let svc = state.services[name]!
+        let ports = ServicePortInfo.ports(of: svc, family: settings.family)
+        if ports.isEmpty { return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0) }
+        let byPort = EndpointResolution.endpoints(
+            slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
+        let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] ?? [] }
+        return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
+                     endpointCount: eps.reduce(0) { $0 + $1.count })
     }
 }
 
