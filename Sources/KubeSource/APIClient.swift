@@ -89,6 +89,9 @@ final class APIClient: Sendable {
                 throw .credentials(.invalidPEM("certificate-authority or client certificate/key (\(error))"))
             }
             if credentials.insecureSkipTLSVerify { tls.certificateVerification = .none }
+            // HTTP framing (Content-Length, chunked) already tells us a body is complete, so waiting
+            // up to NIOSSL's default 5 s for the peer's close_notify only delays stopping.
+            tls.shutdownTimeout = .milliseconds(100)
             config.tlsConfiguration = tls
         }
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)

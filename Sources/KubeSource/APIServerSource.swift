@@ -285,6 +285,8 @@ struct FailureStreak {
 
     /// Logs if this starts a streak, then sleeps; false when cancelled during the sleep.
     mutating func failed(_ error: Error) async -> Bool {
+        // A request cut short because we are stopping is not a failure worth a log line.
+        if Task.isCancelled { return false }
         let cause = "\(error)"
         if failures == 0 || cause != lastCause {
             logger.warning(
