@@ -100,13 +100,11 @@ final class AuthTests: XCTestCase {
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         let capture = LogCapture()
-        try await withSource(ClusterCredentials(server: server.url, token: .inline("wrong")), logger: capture.logger) { _ in
-            let log = EventLog()
-            _ = log
-            let start = ContinuousClock.now
-            while capture.count(.warning, containing: "401 Unauthorized") < 1 && ContinuousClock.now - start < .seconds(3) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+        try await withSource(ClusterCredentials(server: server.url, token: .inline("wrong")), logger: capture.logger) { log in
+            await log.wait { _ in capture.count(.warning, containing: "401 Unauthorized") >= 1 }
+            // Several retries later, still one line for the streak.
+            await log.wait { _ in server.requests.filter { $0.path == "/api/v1/services" }.count >= 3 }
+            XCTAssertEqual(log.lines, [])
         }
         XCTAssertEqual(capture.count(.warning, containing: "list/watch Service failed"), 1)
         XCTAssertGreaterThanOrEqual(capture.count(.warning, containing: "token or client certificate was rejected"), 1)

@@ -299,4 +299,51 @@ final class ListWatchTests: XCTestCase {
         XCTAssertTrue(nodeRequests.allSatisfy { $0.query["fieldSelector"] == "metadata.name=node-a" })
         XCTAssertEqual(nodeRequests.first { $0.isWatch }?.query["resourceVersion"], "500")
     }
+
+    func testNonGoneErrorEventResumesTheWatchWithoutRelisting() async throws {
+        let cluster = FakeCluster()
+        cluster.list(services, .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "100", items: [])))
+        cluster.watch(
+            services,
+            .stream([
+                .send(Wire.event("ADDED", Wire.service("shop", "web", rv: "101"))),
+                .send(Wire.event("ERROR", Wire.status(code: 500, reason: "InternalError", message: "etcd leader changed"))),
+                .end,
+            ]),
+            .stream([.send(Wire.event("ADDED", Wire.service("shop", "cart", rv: "102")))]))
+        let server = try await cluster.start()
+        defer { Task { await server.stop() } }
+        try await withSource(ClusterCredentials(server: server.url)) { log in
+            await log.wait(for: "upsert Service shop/cart@102")
+        }
+        let reqs = server.requests.filter { $0.path == services }
+        XCTAssertEqual(reqs.filter { !$0.isWatch }.count, 1)
+        XCTAssertEqual(reqs.filter(\.isWatch).prefix(2).map { $0.query["resourceVersion"] }, ["100", "101"])
+    }
+
+    func testEventsStreamDeliversAndStopsWhenDropped() async throws {
+        let cluster = FakeCluster()
+        cluster.list(
+            services, .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "5", items: [Wire.service("a", "web", rv: "4")])))
+        let server = try await cluster.start()
+        defer { Task { await server.stop() } }
+        let source = APIServerSource(
+            credentials: ClusterCredentials(server: server.url), options: .fast(), logger: .init(label: "test"),
+            decode: TestObject.decode)
+        let consumer = Task { () -> [String] in
+            var seen: [String] = []
+            for await event in source.events() {
+                if case .synced(let kind) = event { seen.append("synced \(kind)") }
+                if seen.count == 2 { break }
+            }
+            return seen
+        }
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(5))
+            consumer.cancel()
+        }
+        let seen = await consumer.value
+        watchdog.cancel()
+        XCTAssertEqual(Set(seen), ["synced Service", "synced EndpointSlice"])
+    }
 }
