@@ -14,6 +14,8 @@ public enum APIError: Error, CustomStringConvertible {
     case notFound(path: String)
     case status(path: String, code: Int, message: String)
     case transport(path: String, underlying: String)
+    /// The connection broke or went silent after the response started (a watch mid-stream).
+    case interrupted(path: String, underlying: String)
     case malformed(path: String, reason: String)
     case invalidServer(String, reason: String)
     case credentials(CredentialsError)
@@ -34,6 +36,8 @@ public enum APIError: Error, CustomStringConvertible {
             return "GET \(path): HTTP \(code): \(message)"
         case .transport(let path, let underlying):
             return "GET \(path): \(underlying): is the apiserver reachable and its address right?"
+        case .interrupted(let path, let underlying):
+            return "GET \(path): response cut off (\(underlying)); resuming from the last resourceVersion seen"
         case .malformed(let path, let reason):
             return "GET \(path): unreadable response: \(reason)"
         case .invalidServer(let server, let reason):
@@ -47,7 +51,11 @@ public enum APIError: Error, CustomStringConvertible {
 /// One event of a watch stream, JSON still undecoded.
 struct WatchEvent {
     enum EventType: String {
-        case added = "ADDED", modified = "MODIFIED", deleted = "DELETED", bookmark = "BOOKMARK", error = "ERROR"
+        case added = "ADDED"
+        case modified = "MODIFIED"
+        case deleted = "DELETED"
+        case bookmark = "BOOKMARK"
+        case error = "ERROR"
     }
     var type: EventType
     var object: [String: Any]
@@ -200,8 +208,10 @@ final class APIClient: Sendable {
             }
         } catch let e as APIError {
             throw e
+        } catch let e as HTTPClientError where e == .readTimeout {
+            throw APIError.interrupted(path: path, underlying: "no data for longer than a watch may last: stalled")
         } catch {
-            throw APIError.transport(path: path, underlying: "\(error)")
+            throw APIError.interrupted(path: path, underlying: "\(error)")
         }
         if !pending.isEmpty { try emit(pending[...]) }
     }

@@ -83,7 +83,8 @@ public struct APIServerSource<Object: Sendable>: Sendable {
         return nil
     }
 
-    func follow(_ kind: ResourceKind, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async {
+    func follow(_ kind: ResourceKind, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async
+    {
         let collection = Collection(
             name: "\(kind)", path: kind.path, selector: [("labelSelector", ResourceKind.labelSelector)])
         let decode = self.decode
@@ -123,17 +124,22 @@ public struct APIServerSource<Object: Sendable>: Sendable {
             guard info.name == name, info != last else { return }
             last = info
             logger.info(
-                "node \(name): podCIDRs \(info.podCIDRs), InternalIP \(info.internalIPs), ExternalIP \(info.externalIPs)")
+                "node \(name): podCIDRs \(info.podCIDRs), InternalIP \(info.internalIPs), ExternalIP \(info.externalIPs)"
+            )
             emit(.node(info))
         }
         let handler = CollectionHandler(
             replaceAll: { items in
-                if let item = items.first { seen(item) } else {
+                if let item = items.first {
+                    seen(item)
+                } else {
                     logger.warning("node \(name) not found on the apiserver: is --hostname-override right?")
                 }
             },
             upsert: seen,
-            delete: { _ in logger.warning("node \(name) was deleted from the apiserver; keeping its last known addresses") })
+            delete: { _ in
+                logger.warning("node \(name) was deleted from the apiserver; keeping its last known addresses")
+            })
         await run(collection, client: client, handler: handler)
     }
 
@@ -147,7 +153,9 @@ public struct APIServerSource<Object: Sendable>: Sendable {
     // MARK: - List and watch
 
     /// Lists every page; a 410 on a `continue` page (the token expired) restarts the list.
-    func listAll(_ c: Collection, client: APIClient) async throws(APIError) -> (items: [[String: Any]], resourceVersion: String) {
+    func listAll(_ c: Collection, client: APIClient) async throws(APIError) -> (
+        items: [[String: Any]], resourceVersion: String
+    ) {
         var restarts = 0
         while true {
             var items: [[String: Any]] = []
@@ -166,7 +174,8 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                 return (items, resourceVersion)
             } catch .gone(let path) where token != nil && restarts < 3 {
                 restarts += 1
-                logger.info("list \(c.name): continue token expired (410 Gone at \(path)); listing again from the start")
+                logger.info(
+                    "list \(c.name): continue token expired (410 Gone at \(path)); listing again from the start")
             }
         }
     }
@@ -205,7 +214,8 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                         let code = event.object["code"] as? Int ?? 0
                         if code == 410 { throw APIError.gone(path: c.path) }
                         throw APIError.status(
-                            path: c.path, code: code, message: event.object["message"] as? String ?? "watch ERROR event")
+                            path: c.path, code: code, message: event.object["message"] as? String ?? "watch ERROR event"
+                        )
                     }
                 }
                 // The server ended the watch at timeoutSeconds: resume from where we are.

@@ -142,7 +142,8 @@ public struct CredentialSearch: Sendable {
                 "insecure-skip-tls-verify is set: the apiserver's certificate is not verified",
                 metadata: ["server": "\(creds.server)", "origin": "\(creds.origin)"])
         }
-        logger.info("apiserver credentials found", metadata: ["server": "\(creds.server)", "origin": "\(creds.origin)"])
+        logger.info(
+            "apiserver credentials found", metadata: ["server": "\(creds.server)", "origin": "\(creds.origin)"])
         return creds
     }
 

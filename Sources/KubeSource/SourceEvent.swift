@@ -116,7 +116,9 @@ public struct BackoffPolicy: Sendable {
     /// Each delay is stretched by a random fraction up to this.
     public var jitter: Double = 0.5
 
-    public init(initial: Duration = .milliseconds(800), cap: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5) {
+    public init(
+        initial: Duration = .milliseconds(800), cap: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5
+    ) {
         self.initial = initial
         self.cap = cap
         self.factor = factor
@@ -137,4 +139,3 @@ extension Duration {
         return Double(c.seconds) + Double(c.attoseconds) / 1e18
     }
 }
-

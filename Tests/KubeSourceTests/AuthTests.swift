@@ -33,7 +33,9 @@ final class AuthTests: XCTestCase {
             try "token-two\n".write(toFile: tokenPath, atomically: true, encoding: .utf8)
             cluster.requireAuthorization("Bearer token-two")
             await log.wait { _ in
-                server.requests.contains { $0.path == "/api/v1/services" && $0.isWatch && $0.authorization == "Bearer token-two" }
+                server.requests.contains {
+                    $0.path == "/api/v1/services" && $0.isWatch && $0.authorization == "Bearer token-two"
+                }
             }
         }
         let watches = server.requests.filter { $0.path == "/api/v1/services" && $0.isWatch }
@@ -74,7 +76,8 @@ final class AuthTests: XCTestCase {
         let cluster = FakeCluster()
         let server = try await cluster.start(tls: true)
         defer { Task { await server.stop() } }
-        try await withSource(ClusterCredentials(server: server.url, insecureSkipTLSVerify: true, token: .inline("t"))) { log in
+        try await withSource(ClusterCredentials(server: server.url, insecureSkipTLSVerify: true, token: .inline("t"))) {
+            log in
             await log.wait(for: "synced Service")
         }
     }
@@ -100,7 +103,8 @@ final class AuthTests: XCTestCase {
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         let capture = LogCapture()
-        try await withSource(ClusterCredentials(server: server.url, token: .inline("wrong")), logger: capture.logger) { log in
+        try await withSource(ClusterCredentials(server: server.url, token: .inline("wrong")), logger: capture.logger) {
+            log in
             await log.wait { _ in capture.count(.warning, containing: "401 Unauthorized") >= 1 }
             // Several retries later, still one line for the streak.
             await log.wait { _ in server.requests.filter { $0.path == "/api/v1/services" }.count >= 3 }

@@ -70,7 +70,9 @@ final class CredentialTests: XCTestCase {
             "kubeconfig",
             kubeconfig(
                 server: "https://10.0.0.1:6443", cluster: indent(["certificate-authority: ca.crt"]),
-                user: indent(["client-certificate: client.crt", "client-key: \(dir.path)/client.key", "tokenFile: token"])),
+                user: indent([
+                    "client-certificate: client.crt", "client-key: \(dir.path)/client.key", "tokenFile: token",
+                ])),
             in: dir)
         let creds = try CredentialSearch(configKubeconfig: path, environment: [:]).resolve(logger: logger)
         XCTAssertEqual(creds.certificateAuthorityPEM, Array(pki.caPEM.utf8))
@@ -81,16 +83,22 @@ final class CredentialTests: XCTestCase {
     }
 
     func testPrecedenceFlagThenConfigThenEnvironmentThenInCluster() throws {
-        let flag = try tempFile("kubeconfig", kubeconfig(server: "https://flag:6443", cluster: "", user: indent(["token: a"])))
-        let config = try tempFile("kubeconfig", kubeconfig(server: "https://config:6443", cluster: "", user: indent(["token: b"])))
-        let env = try tempFile("kubeconfig", kubeconfig(server: "https://env:6443", cluster: "", user: indent(["token: c"])))
+        let flag = try tempFile(
+            "kubeconfig", kubeconfig(server: "https://flag:6443", cluster: "", user: indent(["token: a"])))
+        let config = try tempFile(
+            "kubeconfig", kubeconfig(server: "https://config:6443", cluster: "", user: indent(["token: b"])))
+        let env = try tempFile(
+            "kubeconfig", kubeconfig(server: "https://env:6443", cluster: "", user: indent(["token: c"])))
         let sa = try makeServiceAccountDirectory()
         let inCluster = ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"]
         let environment = inCluster.merging(["KUBECONFIG": "/nonexistent/config:\(env)"]) { a, _ in a }
         func server(_ s: CredentialSearch) throws -> String { try s.resolve(logger: logger).server }
 
         XCTAssertEqual(
-            try server(.init(kubeconfigFlag: flag, configKubeconfig: config, environment: environment, serviceAccountDirectory: sa)),
+            try server(
+                .init(
+                    kubeconfigFlag: flag, configKubeconfig: config, environment: environment,
+                    serviceAccountDirectory: sa)),
             "https://flag:6443")
         XCTAssertEqual(
             try server(.init(configKubeconfig: config, environment: environment, serviceAccountDirectory: sa)),
@@ -100,13 +108,17 @@ final class CredentialTests: XCTestCase {
     }
 
     func testMasterOverridesTheServerAndAloneMeansNoCredentials() throws {
-        let flag = try tempFile("kubeconfig", kubeconfig(server: "https://flag:6443", cluster: "", user: indent(["token: a"])))
-        let withConfig = try CredentialSearch(kubeconfigFlag: flag, masterOverride: "https://master:6443", environment: [:])
-            .resolve(logger: logger)
+        let flag = try tempFile(
+            "kubeconfig", kubeconfig(server: "https://flag:6443", cluster: "", user: indent(["token: a"])))
+        let withConfig = try CredentialSearch(
+            kubeconfigFlag: flag, masterOverride: "https://master:6443", environment: [:]
+        )
+        .resolve(logger: logger)
         XCTAssertEqual(withConfig.server, "https://master:6443")
         XCTAssertEqual(withConfig.token, .inline("a"))
 
-        let alone = try CredentialSearch(masterOverride: "http://127.0.0.1:8080", environment: [:]).resolve(logger: logger)
+        let alone = try CredentialSearch(masterOverride: "http://127.0.0.1:8080", environment: [:]).resolve(
+            logger: logger)
         XCTAssertEqual(alone.server, "http://127.0.0.1:8080")
         XCTAssertNil(alone.token)
         XCTAssertNil(alone.certificateAuthorityPEM)
@@ -124,24 +136,33 @@ final class CredentialTests: XCTestCase {
     }
 
     func testOutsideAClusterWithoutKubeconfigIsAnActionableError() {
-        XCTAssertThrowsError(try CredentialSearch(environment: [:], serviceAccountDirectory: "/nonexistent").resolve(logger: logger)) {
+        XCTAssertThrowsError(
+            try CredentialSearch(environment: [:], serviceAccountDirectory: "/nonexistent").resolve(logger: logger)
+        ) {
             XCTAssertEqual($0 as? CredentialsError, .notInCluster)
             XCTAssertTrue("\($0)".contains("pass --kubeconfig"))
         }
     }
 
     func testKubeconfigErrorsNameTheFieldToFix() throws {
-        let missingCtx = try tempFile("kubeconfig", kubeconfig(server: "https://x", cluster: "", user: indent(["token: a"]), current: "prod"))
-        XCTAssertThrowsError(try CredentialSearch(kubeconfigFlag: missingCtx, environment: [:]).resolve(logger: logger)) {
+        let missingCtx = try tempFile(
+            "kubeconfig", kubeconfig(server: "https://x", cluster: "", user: indent(["token: a"]), current: "prod"))
+        XCTAssertThrowsError(try CredentialSearch(kubeconfigFlag: missingCtx, environment: [:]).resolve(logger: logger))
+        {
             XCTAssertEqual($0 as? CredentialsError, .missingContext(missingCtx, name: "prod"))
         }
         let exec = try tempFile(
             "kubeconfig",
-            kubeconfig(server: "https://x", cluster: "", user: indent(["exec:", "  command: aws", "  apiVersion: client.authentication.k8s.io/v1"])))
+            kubeconfig(
+                server: "https://x", cluster: "",
+                user: indent(["exec:", "  command: aws", "  apiVersion: client.authentication.k8s.io/v1"])))
         XCTAssertThrowsError(try CredentialSearch(kubeconfigFlag: exec, environment: [:]).resolve(logger: logger)) {
-            XCTAssertEqual($0 as? CredentialsError, .unsupportedAuth(exec, user: "system:kube-proxy", mechanism: "exec"))
+            XCTAssertEqual(
+                $0 as? CredentialsError, .unsupportedAuth(exec, user: "system:kube-proxy", mechanism: "exec"))
         }
-        XCTAssertThrowsError(try CredentialSearch(kubeconfigFlag: "/nonexistent/kubeconfig", environment: [:]).resolve(logger: logger)) {
+        XCTAssertThrowsError(
+            try CredentialSearch(kubeconfigFlag: "/nonexistent/kubeconfig", environment: [:]).resolve(logger: logger)
+        ) {
             XCTAssertEqual($0 as? CredentialsError, .unreadableFile("/nonexistent/kubeconfig", purpose: "kubeconfig"))
         }
     }
@@ -149,7 +170,9 @@ final class CredentialTests: XCTestCase {
     func testInsecureSkipTLSVerifyIsHonouredWithAWarning() throws {
         let path = try tempFile(
             "kubeconfig",
-            kubeconfig(server: "https://10.0.0.1:6443", cluster: indent(["insecure-skip-tls-verify: true"]), user: indent(["token: a"])))
+            kubeconfig(
+                server: "https://10.0.0.1:6443", cluster: indent(["insecure-skip-tls-verify: true"]),
+                user: indent(["token: a"])))
         let capture = LogCapture()
         let creds = try CredentialSearch(kubeconfigFlag: path, environment: [:]).resolve(logger: capture.logger)
         XCTAssertTrue(creds.insecureSkipTLSVerify)
@@ -167,7 +190,9 @@ final class CredentialTests: XCTestCase {
             "kubeconfig",
             kubeconfig(
                 server: server.url, cluster: indent(["certificate-authority-data: \(b64(pki.caPEM))"]),
-                user: indent(["client-certificate-data: \(b64(pki.clientCertPEM))", "client-key-data: \(b64(pki.clientKeyPEM))"])))
+                user: indent([
+                    "client-certificate-data: \(b64(pki.clientCertPEM))", "client-key-data: \(b64(pki.clientKeyPEM))",
+                ])))
         let creds = try CredentialSearch(environment: ["KUBECONFIG": path]).resolve(logger: logger)
         try await withSource(creds) { log in await log.wait(for: "synced Service") }
     }

@@ -41,7 +41,8 @@ final class ListWatchTests: XCTestCase {
         let list = try XCTUnwrap(reqs.first)
         XCTAssertFalse(list.isWatch)
         XCTAssertEqual(list.query["limit"], "500")
-        XCTAssertEqual(list.query["labelSelector"], "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name")
+        XCTAssertEqual(
+            list.query["labelSelector"], "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name")
         let watches = reqs.filter(\.isWatch)
         XCTAssertEqual(watches[0].query["resourceVersion"], "100")
         XCTAssertEqual(watches[0].query["allowWatchBookmarks"], "true")
@@ -88,13 +89,19 @@ final class ListWatchTests: XCTestCase {
         let server = try await TestAPIServer.start { req in
             if req.path == "/api/v1/services" && !req.isWatch {
                 if req.query["continue"] != nil {
-                    let n = continued.with { $0 += 1; return $0 }
+                    let n = continued.with {
+                        $0 += 1
+                        return $0
+                    }
                     if n == 1 { return .json(status: 410, body: Wire.gone) }
-                    return .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "300", items: [Wire.service("b", "s3", rv: "3")]))
+                    return .json(
+                        status: 200,
+                        body: Wire.list(kind: "ServiceList", rv: "300", items: [Wire.service("b", "s3", rv: "3")]))
                 }
                 return .json(
                     status: 200,
-                    body: Wire.list(kind: "ServiceList", rv: "300", continue: "tok", items: [Wire.service("a", "s1", rv: "1")]))
+                    body: Wire.list(
+                        kind: "ServiceList", rv: "300", continue: "tok", items: [Wire.service("a", "s1", rv: "1")]))
             }
             return cluster.route(req)
         }
@@ -110,7 +117,9 @@ final class ListWatchTests: XCTestCase {
         cluster.list(services, .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "100", items: [])))
         cluster.watch(
             services,
-            .stream([.send(Wire.event("ADDED", Wire.service("shop", "web", rv: "101"))), .pause(milliseconds: 20), .drop]),
+            .stream([
+                .send(Wire.event("ADDED", Wire.service("shop", "web", rv: "101"))), .pause(milliseconds: 20), .drop,
+            ]),
             .stream([.send(Wire.event("ADDED", Wire.service("shop", "cart", rv: "102")))]))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
@@ -145,7 +154,12 @@ final class ListWatchTests: XCTestCase {
         let cluster = FakeCluster()
         let failing = Box(3)
         let server = try await TestAPIServer.start { req in
-            if req.path == "/api/v1/services" && !req.isWatch && failing.with({ $0 -= 1; return $0 >= 0 }) {
+            if req.path == "/api/v1/services" && !req.isWatch
+                && failing.with({
+                    $0 -= 1
+                    return $0 >= 0
+                })
+            {
                 return .json(
                     status: 500,
                     body: Wire.status(code: 500, reason: "InternalError", message: "etcdserver: request timed out"))
@@ -173,7 +187,9 @@ final class ListWatchTests: XCTestCase {
                     kind: "ServiceList", rv: "100",
                     items: [Wire.service("shop", "web", rv: "90"), Wire.service("shop", "cart", rv: "91")])),
             // cart was deleted while we could not watch: only a full replace tells the consumer.
-            .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "2000", items: [Wire.service("shop", "web", rv: "1999")])))
+            .json(
+                status: 200,
+                body: Wire.list(kind: "ServiceList", rv: "2000", items: [Wire.service("shop", "web", rv: "1999")])))
         cluster.watch(services, .stream([.send(Wire.event("ERROR", Wire.gone)), .end]))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
@@ -190,7 +206,9 @@ final class ListWatchTests: XCTestCase {
         let cluster = FakeCluster()
         cluster.list(
             services,
-            .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "100", items: [Wire.service("shop", "web", rv: "90")])),
+            .json(
+                status: 200,
+                body: Wire.list(kind: "ServiceList", rv: "100", items: [Wire.service("shop", "web", rv: "90")])),
             .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "500", items: [])))
         cluster.watch(services, .json(status: 410, body: Wire.gone))
         let server = try await cluster.start()
@@ -206,7 +224,10 @@ final class ListWatchTests: XCTestCase {
         let cluster = FakeCluster()
         cluster.list(
             services,
-            .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "100", items: [broken, Wire.service("shop", "web", rv: "90")])))
+            .json(
+                status: 200,
+                body: Wire.list(kind: "ServiceList", rv: "100", items: [broken, Wire.service("shop", "web", rv: "90")]))
+        )
         cluster.watch(
             services,
             .stream([
@@ -229,11 +250,15 @@ final class ListWatchTests: XCTestCase {
             slices,
             .json(
                 status: 200,
-                body: Wire.list(kind: "EndpointSliceList", rv: "40", items: [Wire.endpointSlice("shop", "web", suffix: "abcde", rv: "39")])))
+                body: Wire.list(
+                    kind: "EndpointSliceList", rv: "40",
+                    items: [Wire.endpointSlice("shop", "web", suffix: "abcde", rv: "39")])))
         cluster.watch(
             slices,
             .stream([
-                .send(Wire.event("MODIFIED", Wire.endpointSlice("shop", "web", suffix: "abcde", rv: "41", ip: "10.244.2.9")))
+                .send(
+                    Wire.event(
+                        "MODIFIED", Wire.endpointSlice("shop", "web", suffix: "abcde", rv: "41", ip: "10.244.2.9")))
             ]))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
@@ -253,8 +278,11 @@ final class ListWatchTests: XCTestCase {
         cluster.hasEndpointSliceAPI = false
         cluster.list(
             "/api/v1/endpoints",
-            .json(status: 200, body: Wire.list(kind: "EndpointsList", rv: "70", items: [Wire.endpoints("shop", "web", rv: "69")])))
-        cluster.watch("/api/v1/endpoints", .stream([.send(Wire.event("DELETED", Wire.endpoints("shop", "web", rv: "71")))]))
+            .json(
+                status: 200,
+                body: Wire.list(kind: "EndpointsList", rv: "70", items: [Wire.endpoints("shop", "web", rv: "69")])))
+        cluster.watch(
+            "/api/v1/endpoints", .stream([.send(Wire.event("DELETED", Wire.endpoints("shop", "web", rv: "71")))]))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         let capture = LogCapture()
@@ -288,10 +316,12 @@ final class ListWatchTests: XCTestCase {
                 log.nodes,
                 [
                     NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"], internalIPs: ["192.168.10.11"],
+                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+                        internalIPs: ["192.168.10.11"],
                         externalIPs: ["203.0.113.7"]),
                     NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"], internalIPs: ["192.168.10.99"],
+                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
+                        internalIPs: ["192.168.10.99"],
                         externalIPs: ["203.0.113.7"]),
                 ])
         }
@@ -307,7 +337,9 @@ final class ListWatchTests: XCTestCase {
             services,
             .stream([
                 .send(Wire.event("ADDED", Wire.service("shop", "web", rv: "101"))),
-                .send(Wire.event("ERROR", Wire.status(code: 500, reason: "InternalError", message: "etcd leader changed"))),
+                .send(
+                    Wire.event("ERROR", Wire.status(code: 500, reason: "InternalError", message: "etcd leader changed"))
+                ),
                 .end,
             ]),
             .stream([.send(Wire.event("ADDED", Wire.service("shop", "cart", rv: "102")))]))
@@ -324,7 +356,9 @@ final class ListWatchTests: XCTestCase {
     func testEventsStreamDeliversAndStopsWhenDropped() async throws {
         let cluster = FakeCluster()
         cluster.list(
-            services, .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "5", items: [Wire.service("a", "web", rv: "4")])))
+            services,
+            .json(
+                status: 200, body: Wire.list(kind: "ServiceList", rv: "5", items: [Wire.service("a", "web", rv: "4")])))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         let source = APIServerSource(

@@ -9,17 +9,24 @@ final class PollingTests: XCTestCase {
             "/api/v1/services",
             .json(
                 status: 200,
-                body: Wire.list(kind: "ServiceList", rv: "10", items: [Wire.service("a", "web", rv: "1"), Wire.service("a", "db", rv: "2")])),
+                body: Wire.list(
+                    kind: "ServiceList", rv: "10",
+                    items: [Wire.service("a", "web", rv: "1"), Wire.service("a", "db", rv: "2")])),
             // web changed, cart appeared.
             .json(
                 status: 200,
                 body: Wire.list(
                     kind: "ServiceList", rv: "11",
-                    items: [Wire.service("a", "web", rv: "3"), Wire.service("a", "db", rv: "2"), Wire.service("a", "cart", rv: "4")])),
+                    items: [
+                        Wire.service("a", "web", rv: "3"), Wire.service("a", "db", rv: "2"),
+                        Wire.service("a", "cart", rv: "4"),
+                    ])),
             // db is gone.
             .json(
                 status: 200,
-                body: Wire.list(kind: "ServiceList", rv: "12", items: [Wire.service("a", "web", rv: "3"), Wire.service("a", "cart", rv: "4")])))
+                body: Wire.list(
+                    kind: "ServiceList", rv: "12",
+                    items: [Wire.service("a", "web", rv: "3"), Wire.service("a", "cart", rv: "4")])))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         try await withSource(
@@ -43,8 +50,15 @@ final class PollingTests: XCTestCase {
         let cluster = FakeCluster()
         let failing = Box(2)
         let server = try await TestAPIServer.start { req in
-            if req.path == "/api/v1/services" && failing.with({ $0 -= 1; return $0 >= 0 }) {
-                return .json(status: 503, body: Wire.status(code: 503, reason: "ServiceUnavailable", message: "apiserver is shutting down"))
+            if req.path == "/api/v1/services"
+                && failing.with({
+                    $0 -= 1
+                    return $0 >= 0
+                })
+            {
+                return .json(
+                    status: 503,
+                    body: Wire.status(code: 503, reason: "ServiceUnavailable", message: "apiserver is shutting down"))
             }
             return cluster.route(req)
         }
@@ -64,11 +78,15 @@ final class PollingTests: XCTestCase {
         cluster.list(
             "/api/v1/nodes",
             .json(status: 200, body: Wire.list(kind: "NodeList", rv: "1", items: [Wire.node("node-a", rv: "1")])),
-            .json(status: 200, body: Wire.list(kind: "NodeList", rv: "2", items: [Wire.node("node-a", rv: "2", podCIDRs: ["10.244.9.0/24"])])))
+            .json(
+                status: 200,
+                body: Wire.list(
+                    kind: "NodeList", rv: "2", items: [Wire.node("node-a", rv: "2", podCIDRs: ["10.244.9.0/24"])])))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         try await withSource(
-            ClusterCredentials(server: server.url), options: .fast(mode: .poll(interval: .milliseconds(50)), nodeName: "node-a")
+            ClusterCredentials(server: server.url),
+            options: .fast(mode: .poll(interval: .milliseconds(50)), nodeName: "node-a")
         ) { log in
             await log.wait { _ in log.nodes.last?.podCIDRs == ["10.244.9.0/24"] }
         }

@@ -56,9 +56,10 @@ enum Wire {
         """
     }
 
-    static func node(_ name: String, rv: String, podCIDRs: [String] = ["10.244.1.0/24", "fd00:10:244:1::/64"],
-                     internalIP: String = "192.168.10.11") -> String
-    {
+    static func node(
+        _ name: String, rv: String, podCIDRs: [String] = ["10.244.1.0/24", "fd00:10:244:1::/64"],
+        internalIP: String = "192.168.10.11"
+    ) -> String {
         let cidrs = podCIDRs.map { "\"\($0)\"" }.joined(separator: ",")
         return """
             {"metadata":{"name":"\(name)","uid":"node-\(name)","resourceVersion":"\(rv)",\
@@ -136,7 +137,8 @@ final class EventLog: @unchecked Sendable {
     func append(_ event: SourceEvent<TestObject>) {
         let line: String
         switch event {
-        case .replaceAll(let kind, let objects): line = "replaceAll \(kind) [\(objects.map(\.description).sorted().joined(separator: ", "))]"
+        case .replaceAll(let kind, let objects):
+            line = "replaceAll \(kind) [\(objects.map(\.description).sorted().joined(separator: ", "))]"
         case .synced(let kind): line = "synced \(kind)"
         case .upsert(let kind, let o): line = "upsert \(kind) \(o)"
         case .delete(let kind, let name): line = "delete \(kind) \(name)"
@@ -255,7 +257,10 @@ final class FakeCluster: @unchecked Sendable {
             if r.path == "/apis/discovery.k8s.io/v1" {
                 return hasEndpointSliceAPI
                     ? .json(status: 200, body: Wire.discovery)
-                    : .json(status: 404, body: Wire.status(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
+                    : .json(
+                        status: 404,
+                        body: Wire.status(
+                            code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
             }
             if r.isWatch {
                 if var queue = watches[r.path], !queue.isEmpty {

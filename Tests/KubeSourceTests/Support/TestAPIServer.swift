@@ -59,7 +59,9 @@ final class TestAPIServer: @unchecked Sendable {
         if tls {
             let pki = TestPKI.shared
             var config = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.serverCertPEM.utf8)).map { .certificate($0) },
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(pki.serverCertPEM.utf8)).map {
+                    .certificate($0)
+                },
                 privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.serverKeyPEM.utf8), format: .pem)))
             config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pki.caPEM.utf8)))
             config.certificateVerification = .optionalVerification
@@ -130,7 +132,8 @@ final class TestAPIServer: @unchecked Sendable {
                 headers.add(name: "Content-Type", value: "application/json")
                 headers.add(name: "Content-Length", value: "\(body.utf8.count)")
                 context.write(
-                    wrapOutboundOut(.head(.init(version: .http1_1, status: .init(statusCode: status), headers: headers))),
+                    wrapOutboundOut(
+                        .head(.init(version: .http1_1, status: .init(statusCode: status), headers: headers))),
                     promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

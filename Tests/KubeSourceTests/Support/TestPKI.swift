@@ -31,7 +31,9 @@ struct TestPKI {
             },
             issuerPrivateKey: .init(caKey))
 
-        func leaf(_ cn: String, usage: ExtendedKeyUsage.Usage, issuer: DistinguishedName, issuerKey: P256.Signing.PrivateKey)
+        func leaf(
+            _ cn: String, usage: ExtendedKeyUsage.Usage, issuer: DistinguishedName, issuerKey: P256.Signing.PrivateKey
+        )
             throws -> (String, String)
         {
             let key = P256.Signing.PrivateKey()
@@ -46,14 +48,17 @@ struct TestPKI {
                 extensions: try Certificate.Extensions {
                     Critical(KeyUsage(digitalSignature: true))
                     try ExtendedKeyUsage([usage])
-                    SubjectAlternativeNames([.ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])), .dnsName("localhost")])
+                    SubjectAlternativeNames([
+                        .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])), .dnsName("localhost"),
+                    ])
                 },
                 issuerPrivateKey: .init(issuerKey))
             return (try cert.serializeAsPEM().pemString, key.pemRepresentation)
         }
         caPEM = try ca.serializeAsPEM().pemString
         (serverCertPEM, serverKeyPEM) = try leaf("127.0.0.1", usage: .serverAuth, issuer: caName, issuerKey: caKey)
-        (clientCertPEM, clientKeyPEM) = try leaf("system:kube-proxy", usage: .clientAuth, issuer: caName, issuerKey: caKey)
+        (clientCertPEM, clientKeyPEM) = try leaf(
+            "system:kube-proxy", usage: .clientAuth, issuer: caName, issuerKey: caKey)
         let otherKey = P256.Signing.PrivateKey()
         let otherName = try DistinguishedName { CommonName("some other CA") }
         (strangerCertPEM, strangerKeyPEM) = try leaf(
