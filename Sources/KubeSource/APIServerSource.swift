@@ -199,8 +199,13 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                     ("watch", "true"), ("resourceVersion", resourceVersion ?? ""), ("allowWatchBookmarks", "true"),
                     ("timeoutSeconds", "\(timeoutSeconds)"),
                 ]
+                let started = ContinuousClock.now
+                var events = 0
                 try await client.watch(c.path, query: query) { event in
-                    streak.succeeded()
+                    if event.type != .error {
+                        events += 1
+                        streak.succeeded()
+                    }
                     if let rv = metadata(event.object)["resourceVersion"] as? String, !rv.isEmpty {
                         resourceVersion = rv
                     }
@@ -217,6 +222,11 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                             path: c.path, code: code, message: event.object["message"] as? String ?? "watch ERROR event"
                         )
                     }
+                }
+                // A watch the server closes at once, empty, again and again would become a request
+                // storm from every node: pace it like a failure (client-go backs off the same way).
+                if events == 0 && ContinuousClock.now - started < .seconds(1) {
+                    throw APIError.status(path: c.path, code: 200, message: "watch ended at once without events")
                 }
                 // The server ended the watch at timeoutSeconds: resume from where we are.
                 streak.succeeded()

@@ -380,4 +380,19 @@ final class ListWatchTests: XCTestCase {
         watchdog.cancel()
         XCTAssertEqual(Set(seen), ["synced Service", "synced EndpointSlice"])
     }
+
+    func testWatchesEndedAtOnceArePacedByBackoff() async throws {
+        let cluster = FakeCluster()
+        let server = try await TestAPIServer.start { req in
+            req.path == "/api/v1/services" && req.isWatch ? .stream([.end]) : cluster.route(req)
+        }
+        defer { Task { await server.stop() } }
+        try await withSource(ClusterCredentials(server: server.url)) { log in
+            await log.wait(for: "synced Service")
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        let watches = server.requests.filter { $0.path == services && $0.isWatch }.count
+        XCTAssertGreaterThan(watches, 1)
+        XCTAssertLessThan(watches, 20, "an empty watch ending at once must not be retried in a tight loop")
+    }
 }
