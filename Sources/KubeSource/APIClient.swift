@@ -83,6 +83,9 @@ final class APIClient: Sendable {
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(10), read: readTimeout)
         config.redirectConfiguration = .disallow
+        // One HTTP/1.1 connection per watch: a stalled connection then stalls one kind, not all of
+        // them, and the read timeout that detects it is the path the tests exercise.
+        config.httpVersion = .http1Only
         if scheme == "https" {
             var tls = TLSConfiguration.makeClientConfiguration()
             do {
