@@ -179,6 +179,24 @@ final class CredentialTests: XCTestCase {
         XCTAssertEqual(capture.count(.warning, containing: "insecure-skip-tls-verify"), 1)
     }
 
+    func testUnusableCredentialsStopTheSourceAtStartWithTheReason() async {
+        let logger = self.logger
+        func startError(_ creds: ClusterCredentials) async -> String {
+            let source = APIServerSource(credentials: creds, logger: logger, decode: TestObject.decode)
+            do {
+                try await source.run { _ in }
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let badCA = await startError(
+            ClusterCredentials(server: "https://127.0.0.1:1", certificateAuthorityPEM: Array("not a pem".utf8)))
+        XCTAssertTrue(badCA.contains("not a valid PEM"), badCA)
+        let badURL = await startError(ClusterCredentials(server: "ftp://apiserver"))
+        XCTAssertTrue(badURL.contains("expected http(s)://host"), badURL)
+    }
+
     // MARK: - End to end: found credentials against the TLS test apiserver
 
     func testKubeconfigClientCertificateReachesTheServer() async throws {
