@@ -230,7 +230,7 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                 }
                 // The server ended the watch at timeoutSeconds: resume from where we are.
                 streak.succeeded()
-            } catch APIError.gone {
+            } catch APIError.gone where resourceVersion != nil {
                 logger.info("watch \(c.name): resourceVersion \(resourceVersion ?? "") expired (410 Gone); relisting")
                 resourceVersion = nil
             } catch {
