@@ -15,9 +15,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .target(name: "KubeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -40,6 +44,10 @@ let package = Package(
         .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .target(name: "Daemon", dependencies: [
             "KubeModel", "ProxyConfig", "Ruleset", "RuleCompiler", "Netfilter", "KubeSource",
@@ -59,7 +67,14 @@ let package = Package(
         .testTarget(name: "RuleCompilerTests", dependencies: ["RuleCompiler", "Ruleset", "KubeModel", "ProxyConfig", "KubeSource"],
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
-        .testTarget(name: "KubeSourceTests", dependencies: ["KubeSource", "KubeModel"]),
+        .testTarget(name: "KubeSourceTests", dependencies: [
+            "KubeSource", "KubeModel",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+        ]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),

@@ -95,6 +95,9 @@ public struct ClusterState: Sendable {
         if endpointsByService.removeValue(forKey: service) != nil { bump(service) }
     }
 
+    /// Services that have a slice converted from v1 Endpoints.
+    public var endpointsServices: [ObjectName] { Array(endpointsByService.keys) }
+
     /// The slices that feed a Service: its EndpointSlices sorted by name, or, when it has none,
     /// the slice converted from its v1 Endpoints (kube-proxy reads one source or the other).
     public func slices(for service: ObjectName) -> [EndpointSlice] {

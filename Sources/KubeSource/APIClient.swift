@@ -1,0 +1,221 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// A failed request to the apiserver, described so an operator knows where to look.
+public enum APIError: Error, CustomStringConvertible {
+    /// HTTP 410 or a watch ERROR event with a Status of code 410: the resourceVersion is too old.
+    case gone(path: String)
+    case unauthorized(path: String, message: String)
+    case forbidden(path: String, message: String)
+    case notFound(path: String)
+    case status(path: String, code: Int, message: String)
+    case transport(path: String, underlying: String)
+    /// The connection broke or went silent after the response started (a watch mid-stream).
+    case interrupted(path: String, underlying: String)
+    case malformed(path: String, reason: String)
+    case invalidServer(String, reason: String)
+    case credentials(CredentialsError)
+
+    public var description: String {
+        switch self {
+        case .gone(let path):
+            return "GET \(path): 410 Gone, resourceVersion expired; relisting"
+        case .unauthorized(let path, let message):
+            return "GET \(path): 401 Unauthorized (\(message)): the token or client certificate was rejected; "
+                + "check that it is current and issued by the cluster"
+        case .forbidden(let path, let message):
+            return "GET \(path): 403 Forbidden (\(message)): grant list and watch on this resource "
+                + "(the system:node-proxier ClusterRole)"
+        case .notFound(let path):
+            return "GET \(path): 404 Not Found: the apiserver does not serve this resource"
+        case .status(let path, let code, let message):
+            return "GET \(path): HTTP \(code): \(message)"
+        case .transport(let path, let underlying):
+            return "GET \(path): \(underlying): is the apiserver reachable and its address right?"
+        case .interrupted(let path, let underlying):
+            return "GET \(path): response cut off (\(underlying)); resuming from the last resourceVersion seen"
+        case .malformed(let path, let reason):
+            return "GET \(path): unreadable response: \(reason)"
+        case .invalidServer(let server, let reason):
+            return "apiserver URL \(server): \(reason)"
+        case .credentials(let e):
+            return e.description
+        }
+    }
+}
+
+/// One event of a watch stream, JSON still undecoded.
+struct WatchEvent {
+    enum EventType: String {
+        case added = "ADDED"
+        case modified = "MODIFIED"
+        case deleted = "DELETED"
+        case bookmark = "BOOKMARK"
+        case error = "ERROR"
+    }
+    var type: EventType
+    var object: [String: Any]
+}
+
+/// GET and streaming GET against the apiserver over AsyncHTTPClient, with the cluster's TLS and auth.
+final class APIClient: Sendable {
+    let http: HTTPClient
+    let base: String
+    let token: BearerToken?
+    let requestTimeout: TimeAmount
+
+    /// `readTimeout` bounds the silence on a connection, body included. AsyncHTTPClient's request
+    /// deadline stops at the response head, so this is what catches a watch the server stalled on.
+    init(credentials: ClusterCredentials, requestTimeout: TimeAmount, readTimeout: TimeAmount) throws(APIError) {
+        var server = credentials.server
+        while server.hasSuffix("/") { server.removeLast() }
+        guard let url = URL(string: server), let scheme = url.scheme, url.host != nil,
+            scheme == "https" || scheme == "http"
+        else { throw .invalidServer(credentials.server, reason: "expected http(s)://host[:port][/prefix]") }
+        self.base = server
+        self.token = credentials.token
+        self.requestTimeout = requestTimeout
+
+        var config = HTTPClient.Configuration()
+        config.timeout = .init(connect: .seconds(10), read: readTimeout)
+        config.redirectConfiguration = .disallow
+        // One HTTP/1.1 connection per watch: a stalled connection then stalls one kind, not all of
+        // them, and the read timeout that detects it is the path the tests exercise.
+        config.httpVersion = .http1Only
+        if scheme == "https" {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                if let ca = credentials.certificateAuthorityPEM {
+                    tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+                }
+                if let cert = credentials.clientCertificatePEM, let key = credentials.clientKeyPEM {
+                    tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(cert).map { .certificate($0) }
+                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+                }
+            } catch {
+                throw .credentials(.invalidPEM("certificate-authority or client certificate/key (\(error))"))
+            }
+            if credentials.insecureSkipTLSVerify { tls.certificateVerification = .none }
+            // HTTP framing (Content-Length, chunked) already tells us a body is complete, so waiting
+            // up to NIOSSL's default 5 s for the peer's close_notify only delays stopping.
+            tls.shutdownTimeout = .milliseconds(100)
+            config.tlsConfiguration = tls
+        }
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    static func query(_ items: [(String, String)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return items.map { k, v in
+            "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: allowed) ?? v)"
+        }.joined(separator: "&")
+    }
+
+    private func request(_ pathAndQuery: String) throws(APIError) -> HTTPClientRequest {
+        var req = HTTPClientRequest(url: base + pathAndQuery)
+        req.headers.add(name: "Accept", value: "application/json")
+        req.headers.add(name: "User-Agent", value: "kube-natd")
+        if let token {
+            do throws(CredentialsError) {
+                req.headers.add(name: "Authorization", value: "Bearer \(try token.current())")
+            } catch {
+                throw .credentials(error)
+            }
+        }
+        return req
+    }
+
+    private static func check(_ response: HTTPClientResponse, path: String) async throws(APIError) {
+        let code = Int(response.status.code)
+        if (200..<300).contains(code) { return }
+        var message = response.status.reasonPhrase
+        if let body = try? await response.body.collect(upTo: 64 * 1024),
+            let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let m = obj["message"] as? String
+        {
+            message = m
+        }
+        switch code {
+        case 410: throw .gone(path: path)
+        case 401: throw .unauthorized(path: path, message: message)
+        case 403: throw .forbidden(path: path, message: message)
+        case 404: throw .notFound(path: path)
+        default: throw .status(path: path, code: code, message: message)
+        }
+    }
+
+    /// GET a JSON object (a list page, a discovery document).
+    func get(_ path: String, query: [(String, String)] = []) async throws(APIError) -> [String: Any] {
+        let full = query.isEmpty ? path : path + "?" + Self.query(query)
+        let req = try request(full)
+        let body: ByteBuffer
+        do {
+            let response = try await http.execute(req, timeout: requestTimeout)
+            try await Self.check(response, path: path)
+            body = try await response.body.collect(upTo: 1 << 30)
+        } catch let e as APIError {
+            throw e
+        } catch {
+            throw .transport(path: path, underlying: "\(error)")
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw .malformed(path: path, reason: "body is not a JSON object")
+        }
+        return obj
+    }
+
+    /// Streams a watch: calls `onEvent` for each newline-delimited JSON event until the server
+    /// ends the response (normal return), or the connection drops or stays silent past the read
+    /// timeout (throws).
+    func watch(
+        _ path: String, query: [(String, String)], onEvent: (WatchEvent) throws -> Void
+    ) async throws {
+        let full = path + "?" + Self.query(query)
+        let req = try request(full)
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(req, timeout: requestTimeout)
+        } catch {
+            throw APIError.transport(path: path, underlying: "\(error)")
+        }
+        try await Self.check(response, path: path)
+        var pending: [UInt8] = []
+        func emit(_ line: ArraySlice<UInt8>) throws {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) { return }
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                let typeName = obj["type"] as? String, let object = obj["object"] as? [String: Any]
+            else { throw APIError.malformed(path: path, reason: "watch line is not a {type, object} event") }
+            guard let type = WatchEvent.EventType(rawValue: typeName) else {
+                throw APIError.malformed(path: path, reason: "unknown watch event type \(typeName)")
+            }
+            try onEvent(WatchEvent(type: type, object: object))
+        }
+        do {
+            for try await chunk in response.body {
+                pending.append(contentsOf: chunk.readableBytesView)
+                var start = pending.startIndex
+                while let nl = pending[start...].firstIndex(of: 0x0A) {
+                    try emit(pending[start..<nl])
+                    start = nl + 1
+                }
+                pending.removeSubrange(..<start)
+            }
+        } catch let e as APIError {
+            throw e
+        } catch let e as HTTPClientError where e == .readTimeout {
+            throw APIError.interrupted(path: path, underlying: "no data for longer than a watch may last: stalled")
+        } catch {
+            throw APIError.interrupted(path: path, underlying: "\(error)")
+        }
+        if !pending.isEmpty { try emit(pending[...]) }
+    }
+}

@@ -1,0 +1,343 @@
+import Foundation
+import KubeModel
+import Logging
+import NIOCore
+
+/// Follows Services, EndpointSlices (or v1 Endpoints on servers without them) and the own Node
+/// on the apiserver, by list-then-watch or by polling, and reports every change as a `SourceEvent`.
+///
+/// Failures never end the stream: each request is retried with capped exponential backoff and
+/// jitter, and each failure streak is logged once, with its cause, and once more when it ends.
+public struct APIServerSource<Object: Sendable>: Sendable {
+    public let credentials: ClusterCredentials
+    public let options: SourceOptions
+    let logger: Logger
+    let decode: ObjectDecoder<Object>
+
+    public init(
+        credentials: ClusterCredentials, options: SourceOptions = SourceOptions(), logger: Logger,
+        decode: @escaping ObjectDecoder<Object>
+    ) {
+        self.credentials = credentials
+        self.options = options
+        self.logger = logger
+        self.decode = decode
+    }
+
+    /// Runs until the calling task is cancelled, handing each event to `emit` (called from
+    /// several tasks, one per kind; events of one kind arrive in order). Throws only when the
+    /// credentials cannot be turned into a client (bad PEM, bad URL).
+    public func run(_ emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async throws(APIError) {
+        // A watch lasts at most 2 x minWatchTimeout (timeoutSeconds); silence beyond that plus the
+        // grace means the server or the path to it stalled.
+        let silence = 2 * options.minWatchTimeout.seconds + options.watchStallGrace.seconds
+        let client = try APIClient(
+            credentials: credentials, requestTimeout: .nanoseconds(Int64(options.requestTimeout.seconds * 1e9)),
+            readTimeout: .nanoseconds(Int64(silence * 1e9)))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.follow(.service, client: client, emit: emit) }
+            group.addTask {
+                guard let kind = await self.endpointKind(client: client) else { return }
+                await self.follow(kind, client: client, emit: emit)
+            }
+            if let node = options.nodeName {
+                group.addTask { await self.followNode(node, client: client, emit: emit) }
+            }
+        }
+        await client.shutdown()
+    }
+
+    /// The events as an AsyncStream; the work stops when the stream is dropped or its consumer cancelled.
+    public func events() -> AsyncStream<SourceEvent<Object>> {
+        AsyncStream { continuation in
+            let task = Task {
+                do {
+                    try await self.run { continuation.yield($0) }
+                } catch {
+                    logger.error("apiserver source cannot start", metadata: ["error": "\(error)"])
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    // MARK: - Per-collection loops
+
+    /// discovery.k8s.io/v1 present: EndpointSlices. 404: the server predates them, follow Endpoints.
+    func endpointKind(client: APIClient) async -> ResourceKind? {
+        var streak = FailureStreak(what: "discovery of discovery.k8s.io/v1", policy: options.backoff, logger: logger)
+        while !Task.isCancelled {
+            do {
+                _ = try await client.get("/apis/discovery.k8s.io/v1")
+                streak.succeeded()
+                return .endpointSlice
+            } catch .notFound {
+                streak.succeeded()
+                logger.warning("apiserver has no discovery.k8s.io/v1 EndpointSlice API; following v1 Endpoints instead")
+                return .endpoints
+            } catch {
+                guard await streak.failed(error) else { return nil }
+            }
+        }
+        return nil
+    }
+
+    func follow(_ kind: ResourceKind, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async
+    {
+        let collection = Collection(
+            name: "\(kind)", path: kind.path, selector: [("labelSelector", ResourceKind.labelSelector)])
+        let decode = self.decode
+        let logger = self.logger
+        func decoded(_ items: [[String: Any]]) -> [Object] {
+            items.compactMap { item in
+                do { return try decode(kind, item) } catch {
+                    logger.error(
+                        "skipping \(kind) \(objectName(item)): \(error)", metadata: ["kind": "\(kind)"])
+                    return nil
+                }
+            }
+        }
+        var synced = false
+        let handler = CollectionHandler(
+            replaceAll: { items in
+                emit(.replaceAll(kind, decoded(items)))
+                if !synced {
+                    synced = true
+                    emit(.synced(kind))
+                }
+            },
+            upsert: { item in
+                if let object = decoded([item]).first { emit(.upsert(kind, object)) }
+            },
+            delete: { item in emit(.delete(kind, objectName(item))) })
+        await run(collection, client: client, handler: handler)
+    }
+
+    func followNode(_ name: String, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async {
+        let collection = Collection(
+            name: "Node \(name)", path: "/api/v1/nodes", selector: [("fieldSelector", "metadata.name=\(name)")])
+        var last: NodeInfo?
+        let logger = self.logger
+        func seen(_ item: [String: Any]) {
+            let info = NodeInfo(json: item)
+            guard info.name == name, info != last else { return }
+            last = info
+            logger.info(
+                "node \(name): podCIDRs \(info.podCIDRs), InternalIP \(info.internalIPs), ExternalIP \(info.externalIPs)"
+            )
+            emit(.node(info))
+        }
+        let handler = CollectionHandler(
+            replaceAll: { items in
+                if let item = items.first {
+                    seen(item)
+                } else {
+                    logger.warning("node \(name) not found on the apiserver: is --hostname-override right?")
+                }
+            },
+            upsert: seen,
+            delete: { _ in
+                logger.warning("node \(name) was deleted from the apiserver; keeping its last known addresses")
+            })
+        await run(collection, client: client, handler: handler)
+    }
+
+    func run(_ collection: Collection, client: APIClient, handler: CollectionHandler) async {
+        switch options.mode {
+        case .watch: await listAndWatch(collection, client: client, handler: handler)
+        case .poll(let interval): await poll(collection, every: interval, client: client, handler: handler)
+        }
+    }
+
+    // MARK: - List and watch
+
+    /// Lists every page; a 410 on a `continue` page (the token expired) restarts the list.
+    func listAll(_ c: Collection, client: APIClient) async throws(APIError) -> (
+        items: [[String: Any]], resourceVersion: String
+    ) {
+        var restarts = 0
+        while true {
+            var items: [[String: Any]] = []
+            var resourceVersion = ""
+            var token: String?
+            do throws(APIError) {
+                repeat {
+                    var query = c.selector + [("limit", "\(options.pageSize)")]
+                    if let token { query.append(("continue", token)) }
+                    let page = try await client.get(c.path, query: query)
+                    items += page["items"] as? [[String: Any]] ?? []
+                    let meta = page["metadata"] as? [String: Any] ?? [:]
+                    resourceVersion = meta["resourceVersion"] as? String ?? resourceVersion
+                    token = nonEmpty(meta["continue"] as? String)
+                } while token != nil
+                return (items, resourceVersion)
+            } catch .gone(let path) where token != nil && restarts < 3 {
+                restarts += 1
+                logger.info(
+                    "list \(c.name): continue token expired (410 Gone at \(path)); listing again from the start")
+            }
+        }
+    }
+
+    func listAndWatch(_ c: Collection, client: APIClient, handler: CollectionHandler) async {
+        var streak = FailureStreak(what: "list/watch \(c.name)", policy: options.backoff, logger: logger)
+        var resourceVersion: String?
+        while !Task.isCancelled {
+            do {
+                if resourceVersion == nil {
+                    let (items, rv) = try await listAll(c, client: client)
+                    streak.succeeded()
+                    logger.info("listed \(c.name): \(items.count) objects at resourceVersion \(rv)")
+                    handler.replaceAll(items)
+                    resourceVersion = rv
+                }
+                let minTimeout = options.minWatchTimeout.seconds
+                let timeoutSeconds = max(1, Int(minTimeout * Double.random(in: 1..<2)))
+                var query = c.selector
+                query += [
+                    ("watch", "true"), ("resourceVersion", resourceVersion ?? ""), ("allowWatchBookmarks", "true"),
+                    ("timeoutSeconds", "\(timeoutSeconds)"),
+                ]
+                let started = ContinuousClock.now
+                var events = 0
+                try await client.watch(c.path, query: query) { event in
+                    if event.type != .error {
+                        events += 1
+                        streak.succeeded()
+                    }
+                    if let rv = metadata(event.object)["resourceVersion"] as? String, !rv.isEmpty {
+                        resourceVersion = rv
+                    }
+                    switch event.type {
+                    case .added, .modified: handler.upsert(event.object)
+                    case .deleted: handler.delete(event.object)
+                    case .bookmark: break
+                    case .error:
+                        // The object of an ERROR event is a metav1.Status; 410 means our resourceVersion
+                        // fell out of the watch cache.
+                        let code = event.object["code"] as? Int ?? 0
+                        if code == 410 { throw APIError.gone(path: c.path) }
+                        throw APIError.status(
+                            path: c.path, code: code, message: event.object["message"] as? String ?? "watch ERROR event"
+                        )
+                    }
+                }
+                // A watch the server closes at once, empty, again and again would become a request
+                // storm from every node: pace it like a failure (client-go backs off the same way).
+                if events == 0 && ContinuousClock.now - started < .seconds(1) {
+                    throw APIError.status(path: c.path, code: 200, message: "watch ended at once without events")
+                }
+                // The server ended the watch at timeoutSeconds: resume from where we are.
+                streak.succeeded()
+            } catch APIError.gone where resourceVersion != nil {
+                logger.info("watch \(c.name): resourceVersion \(resourceVersion ?? "") expired (410 Gone); relisting")
+                resourceVersion = nil
+            } catch {
+                guard await streak.failed(error) else { return }
+            }
+        }
+    }
+
+    // MARK: - Polling
+
+    /// Lists every `interval` and hands on only what changed (by resourceVersion) since the last list.
+    func poll(_ c: Collection, every interval: Duration, client: APIClient, handler: CollectionHandler) async {
+        var streak = FailureStreak(what: "poll \(c.name)", policy: options.backoff, logger: logger)
+        var known: [ObjectName: String]?
+        while !Task.isCancelled {
+            do {
+                let (items, _) = try await listAll(c, client: client)
+                streak.succeeded()
+                var current: [ObjectName: String] = [:]
+                for item in items {
+                    current[objectName(item)] = metadata(item)["resourceVersion"] as? String ?? ""
+                }
+                if let previous = known {
+                    for item in items where previous[objectName(item)] != current[objectName(item)] {
+                        handler.upsert(item)
+                    }
+                    for (name, _) in previous where current[name] == nil {
+                        handler.delete(["metadata": ["namespace": name.namespace, "name": name.name]])
+                    }
+                } else {
+                    handler.replaceAll(items)
+                }
+                known = current
+                try await Task.sleep(for: interval)
+            } catch is CancellationError {
+                return
+            } catch {
+                guard await streak.failed(error) else { return }
+            }
+        }
+    }
+}
+
+/// One collection to follow: path plus the selectors sent on every list and watch.
+struct Collection {
+    var name: String
+    var path: String
+    var selector: [(String, String)]
+}
+
+/// What a list/watch loop does with raw objects.
+struct CollectionHandler {
+    var replaceAll: ([[String: Any]]) -> Void
+    var upsert: ([String: Any]) -> Void
+    var delete: ([String: Any]) -> Void
+}
+
+/// Counts consecutive failures of one loop: logs the cause when a streak starts (and when the
+/// cause changes), sleeps the backoff, and logs once when the loop recovers.
+struct FailureStreak {
+    let what: String
+    let policy: BackoffPolicy
+    let logger: Logger
+    private(set) var failures = 0
+    private var lastCause = ""
+
+    init(what: String, policy: BackoffPolicy, logger: Logger) {
+        self.what = what
+        self.policy = policy
+        self.logger = logger
+    }
+
+    /// Logs if this starts a streak, then sleeps; false when cancelled during the sleep.
+    mutating func failed(_ error: Error) async -> Bool {
+        // A request cut short because we are stopping is not a failure worth a log line.
+        if Task.isCancelled { return false }
+        let cause = "\(error)"
+        if failures == 0 || cause != lastCause {
+            logger.warning(
+                "\(what) failed, retrying with backoff (up to \(policy.cap)); not logged again until the cause changes",
+                metadata: ["error": "\(cause)"])
+        }
+        lastCause = cause
+        let delay = policy.delay(attempt: failures)
+        failures += 1
+        do {
+            try await Task.sleep(for: delay)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    mutating func succeeded() {
+        if failures > 0 {
+            logger.info("\(what) recovered after \(failures) failed attempts")
+        }
+        failures = 0
+        lastCause = ""
+    }
+}
+
+func metadata(_ object: [String: Any]) -> [String: Any] {
+    object["metadata"] as? [String: Any] ?? [:]
+}
+
+func objectName(_ object: [String: Any]) -> ObjectName {
+    let m = metadata(object)
+    return ObjectName(namespace: m["namespace"] as? String ?? "", name: m["name"] as? String ?? "")
+}

@@ -1,0 +1,141 @@
+import Foundation
+import KubeModel
+
+/// The kinds of object the apiserver source follows, with where and how they are listed.
+public enum ResourceKind: String, Sendable, Hashable, CustomStringConvertible {
+    case service = "Service"
+    case endpointSlice = "EndpointSlice"
+    /// v1 Endpoints: followed instead of EndpointSlices only when the apiserver has no
+    /// discovery.k8s.io/v1 (404), so exactly one of the two is ever emitted.
+    case endpoints = "Endpoints"
+
+    public var description: String { rawValue }
+
+    /// The cluster-wide collection path.
+    public var path: String {
+        switch self {
+        case .service: "/api/v1/services"
+        case .endpointSlice: "/apis/discovery.k8s.io/v1/endpointslices"
+        case .endpoints: "/api/v1/endpoints"
+        }
+    }
+
+    /// kube-proxy builds one informer factory with `!service.kubernetes.io/service-proxy-name`
+    /// (objects another proxy owns) and `!service.kubernetes.io/headless` (set by the endpoint
+    /// controllers on headless Services' endpoints) and uses it for Services and EndpointSlices
+    /// alike (cmd/kube-proxy/app/server.go); we send the same selector for every kind so the
+    /// apiserver filters exactly what upstream's informers would. labels.Selector sorts by key.
+    public static let labelSelector = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
+}
+
+/// The parts of this node's Node object the proxy needs.
+public struct NodeInfo: Sendable, Equatable {
+    public var name: String
+    /// `spec.podCIDRs`, or `[spec.podCIDR]` on old clusters.
+    public var podCIDRs: [String]
+    /// `status.addresses` of type InternalIP.
+    public var internalIPs: [String]
+    /// `status.addresses` of type ExternalIP.
+    public var externalIPs: [String]
+
+    public init(name: String, podCIDRs: [String] = [], internalIPs: [String] = [], externalIPs: [String] = []) {
+        self.name = name
+        self.podCIDRs = podCIDRs
+        self.internalIPs = internalIPs
+        self.externalIPs = externalIPs
+    }
+
+    init(json: [String: Any]) {
+        let meta = json["metadata"] as? [String: Any] ?? [:]
+        let spec = json["spec"] as? [String: Any] ?? [:]
+        let status = json["status"] as? [String: Any] ?? [:]
+        var cidrs = spec["podCIDRs"] as? [String] ?? []
+        if cidrs.isEmpty, let one = nonEmpty(spec["podCIDR"] as? String) { cidrs = [one] }
+        let addresses = status["addresses"] as? [[String: Any]] ?? []
+        func of(_ type: String) -> [String] {
+            addresses.filter { $0["type"] as? String == type }.compactMap { $0["address"] as? String }
+        }
+        self.init(
+            name: meta["name"] as? String ?? "", podCIDRs: cidrs, internalIPs: of("InternalIP"),
+            externalIPs: of("ExternalIP"))
+    }
+}
+
+/// One change from the apiserver, in the order the consumer must apply them.
+///
+/// Every list (the first one and each relist after a 410 Gone or, in polling mode, the first
+/// poll) arrives as `.replaceAll`: objects of that kind not in it are gone. `.synced` follows the
+/// first `.replaceAll` of a kind, once.
+public enum SourceEvent<Object: Sendable>: Sendable {
+    case replaceAll(ResourceKind, [Object])
+    case synced(ResourceKind)
+    case upsert(ResourceKind, Object)
+    case delete(ResourceKind, ObjectName)
+    /// The own Node changed in a way that matters (pod CIDRs, addresses); sent once it is first seen.
+    case node(NodeInfo)
+}
+
+/// Turns one object (JSONSerialization output) into the consumer's value; a throw skips that
+/// object and is logged with its name, the watch goes on.
+public typealias ObjectDecoder<Object> = @Sendable (ResourceKind, [String: Any]) throws -> Object
+
+/// How the source talks to the apiserver.
+public struct SourceOptions: Sendable {
+    /// Watch (list, then watch with bookmarks), or poll (list every interval, emit differences).
+    public enum Mode: Sendable, Equatable {
+        case watch
+        case poll(interval: Duration)
+    }
+
+    public var mode: Mode = .watch
+    /// This node's name: its Node object is followed for pod CIDRs and addresses. nil: not followed.
+    public var nodeName: String?
+    /// `limit` of each list page.
+    public var pageSize: Int = 500
+    /// `timeoutSeconds` of a watch is random in [min, 2*min), as client-go's reflector picks it,
+    /// so that the node's watches do not all end together.
+    public var minWatchTimeout: Duration = .seconds(300)
+    /// A connection silent for the longest possible `timeoutSeconds` plus this is considered stalled.
+    public var watchStallGrace: Duration = .seconds(30)
+    /// Deadline of a single list page or discovery request.
+    public var requestTimeout: Duration = .seconds(60)
+    /// Retry pacing after failures.
+    public var backoff = BackoffPolicy()
+
+    public init(mode: Mode = .watch, nodeName: String? = nil) {
+        self.mode = mode
+        self.nodeName = nodeName
+    }
+}
+
+/// Exponential backoff with jitter, capped (client-go's reflector caps at 30 s too).
+public struct BackoffPolicy: Sendable {
+    public var initial: Duration = .milliseconds(800)
+    public var cap: Duration = .seconds(30)
+    public var factor: Double = 2
+    /// Each delay is stretched by a random fraction up to this.
+    public var jitter: Double = 0.5
+
+    public init(
+        initial: Duration = .milliseconds(800), cap: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5
+    ) {
+        self.initial = initial
+        self.cap = cap
+        self.factor = factor
+        self.jitter = jitter
+    }
+
+    /// Delay before retry number `attempt` (0-based).
+    public func delay(attempt: Int, random: Double = Double.random(in: 0..<1)) -> Duration {
+        let base = initial.seconds * pow(factor, Double(min(attempt, 62)))
+        let jittered = base * (1 + jitter * random)
+        return .milliseconds(Int64(min(jittered, cap.seconds) * 1000))
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+}
