@@ -12,11 +12,11 @@ public struct APIServerSource<Object: Sendable>: Sendable {
     public let credentials: ClusterCredentials
     public let options: SourceOptions
     let logger: Logger
-    let decode: ObjectDecoder<Object>
+    let decode: SourceObjectDecoder<Object>
 
     public init(
         credentials: ClusterCredentials, options: SourceOptions = SourceOptions(), logger: Logger,
-        decode: @escaping ObjectDecoder<Object>
+        decode: @escaping SourceObjectDecoder<Object>
     ) {
         self.credentials = credentials
         self.options = options

@@ -77,7 +77,7 @@ public enum SourceEvent<Object: Sendable>: Sendable {
 
 /// Turns one object (JSONSerialization output) into the consumer's value; a throw skips that
 /// object and is logged with its name, the watch goes on.
-public typealias ObjectDecoder<Object> = @Sendable (ResourceKind, [String: Any]) throws -> Object
+public typealias SourceObjectDecoder<Object> = @Sendable (ResourceKind, [String: Any]) throws -> Object
 
 /// How the source talks to the apiserver.
 public struct SourceOptions: Sendable {

@@ -113,7 +113,7 @@ struct TestObject: Sendable, Equatable, CustomStringConvertible {
 
     struct Broken: Error {}
 
-    static let decode: ObjectDecoder<TestObject> = { kind, json in
+    static let decode: SourceObjectDecoder<TestObject> = { kind, json in
         let meta = json["metadata"] as? [String: Any] ?? [:]
         if (meta["labels"] as? [String: String])?["test/broken"] != nil { throw Broken() }
         guard let name = meta["name"] as? String else { throw Broken() }
