@@ -95,6 +95,27 @@ final class OverridesTests: XCTestCase {
     func testNodeNamePrecedence() {
         XCTAssertEqual(KubeProxyConfiguration.nodeName(flag: " Flag ", config: "cfg", hostname: { "host" }), "flag")
         XCTAssertEqual(KubeProxyConfiguration.nodeName(flag: nil, config: "CFG-1", hostname: { "host" }), "cfg-1")
-        XCTAssertEqual(KubeProxyConfiguration.nodeName(flag: "", config: "  ", hostname: { " Host.Example\n" }), "host.example")
+        XCTAssertEqual(
+            KubeProxyConfiguration.nodeName(flag: "", config: "  ", hostname: { " Host.Example\n" }), "host.example")
     }
 }
+
+final class FlagParsingTests: XCTestCase {
+    func testFeatureGatesFlagParses() throws {
+        XCTAssertEqual(try ConfigOverrides.parseFeatureGates("A=true, B=False"), ["A": true, "B": false])
+        XCTAssertThrowsError(try ConfigOverrides.parseFeatureGates("A=true,B")) {
+            XCTAssertEqual(
+                ($0 as? ConfigurationError)?.problems.map(\.description),
+                ["--feature-gates: featureGates: entries must be Name=true|false, got \"B\""])
+        }
+    }
+
+    func testEmptyHostnameOverrideFlagDoesNotClearTheFile() throws {
+        var o = ConfigOverrides()
+        o.hostnameOverride = "  "
+        let loaded = try KubeProxyConfiguration.load(configText: Fixtures.minimal("hostnameOverride: file-node"), overrides: o)
+        XCTAssertEqual(loaded.configuration.hostnameOverride, "file-node")
+        XCTAssertEqual(loaded.warnings, [])
+    }
+}
+

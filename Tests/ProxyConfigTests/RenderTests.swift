@@ -3,7 +3,8 @@ import XCTest
 @testable import ProxyConfig
 
 final class RenderTests: XCTestCase {
-    private func assertRoundTrip(_ c: KubeProxyConfiguration, file: StaticString = #filePath, line: UInt = #line) throws {
+    private func assertRoundTrip(_ c: KubeProxyConfiguration, file: StaticString = #filePath, line: UInt = #line) throws
+    {
         let text = c.render()
         let back = try KubeProxyConfiguration.parse(text)
         XCTAssertEqual(back.warnings, [], text, file: file, line: line)
@@ -29,7 +30,9 @@ final class RenderTests: XCTestCase {
         c.featureGates = ["A": true, "B": false]
         c.ipvs.excludeCIDRs = ["10.0.0.0/8", "fd00::/8"]
         c.logging.vmodule = [.init(filePattern: "*.go", verbosity: 2)]
-        c.logging.options = .map([ConfigEntry(key: "json", value: .map([ConfigEntry(key: "infoBufferSize", value: .string("0"))]))])
+        c.logging.options = .map([
+            ConfigEntry(key: "json", value: .map([ConfigEntry(key: "infoBufferSize", value: .string("0"))]))
+        ])
         c.clientConnection.qps = 2.5
         try assertRoundTrip(c)
     }
@@ -39,10 +42,12 @@ final class RenderTests: XCTestCase {
         for line in [
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1", "kind: KubeProxyConfiguration", "mode: iptables",
             "configSyncPeriod: 15m0s", "  syncPeriod: 30s", "  minSyncPeriod: 1s", "  masqueradeBit: 14",
-            "  tcpEstablishedTimeout: 24h0m0s", "  tcpCloseWaitTimeout: 1h0m0s", "healthzBindAddress: \"0.0.0.0:10256\"",
+            "  tcpEstablishedTimeout: 24h0m0s", "  tcpCloseWaitTimeout: 1h0m0s",
+            "healthzBindAddress: \"0.0.0.0:10256\"",
             "nodePortAddresses: []", "detectLocalMode: ClusterCIDR", "oomScoreAdj: -999",
         ] {
-            XCTAssertTrue(text.contains("\n" + line + "\n") || text.hasPrefix(line + "\n"), "missing \(line) in\n\(text)")
+            XCTAssertTrue(
+                text.contains("\n" + line + "\n") || text.hasPrefix(line + "\n"), "missing \(line) in\n\(text)")
         }
     }
 }

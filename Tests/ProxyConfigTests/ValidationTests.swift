@@ -13,13 +13,15 @@ final class ValidationTests: XCTestCase {
         }
     }
 
-    private func assertProblem(_ extra: String, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertProblem(_ extra: String, _ expected: String, file: StaticString = #filePath, line: UInt = #line)
+    {
         XCTAssertEqual(problems(extra), [expected], file: file, line: line)
     }
 
     func testUnknownFieldsWarnWithTheirPathAndAreIgnored() throws {
         let loaded = try KubeProxyConfiguration.parse(
-            Fixtures.minimal("iptables:\n  foo: 1\n  syncPeriod: 10s\nbar: true\nconntrack:\n  min: 5\n  maxPerCoreX: 3"))
+            Fixtures.minimal(
+                "iptables:\n  foo: 1\n  syncPeriod: 10s\nbar: true\nconntrack:\n  min: 5\n  maxPerCoreX: 3"))
         XCTAssertEqual(
             loaded.warnings.map(\.description),
             ["unknown field \"iptables.foo\"", "unknown field \"conntrack.maxPerCoreX\"", "unknown field \"bar\""])
@@ -34,7 +36,9 @@ final class ValidationTests: XCTestCase {
     }
 
     func testWrongAPIVersionOrKindIsAnError() {
-        XCTAssertThrowsError(try KubeProxyConfiguration.parse("apiVersion: kubeproxy.config.k8s.io/v1beta1\nkind: KubeletConfiguration")) {
+        XCTAssertThrowsError(
+            try KubeProxyConfiguration.parse("apiVersion: kubeproxy.config.k8s.io/v1beta1\nkind: KubeletConfiguration")
+        ) {
             XCTAssertEqual(
                 ($0 as? ConfigurationError)?.problems.map(\.description),
                 [
@@ -59,11 +63,14 @@ final class ValidationTests: XCTestCase {
     func testWrongTypesNameTheFieldAndValue() {
         assertProblem("iptables:\n  syncPeriod: abc", "iptables.syncPeriod: expected a duration, got \"abc\"")
         assertProblem("iptables:\n  syncPeriod: 30", "iptables.syncPeriod: expected a duration, got 30")
-        assertProblem("iptables:\n  masqueradeBit: \"14\"", "iptables.masqueradeBit: expected a 32-bit integer, got \"14\"")
-        assertProblem("iptables:\n  masqueradeAll: maybe", "iptables.masqueradeAll: expected true or false, got \"maybe\"")
+        assertProblem(
+            "iptables:\n  masqueradeBit: \"14\"", "iptables.masqueradeBit: expected a 32-bit integer, got \"14\"")
+        assertProblem(
+            "iptables:\n  masqueradeAll: maybe", "iptables.masqueradeAll: expected true or false, got \"maybe\"")
         assertProblem("hostnameOverride: 12", "hostnameOverride: expected a string, got 12")
         assertProblem("conntrack: 5", "conntrack: expected an object, got 5")
-        assertProblem("nodePortAddresses: 10.0.0.0/8", "nodePortAddresses: expected a list of strings, got \"10.0.0.0/8\"")
+        assertProblem(
+            "nodePortAddresses: 10.0.0.0/8", "nodePortAddresses: expected a list of strings, got \"10.0.0.0/8\"")
         assertProblem("featureGates:\n  Foo: 1", "featureGates.Foo: expected true or false, got 1")
         assertProblem("oomScoreAdj: 99999999999", "oomScoreAdj: expected a 32-bit integer, got 99999999999")
     }
@@ -96,10 +103,12 @@ final class ValidationTests: XCTestCase {
             "clusterCIDR: must be a valid CIDR block (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48), got \"10.0.0.0/33\"")
         assertProblem(
             "clusterCIDR: 10.0.0.0/8,10.1.0.0/16",
-            "clusterCIDR: must be a valid dual-stack pair, one CIDR per family (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48), got \"10.0.0.0/8,10.1.0.0/16\"")
+            "clusterCIDR: must be a valid dual-stack pair, one CIDR per family (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48), got \"10.0.0.0/8,10.1.0.0/16\""
+        )
         assertProblem(
             "clusterCIDR: 10.0.0.0/8,fd00::/48,10.1.0.0/16",
-            "clusterCIDR: must be one CIDR or a dual-stack pair (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48), got \"10.0.0.0/8,fd00::/48,10.1.0.0/16\"")
+            "clusterCIDR: must be one CIDR or a dual-stack pair (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48), got \"10.0.0.0/8,fd00::/48,10.1.0.0/16\""
+        )
         XCTAssertEqual(problems("clusterCIDR: 10.0.0.0/8,fd00::/48"), [])
     }
 
@@ -120,7 +129,8 @@ final class ValidationTests: XCTestCase {
     func testDetectLocalMode() {
         assertProblem(
             "detectLocalMode: PodCIDR",
-            "detectLocalMode: must be one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix, got \"PodCIDR\"")
+            "detectLocalMode: must be one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix, got \"PodCIDR\""
+        )
         assertProblem(
             "detectLocalMode: BridgeInterface",
             "detectLocal.bridgeInterface: must not be empty when detectLocalMode is BridgeInterface, got \"\"")
@@ -131,13 +141,15 @@ final class ValidationTests: XCTestCase {
     }
 
     func testConntrackNegatives() {
-        assertProblem("conntrack:\n  maxPerCore: -1", "conntrack.maxPerCore: must be greater than or equal to 0, got -1")
+        assertProblem(
+            "conntrack:\n  maxPerCore: -1", "conntrack.maxPerCore: must be greater than or equal to 0, got -1")
         assertProblem("conntrack:\n  min: -2", "conntrack.min: must be greater than or equal to 0, got -2")
         assertProblem(
             "conntrack:\n  tcpEstablishedTimeout: -1h",
             "conntrack.tcpEstablishedTimeout: must be greater than or equal to 0, got -1h0m0s")
         assertProblem(
-            "conntrack:\n  udpStreamTimeout: -1s", "conntrack.udpStreamTimeout: must be greater than or equal to 0, got -1s")
+            "conntrack:\n  udpStreamTimeout: -1s",
+            "conntrack.udpStreamTimeout: must be greater than or equal to 0, got -1s")
     }
 
     func testOOMScoreAdjRange() {
@@ -153,7 +165,8 @@ final class ValidationTests: XCTestCase {
     }
 
     func testOtherChecks() {
-        assertProblem("clientConnection:\n  burst: -1", "clientConnection.burst: must be greater than or equal to 0, got -1")
+        assertProblem(
+            "clientConnection:\n  burst: -1", "clientConnection.burst: must be greater than or equal to 0, got -1")
         assertProblem("logging:\n  format: xml", "logging.format: must be text or json, got \"xml\"")
         assertProblem(
             "showHiddenMetricsForVersion: latest",
