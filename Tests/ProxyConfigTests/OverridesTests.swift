@@ -113,9 +113,9 @@ final class FlagParsingTests: XCTestCase {
     func testEmptyHostnameOverrideFlagDoesNotClearTheFile() throws {
         var o = ConfigOverrides()
         o.hostnameOverride = "  "
-        let loaded = try KubeProxyConfiguration.load(configText: Fixtures.minimal("hostnameOverride: file-node"), overrides: o)
+        let loaded = try KubeProxyConfiguration.load(
+            configText: Fixtures.minimal("hostnameOverride: file-node"), overrides: o)
         XCTAssertEqual(loaded.configuration.hostnameOverride, "file-node")
         XCTAssertEqual(loaded.warnings, [])
     }
 }
-

@@ -29,6 +29,15 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(loaded.configuration.conntrack.min, 5)
     }
 
+    func testDuplicateFieldsAreASyntaxError() {
+        XCTAssertThrowsError(
+            try KubeProxyConfiguration.parse(Fixtures.minimal("iptables:\n  syncPeriod: 10s\n  syncPeriod: 20s"))
+        ) {
+            guard case .syntax(let text)? = ($0 as? ConfigurationError)?.problems.first else { return XCTFail("\($0)") }
+            XCTAssertTrue(text.contains("syncPeriod"), text)
+        }
+    }
+
     func testFieldNamesAreCaseSensitive() throws {
         let loaded = try KubeProxyConfiguration.parse(Fixtures.minimal("ClusterCIDR: 10.0.0.0/8"))
         XCTAssertEqual(loaded.warnings, [.unknownField(path: "ClusterCIDR")])
