@@ -173,9 +173,15 @@ public struct ConfigOverrides: Hashable, Sendable {
             }
             var value = a.value
             if a.flag == "--hostname-override", case .string(let s) = value {
-                // processHostnameOverrideFlag: only a non-empty flag counts; trimmed and lowercased.
+                // processHostnameOverrideFlag: an empty flag is "not given"; blanks are an error
+                // ("empty hostname-override is invalid"); otherwise trimmed and lowercased.
+                if s.isEmpty { continue }
                 let name = s.trimmingWhitespace().lowercased()
-                if name.isEmpty { continue }
+                if name.isEmpty {
+                    sink.problem(
+                        .viaFlag(flag: a.flag, .invalid(path: a.path, reason: "must not be blank", got: "\"\(s)\"")))
+                    continue
+                }
                 value = .string(name)
             }
             tree.set(a.path.split(separator: ".").map(String.init), to: value)

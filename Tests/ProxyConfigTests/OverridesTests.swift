@@ -112,10 +112,20 @@ final class FlagParsingTests: XCTestCase {
 
     func testEmptyHostnameOverrideFlagDoesNotClearTheFile() throws {
         var o = ConfigOverrides()
-        o.hostnameOverride = "  "
+        o.hostnameOverride = ""
         let loaded = try KubeProxyConfiguration.load(
             configText: Fixtures.minimal("hostnameOverride: file-node"), overrides: o)
         XCTAssertEqual(loaded.configuration.hostnameOverride, "file-node")
         XCTAssertEqual(loaded.warnings, [])
+    }
+
+    func testBlankHostnameOverrideFlagIsAnError() {
+        var o = ConfigOverrides()
+        o.hostnameOverride = "  "
+        XCTAssertThrowsError(try KubeProxyConfiguration.load(configText: Fixtures.minimal, overrides: o)) {
+            XCTAssertEqual(
+                ($0 as? ConfigurationError)?.problems.map(\.description),
+                ["--hostname-override: hostnameOverride: must not be blank, got \"  \""])
+        }
     }
 }
