@@ -188,3 +188,16 @@ public enum NodePortAddressKeyword: String, Sendable, CaseIterable {
     /// 0.0.0.0/0 and ::/0.
     case all
 }
+
+extension KubeProxyConfiguration {
+    /// `healthzBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    public var healthzListenAddress: (host: String, port: Int)? { Self.hostPort(healthzBindAddress) }
+
+    /// `metricsBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    public var metricsListenAddress: (host: String, port: Int)? { Self.hostPort(metricsBindAddress) }
+
+    private static func hostPort(_ text: String) -> (host: String, port: Int)? {
+        guard let (host, port) = splitHostPort(text), let p = Int(port) else { return nil }
+        return (host, p)
+    }
+}

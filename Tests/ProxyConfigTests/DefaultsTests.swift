@@ -144,3 +144,13 @@ final class DefaultsTests: XCTestCase {
         XCTAssertEqual(c.iptables.minSyncPeriod, .seconds(1))
     }
 }
+
+final class ListenAddressTests: XCTestCase {
+    func testListenAddressesSplitForTheDaemon() throws {
+        let c = try KubeProxyConfiguration.parse(Fixtures.minimal("bindAddress: \"::\"")).configuration
+        XCTAssertEqual(c.healthzListenAddress?.host, "::")
+        XCTAssertEqual(c.healthzListenAddress?.port, 10256)
+        XCTAssertEqual(c.metricsListenAddress?.host, "::1")
+        XCTAssertEqual(c.metricsListenAddress?.port, 10249)
+    }
+}
