@@ -80,6 +80,25 @@ public struct ConfigOverrides: Hashable, Sendable {
 
     public init() {}
 
+    /// Parses `--feature-gates` text (`A=true,B=false`) as component-base does; the error names the bad entry.
+    public static func parseFeatureGates(_ text: String) throws(ConfigurationError) -> [String: Bool] {
+        var gates: [String: Bool] = [:]
+        for part in text.split(separator: ",") {
+            let entry = part.trimmingWhitespace()
+            if entry.isEmpty { continue }
+            let pieces = entry.split(separator: "=", maxSplits: 1).map { $0.trimmingWhitespace() }
+            guard pieces.count == 2, !pieces[0].isEmpty, let value = Bool(pieces[1].lowercased()) else {
+                throw ConfigurationError([
+                    .viaFlag(
+                        flag: "--feature-gates",
+                        .invalid(path: "featureGates", reason: "entries must be Name=true|false", got: "\"\(entry)\""))
+                ])
+            }
+            gates[pieces[0]] = value
+        }
+        return gates
+    }
+
     /// (flag, config path, value) for every flag that was given, in flag order.
     var assignments: [(flag: String, path: String, value: ConfigValue)] {
         var out: [(String, String, ConfigValue)] = []
@@ -92,30 +111,41 @@ public struct ConfigOverrides: Hashable, Sendable {
         add("--metrics-bind-address", "metricsBindAddress", metricsBindAddress.map { .string($0) })
         add("--bind-address-hard-fail", "bindAddressHardFail", bindAddressHardFail.map { .bool($0) })
         add("--profiling", "enableProfiling", enableProfiling.map { .bool($0) })
-        add("--show-hidden-metrics-for-version", "showHiddenMetricsForVersion",
+        add(
+            "--show-hidden-metrics-for-version", "showHiddenMetricsForVersion",
             showHiddenMetricsForVersion.map { .string($0) })
         add("--cluster-cidr", "clusterCIDR", clusterCIDR.map { .string($0) })
         add("--masquerade-all", "iptables.masqueradeAll", masqueradeAll.map { .bool($0) })
         add("--iptables-masquerade-bit", "iptables.masqueradeBit", iptablesMasqueradeBit.map { .int($0) })
         add("--iptables-sync-period", "iptables.syncPeriod", iptablesSyncPeriod.map { .string($0.description) })
-        add("--iptables-min-sync-period", "iptables.minSyncPeriod", iptablesMinSyncPeriod.map { .string($0.description) })
-        add("--iptables-localhost-nodeports", "iptables.localhostNodePorts", iptablesLocalhostNodePorts.map { .bool($0) })
-        add("--nodeport-addresses", "nodePortAddresses",
+        add(
+            "--iptables-min-sync-period", "iptables.minSyncPeriod",
+            iptablesMinSyncPeriod.map { .string($0.description) })
+        add(
+            "--iptables-localhost-nodeports", "iptables.localhostNodePorts",
+            iptablesLocalhostNodePorts.map { .bool($0) })
+        add(
+            "--nodeport-addresses", "nodePortAddresses",
             nodePortAddresses.map { list in
                 .list(list.flatMap { $0.split(separator: ",") }.map { .string($0.trimmingWhitespace()) })
             })
         add("--detect-local-mode", "detectLocalMode", detectLocalMode.map { .string($0) })
         add("--pod-bridge-interface", "detectLocal.bridgeInterface", podBridgeInterface.map { .string($0) })
-        add("--pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", podInterfaceNamePrefix.map { .string($0) })
+        add(
+            "--pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", podInterfaceNamePrefix.map { .string($0) }
+        )
         add("--conntrack-max-per-core", "conntrack.maxPerCore", conntrackMaxPerCore.map { .int($0) })
         add("--conntrack-min", "conntrack.min", conntrackMin.map { .int($0) })
-        add("--conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout",
+        add(
+            "--conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout",
             conntrackTCPEstablishedTimeout.map { .string($0.description) })
-        add("--conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout",
+        add(
+            "--conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout",
             conntrackTCPCloseWaitTimeout.map { .string($0.description) })
         add("--conntrack-tcp-be-liberal", "conntrack.tcpBeLiberal", conntrackTCPBeLiberal.map { .bool($0) })
         add("--conntrack-udp-timeout", "conntrack.udpTimeout", conntrackUDPTimeout.map { .string($0.description) })
-        add("--conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout",
+        add(
+            "--conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout",
             conntrackUDPStreamTimeout.map { .string($0.description) })
         add("--kubeconfig", "clientConnection.kubeconfig", kubeconfig.map { .string($0) })
         add("--kube-api-content-type", "clientConnection.contentType", kubeAPIContentType.map { .string($0) })
@@ -124,7 +154,8 @@ public struct ConfigOverrides: Hashable, Sendable {
         add("--proxy-mode", "mode", proxyMode.map { .string($0) })
         add("--oom-score-adj", "oomScoreAdj", oomScoreAdj.map { .int($0) })
         add("--config-sync-period", "configSyncPeriod", configSyncPeriod.map { .string($0.description) })
-        add("--feature-gates", "featureGates",
+        add(
+            "--feature-gates", "featureGates",
             featureGates.map { gates in
                 .map(gates.keys.sorted().map { ConfigEntry(key: $0, value: .bool(gates[$0]!)) })
             })
@@ -142,8 +173,16 @@ public struct ConfigOverrides: Hashable, Sendable {
             }
             var value = a.value
             if a.flag == "--hostname-override", case .string(let s) = value {
-                // processHostnameOverrideFlag: trimmed and lowercased.
-                value = .string(s.trimmingWhitespace().lowercased())
+                // processHostnameOverrideFlag: an empty flag is "not given"; blanks are an error
+                // ("empty hostname-override is invalid"); otherwise trimmed and lowercased.
+                if s.isEmpty { continue }
+                let name = s.trimmingWhitespace().lowercased()
+                if name.isEmpty {
+                    sink.problem(
+                        .viaFlag(flag: a.flag, .invalid(path: a.path, reason: "must not be blank", got: "\"\(s)\"")))
+                    continue
+                }
+                value = .string(name)
             }
             tree.set(a.path.split(separator: ".").map(String.init), to: value)
             sink.flagOrigins[a.path] = a.flag

@@ -221,7 +221,9 @@ final class DecodeSink {
 
     func problem(_ p: ConfigProblem) {
         let path = p.path
-        if let flag = flagOrigins.first(where: { path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[") })?.value {
+        if let flag = flagOrigins.first(where: {
+            path == $0.key || path.hasPrefix($0.key + ".") || path.hasPrefix($0.key + "[")
+        })?.value {
             problems.append(p.fromFlag(flag))
         } else {
             problems.append(p)

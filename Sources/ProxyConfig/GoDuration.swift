@@ -128,7 +128,10 @@ public struct GoDuration: Hashable, Sendable, Comparable, CustomStringConvertibl
         guard frac != 0 else { return "\(whole)" }
         var digits = 0
         var s = scale
-        while s > 1 { s /= 10; digits += 1 }
+        while s > 1 {
+            s /= 10
+            digits += 1
+        }
         var text = String(frac)
         text = String(repeating: "0", count: digits - text.count) + text
         while text.hasSuffix("0") { text.removeLast() }

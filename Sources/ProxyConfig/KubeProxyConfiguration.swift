@@ -217,7 +217,8 @@ extension KubeProxyConfiguration {
                     if case .bool(let b) = e.value {
                         c.featureGates[e.key] = b
                     } else {
-                        sink.problem(.wrongType(path: "featureGates.\(e.key)", expected: "true or false", got: e.value.shown))
+                        sink.problem(
+                            .wrongType(path: "featureGates.\(e.key)", expected: "true or false", got: e.value.shown))
                     }
                 }
             } else {
@@ -250,7 +251,8 @@ extension KubeProxyConfiguration {
         c.logging.verbosity = lg.int32("verbosity") ?? 0
         for (i, item) in (lg.list("vmodule") ?? []).enumerated() {
             let r = SectionReader(item, path: "logging.vmodule[\(i)]", sink: sink)
-            c.logging.vmodule.append(VModule(filePattern: r.string("filePattern") ?? "", verbosity: r.int32("verbosity") ?? 0))
+            c.logging.vmodule.append(
+                VModule(filePattern: r.string("filePattern") ?? "", verbosity: r.int32("verbosity") ?? 0))
             r.finish()
         }
         if let options = lg.raw("options") { c.logging.options = options }
@@ -305,10 +307,11 @@ extension KubeProxyConfiguration {
             if let m = LocalMode(rawValue: mode) {
                 c.detectLocalMode = m
             } else {
-                sink.problem(.invalid(
-                    path: "detectLocalMode",
-                    reason: "must be one of " + LocalMode.allCases.map(\.rawValue).joined(separator: ", "),
-                    got: "\"\(mode)\""))
+                sink.problem(
+                    .invalid(
+                        path: "detectLocalMode",
+                        reason: "must be one of " + LocalMode.allCases.map(\.rawValue).joined(separator: ", "),
+                        got: "\"\(mode)\""))
             }
         }
         let dl = top.section("detectLocal")

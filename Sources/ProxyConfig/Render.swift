@@ -11,7 +11,9 @@ extension KubeProxyConfiguration {
     var tree: ConfigValue {
         func s(_ v: String) -> ConfigValue { .string(v) }
         func d(_ v: GoDuration) -> ConfigValue { .string(v.description) }
-        func m(_ pairs: [(String, ConfigValue)]) -> ConfigValue { .map(pairs.map { ConfigEntry(key: $0.0, value: $0.1) }) }
+        func m(_ pairs: [(String, ConfigValue)]) -> ConfigValue {
+            .map(pairs.map { ConfigEntry(key: $0.0, value: $0.1) })
+        }
         let qps: ConfigValue =
             clientConnection.qps == clientConnection.qps.rounded() && abs(clientConnection.qps) < 1e15
             ? .int(Int(clientConnection.qps)) : .float(clientConnection.qps)
@@ -20,78 +22,111 @@ extension KubeProxyConfiguration {
             ("kind", s(Self.kind)),
             ("bindAddress", s(bindAddress)),
             ("bindAddressHardFail", .bool(bindAddressHardFail)),
-            ("clientConnection", m([
-                ("acceptContentTypes", s(clientConnection.acceptContentTypes)),
-                ("burst", .int(clientConnection.burst)),
-                ("contentType", s(clientConnection.contentType)),
-                ("kubeconfig", s(clientConnection.kubeconfig)),
-                ("qps", qps),
-            ])),
+            (
+                "clientConnection",
+                m([
+                    ("acceptContentTypes", s(clientConnection.acceptContentTypes)),
+                    ("burst", .int(clientConnection.burst)),
+                    ("contentType", s(clientConnection.contentType)),
+                    ("kubeconfig", s(clientConnection.kubeconfig)),
+                    ("qps", qps),
+                ])
+            ),
             ("clusterCIDR", s(clusterCIDR)),
             ("configSyncPeriod", d(configSyncPeriod)),
-            ("conntrack", m([
-                ("maxPerCore", .int(conntrack.maxPerCore)),
-                ("min", .int(conntrack.min)),
-                ("tcpBeLiberal", .bool(conntrack.tcpBeLiberal)),
-                ("tcpCloseWaitTimeout", d(conntrack.tcpCloseWaitTimeout)),
-                ("tcpEstablishedTimeout", d(conntrack.tcpEstablishedTimeout)),
-                ("udpStreamTimeout", d(conntrack.udpStreamTimeout)),
-                ("udpTimeout", d(conntrack.udpTimeout)),
-            ])),
-            ("detectLocal", m([
-                ("bridgeInterface", s(detectLocal.bridgeInterface)),
-                ("interfaceNamePrefix", s(detectLocal.interfaceNamePrefix)),
-            ])),
+            (
+                "conntrack",
+                m([
+                    ("maxPerCore", .int(conntrack.maxPerCore)),
+                    ("min", .int(conntrack.min)),
+                    ("tcpBeLiberal", .bool(conntrack.tcpBeLiberal)),
+                    ("tcpCloseWaitTimeout", d(conntrack.tcpCloseWaitTimeout)),
+                    ("tcpEstablishedTimeout", d(conntrack.tcpEstablishedTimeout)),
+                    ("udpStreamTimeout", d(conntrack.udpStreamTimeout)),
+                    ("udpTimeout", d(conntrack.udpTimeout)),
+                ])
+            ),
+            (
+                "detectLocal",
+                m([
+                    ("bridgeInterface", s(detectLocal.bridgeInterface)),
+                    ("interfaceNamePrefix", s(detectLocal.interfaceNamePrefix)),
+                ])
+            ),
             ("detectLocalMode", s(detectLocalMode.rawValue)),
             ("enableProfiling", .bool(enableProfiling)),
-            ("featureGates", .map(featureGates.keys.sorted().map { ConfigEntry(key: $0, value: .bool(featureGates[$0]!)) })),
+            (
+                "featureGates",
+                .map(featureGates.keys.sorted().map { ConfigEntry(key: $0, value: .bool(featureGates[$0]!)) })
+            ),
             ("healthzBindAddress", s(healthzBindAddress)),
             ("hostnameOverride", s(hostnameOverride)),
-            ("iptables", m([
-                ("localhostNodePorts", .bool(iptables.localhostNodePorts)),
-                ("masqueradeAll", .bool(iptables.masqueradeAll)),
-                ("masqueradeBit", .int(iptables.masqueradeBit)),
-                ("minSyncPeriod", d(iptables.minSyncPeriod)),
-                ("snatNodeInternalIP", .bool(iptables.snatNodeInternalIP)),
-                ("syncPeriod", d(iptables.syncPeriod)),
-            ])),
-            ("ipvs", m([
-                ("excludeCIDRs", .list(ipvs.excludeCIDRs.map(s))),
-                ("minSyncPeriod", d(ipvs.minSyncPeriod)),
-                ("scheduler", s(ipvs.scheduler)),
-                ("strictARP", .bool(ipvs.strictARP)),
-                ("syncPeriod", d(ipvs.syncPeriod)),
-                ("tcpFinTimeout", d(ipvs.tcpFinTimeout)),
-                ("tcpTimeout", d(ipvs.tcpTimeout)),
-                ("udpTimeout", d(ipvs.udpTimeout)),
-            ])),
-            ("logging", m([
-                ("flushFrequency", d(logging.flushFrequency)),
-                ("format", s(logging.format)),
-                ("options", logging.options),
-                ("verbosity", .int(logging.verbosity)),
-                ("vmodule", .list(logging.vmodule.map { m([("filePattern", s($0.filePattern)), ("verbosity", .int($0.verbosity))]) })),
-            ])),
+            (
+                "iptables",
+                m([
+                    ("localhostNodePorts", .bool(iptables.localhostNodePorts)),
+                    ("masqueradeAll", .bool(iptables.masqueradeAll)),
+                    ("masqueradeBit", .int(iptables.masqueradeBit)),
+                    ("minSyncPeriod", d(iptables.minSyncPeriod)),
+                    ("snatNodeInternalIP", .bool(iptables.snatNodeInternalIP)),
+                    ("syncPeriod", d(iptables.syncPeriod)),
+                ])
+            ),
+            (
+                "ipvs",
+                m([
+                    ("excludeCIDRs", .list(ipvs.excludeCIDRs.map(s))),
+                    ("minSyncPeriod", d(ipvs.minSyncPeriod)),
+                    ("scheduler", s(ipvs.scheduler)),
+                    ("strictARP", .bool(ipvs.strictARP)),
+                    ("syncPeriod", d(ipvs.syncPeriod)),
+                    ("tcpFinTimeout", d(ipvs.tcpFinTimeout)),
+                    ("tcpTimeout", d(ipvs.tcpTimeout)),
+                    ("udpTimeout", d(ipvs.udpTimeout)),
+                ])
+            ),
+            (
+                "logging",
+                m([
+                    ("flushFrequency", d(logging.flushFrequency)),
+                    ("format", s(logging.format)),
+                    ("options", logging.options),
+                    ("verbosity", .int(logging.verbosity)),
+                    (
+                        "vmodule",
+                        .list(
+                            logging.vmodule.map {
+                                m([("filePattern", s($0.filePattern)), ("verbosity", .int($0.verbosity))])
+                            })
+                    ),
+                ])
+            ),
             ("metricsBindAddress", s(metricsBindAddress)),
             ("mode", s(mode)),
-            ("nftables", m([
-                ("masqueradeAll", .bool(nftables.masqueradeAll)),
-                ("masqueradeBit", .int(nftables.masqueradeBit)),
-                ("minSyncPeriod", d(nftables.minSyncPeriod)),
-                ("syncPeriod", d(nftables.syncPeriod)),
-            ])),
+            (
+                "nftables",
+                m([
+                    ("masqueradeAll", .bool(nftables.masqueradeAll)),
+                    ("masqueradeBit", .int(nftables.masqueradeBit)),
+                    ("minSyncPeriod", d(nftables.minSyncPeriod)),
+                    ("syncPeriod", d(nftables.syncPeriod)),
+                ])
+            ),
             ("nodePortAddresses", .list(nodePortAddresses.map(s))),
             ("oomScoreAdj", .int(oomScoreAdj)),
             ("portRange", s(portRange)),
             ("showHiddenMetricsForVersion", s(showHiddenMetricsForVersion)),
             ("windowsRunAsService", .bool(windowsRunAsService)),
-            ("winkernel", m([
-                ("enableDSR", .bool(winkernel.enableDSR)),
-                ("forwardHealthCheckVip", .bool(winkernel.forwardHealthCheckVip)),
-                ("networkName", s(winkernel.networkName)),
-                ("rootHnsEndpointName", s(winkernel.rootHnsEndpointName)),
-                ("sourceVip", s(winkernel.sourceVip)),
-            ])),
+            (
+                "winkernel",
+                m([
+                    ("enableDSR", .bool(winkernel.enableDSR)),
+                    ("forwardHealthCheckVip", .bool(winkernel.forwardHealthCheckVip)),
+                    ("networkName", s(winkernel.networkName)),
+                    ("rootHnsEndpointName", s(winkernel.rootHnsEndpointName)),
+                    ("sourceVip", s(winkernel.sourceVip)),
+                ])
+            ),
         ])
     }
 
@@ -149,13 +184,16 @@ extension KubeProxyConfiguration {
 
     /// Plain when YAML would read the text back as the same string, double-quoted otherwise.
     static func quoteIfNeeded(_ s: String) -> String {
-        let safe = !s.isEmpty && s.unicodeScalars.allSatisfy { c in
-            (c.value >= 0x30 && c.value <= 0x39) || (c.value >= 0x41 && c.value <= 0x5A)
-                || (c.value >= 0x61 && c.value <= 0x7A) || "./_-+:".unicodeScalars.contains(c)
-        }
-        let first = s.unicodeScalars.first.map { c in
-            (c.value >= 0x41 && c.value <= 0x5A) || (c.value >= 0x61 && c.value <= 0x7A) || c == "/" || c == "_"
-        } ?? false
+        let safe =
+            !s.isEmpty
+            && s.unicodeScalars.allSatisfy { c in
+                (c.value >= 0x30 && c.value <= 0x39) || (c.value >= 0x41 && c.value <= 0x5A)
+                    || (c.value >= 0x61 && c.value <= 0x7A) || "./_-+:".unicodeScalars.contains(c)
+            }
+        let first =
+            s.unicodeScalars.first.map { c in
+                (c.value >= 0x41 && c.value <= 0x5A) || (c.value >= 0x61 && c.value <= 0x7A) || c == "/" || c == "_"
+            } ?? false
         let special: Set<String> = [
             "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
         ]
@@ -193,7 +231,8 @@ extension ConfigValue {
             case .map: return ConfigEntry(key: e.key, value: .map(e.value.sortedKeys()))
             case .list(let items):
                 return ConfigEntry(
-                    key: e.key, value: .list(items.map { if case .map = $0 { return .map($0.sortedKeys()) } else { return $0 } }))
+                    key: e.key,
+                    value: .list(items.map { if case .map = $0 { return .map($0.sortedKeys()) } else { return $0 } }))
             default: return e
             }
         }

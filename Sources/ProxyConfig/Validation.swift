@@ -36,7 +36,9 @@ extension KubeProxyConfiguration {
                 iptables.syncPeriod.description)
         }
 
-        let ctPaths: [(String, Int)] = [("conntrack.maxPerCore", conntrack.maxPerCore), ("conntrack.min", conntrack.min)]
+        let ctPaths: [(String, Int)] = [
+            ("conntrack.maxPerCore", conntrack.maxPerCore), ("conntrack.min", conntrack.min),
+        ]
         for (path, value) in ctPaths where value < 0 {
             invalid(path, "must be greater than or equal to 0", String(value))
         }
@@ -76,7 +78,8 @@ extension KubeProxyConfiguration {
             } else if parts.count == 2 {
                 if cidrs.contains(nil) || cidrs[0]?.family == cidrs[1]?.family {
                     invalid(
-                        "clusterCIDR", "must be a valid dual-stack pair, one CIDR per family (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)",
+                        "clusterCIDR",
+                        "must be a valid dual-stack pair, one CIDR per family (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)",
                         quoted(clusterCIDR))
                 }
             } else if cidrs[0] == nil {
@@ -102,7 +105,8 @@ extension KubeProxyConfiguration {
             invalid("detectLocal.bridgeInterface", "must not be empty when detectLocalMode is BridgeInterface", "\"\"")
         case .interfaceNamePrefix where detectLocal.interfaceNamePrefix.isEmpty:
             invalid(
-                "detectLocal.interfaceNamePrefix", "must not be empty when detectLocalMode is InterfaceNamePrefix", "\"\"")
+                "detectLocal.interfaceNamePrefix", "must not be empty when detectLocalMode is InterfaceNamePrefix",
+                "\"\"")
         default:
             break
         }
@@ -152,12 +156,14 @@ extension KubeProxyConfiguration {
         let text = s.trimmingWhitespace()
         func port(_ t: Substring) -> Int? { Int(t).flatMap { (0...65535).contains($0) ? $0 : nil } }
         if let dash = text.firstIndex(of: "-") {
-            guard let lo = port(text[..<dash]), let hi = port(text[text.index(after: dash)...]), lo <= hi else { return nil }
+            guard let lo = port(text[..<dash]), let hi = port(text[text.index(after: dash)...]), lo <= hi else {
+                return nil
+            }
             return lo...hi
         }
         if let plus = text.firstIndex(of: "+") {
             guard let lo = port(text[..<plus]), let size = Int(text[text.index(after: plus)...]), size >= 0,
-                  lo + size - 1 <= 65535, size > 0
+                lo + size - 1 <= 65535, size > 0
             else { return nil }
             return lo...(lo + size - 1)
         }
@@ -181,4 +187,17 @@ public enum NodePortAddressKeyword: String, Sendable, CaseIterable {
     case localhost
     /// 0.0.0.0/0 and ::/0.
     case all
+}
+
+extension KubeProxyConfiguration {
+    /// `healthzBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    public var healthzListenAddress: (host: String, port: Int)? { Self.hostPort(healthzBindAddress) }
+
+    /// `metricsBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    public var metricsListenAddress: (host: String, port: Int)? { Self.hostPort(metricsBindAddress) }
+
+    private static func hostPort(_ text: String) -> (host: String, port: Int)? {
+        guard let (host, port) = splitHostPort(text), let p = Int(port) else { return nil }
+        return (host, p)
+    }
 }
