@@ -49,6 +49,12 @@ public final class ClusterStore: @unchecked Sendable {
         return s
     }
 
+    /// The current state without taking the pending changes.
+    public func take(peekOnly: Bool) -> ClusterState {
+        lock.lock(); defer { lock.unlock() }
+        return state
+    }
+
     public var pending: (services: Int, endpoints: Int) {
         lock.lock(); defer { lock.unlock() }
         return (pendingServices, pendingEndpoints)

@@ -47,6 +47,9 @@ public final class RuleCompiler {
         self.settings = settings
     }
 
+    /// The ruleset the last compile returned (what the last commit wrote, for drift checks).
+    public var lastResult: Ruleset? { assembled }
+
     /// Drops every cached fragment (the next compile derives all Services again).
     public func invalidate() {
         entries.removeAll()
