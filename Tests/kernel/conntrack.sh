@@ -28,10 +28,16 @@ FAIL=0
 NAMESPACES=()
 PIDS=()
 TMP=$(mktemp -d /tmp/knat-ct.XXXXXX)
-cleanup() {
+# Stops what this script started and deletes its namespaces (after each scenario, and on exit).
+teardown() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    PIDS=()
+    NAMESPACES=()
+}
+cleanup() {
+    teardown
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -256,8 +262,11 @@ scenario() { # scenario TAG FAMILY(4|6) CLEANUP(true|false)
 
 started=$(date +%s)
 scenario on4 4 true
+teardown
 scenario off4 4 false
+teardown
 scenario on6 6 true
+teardown
 echo "conntrack: finished in $(( $(date +%s) - started )) s"
 echo "conntrack: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
