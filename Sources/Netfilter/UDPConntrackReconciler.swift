@@ -78,8 +78,11 @@ public struct UDPConntrackReport: Sendable, CustomStringConvertible {
     public init(family: IPFamily) { self.family = family }
 
     public var description: String {
-        guard self.scanned else { return "\(self.family.flagName) conntrack: no UDP Service with serving endpoints, table not read" }
-        return "\(self.family.flagName) conntrack: deleted \(self.deleted) stale UDP entries of \(self.udpEntries) UDP / "
+        guard self.scanned else {
+            return "\(self.family.flagName) conntrack: no UDP Service with serving endpoints, table not read"
+        }
+        return
+            "\(self.family.flagName) conntrack: deleted \(self.deleted) stale UDP entries of \(self.udpEntries) UDP / "
             + "\(self.entries) entries in \(String(format: "%.1f", self.durationSeconds * 1000)) ms"
             + (self.vanished > 0 ? ", \(self.vanished) already gone" : "")
             + (self.error.map { ", \($0)" } ?? "")

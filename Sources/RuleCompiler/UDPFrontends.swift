@@ -19,8 +19,9 @@ extension RuleCompiler {
             for port in ports {
                 let eps = byPort[EndpointResolution.Key(portName: port.portName, proto: port.proto)] ?? []
                 let serving = Set(eps.lazy.filter(\.serving).map(\.ip))
-                out.add(addresses: [port.clusterIP] + port.loadBalancerVIPs + port.externalIPs, port: port.port,
-                        nodePort: port.nodePort, serving: serving)
+                out.add(
+                    addresses: [port.clusterIP] + port.loadBalancerVIPs + port.externalIPs, port: port.port,
+                    nodePort: port.nodePort, serving: serving)
             }
         }
         return out

@@ -11,8 +11,9 @@ final class StaleUDPEntryMatcherTests: XCTestCase {
     /// kube-dns: ClusterIP 10.96.0.53:53, LB VIP 1.2.3.4, external IP 5.6.7.8, NodePort 30053; endpoint 10.244.1.12.
     private func dns(serving: [String] = ["10.244.1.12"]) -> StaleUDPEntryMatcher {
         var f = UDPServiceFrontends(family: .ipv4)
-        f.add(addresses: [ip("10.96.0.53"), ip("1.2.3.4"), ip("5.6.7.8")], port: 53, nodePort: 30053,
-              serving: Set(serving.map(ip)))
+        f.add(
+            addresses: [ip("10.96.0.53"), ip("1.2.3.4"), ip("5.6.7.8")], port: 53, nodePort: 30053,
+            serving: Set(serving.map(ip)))
         return StaleUDPEntryMatcher(f)
     }
 
