@@ -56,12 +56,16 @@ public struct OneShot {
     public var features: KernelFeatures
     public var backend: RulesetBackend
     public var logger: Logger
+    /// `--conntrack-cleanup`: after a family's rules are written, delete its stale UDP conntrack entries.
+    public var conntrackCleanup: Bool
 
-    public init(setup: NodeSetup, features: KernelFeatures, backend: RulesetBackend, logger: Logger) {
+    public init(setup: NodeSetup, features: KernelFeatures, backend: RulesetBackend, logger: Logger,
+                conntrackCleanup: Bool = true) {
         self.setup = setup
         self.features = features
         self.backend = backend
         self.logger = logger
+        self.conntrackCleanup = conntrackCleanup
     }
 
     @discardableResult
@@ -80,8 +84,16 @@ public struct OneShot {
             } catch {
                 throw OneShotError.apply(family, "\(error)")
             }
+            // As upstream: only after the rules are in, so a deleted flow's next packet meets the new DNAT.
+            if conntrackCleanup { reconcileConntrack(state, compiler.settings) }
         }
         return reports
+    }
+
+    /// Errors are logged, not thrown: the rules are already written, and upstream only logs them too.
+    private func reconcileConntrack(_ state: ClusterState, _ settings: NodeSettings) {
+        let report = UDPConntrackReconciler().reconcile(RuleCompiler.udpFrontends(state, settings: settings))
+        if report.error != nil { logger.error("\(report)") } else { logger.info("\(report)") }
     }
 
     private func ms(_ ns: UInt64) -> String { String(format: "%.1f", Double(ns) / 1e6) }

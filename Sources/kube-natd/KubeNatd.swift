@@ -90,7 +90,8 @@ struct KubeNatd: ParsableCommand {
         do {
             let (backend, why) = try BackendFactory.make(choice, logger: logger)
             logger.info("\(why)")
-            try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger)
+            try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger,
+                        conntrackCleanup: rules.conntrackCleanup)
                 .run(state: load.clusterState, families: rules.ipFamily.families)
         } catch {
             Stderr.line("kube-natd: \(error)")

@@ -128,6 +128,9 @@ struct RuleOptions: ParsableArguments {
 
     @Option(name: .customLong("nfacct-counters"), help: "Whether the nfacct counters ct_state_invalid_dropped_pkts and localhost_nps_accepted_pkts are used: auto (no), yes or no.")
     var nfacctCounters: Tristate = .auto
+
+    @Option(name: .customLong("conntrack-cleanup"), help: "With --once: after the rules are written, delete UDP conntrack entries of Services whose reply source is no longer a serving endpoint (true|false).")
+    var conntrackCleanup: Bool = true
 }
 
 enum Tristate: String, ExpressibleByArgument, CaseIterable {
