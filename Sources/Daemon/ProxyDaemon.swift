@@ -30,6 +30,8 @@ public final class ProxyDaemon: @unchecked Sendable {
     public let features: KernelFeatures
     public let source: ClusterSourceChoice
     public var logger: Logger
+    /// `--conntrack-cleanup`: delete stale UDP conntrack entries after commits that changed endpoints.
+    public var conntrackCleanup = true
 
     public let store = ClusterStore()
     public let metrics: ProxyMetrics
@@ -164,6 +166,14 @@ public final class ProxyDaemon: @unchecked Sendable {
                                         externalPolicy: stats.noLocalEndpointsExternal)
             for t in snap.triggerTimes { metrics.observeNetworkProgramming(family: family, seconds: max(0, Date().timeIntervalSince(t))) }
             health.updated(family: family, at: now)
+            // Stale UDP flows can only appear when endpoints or Services changed (or after a restart: the
+            // first sync is full). Reading the conntrack table on every idle sync is what kubernetes #129982
+            // complains about, so it is skipped otherwise.
+            if conntrackCleanup && (full || snap.endpointChanges + snap.serviceChanges > 0) {
+                let report = UDPConntrackReconciler().reconcile(RuleCompiler.udpFrontends(snap.state, settings: compiler.settings))
+                metrics.conntrackReconciled(family: family, seconds: report.durationSeconds, deleted: Int(report.deleted))
+                if report.error != nil { logger.error("\(report)") } else if report.deleted > 0 { logger.info("\(report)") }
+            }
             logger.info("synced \(family.rawValue) (\(full ? "full" : "partial")): \(stats.services) Services, \(stats.endpoints) endpoints, \(stats.fragmentsCompiled) re-derived; filter \(ruleset[.filter]?.ruleCount ?? 0) rules, nat \(ruleset[.nat]?.ruleCount ?? 0) rules; compile \(ms(compiled - started)) ms, commit \(ms(done - compiled)) ms")
         }
         // libiptc's copy of a table is only needed during the commit: give the memory back.

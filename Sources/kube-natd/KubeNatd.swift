@@ -10,7 +10,7 @@ import RuleCompiler
 import Ruleset
 
 @main
-struct KubeNatd: ParsableCommand {
+struct KubeNatd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kube-natd",
         abstract: "A drop-in replacement for kube-proxy's iptables mode that commits each table atomically through libiptc.",
@@ -30,7 +30,7 @@ struct KubeNatd: ParsableCommand {
     @Option(name: [.customShort("v"), .customLong("v")], help: "Log level verbosity (0-10), as kube-proxy's -v.")
     var verbosity: Int?
 
-    mutating func run() throws {
+    mutating func run() async throws {
         let setup: NodeSetup
         do {
             setup = try NodeSetup.load(configPath: config.configFile, overrides: try config.overrides(verbosity: verbosity))
@@ -70,13 +70,80 @@ struct KubeNatd: ParsableCommand {
             try once(setup)
             return
         }
-        Stderr.line("kube-natd: nothing to do: give --dry-run, --once or --cleanup (the long-running mode is not built yet)")
-        throw ExitCode(2)
+        try await runDaemon(setup)
+    }
+
+    /// The long-running mode: follow the source, keep the kernel in step; SIGTERM/SIGINT stop (rules stay),
+    /// SIGHUP re-reads manifest files.
+    func runDaemon(_ setup: NodeSetup) async throws {
+        var logger = Logger(label: "kube-natd")
+        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
+        guard let choice = BackendChoice(rawValue: rules.backend) else {
+            Stderr.line("kube-natd: --backend: must be auto, libiptc or restore, got \"\(rules.backend)\"")
+            throw ExitCode(2)
+        }
+        func duration(_ text: String, _ flag: String) throws -> Duration {
+            guard let d = GoDuration(parsing: text), d.nanoseconds > 0 else {
+                Stderr.line("kube-natd: \(flag): expected a positive duration such as 30s, got \"\(text)\"")
+                throw ExitCode(2)
+            }
+            return .nanoseconds(d.nanoseconds)
+        }
+        let sourceChoice: ClusterSourceChoice
+        if let path = source.source {
+            sourceChoice = .manifests(path: path, recheck: try duration(source.manifestRecheck, "--manifest-recheck-interval"))
+        } else {
+            let c = setup.configuration.clientConnection.kubeconfig
+            let search = CredentialSearch(kubeconfigFlag: config.kubeconfig, configKubeconfig: c.isEmpty ? nil : c,
+                                          masterOverride: config.master)
+            let credentials: ClusterCredentials
+            do { credentials = try search.resolve(logger: logger) } catch {
+                Stderr.line("kube-natd: \(error)")
+                throw ExitCode(1)
+            }
+            var options = KubeSource.SourceOptions(nodeName: setup.nodeName)
+            if source.sourceMode == .poll { options.mode = .poll(interval: try duration(source.pollInterval, "--poll-interval")) }
+            sourceChoice = .apiserver(credentials, options)
+        }
+        let backend: RulesetBackend
+        do {
+            let (b, why) = try BackendFactory.make(choice, logger: logger)
+            logger.info("\(why)")
+            backend = b
+        } catch {
+            Stderr.line("kube-natd: \(error)")
+            throw ExitCode(1)
+        }
+        let daemon = ProxyDaemon(setup: setup, families: rules.ipFamily.families, backend: backend,
+                                 features: features(probe: true), source: sourceChoice, logger: logger)
+        daemon.conntrackCleanup = rules.conntrackCleanup
+        let task = Task { try await daemon.run() }
+        var signalSources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            src.setEventHandler {
+                if sig == SIGHUP {
+                    logger.info("SIGHUP: re-reading the manifests")
+                    daemon.requestReload()
+                } else {
+                    logger.info("signal \(sig): stopping")
+                    task.cancel()
+                }
+            }
+            src.resume()
+            signalSources.append(src)
+        }
+        do { try await task.value } catch {
+            Stderr.line("kube-natd: \(error)")
+            throw ExitCode(1)
+        }
+        signalSources.forEach { $0.cancel() }
     }
 
     func once(_ setup: NodeSetup) throws {
         guard let path = source.source else {
-            Stderr.line("kube-natd: --once needs --source PATH (the apiserver source is not built yet)")
+            Stderr.line("kube-natd: --once needs --source PATH (manifest files)")
             throw ExitCode(2)
         }
         var logger = Logger(label: "kube-natd")

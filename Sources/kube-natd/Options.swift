@@ -104,6 +104,19 @@ struct ConfigOptions: ParsableArguments {
 struct SourceOptions: ParsableArguments {
     @Option(name: .customLong("source"), help: "A manifest file or directory (.yaml/.yml/.json: Service, EndpointSlice, Endpoints) instead of an apiserver.")
     var source: String?
+
+    @Option(name: .customLong("source-mode"), help: "How to follow the apiserver: watch (list, then watch with bookmarks) or poll (list every --poll-interval and apply the differences).")
+    var sourceMode: SourceMode = .watch
+
+    @Option(name: .customLong("poll-interval"), help: "With --source-mode poll: how often to list (e.g. 30s).")
+    var pollInterval: String = "30s"
+
+    @Option(name: .customLong("manifest-recheck-interval"), help: "With --source in the long-running mode: how often the files are checked for changes (SIGHUP re-reads at once).")
+    var manifestRecheck: String = "1s"
+}
+
+enum SourceMode: String, ExpressibleByArgument, CaseIterable {
+    case watch, poll
 }
 
 /// What to do with the compiled rules.
@@ -129,7 +142,7 @@ struct RuleOptions: ParsableArguments {
     @Option(name: .customLong("nfacct-counters"), help: "Whether the nfacct counters ct_state_invalid_dropped_pkts and localhost_nps_accepted_pkts are used: auto (no), yes or no.")
     var nfacctCounters: Tristate = .auto
 
-    @Option(name: .customLong("conntrack-cleanup"), help: "With --once: after the rules are written, delete UDP conntrack entries of Services whose reply source is no longer a serving endpoint (true|false).")
+    @Option(name: .customLong("conntrack-cleanup"), help: "After the rules are written, delete UDP conntrack entries of Services whose reply source is no longer a serving endpoint (true|false).")
     var conntrackCleanup: Bool = true
 }
 
