@@ -131,3 +131,11 @@ long knat_digest_program(int family, const uint8_t *program, size_t length, char
     return family == 4 ? knat_digest_program4(program, length, out, capacity, result)
                        : knat_digest_program6(program, length, out, capacity, result);
 }
+
+void knat_test_pause_before_commit(int attempt) {
+    if (attempt != 1) return;
+    const char *ms = getenv("KNAT_TEST_PAUSE_BEFORE_COMMIT_MS");
+    if (ms == NULL || *ms == 0) return;
+    long n = strtol(ms, NULL, 10);
+    if (n > 0 && n <= 10000) usleep((useconds_t)n * 1000);
+}

@@ -85,4 +85,9 @@ long knat_list_table4(const char *table, char *out, size_t capacity, knat_result
 long knat_list_table6(const char *table, char *out, size_t capacity, knat_result *result);
 long knat_digest_program4(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
 long knat_digest_program6(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
+/* Test hook: with KNAT_TEST_PAUSE_BEFORE_COMMIT_MS set, the first attempt sleeps that long between iptc_init
+ * and iptc_commit, so a kernel test can change the table in between and prove the EAGAIN retry
+ * deterministically. Unset in production; costs one getenv per commit. */
+void knat_test_pause_before_commit(int attempt);
+
 #endif

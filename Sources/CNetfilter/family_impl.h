@@ -575,6 +575,7 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
         }
     }
 
+    knat_test_pause_before_commit(res->attempts);
     double committing = knat_now();
     res->build_seconds = committing - started;
     int committed = TC(commit)(h);

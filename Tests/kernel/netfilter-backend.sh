@@ -206,11 +206,15 @@ for FAMILY in ipv4 ipv6; do
 
     # --- a writer that ignores the lock: commit sees EAGAIN, the apply starts over, nothing is lost -
     newns r
-    X r bash -c "for i in \$(seq 1 12); do XTABLES_LOCKFILE=$TMP/racing.lock $IPT -t nat -A POSTROUTING -j RETURN; sleep 0.05; done" &
-    WRITER=$!
-    H r apply --backend libiptc --scale 2000 2> "$TMP/race"
+    # The shim's test hook holds the first attempt between iptc_init and iptc_commit for 1.5 s (the --scale
+    # ruleset has only a nat table); the writer (on another lock file) adds its 12 nat rules inside that window,
+    # so the first commit must see EAGAIN.
+    KNAT_TEST_PAUSE_BEFORE_COMMIT_MS=1500 H r apply --backend libiptc --scale 200 2> "$TMP/race" &
+    APPLY=$!
+    sleep 0.5
+    X r bash -c "for i in \$(seq 1 12); do XTABLES_LOCKFILE=$TMP/racing.lock $IPT -t nat -A POSTROUTING -j RETURN; done"
+    wait "$APPLY"
     race_rc=$?
-    wait "$WRITER"
     retried() {
         local attempts; attempts=$(grep -o 'attempts=[0-9]*' "$TMP/race" | head -1 | cut -d= -f2)
         echo "attempts: ${attempts:-?}"
