@@ -46,7 +46,7 @@ request() {
     local from=$1 proto=$2 host=$3 port=$4 count=$5 label=$6 line pod seen target="$3:$4/$2" address
     [[ $host == *:* ]] && target="[$host]:$port/$proto"
     printf '\n   %s\n' "$label"
-    timeout 30 ip netns exec "$(topo_ns "$from")" python3 "$LIB/probe.py" "$proto" "$host" "$port" "$count" 1.5 |
+    timeout 30 ip netns exec "$(topo_ns "$from")" python3 "$LIB/probe.py" "$proto" "$host" "$port" "$count" 1.5 2> /dev/null |
         while read -r pod seen _; do
             if [[ $pod == pod-* ]]; then
                 address=${TOPO_POD_IP[${pod#pod-}]}

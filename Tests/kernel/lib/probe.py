@@ -4,7 +4,8 @@
     probe.py tcp|udp|sctp HOST PORT [COUNT] [TIMEOUT_SECONDS]
 
 Each attempt prints the answer ("<pod-name> <source-it-saw>"), or TIMEOUT, REFUSED, UNREACHABLE or
-ERROR <text>, followed by the attempt's duration in milliseconds ("ms=12").
+ERROR <text>, followed by the attempt's duration in milliseconds ("ms=12"). Stops early after two timeouts
+in a row.
 """
 import errno
 import socket
@@ -50,10 +51,15 @@ def main():
     proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 2.0
+    timeouts = 0
     for _ in range(count):
         start = time.monotonic()
         answer = attempt(proto, host, port, timeout)
         print(f"{answer} ms={int((time.monotonic() - start) * 1000)}", flush=True)
+        # Two timeouts in a row: the rest would time out too; stop so a broken ruleset fails fast.
+        timeouts = timeouts + 1 if answer == "TIMEOUT" else 0
+        if timeouts == 2:
+            return
 
 
 if __name__ == "__main__":
