@@ -75,5 +75,10 @@ diff -q "$TMP/out" "$TMP/clean.txt" >/dev/null && ok "written config round-trips
 run --config "$CFG" --validate --source "$TMP/cluster.yaml"
 expect "--validate lists object errors and exits 2" 2 yes 'team-a/broken'
 
+UNIT="$TMP/kube-natd.service"
+sed "s#/usr/local/bin/kube-natd#$BIN#" "$ROOT/Config/kube-natd.service" >"$UNIT"
+if out=$(systemd-analyze verify "$UNIT" 2>&1); then ok "systemd-analyze verify accepts Config/kube-natd.service"; else bad "systemd unit rejected" "$out"; fi
+grep -q '^Type=notify' "$UNIT" && grep -q '^WatchdogSec=' "$UNIT" && ok "unit is Type=notify with a watchdog" || bad "unit lacks Type=notify or WatchdogSec"
+
 echo "cli: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
