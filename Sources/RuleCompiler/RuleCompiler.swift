@@ -297,28 +297,10 @@ struct Assembly {
 /// (`EnsureRule(Prepend)`) in list order, so per base chain the last listed comes first, and kubelet's
 /// KUBE-FIREWALL jumps, ensured afterwards, end up first of all.
 public enum BaseJumps {
-    static func jump(_ base: String, _ extra: [Match], _ comment: String?, _ to: String) -> BaseChainJump {
-        BaseChainJump(baseChain: base, rule: Rule(extra + (comment.map { [.comment($0)] } ?? []), .jump(to)))
+    /// kubelet's jumps to KUBE-FIREWALL: no comment, no match.
+    static func kubeletJump(_ base: String) -> BaseChainJump {
+        BaseChainJump(baseChain: base, rule: Rule([], .jump("KUBE-FIREWALL")))
     }
-    static let new: [Match] = [.conntrackState([.new], negated: false)]
-
-    /// Upstream's `iptablesJumpChains` for filter, in list order.
-    static let filterList: [BaseChainJump] = [
-        jump("INPUT", new, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-        jump("FORWARD", new, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-        jump("INPUT", [], "kubernetes health check service ports", "KUBE-NODEPORTS"),
-        jump("FORWARD", new, "kubernetes service portals", "KUBE-SERVICES"),
-        jump("OUTPUT", new, "kubernetes service portals", "KUBE-SERVICES"),
-        jump("FORWARD", [], "kubernetes forwarding rules", "KUBE-FORWARD"),
-        jump("INPUT", new, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-        jump("OUTPUT", new, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-        jump("FORWARD", new, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ]
-    static let natList: [BaseChainJump] = [
-        jump("OUTPUT", [], "kubernetes service portals", "KUBE-SERVICES"),
-        jump("PREROUTING", [], "kubernetes service portals", "KUBE-SERVICES"),
-        jump("POSTROUTING", [], "kubernetes postrouting rules", "KUBE-POSTROUTING"),
-    ]
 
     /// Final order after prepending each listed jump: grouped by base chain, reversed within it.
     static func finalOrder(_ list: [BaseChainJump], prependedLast: [BaseChainJump] = []) -> [BaseChainJump] {
@@ -333,10 +315,9 @@ public enum BaseJumps {
     }
 
     public static func filter(kubeletFirewall: Bool) -> [BaseChainJump] {
-        let kubelet = kubeletFirewall
-            ? [jump("INPUT", [], nil, "KUBE-FIREWALL"), jump("OUTPUT", [], nil, "KUBE-FIREWALL")] : []
-        return finalOrder(filterList, prependedLast: kubelet)
+        let kubelet = kubeletFirewall ? [kubeletJump("INPUT"), kubeletJump("OUTPUT")] : []
+        return finalOrder(UpstreamJumps.jumps(.filter), prependedLast: kubelet)
     }
 
-    public static let nat: [BaseChainJump] = finalOrder(natList)
+    public static let nat: [BaseChainJump] = finalOrder(UpstreamJumps.jumps(.nat))
 }
