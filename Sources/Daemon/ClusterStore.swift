@@ -111,7 +111,7 @@ public final class ClusterStore: @unchecked Sendable {
                     state.removeEndpoints(of: name)
                     changes += 1
                 }
-                for s in slices {
+                for s in slices where !state.slices(for: s.service).contains(s) {
                     state.upsert(s)
                     changes += 1
                 }
