@@ -55,7 +55,8 @@ public final class SyncRunner: @unchecked Sendable {
                 lock.lock(); defer { lock.unlock() }
                 if !ready() { return false }
                 guard let last = lastStart else { return true }
-                if let r = retryAt, now >= r { return true }
+                // While a retry is pending, only its time counts: changes wait for it (it is a full sync).
+                if let r = retryAt { return now >= r }
                 if requested && now - last >= minInterval { return true }
                 return now - last >= maxInterval
             }()
@@ -75,7 +76,7 @@ public final class SyncRunner: @unchecked Sendable {
                 // minInterval, doubling, capped at maxInterval; the next sync is full.
                 let backoff = min(minInterval * Int(pow(2.0, Double(min(failures - 1, 16)))), maxInterval)
                 retryAt = clock.now + backoff
-                request(full: true)
+                lock.lock(); forceFull = true; lock.unlock()
             }
         }
     }
