@@ -21,7 +21,10 @@ public enum ChainNaming {
 
     /// base32 (RFC 4648 alphabet) of the first 10 bytes of the SHA-256: exactly the 16 characters upstream keeps.
     static func hash16(_ input: String) -> String {
-        let digest = SHA256.hash(data: Data(input.utf8))
+        var input = input
+        var hasher = SHA256()
+        input.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        let digest = hasher.finalize()
         return digest.withUnsafeBytes { raw -> String in
             var acc: UInt64 = 0
             var hi: UInt64 = 0
