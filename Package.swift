@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "CBenchFloor", linkerSettings: [.linkedLibrary("ip4tc")]),
         .executableTarget(name: "natd-bench", dependencies: [
             "SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig", "KubeModel", "KubeSource", "CBenchFloor",
+            "Netfilter", "Daemon",
         ]),
         .executableTarget(name: "kube-natd", dependencies: [
             "Daemon", "Netfilter", .product(name: "ArgumentParser", package: "swift-argument-parser"),

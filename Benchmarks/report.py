@@ -58,8 +58,8 @@ rows = []
 for n in sizes:
     r = os.path.join(tmp, str(n), "results")
     compile_ = json.load(open(os.path.join(r, "compile.json")))
-    load = json.load(open(os.path.join(r, "load.json")))
     floor = json.load(open(os.path.join(r, "floor.json")))
+    sync = json.load(open(os.path.join(r, "sync.json")))
     row = {
         "services": n,
         "rules": compile_["rules"],
@@ -67,12 +67,19 @@ for n in sizes:
         "full_compile_ms": compile_["full_compile_ms"],
         "render_ms": compile_["render_ms"],
         "incremental_compile_ms": compile_["incremental_compile_ms"],
-        "manifest_load_ms": load["load_ms"],
-        "dry_run_wall_ms": med(os.path.join(r, "dryrun.raw")),
+        "manifest_load_ms": sync["load_ms"],
+        "process_level_runs": int(open(os.path.join(r, "process_runs")).read()),
         "once_empty_ms": med(os.path.join(r, "once_empty.raw")),
         "once_steady_ms": med(os.path.join(r, "once_steady.raw")),
         "once_one_endpoint_ms": med(os.path.join(r, "once_change.raw")),
         "once_steady_reported": once_log(os.path.join(r, "once_steady.log")),
+        "sync_steady_ms": sync["sync_steady_ms"],
+        "sync_steady_compile_ms": sync["sync_steady_compile_ms"],
+        "sync_one_endpoint_ms": sync["sync_one_endpoint_ms"],
+        "sync_one_endpoint_compile_ms": sync["sync_one_endpoint_compile_ms"],
+        "sync_process_rss_after_syncs_mb": round(sync["rss_after_syncs_kb"] / 1024, 1),
+        "sync_process_peak_rss_mb": round(sync["peak_rss_kb"] / 1024, 1),
+        "host_mode_detection_ms": med(os.path.join(r, "detect.raw")),
         "restore_empty_ms": med(os.path.join(r, "restore_empty.raw")),
         "restore_steady_ms": med(os.path.join(r, "restore_steady.raw")),
         "floor_ms": floor["floor_ms"],
@@ -88,6 +95,8 @@ for n in sizes:
     row["ratio_restore_over_once_steady"] = round(row["restore_steady_ms"] / row["once_steady_ms"], 2)
     row["ratio_restore_over_once_empty"] = round(row["restore_empty_ms"] / row["once_empty_ms"], 2)
     row["ratio_once_steady_over_floor"] = round(row["once_steady_ms"] / row["floor_ms"], 2)
+    row["ratio_restore_over_sync_steady"] = round(row["restore_steady_ms"] / row["sync_steady_ms"], 2)
+    row["ratio_sync_steady_over_floor"] = round(row["sync_steady_ms"] / row["floor_ms"], 2)
     row["ratio_once_steady_minus_load_over_floor"] = round(row["once_steady_minus_load_ms"] / row["floor_ms"], 2)
     rows.append(row)
 
@@ -122,15 +131,20 @@ cols = [
     ("once empty", "once_empty_ms", "{:.0f}"),
     ("once steady", "once_steady_ms", "{:.0f}"),
     ("once 1 ep", "once_one_endpoint_ms", "{:.0f}"),
+    ("sync steady", "sync_steady_ms", "{:.0f}"),
+    ("sync 1 ep", "sync_one_endpoint_ms", "{:.0f}"),
+    ("detect", "host_mode_detection_ms", "{:.0f}"),
     ("restore empty", "restore_empty_ms", "{:.0f}"),
     ("restore steady", "restore_steady_ms", "{:.0f}"),
     ("floor", "floor_ms", "{:.0f}"),
     ("restore/once", "ratio_restore_over_once_steady", "{:.2f}"),
     ("once/floor", "ratio_once_steady_over_floor", "{:.2f}"),
-    ("(once-load)/floor", "ratio_once_steady_minus_load_over_floor", "{:.2f}"),
+    ("restore/sync", "ratio_restore_over_sync_steady", "{:.2f}"),
+    ("sync/floor", "ratio_sync_steady_over_floor", "{:.2f}"),
     ("RSS once", "once_peak_rss_mb", "{:.0f}"),
     ("RSS floor", "floor_peak_rss_mb", "{:.0f}"),
     ("RSS restore", "restore_peak_rss_mb", "{:.0f}"),
+    ("RSS sync proc", "sync_process_rss_after_syncs_mb", "{:.0f}"),
 ]
 cells = [[h for h, _, _ in cols]] + [[fmt.format(row[k]) for _, k, fmt in cols] for row in rows]
 widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
@@ -141,7 +155,8 @@ for i, c in enumerate(cells):
     print("| " + " | ".join(v.rjust(w) for v, w in zip(c, widths)) + " |")
     if i == 0:
         print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-print("daemon resident memory between syncs: not measured yet (daemon not built)")
+print("daemon resident memory between syncs: not measured yet (daemon not built); 'RSS sync proc' is natd-bench sync's"
+      " VmRSS after its syncs (state, compiler cache and libiptc backend held), a stand-in only")
 for row in rows:
     rep = row["once_steady_reported"]
     if rep:
