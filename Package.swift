@@ -57,7 +57,12 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
-        .executableTarget(name: "natd-bench", dependencies: ["SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig"]),
+        // The bare libiptc floor for `make bench`: init + one small change + commit of an IPv4 table.
+        .target(name: "CBenchFloor", linkerSettings: [.linkedLibrary("ip4tc")]),
+        .executableTarget(name: "natd-bench", dependencies: [
+            "SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig", "KubeModel", "KubeSource", "CBenchFloor",
+            "Netfilter", "Daemon",
+        ]),
         .executableTarget(name: "kube-natd", dependencies: [
             "Daemon", "Netfilter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

@@ -1,12 +1,26 @@
+import CBenchFloor
+import Daemon
 import Foundation
 import KubeModel
+import KubeSource
+import Netfilter
 import ProxyConfig
 import RuleCompiler
 import Ruleset
 import SyntheticCluster
 
-/// In-process compile measurements for `make bench`: full compile, render, and incremental compile.
-/// Usage: natd-bench compile SERVICES [RUNS]
+/// Measurements and fixtures for `make bench` (Benchmarks/run.sh). Every subcommand prints one JSON object.
+///
+///   natd-bench compile SERVICES [RUNS]       full compile, render and one-endpoint incremental compile, in process
+///   natd-bench generate SERVICES DIR [DIR2]  the synthetic cluster as DIR/cluster.json (a `kind: List`) and its
+///                                            node's KubeProxyConfiguration beside DIR; DIR2 gets the same cluster with one endpoint of one Service changed
+///   natd-bench load DIR [RUNS]               manifest load and decode time (what `kube-natd --once` does first)
+///   natd-bench sync CONFIG DIR DIR2 [RUNS]   what the daemon does per sync, without process start, manifest
+///                                            decode or host-mode detection: full compile + libiptc commit of
+///                                            both tables (DIR, steady state), and a one-endpoint sync (DIR2 vs
+///                                            DIR alternately) with the compiler's fragment cache warm
+///   natd-bench floor [RUNS]                  bare libiptc floor: iptc_init + refill one chain + iptc_commit,
+///                                            IPv4 filter and nat, of the tables already in this namespace
 func now() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -15,42 +29,375 @@ func now() -> Double {
 
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
-let args = CommandLine.arguments
-guard args.count >= 3, args[1] == "compile", let n = Int(args[2]) else {
-    FileHandle.standardError.write("usage: natd-bench compile SERVICES [RUNS]\n".data(using: .utf8)!)
+func fail(_ s: String) -> Never {
+    FileHandle.standardError.write(Data("natd-bench: \(s)\n".utf8))
     exit(2)
 }
-let runs = args.count > 3 ? Int(args[3])! : 5
-let cluster = SyntheticCluster(services: n)
-let settings = NodeSettings(family: .ipv4, nodeName: "node-1", nodeIPs: [IPAddress("192.168.0.2")!],
-                            localDetector: .cidr(CIDR("10.128.0.0/9")!))
-var state = cluster.state
-var full: [Double] = [], render: [Double] = [], incr: [Double] = []
-var rules = 0
-var bytes = 0
-for run in 0...runs {  // run 0 is the warm-up
-    let compiler = RuleCompiler(settings: settings)
-    let t0 = now()
-    let rs = compiler.compile(state)
-    let t1 = now()
-    let text = TextRenderer.renderBytes(rs)
-    let t2 = now()
-    // One endpoint of one Service changes.
-    var slice = cluster.slices[run % cluster.slices.count]
-    slice.endpoints[0].addresses = [IPAddress(bytes: [10, 127, UInt8(run), 1])!]
-    slice.resourceVersion = "\(run + 2)"
-    state.upsert(slice)
-    let t3 = now()
-    _ = compiler.compile(state)
-    let t4 = now()
-    precondition(compiler.lastStats.fragmentsCompiled == 1, "incremental compile re-derived \(compiler.lastStats.fragmentsCompiled) Services")
-    if run > 0 {
-        full.append(t1 - t0)
-        render.append(t2 - t1)
-        incr.append(t4 - t3)
-    }
-    rules = rs.tables.reduce(0) { $0 + $1.ruleCount }
-    bytes = text.count
+
+func usage() -> Never {
+    fail(
+        "usage: natd-bench compile SERVICES [RUNS] | generate SERVICES DIR [DIR2] | load DIR [RUNS] | sync CONFIG DIR DIR2 [RUNS] | floor [RUNS]"
+    )
 }
-print(String(format: "{\"services\":%d,\"rules\":%d,\"text_bytes\":%d,\"full_compile_ms\":%.2f,\"render_ms\":%.2f,\"incremental_compile_ms\":%.3f}",
-             n, rules, bytes, median(full) * 1000, median(render) * 1000, median(incr) * 1000))
+
+/// The node the benchmark's clusters are generated for; `generate` writes the matching configuration.
+let nodeName = "node-1"
+let nodeIP = "192.168.0.2"
+/// The generator's pod IPs are 10.128.0.0/9.
+let clusterCIDR = "10.128.0.0/9"
+
+let settings = NodeSettings(
+    family: .ipv4, nodeName: nodeName, nodeIPs: [IPAddress(nodeIP)!],
+    localDetector: .cidr(CIDR(clusterCIDR)!))
+
+/// The one-endpoint change of run `run`: the first endpoint of one slice moves to a fresh address.
+func changeOneEndpoint(_ slice: inout EndpointSlice, run: Int) {
+    slice.endpoints[0].addresses = [IPAddress(bytes: [10, 127, UInt8(run & 0xFF), 1])!]
+    slice.resourceVersion = "\(run + 2)"
+}
+
+func compileBench(_ n: Int, runs: Int) {
+    let cluster = SyntheticCluster(services: n)
+    var state = cluster.state
+    var full: [Double] = []
+    var render: [Double] = []
+    var incr: [Double] = []
+    var rules = 0
+    var bytes = 0
+    for run in 0...runs {  // run 0 is the warm-up
+        let compiler = RuleCompiler(settings: settings)
+        let t0 = now()
+        let rs = compiler.compile(state)
+        let t1 = now()
+        let text = TextRenderer.renderBytes(rs)
+        let t2 = now()
+        var slice = cluster.slices[run % cluster.slices.count]
+        changeOneEndpoint(&slice, run: run)
+        state.upsert(slice)
+        let t3 = now()
+        _ = compiler.compile(state)
+        let t4 = now()
+        precondition(
+            compiler.lastStats.fragmentsCompiled == 1,
+            "incremental compile re-derived \(compiler.lastStats.fragmentsCompiled) Services")
+        if run > 0 {
+            full.append(t1 - t0)
+            render.append(t2 - t1)
+            incr.append(t4 - t3)
+        }
+        rules = rs.tables.reduce(0) { $0 + $1.ruleCount }
+        bytes = text.count
+    }
+    print(
+        String(
+            format:
+                "{\"services\":%d,\"rules\":%d,\"text_bytes\":%d,\"full_compile_ms\":%.2f,\"render_ms\":%.2f,\"incremental_compile_ms\":%.3f}",
+            n, rules, bytes, median(full) * 1000, median(render) * 1000, median(incr) * 1000))
+}
+
+// MARK: generate
+
+/// JSON string literal.
+func q(_ s: String) -> String {
+    var out = "\""
+    for c in s.unicodeScalars {
+        switch c {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        default: out.unicodeScalars.append(c)
+        }
+    }
+    return out + "\""
+}
+
+/// A Service as `kubectl get svc -o json` prints it (the fields kube-natd reads).
+func serviceJSON(_ s: Service) -> String {
+    var spec: [String] = ["\"type\":\(q(s.type.rawValue))"]
+    if let first = s.clusterIPs.first {
+        spec.append("\"clusterIP\":\(q(first.description))")
+        spec.append("\"clusterIPs\":[\(s.clusterIPs.map { q($0.description) }.joined(separator: ","))]")
+    }
+    let ports = s.ports.map { p -> String in
+        var f = [
+            "\"name\":\(q(p.name))", "\"protocol\":\(q(p.protocol.rawValue))", "\"port\":\(p.port)",
+        ]
+        switch p.targetPort {
+        case .int(let i): f.append("\"targetPort\":\(i)")
+        case .string(let n): f.append("\"targetPort\":\(q(n))")
+        case nil: break
+        }
+        if p.nodePort != 0 { f.append("\"nodePort\":\(p.nodePort)") }
+        return "{" + f.joined(separator: ",") + "}"
+    }
+    spec.append("\"ports\":[\(ports.joined(separator: ","))]")
+    if !s.loadBalancerSourceRanges.isEmpty {
+        spec.append(
+            "\"loadBalancerSourceRanges\":[\(s.loadBalancerSourceRanges.map { q($0.description) }.joined(separator: ","))]"
+        )
+    }
+    if s.type == .nodePort || s.type == .loadBalancer {
+        spec.append("\"externalTrafficPolicy\":\(q(s.externalTrafficPolicy.rawValue))")
+    }
+    spec.append("\"internalTrafficPolicy\":\(q(s.internalTrafficPolicy.rawValue))")
+    if s.healthCheckNodePort != 0 { spec.append("\"healthCheckNodePort\":\(s.healthCheckNodePort)") }
+    if let t = s.sessionAffinityTimeout {
+        spec.append(
+            "\"sessionAffinity\":\"ClientIP\",\"sessionAffinityConfig\":{\"clientIP\":{\"timeoutSeconds\":\(t)}}"
+        )
+    } else {
+        spec.append("\"sessionAffinity\":\"None\"")
+    }
+    var status = "{}"
+    if !s.loadBalancerIngressIPs.isEmpty {
+        status =
+            "{\"loadBalancer\":{\"ingress\":[\(s.loadBalancerIngressIPs.map { "{\"ip\":\(q($0.description))}" }.joined(separator: ","))]}}"
+    }
+    return
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\(q(s.name.name)),\"namespace\":\(q(s.name.namespace)),"
+        + "\"resourceVersion\":\(q(s.resourceVersion))},\"spec\":{\(spec.joined(separator: ","))},\"status\":\(status)}"
+}
+
+/// An EndpointSlice as `kubectl get endpointslices -o json` prints it.
+func sliceJSON(_ s: EndpointSlice) -> String {
+    let endpoints = s.endpoints.map { e -> String in
+        var f = ["\"addresses\":[\(e.addresses.map { q($0.description) }.joined(separator: ","))]"]
+        var c: [String] = []
+        if let r = e.conditions.ready { c.append("\"ready\":\(r)") }
+        if let r = e.conditions.serving { c.append("\"serving\":\(r)") }
+        if let r = e.conditions.terminating { c.append("\"terminating\":\(r)") }
+        f.append("\"conditions\":{\(c.joined(separator: ","))}")
+        if let n = e.nodeName { f.append("\"nodeName\":\(q(n))") }
+        return "{" + f.joined(separator: ",") + "}"
+    }
+    let ports = s.ports.map { p -> String in
+        var f = ["\"protocol\":\(q(p.protocol.rawValue))"]
+        if let n = p.name { f.append("\"name\":\(q(n))") }
+        if let port = p.port { f.append("\"port\":\(port)") }
+        return "{" + f.joined(separator: ",") + "}"
+    }
+    return
+        "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\(q(s.name.name)),"
+        + "\"namespace\":\(q(s.name.namespace)),\"resourceVersion\":\(q(s.resourceVersion)),"
+        + "\"labels\":{\"kubernetes.io/service-name\":\(q(s.serviceName))}},\"addressType\":\"IPv4\","
+        + "\"endpoints\":[\(endpoints.joined(separator: ","))],\"ports\":[\(ports.joined(separator: ","))]}"
+}
+
+func writeCluster(services: [Service], slices: [EndpointSlice], dir: String) {
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    var out =
+        "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"\"},\"items\":[\n"
+    var items: [String] = services.map(serviceJSON)
+    items += slices.map(sliceJSON)
+    out += items.joined(separator: ",\n")
+    out += "\n]}\n"
+    do {
+        try Data(out.utf8).write(to: URL(fileURLWithPath: dir + "/cluster.json"))
+    } catch { fail("\(dir)/cluster.json: \(error)") }
+}
+
+let configYAML = """
+    # Written by natd-bench generate: the node the synthetic cluster is generated for.
+    apiVersion: kubeproxy.config.k8s.io/v1alpha1
+    kind: KubeProxyConfiguration
+    mode: iptables
+    hostnameOverride: \(nodeName)
+    bindAddress: \(nodeIP)
+    clusterCIDR: \(clusterCIDR)
+    detectLocalMode: ClusterCIDR
+    iptables:
+      masqueradeBit: 14
+      localhostNodePorts: true
+
+    """
+
+/// Rendered rules of a manifest directory, to prove the files say what the generator holds.
+func renderedFromManifests(_ dir: String) -> [UInt8] {
+    let load: ManifestLoad
+    do { load = try ManifestSource(path: dir).load() } catch { fail("\(dir): \(error)") }
+    if !load.issues.isEmpty {
+        fail("\(dir): \(load.issues.count) issues, first: \(load.issues[0].description)")
+    }
+    return TextRenderer.renderBytes(RuleCompiler(settings: settings).compile(load.clusterState))
+}
+
+func generate(_ n: Int, dir: String, changedDir: String?) {
+    let cluster = SyntheticCluster(services: n, nodeName: nodeName)
+    writeCluster(services: cluster.services, slices: cluster.slices, dir: dir)
+    // Beside the manifest directory, not in it: the manifest reader would take it for a manifest.
+    let configPath = (dir as NSString).deletingLastPathComponent + "/kube-proxy-config.yaml"
+    do { try configYAML.write(toFile: configPath, atomically: true, encoding: .utf8) } catch {
+        fail("\(configPath): \(error)")
+    }
+    let expected = TextRenderer.renderBytes(RuleCompiler(settings: settings).compile(cluster.state))
+    guard renderedFromManifests(dir) == expected else {
+        fail("\(dir): manifests do not compile to the generator's rules")
+    }
+    var changedSlice = ""
+    if let changedDir {
+        var slices = cluster.slices
+        changeOneEndpoint(&slices[0], run: 0)
+        changedSlice = slices[0].name.description
+        writeCluster(services: cluster.services, slices: slices, dir: changedDir)
+        // `natd-bench sync` checks that DIR2 differs from DIR in exactly one Service's fragment.
+    }
+    print(
+        "{\"services\":\(n),\"slices\":\(cluster.slices.count),\"dir\":\(q(dir)),\"config\":\(q(configPath)),\"changed_slice\":\(q(changedSlice)),\"verified\":true}"
+    )
+}
+
+// MARK: load
+
+func loadBench(_ dir: String, runs: Int) {
+    var times: [Double] = []
+    var services = 0
+    for run in 0...runs {
+        let t0 = now()
+        let load: ManifestLoad
+        do { load = try ManifestSource(path: dir).load() } catch { fail("\(dir): \(error)") }
+        let t1 = now()
+        if run > 0 { times.append(t1 - t0) }
+        services = load.services.count
+    }
+    print(String(format: "{\"services\":%d,\"load_ms\":%.2f}", services, median(times) * 1000))
+}
+
+// MARK: sync
+
+/// Resident set size now (VmRSS) and its peak (VmHWM), in kB.
+func residentKB() -> (rss: Int, hwm: Int) {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else {
+        return (0, 0)
+    }
+    func field(_ name: String) -> Int {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else {
+            return 0
+        }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0")
+            ?? 0
+    }
+    return (field("VmRSS:"), field("VmHWM:"))
+}
+
+func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
+    let setup: NodeSetup
+    do { setup = try NodeSetup.load(configPath: config, overrides: ConfigOverrides()) } catch {
+        fail("\(config): \(error)")
+    }
+    // As `kube-natd --once --random-fully no`, so the kernel ends up with the same rules.
+    let settings = setup.settings(
+        for: .ipv4, features: KernelFeatures(randomFully: false, nfacctCounters: false))
+    let base: ClusterState
+    let changed: ClusterState
+    var loads: [Double] = []
+    do {
+        let t0 = now()
+        base = try ManifestSource(path: dir).load().clusterState
+        let t1 = now()
+        changed = try ManifestSource(path: changedDir).load().clusterState
+        loads = [t1 - t0, now() - t1]
+    } catch { fail("\(error)") }
+    let backend = LibiptcBackend()
+    var steady: [Double] = []
+    var steadyCompile: [Double] = []
+    var oneEndpoint: [Double] = []
+    var oneCompile: [Double] = []
+    // Steady state: a fresh compiler each time (a full compile), the same rules already in the kernel.
+    for run in 0...runs {
+        let t0 = now()
+        let rs = RuleCompiler(settings: settings).compile(base)
+        let t1 = now()
+        do { _ = try backend.apply(rs) } catch { fail("apply: \(error)") }
+        let t2 = now()
+        if run > 0 {
+            steady.append(t2 - t0)
+            steadyCompile.append(t1 - t0)
+        }
+    }
+    // One endpoint changes between syncs: the daemon's compiler keeps its fragment cache.
+    // The daemon keeps one ClusterState and upserts what the watch delivers: here, the one slice DIR2 changes.
+    let differing = changed.slices.values.filter { base.slices[$0.name] != $0 }
+    guard differing.count == 1, let changedSlice = differing.first, let baseSlice = base.slices[changedSlice.name]
+    else { fail("\(changedDir): expected exactly one EndpointSlice to differ from \(dir), found \(differing.count)") }
+    var state = base
+    let compiler = RuleCompiler(settings: settings)
+    do { _ = try backend.apply(compiler.compile(state)) } catch { fail("apply: \(error)") }
+    for run in 0...runs {
+        state.upsert(run % 2 == 0 ? changedSlice : baseSlice)
+        let t0 = now()
+        let rs = compiler.compile(state)
+        let t1 = now()
+        do { _ = try backend.apply(rs) } catch { fail("apply: \(error)") }
+        let t2 = now()
+        if compiler.lastStats.fragmentsCompiled != 1 {
+            fail("one-endpoint sync recompiled \(compiler.lastStats.fragmentsCompiled) Services")
+        }
+        if run > 0 {
+            oneEndpoint.append(t2 - t0)
+            oneCompile.append(t1 - t0)
+        }
+    }
+    // Leave the base rules in place, as the other measurements expect.
+    state.upsert(baseSlice)
+    do { _ = try backend.apply(compiler.compile(state)) } catch { fail("apply: \(error)") }
+    let mem = residentKB()
+    print(
+        String(
+            format:
+                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
+            loads.min()! * 1000, median(steady) * 1000, median(steadyCompile) * 1000, median(oneEndpoint) * 1000,
+            median(oneCompile) * 1000, mem.rss, mem.hwm))
+}
+
+// MARK: floor
+
+/// The chains refilled: small, present in every ruleset kube-natd writes, and touched by no packet here.
+let floorChains = [("filter", "KUBE-FORWARD"), ("nat", "KUBE-POSTROUTING")]
+
+func floorBench(runs: Int) {
+    var total: [Double] = []
+    var perTable: [String: [Double]] = [:]
+    var message = [CChar](repeating: 0, count: 512)
+    for run in 0...runs {
+        var sum = 0.0
+        for (table, chain) in floorChains {
+            var initSeconds = 0.0
+            var commitSeconds = 0.0
+            var refilled: UInt32 = 0
+            let t0 = now()
+            let rc = knat_floor_round(
+                table, chain, &initSeconds, &commitSeconds, &refilled, &message, UInt(message.count))
+            let t1 = now()
+            if rc != 0 { fail(String(cString: message)) }
+            sum += t1 - t0
+            if run > 0 { perTable[table, default: []].append(t1 - t0) }
+        }
+        if run > 0 { total.append(sum) }
+    }
+    print(
+        String(
+            format: "{\"floor_ms\":%.2f,\"floor_filter_ms\":%.2f,\"floor_nat_ms\":%.2f}",
+            median(total) * 1000, median(perTable["filter"]!) * 1000, median(perTable["nat"]!) * 1000))
+}
+
+let args = CommandLine.arguments
+guard args.count >= 2 else { usage() }
+switch args[1] {
+case "compile":
+    guard args.count >= 3, let n = Int(args[2]) else { usage() }
+    compileBench(n, runs: args.count > 3 ? Int(args[3]) ?? 5 : 5)
+case "generate":
+    guard args.count >= 4, let n = Int(args[2]) else { usage() }
+    generate(n, dir: args[3], changedDir: args.count > 4 ? args[4] : nil)
+case "load":
+    guard args.count >= 3 else { usage() }
+    loadBench(args[2], runs: args.count > 3 ? Int(args[3]) ?? 5 : 5)
+case "sync":
+    guard args.count >= 5 else { usage() }
+    syncBench(
+        config: args[2], dir: args[3], changedDir: args[4], runs: args.count > 5 ? Int(args[5]) ?? 5 : 5
+    )
+case "floor":
+    floorBench(runs: args.count > 2 ? Int(args[2]) ?? 5 : 5)
+default:
+    usage()
+}

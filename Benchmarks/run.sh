@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# kube-natd benchmark: compile, libiptc sync and iptables-legacy-restore side by side, at 1k/10k/30k Services.
+#
+#   bash Benchmarks/run.sh [path/to/kube-natd]        (root; `make bench` builds release first)
+#
+# Environment: SIZES (default "1000 10000 30000"), RUNS (median of, default 5; one warm-up run is extra),
+# LARGE_RUNS (default 3): the process-level series (kube-natd --once, iptables-legacy-restore, detection) at
+# 30k Services and above, where one --once takes ~20 s on 2 cores and five of each would not fit in 10 minutes.
+# In-process figures (compile, sync, floor) always take RUNS.
+# Every rule is loaded inside one network namespace this script creates (knat-bench-<pid>) and deletes on
+# exit, failure or interrupt. Prints a table; writes the same figures to bench-results/<date>.json.
+set -uo pipefail
+KUBE_NATD=$(readlink -f "${1:-.build/release/kube-natd}")
+BIN=$(dirname "$KUBE_NATD")
+NATD_BENCH="$BIN/natd-bench"
+SIZES=${SIZES:-"1000 10000 30000"}
+RUNS=${RUNS:-5}
+LARGE_RUNS=${LARGE_RUNS:-3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT_DIR="$HERE/../bench-results"
+STARTED=$SECONDS
+
+die() { echo "bench: $*" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || die "run as root (network namespaces)"
+[ -x "$KUBE_NATD" ] || die "$KUBE_NATD not found (swift build -c release)"
+[ -x "$NATD_BENCH" ] || die "$NATD_BENCH not found (swift build -c release)"
+for tool in ip iptables-legacy-restore iptables-legacy-save python3; do
+    command -v "$tool" >/dev/null || die "$tool missing (make deps)"
+done
+if [ ! -x /usr/bin/time ]; then
+    echo "bench: installing GNU time for peak RSS"
+    timeout 300 apt-get install -y -qq time >/dev/null || die "GNU time missing and apt-get install time failed"
+fi
+
+NS="knat-bench-$$"
+TMP=$(mktemp -d /tmp/knat-bench.XXXXXX)
+cleanup() {
+    ip netns del "$NS" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$NS" || die "cannot create namespace $NS"
+ip netns exec "$NS" ip link set lo up
+
+# in_ns CMD...: runs CMD inside the namespace, bounded.
+in_ns() { timeout 300 ip netns exec "$NS" "$@"; }
+
+# timed OUTFILE CMD...: runs CMD inside the namespace and appends its wall time in ms to OUTFILE. The clock
+# is read inside the namespace, so `ip netns exec` itself is not counted; process start-up is.
+timed() {
+    local out=$1; shift
+    timeout 300 ip netns exec "$NS" bash -c '
+        s=$EPOCHREALTIME; "$@" >/dev/null 2>>"$LOG"; rc=$?; e=$EPOCHREALTIME
+        [ $rc = 0 ] || { echo "bench: failed ($rc): $*" >&2; tail -3 "$LOG" >&2; exit $rc; }
+        s=${s/./}; e=${e/./}; echo $(( (10#$e - 10#$s) / 1000 )).$(( ((10#$e - 10#$s) % 1000) / 100 ))' _ "$@" >>"$out" \
+        || die "command failed: $*"
+}
+
+# empty_tables: filter and nat back to empty built-in chains (what a fresh namespace holds), in one restore.
+empty_tables() {
+    printf '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n' \
+        | in_ns iptables-legacy-restore || die "cannot empty the tables"
+}
+
+# peak_rss_kb OUTFILE CMD...: GNU time's maximum resident set size of CMD, run inside the namespace.
+peak_rss() {
+    local out=$1; shift
+    timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$out" "$@" >/dev/null 2>>"$LOG" || die "command failed: $*"
+}
+
+export LOG="$TMP/log"
+: >"$LOG"
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: $(date -u +%FT%TZ), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, load average $LOADAVG"
+echo "bench: sizes $SIZES, median of $RUNS runs after one warm-up, namespace $NS"
+
+for N in $SIZES; do
+    D="$TMP/$N"
+    mkdir -p "$D"
+    R="$D/results"
+    mkdir -p "$R"
+    PR=$RUNS
+    [ "$N" -ge 30000 ] && PR=$LARGE_RUNS
+    echo "$PR" >"$R/process_runs"
+    echo "bench: $N Services: generating" >&2
+    timeout 300 "$NATD_BENCH" generate "$N" "$D/base" "$D/changed" >"$R/generate.json" || die "generate $N failed"
+    CFG="$D/kube-proxy-config.yaml"
+    ONCE=("$KUBE_NATD" --config "$CFG" --once --backend libiptc --ip-family ipv4 --random-fully no)
+    DRY=("$KUBE_NATD" --config "$CFG" --dry-run --ip-family ipv4 --random-fully no)
+
+    # (1, 2) compile, render, incremental compile; manifest load and decode (in process).
+    echo "bench: $N: compile" >&2
+    timeout 300 "$NATD_BENCH" compile "$N" "$RUNS" >"$R/compile.json" || die "compile $N failed"
+    timeout 300 "${DRY[@]}" --source "$D/base" >"$D/base.txt" 2>>"$LOG" || die "dry-run $N failed"
+
+    # (3) kube-natd --once, libiptc: into empty tables, then steady state (the same rules already there).
+    echo "bench: $N: kube-natd --once" >&2
+    for i in $(seq 0 "$PR"); do
+        empty_tables
+        timed "$R/once_empty.raw" "${ONCE[@]}" --source "$D/base"
+    done
+    for i in $(seq 0 "$PR"); do
+        timed "$R/once_steady.raw" "${ONCE[@]}" --source "$D/base"
+    done
+    # (4) one endpoint changed: alternate between the two sources, so every sync changes one endpoint.
+    for i in $(seq 0 "$PR"); do
+        if [ $((i % 2)) = 0 ]; then src="$D/changed"; else src="$D/base"; fi
+        timed "$R/once_change.raw" "${ONCE[@]}" --source "$src"
+    done
+    # (6) peak RSS of kube-natd --once (steady state, back to the base rules), and what kube-natd itself logs
+    # for that sync (compile vs commit, iptc_commit per table). -v 4 warns that it does not override --config,
+    # but --once takes its log level from the flag.
+    timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$R/once_rss.raw" "${ONCE[@]}" --source "$D/base" -v 4 \
+        >/dev/null 2>"$R/once_steady.log" || die "once -v 4 failed"
+
+    # (3, 4) the same syncs in process, as the daemon runs them: no process start, no manifest decode, no
+    # host-mode detection (the daemon does those once). Full compile + both commits; one-endpoint sync with
+    # the compiler's fragment cache warm.
+    echo "bench: $N: in-process sync" >&2
+    # It also times the manifest load (read + decode) that every --once pays and the daemon does not.
+    in_ns "$NATD_BENCH" sync "$CFG" "$D/base" "$D/changed" "$RUNS" >"$R/sync.json" 2>>"$LOG" || die "sync $N failed"
+    # What `--once --backend libiptc` spends deciding legacy vs nft: nine save/version commands, including a
+    # full iptables-legacy-save of the loaded tables (netfilter-harness detect runs the same detector).
+    for i in $(seq 0 "$PR"); do
+        timed "$R/detect.raw" "$BIN/netfilter-harness" detect
+    done
+
+    # (5) bare libiptc floor: init + refill one small chain + commit, filter and nat, of these tables.
+    echo "bench: $N: libiptc floor" >&2
+    in_ns "$NATD_BENCH" floor "$RUNS" >"$R/floor.json" || die "floor $N failed"
+    peak_rss "$R/floor_rss.raw" "$NATD_BENCH" floor 1
+
+    # (5) iptables-legacy-restore --noflush of the identical dry-run text: empty, then holding it.
+    echo "bench: $N: iptables-legacy-restore" >&2
+    for i in $(seq 0 "$PR"); do
+        empty_tables
+        timed "$R/restore_empty.raw" iptables-legacy-restore --noflush <"$D/base.txt"
+    done
+    empty_tables
+    in_ns iptables-legacy-restore --noflush <"$D/base.txt" || die "restore failed"
+    for i in $(seq 0 "$PR"); do
+        timed "$R/restore_steady.raw" iptables-legacy-restore --noflush <"$D/base.txt"
+    done
+    timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$R/restore_rss.raw" \
+        iptables-legacy-restore --noflush <"$D/base.txt" 2>>"$LOG" || die "restore rss failed"
+    empty_tables
+    echo "bench: $N done at $((SECONDS - STARTED)) s" >&2
+done
+
+mkdir -p "$OUT_DIR"
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+JSON="$OUT_DIR/$STAMP.json"
+timeout 60 python3 "$HERE/report.py" "$TMP" "$JSON" "$RUNS" "$LOADAVG" "$((SECONDS - STARTED))" $SIZES || die "report failed"
+echo "bench: results in $JSON ($((SECONDS - STARTED)) s)"
