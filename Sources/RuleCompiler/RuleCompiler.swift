@@ -37,6 +37,8 @@ public final class RuleCompiler {
         var fragment = ServiceFragment()
     }
     private var entries: [Entry] = []
+    /// Rule/chain counts of each entry's fragment, flat, for the prefix sums of in-place patches.
+    private var counts: [FragmentCounts] = []
     private var position: [ObjectName: Int] = [:]
     private var assembled: Ruleset?
     private var lineage: UInt64 = 0
@@ -94,6 +96,7 @@ public final class RuleCompiler {
             }
         }
         stats.largeClusterMode = large
+        counts = entries.map { FragmentCounts($0.fragment) }
         totals = stats
         for e in entries { add(e, to: &totals, sign: 1) }
         let rs = Assembly(settings: settings).ruleset(entries.map(\.fragment))
@@ -138,26 +141,23 @@ public final class RuleCompiler {
         return rs
     }
 
-    /// Where fragment rules live in the assembled ruleset: (table index, chain index, rules of a fragment).
-    private static let sharedChains: [(Int, Int, KeyPath<ServiceFragment, [Rule]>)] = [
-        (0, 0, \.filterServices), (0, 1, \.filterExternalServices), (0, 3, \.filterNodePorts),
-        (0, 4, \.filterProxyFirewall), (1, 0, \.natServices), (1, 1, \.natNodePorts),
-    ]
+    /// Where fragment rules live in the assembled ruleset: (table index, chain index), in `FragmentCounts` order.
+    private static let sharedChains: [(Int, Int)] = [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1)]
     /// Per-service nat chains follow the four fixed nat chains.
     private static let natFixedChains = 4
 
     private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment) {
-        for (t, c, path) in Self.sharedChains {
-            let oldRules = old[keyPath: path]
-            let newRules = new[keyPath: path]
-            if oldRules.isEmpty && newRules.isEmpty { continue }
-            var offset = 0
-            for j in 0..<index { offset += entries[j].fragment[keyPath: path].count }
-            rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldRules.count, with: newRules)
+        let oldParts = FragmentCounts.parts(old)
+        let newParts = FragmentCounts.parts(new)
+        var offsets = SIMD8<Int>()
+        counts.withUnsafeBufferPointer { for j in 0..<index { offsets &+= $0[j].lanes } }
+        for (k, (t, c)) in Self.sharedChains.enumerated() where !(oldParts[k].isEmpty && newParts[k].isEmpty) {
+            let offset = offsets[k]
+            rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldParts[k].count, with: newParts[k])
         }
-        var offset = Self.natFixedChains
-        for j in 0..<index { offset += entries[j].fragment.natChains.count }
+        let offset = Self.natFixedChains + offsets[6]
         rs.tables[1].chains.replaceSubrange(offset..<offset + old.natChains.count, with: new.natChains)
+        counts[index] = FragmentCounts(new)
     }
 
     private func add(_ e: Entry, to stats: inout CompileStats, sign: Int) {
@@ -185,6 +185,23 @@ public final class RuleCompiler {
         let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] ?? [] }
         return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
                      endpointCount: eps.reduce(0) { $0 + $1.count })
+    }
+}
+
+/// How many rules a fragment adds to each shared chain (lanes 0-5, in `RuleCompiler.sharedChains` order) and
+/// how many chains of its own it has (lane 6). A SIMD vector so prefix sums over 30k Services stay a tight loop.
+struct FragmentCounts {
+    var lanes = SIMD8<Int>()
+
+    init() {}
+    init(_ f: ServiceFragment) {
+        let p = Self.parts(f)
+        lanes = SIMD8(p[0].count, p[1].count, p[2].count, p[3].count, p[4].count, p[5].count, f.natChains.count, 0)
+    }
+
+    /// The fragment's rules for each shared chain, in the order of `RuleCompiler.sharedChains`.
+    static func parts(_ f: ServiceFragment) -> [[Rule]] {
+        [f.filterServices, f.filterExternalServices, f.filterNodePorts, f.filterProxyFirewall, f.natServices, f.natNodePorts]
     }
 }
 
