@@ -137,10 +137,20 @@ public final class ProxyMetrics: @unchecked Sendable {
                 let name = line.split(separator: " ", maxSplits: 3).dropFirst(2).first.map(String.init) ?? ""
                 families.append((name, []))
             }
-            families[families.count - 1].lines.append(line.contains("le=\"") ? Self.goBucketBound(line) : line)
+            let bounded = line.contains("le=\"") ? Self.goBucketBound(line) : line
+            families[families.count - 1].lines.append(line.hasPrefix("#") ? bounded : Self.goSampleValue(bounded))
         }
         families.sort { $0.name < $1.name }
         return families.flatMap(\.lines).joined(separator: "\n") + "\n"
+    }
+
+    /// A whole-number sample written as Go's client writes it (`117`, not `117.0`), so scripts that compare a
+    /// scrape with a count keep working. Values of 10^15 and more keep Swift's spelling.
+    static func goSampleValue(_ line: Substring) -> Substring {
+        guard let space = line.lastIndex(of: " ") else { return line }
+        let value = line[line.index(after: space)...]
+        guard value.hasSuffix(".0"), let v = Double(value), abs(v) < 1e15 else { return line }
+        return Substring(line[...space] + String(Int64(v)))
     }
 
     /// `...,le="60.0"} 3` → `...,le="60"} 3`.
