@@ -48,6 +48,9 @@ until_true() {
 # KUBE-* chains and rules of every table, without counters (what kube-natd owns, plus canaries).
 owned() { N iptables-legacy-save | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' | sed 's/\[[0-9]*:[0-9]*\]//'; }
 curl_in() { N curl -s --max-time 2 "$@"; }
+# is_now EXPECTED COMMAND...: COMMAND prints EXPECTED (re-run on every retry of until_true).
+is_now() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
+hc_code() { curl_in -o /dev/null -w '%{http_code}' http://127.0.0.1:32001/; }
 metrics() { curl_in http://127.0.0.1:10249/metrics; }
 # metric NAME_WITH_LABEL_REGEX: the value of the first sample whose name+labels match (extended regex).
 metric() { metrics | grep -E "^$1 " | head -1 | awk '{print $2}'; }
@@ -143,7 +146,7 @@ check "metrics: sync duration count for IPv4 present" dur_present
 nat_total_matches() {
     local m k
     m=$(metric "$NAT_TOTAL"); k=$(N iptables-legacy-save -t nat | grep -c '^-A KUBE-')
-    [ -n "$m" ] && [ "$m" = "$k" ] && return 0
+    [ -n "$m" ] && awk -v a="$m" -v b="$k" 'BEGIN{exit !(a == b)}' && return 0
     echo "     metric nat rules: ${m:-missing}; -A rules in nat KUBE-* chains: $k"; return 1
 }
 check "metrics: iptables_total{table=nat} equals the -A rules in nat KUBE-* chains" nat_total_matches
@@ -189,7 +192,7 @@ one_rederived() {
 check "change: the sync after it re-derived exactly 1 Service (log)" one_rederived
 metrics_moved() {
     local d n t r=0
-    until_true 20 test "$(metric "$DUR")" != "$DUR0"
+    until_true 20 eval '[ "$(metric "$DUR")" != "$DUR0" ]'
     d=$(metric "$DUR"); n=$(metric "$NAT_TOTAL"); t=$(metric "$LAST_TS")
     awk -v a="$d" -v b="$DUR0" 'BEGIN{exit !(a > b)}' || { echo "     duration count $DUR0 -> $d"; r=1; }
     awk -v a="$n" -v b="$NAT0" 'BEGIN{exit !(a > b && b > 0)}' || { echo "     nat rules $NAT0 -> $n"; r=1; }
@@ -229,7 +232,7 @@ drift() {
         return
     fi
     ok "drift: $name repaired within one syncPeriod, owned rules byte-identical"
-    until_true 20 test "$(drift_count "$table")" != "$c0"
+    local i; for i in $(seq 1 20); do [ "$(drift_count "$table")" != "$c0" ] && break; sleep 0.1; done
     c1=$(drift_count "$table")
     if awk -v a="${c1:-0}" -v b="$c0" 'BEGIN{exit !(a > b)}'; then ok "drift: $name counted (table=$table $c0 -> $c1)"
     else bad "drift: $name counted in kubenatd_drift_repairs_total{table=$table} ($c0 -> ${c1:-missing})"; fi
@@ -258,7 +261,7 @@ grep -q "rules changed behind kube-natd's back" "$TMP/daemon.log" && ok "drift: 
 HC=http://127.0.0.1:32001/
 hc_ok() {
     local code
-    until_true 20 test "$(curl_in -o /dev/null -w '%{http_code}' "$HC")" = 200
+    until_true 20 is_now 200 hc_code
     code=$(curl_in -o "$TMP/hc.json" -w '%{http_code}' "$HC")
     [ "$code" = 200 ] || { echo "     status ${code:-none}: $(cat "$TMP/hc.json" 2> /dev/null)"; return 1; }
     python3 - "$TMP/hc.json" << 'EOF' || { echo "     body: $(cat "$TMP/hc.json")"; return 1; }
@@ -271,7 +274,7 @@ EOF
 check "health check 32001: 200, default/web-local, localEndpoints 1, serviceProxyHealthy" hc_ok
 sed 's/nodeName: node-1/nodeName: node-3/' "$TMP/web-local.orig" > "$TMP/manifests/web-local.yaml"
 hc_503() {
-    until_true 30 test "$(curl_in -o /dev/null -w '%{http_code}' "$HC")" = 503 && return 0
+    until_true 30 is_now 503 hc_code && return 0
     echo "     status $(curl_in -o /dev/null -w '%{http_code}' "$HC") with no local endpoint"; return 1
 }
 check "health check 32001: 503 when web-local has no endpoint on node-1" hc_503
