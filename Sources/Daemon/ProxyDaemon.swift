@@ -41,6 +41,8 @@ public final class ProxyDaemon: @unchecked Sendable {
     private let notifier = SystemdNotifier()
     private var readySent = false
     private var reloadRequested = false
+    /// The periodic check counted drift and asked for the full sync that repairs it.
+    private var driftCounted = false
     private let lock = NSLock()
 
     public init(setup: NodeSetup, families: [IPFamily], backend: RulesetBackend, features: KernelFeatures,
@@ -135,6 +137,10 @@ public final class ProxyDaemon: @unchecked Sendable {
     // MARK: - Sync
 
     func sync(full: Bool) -> SyncRunner.Outcome {
+        // A full sync rewrites every owned chain, repairing any drift silently: look first, so what it repairs is
+        // logged and counted (unless the periodic check already did, and asked for this sync).
+        let alreadyCounted: Bool = { lock.lock(); defer { lock.unlock() }; let r = driftCounted; driftCounted = false; return r }()
+        if full && !alreadyCounted && readySent { _ = detectDrift() }
         let snap = store.take()
         metrics.countChanges(services: snap.serviceChanges, endpoints: snap.endpointChanges)
         metrics.setPendingChanges(services: 0, endpoints: 0)
@@ -216,19 +222,27 @@ public final class ProxyDaemon: @unchecked Sendable {
 
     /// Every syncPeriod: canaries in mangle/nat/filter, and a digest comparison of every owned chain.
     func checkKernel() {
-        guard backend is LibiptcBackend else { return }
+        guard detectDrift() else { return }
+        lock.lock(); driftCounted = true; lock.unlock()
+        runner.request(full: true)
+    }
+
+    /// Logs and counts what differs from the last commit, recreates missing canaries; true when anything did.
+    @discardableResult
+    func detectDrift() -> Bool {
+        guard backend is LibiptcBackend else { return false }
         var findings: [DriftMonitor.Finding] = []
         for f in families {
             findings += DriftMonitor.missingCanaries(family: f)
             if let last = compilers[f]?.lastResult { findings += DriftMonitor.drift(expected: last) }
         }
-        guard !findings.isEmpty else { return }
+        guard !findings.isEmpty else { return false }
         for finding in findings {
             logger.warning("rules changed behind kube-natd's back, resyncing: \(finding)")
             metrics.driftRepaired(table: finding.table.rawValue)
         }
-        ensureCanaries()
-        runner.request(full: true)
+        if findings.contains(where: { $0.chains == [ChainNames.canary] }) { ensureCanaries() }
+        return true
     }
 
     // MARK: - Sources

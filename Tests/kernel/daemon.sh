@@ -175,7 +175,8 @@ endpoints:
 EOF
 }
 has_extra() { N iptables-legacy -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.50/32'; }
-has_sep() { N iptables-legacy-save -t nat | grep -q -- "-A KUBE-SEP-.* --to-destination $1:8080"; }
+# A SEP chain of the `extra` Service (other Services use the same pods) DNATing to $1:8080.
+has_sep() { N iptables-legacy-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -q -- "--to-destination $1:8080"; }
 sleep 0.5 # let the startup syncs settle so the next sync line is the change's
 L0=$(log_lines)
 extra 10.244.1.10 > "$TMP/manifests/extra.yaml"
