@@ -171,7 +171,7 @@ topo_in node timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --kubeconfig "
     > "$TMP/natd.log" 2>&1 &
 NATD_PID=$!
 synced_count() { grep -c 'synced' "$TMP/natd.log"; }
-if ! wait_for 20 grep -q 'synced ipv4' "$TMP/natd.log"; then
+if ! wait_for 20 grep -qi 'synced ipv4' "$TMP/natd.log"; then
     echo "apiserver-e2e: kube-natd never synced"; sed 's/^/     /' "$TMP/natd.log" | tail -30; exit 1
 fi
 echo "kube-natd following $API"
