@@ -56,6 +56,11 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        // Kernel e2e: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API) for Tests/kernel/apiserver-e2e.sh.
+        .executableTarget(name: "fake-apiserver", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
         // The bare libiptc floor for `make bench`: init + one small change + commit of an IPv4 table.
         .target(name: "CBenchFloor", linkerSettings: [.linkedLibrary("ip4tc")]),

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Kernel end-to-end test of kube-natd following an apiserver, with real traffic, in throwaway network
+# namespaces only (run as root).
+#
+#   Tests/kernel/apiserver-e2e.sh [path/to/kube-natd] [path/to/fake-apiserver]
+#
+# Builds the topology of lib/topology.sh, runs fake-apiserver (Sources/fake-apiserver) and the long-running
+# `kube-natd --kubeconfig ... --backend libiptc` inside the node namespace on 127.0.0.1, then changes objects
+# on the fake apiserver and asserts what clients see: a new Service flows, scaled endpoints answer, a deleted
+# Service stops answering, an apiserver restart changes nothing in the kernel until a real change, and a
+# broken Service is logged by name and field while the others keep their rules.
+# Everything it creates (namespaces, processes) goes on exit, Ctrl-C or failure.
+set -uo pipefail
+KUBE_NATD=$(readlink -f "${1:-.build/debug/kube-natd}")
+FAKE=$(readlink -f "${2:-$(dirname "$KUBE_NATD")/fake-apiserver}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -x "$KUBE_NATD" ] || { echo "apiserver-e2e: $KUBE_NATD not found (swift build first)"; exit 2; }
+[ -x "$FAKE" ] || { echo "apiserver-e2e: $FAKE not found (swift build --product fake-apiserver)"; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "apiserver-e2e: needs root (network namespaces)"; exit 2; }
+STARTED=$(date +%s)
+PORT=6443
+API="http://127.0.0.1:$PORT"
+
+# shellcheck source=lib/topology.sh
+source "$HERE/lib/topology.sh"
+TMP=$(mktemp -d /tmp/knat-apiserver-e2e.XXXXXX)
+FAKE_PID=""
+NATD_PID=""
+stop() { # stop PID: SIGTERM, a bounded wait, then SIGKILL
+    [ -n "$1" ] || return 0
+    kill "$1" 2> /dev/null
+    timeout 5 tail --pid="$1" -f /dev/null 2> /dev/null || kill -9 "$1" 2> /dev/null
+}
+cleanup() {
+    stop "$NATD_PID"; NATD_PID=""
+    stop "$FAKE_PID"; FAKE_PID=""
+    topo_teardown
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
+check() { # check NAME COMMAND...: the command prints why it failed
+    local name=$1; shift
+    if "$@"; then ok "$name"; else bad "$name"; fi
+}
+# wait_for SECONDS COMMAND...: retries every 0.2 s until the command succeeds or time is up.
+wait_for() {
+    local end=$(($(date +%s) + $1)); shift
+    while [ "$(date +%s)" -lt "$end" ]; do "$@" && return 0; sleep 0.2; done
+    "$@"
+}
+
+# --- the fake apiserver and its objects ------------------------------------------------------------------
+# Every object the test puts is also kept in $TMP/objects, so a restarted apiserver comes back with them.
+mkdir -p "$TMP/objects"
+api() { topo_in node timeout 5 curl -sS -o /dev/null -w '%{http_code}' "$@" 2> "$TMP/curl.err"; }
+put() { # put KIND NS NAME JSON
+    local file="$TMP/objects/$1-$2-$3.json"
+    printf '%s\n' "$4" > "$file"
+    local code; code=$(api -X PUT --data-binary "@$file" "$API/control/objects")
+    [ "$code" = 200 ] || { echo "     PUT $1 $2/$3: HTTP $code $(cat "$TMP/curl.err")"; return 1; }
+}
+del() { # del KIND NS NAME
+    rm -f "$TMP/objects/$1-$2-$3.json"
+    local code; code=$(api -X DELETE "$API/control/objects/$1/$2/$3")
+    [ "$code" = 200 ] || { echo "     DELETE $1 $2/$3: HTTP $code"; return 1; }
+}
+start_fake() { # start_fake START_RESOURCE_VERSION
+    local args=(--listen "127.0.0.1:$PORT" --start-resource-version "$1") f
+    for f in "$TMP"/objects/*.json; do [ -e "$f" ] && args+=(--preload "$f"); done
+    topo_in node timeout 150 "$FAKE" "${args[@]}" >> "$TMP/fake.log" 2>&1 &
+    FAKE_PID=$!
+    wait_for 10 topo_in node timeout 2 curl -sf -o /dev/null "$API/apis/discovery.k8s.io/v1" \
+        || { echo "apiserver-e2e: fake-apiserver did not come up"; cat "$TMP/fake.log"; return 1; }
+}
+
+service() { # service NAME CLUSTER_IP PORT
+    printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"%s","namespace":"e2e"},"spec":{"type":"ClusterIP","clusterIP":"%s","clusterIPs":["%s"],"ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack","ports":[{"name":"http","port":%s,"protocol":"TCP","targetPort":8080}]}}' \
+        "$1" "$2" "$2" "$3"
+}
+slice() { # slice SERVICE POD_IP...
+    local svc=$1 eps="" ip; shift
+    for ip in "$@"; do
+        eps="$eps${eps:+,}{\"addresses\":[\"$ip\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false},\"nodeName\":\"node-1\"}"
+    done
+    printf '{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%s-abcde","namespace":"e2e","labels":{"kubernetes.io/service-name":"%s","endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}},"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}' \
+        "$svc" "$svc" "$eps"
+}
+NODE_JSON='{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.244.1.0/24","podCIDRs":["10.244.1.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.168.10.1"},{"type":"Hostname","address":"node-1"}]}}'
+
+# --- traffic ---------------------------------------------------------------------------------------------
+# probe COUNT: COUNT attempts from the client to web's ClusterIP (or $2:$3), one line each.
+probe() {
+    timeout 30 ip netns exec "$(topo_ns client)" python3 "$HERE/lib/probe.py" tcp "${2:-10.96.0.10}" "${3:-80}" "$1" 0.5 \
+        | sed 's/ ms=[0-9]*$//'
+}
+answerers() { probe "$@" | awk '/^pod-/ {print $1}' | sort -u | tr '\n' ' '; }
+answered_only() { # answered_only "POD..." [HOST PORT]: 10 attempts, every one answered, by exactly these pods
+    local want=$1 got; shift
+    got=$(probe 10 "$@")
+    if ! echo "$got" | grep -qv '^pod-' && [ "$(echo "$got" | awk '{print $1}' | sort -u | tr '\n' ' ')" = "$want " ]; then
+        return 0
+    fi
+    LAST="$(echo "$got" | sort | uniq -c | tr '\n' ';')"
+    return 1
+}
+silent() { # silent [HOST PORT]: 3 attempts, none answered
+    local got; got=$(probe 3 "$@")
+    ! echo "$got" | grep -q '^pod-' && return 0
+    LAST="$(echo "$got" | sort | uniq -c | tr '\n' ';')"; return 1
+}
+LAST=""
+
+# The KUBE-* rules of both tables as the kernel holds them, without counters.
+kube_rules() {
+    local t
+    for t in nat filter; do
+        topo_in node iptables-legacy-save -t "$t" | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' \
+            | sed 's/ \[[0-9]*:[0-9]*\]$//'
+    done
+}
+
+# --- topology, apiserver, daemon -------------------------------------------------------------------------
+topo_setup "knat-e2e-$$-" || exit 2
+topo_start_servers 150 || exit 2
+echo "topology up"
+
+cat > "$TMP/config.yaml" << 'YAML'
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+hostnameOverride: node-1
+clusterCIDR: 10.244.0.0/16
+detectLocalMode: ClusterCIDR
+bindAddress: 0.0.0.0
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+iptables:
+  masqueradeAll: false
+  masqueradeBit: 14
+  localhostNodePorts: true
+  syncPeriod: 10s
+  minSyncPeriod: 0s
+YAML
+cat > "$TMP/kubeconfig" << EOF2
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: $API
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: e2e
+current-context: e2e
+users:
+- name: e2e
+  user: {}
+EOF2
+
+start_fake 1 || exit 1
+put Node - node-1 "$NODE_JSON" || exit 1
+topo_in node timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --kubeconfig "$TMP/kubeconfig" --backend libiptc \
+    > "$TMP/natd.log" 2>&1 &
+NATD_PID=$!
+synced_count() { grep -c 'synced' "$TMP/natd.log"; }
+if ! wait_for 20 grep -qi 'synced ipv4' "$TMP/natd.log"; then
+    echo "apiserver-e2e: kube-natd never synced"; sed 's/^/     /' "$TMP/natd.log" | tail -30; exit 1
+fi
+echo "kube-natd following $API"
+
+# --- 1. a new Service flows ------------------------------------------------------------------------------
+t1() {
+    put Service e2e web "$(service web 10.96.0.10 80)" && put EndpointSlice e2e web-abcde "$(slice web 10.244.1.10)" \
+        || return 1
+    wait_for 15 answered_only "pod-a" && return 0
+    echo "     answers: $LAST"; return 1
+}
+check "new Service and EndpointSlice: ClusterIP 10.96.0.10:80 answered by pod-a" t1
+
+# --- 2. scaling the endpoints ----------------------------------------------------------------------------
+t2() {
+    put EndpointSlice e2e web-abcde "$(slice web 10.244.1.10 10.244.1.11)" || return 1
+    wait_for 15 answered_only "pod-a pod-b" && return 0
+    echo "     answers: $LAST"; return 1
+}
+check "second endpoint in the slice: both pod-a and pod-b answer" t2
+
+# A second Service, to show the others keep working through what follows.
+put Service e2e other "$(service other 10.96.0.20 80)" && put EndpointSlice e2e other-abcde "$(slice other 10.244.1.12)"
+check "second Service 10.96.0.20:80 answered by pod-dns" wait_for 15 answered_only "pod-dns" 10.96.0.20 80
+
+# --- 3. apiserver restart changes nothing until a real change --------------------------------------------
+t3() {
+    local before listed i diffs=0
+    before=$(kube_rules)
+    [ -n "$before" ] || { echo "     no KUBE-* rules to compare"; return 1; }
+    listed=$(grep -c 'listed ' "$TMP/natd.log")
+    stop "$FAKE_PID"; FAKE_PID=""
+    sleep 2
+    [ "$(kube_rules)" = "$before" ] || { echo "     rules changed while the apiserver was down"; diffs=1; }
+    # The new incarnation issues resourceVersions from 1000: the daemon's old one is unknown to it (410), so
+    # the daemon relists and finds the same objects.
+    start_fake 1000 || return 1
+    wait_for 20 test "$(grep -c 'listed ' "$TMP/natd.log")" -ge $((listed + 2)) \
+        || { echo "     kube-natd did not relist after the restart ($listed before, $(grep -c 'listed ' "$TMP/natd.log") now)"; diffs=1; }
+    for i in 1 2 3 4; do
+        [ "$(kube_rules)" = "$before" ] || {
+            echo "     rules differ after the restart (snapshot $i):"; diff <(echo "$before") <(kube_rules) | head -20 | sed 's/^/     /'
+            diffs=1; break
+        }
+        sleep 1
+    done
+    answered_only "pod-a pod-b" || { echo "     answers after restart: $LAST"; diffs=1; }
+    return $diffs
+}
+check "apiserver killed and restarted with the same objects: KUBE-* rules unchanged" t3
+t3b() {
+    put EndpointSlice e2e web-abcde "$(slice web 10.244.1.11)" || return 1
+    wait_for 15 answered_only "pod-b" && return 0
+    echo "     answers: $LAST"; return 1
+}
+check "after the restart a real change shows up: only pod-b answers" t3b
+
+# --- 4. deleting the Service -----------------------------------------------------------------------------
+t4() {
+    del Service e2e web || return 1
+    wait_for 15 silent && return 0
+    echo "     still answered: $LAST"; return 1
+}
+check "deleted Service: ClusterIP 10.96.0.10:80 no longer answers" t4
+check "other Service still answered after the delete" answered_only "pod-dns" 10.96.0.20 80
+
+# --- 5. a broken object ----------------------------------------------------------------------------------
+t5() {
+    local before; before=$(kube_rules | grep 'e2e/other')
+    put Service e2e broken "$(service broken 10.96.0.30 0)" || return 1
+    if ! wait_for 10 grep -q 'e2e/broken.*spec\.ports\[0\]\.port' "$TMP/natd.log"; then
+        echo "     no log line naming e2e/broken and spec.ports[0].port; kube-natd said:"
+        grep -i 'broken' "$TMP/natd.log" | tail -5 | sed 's/^/     /'
+        return 1
+    fi
+    sleep 1
+    [ -n "$before" ] && [ "$(kube_rules | grep 'e2e/other')" = "$before" ] \
+        || { echo "     e2e/other's rules changed"; return 1; }
+    answered_only "pod-dns" 10.96.0.20 80 || { echo "     answers: $LAST"; return 1; }
+}
+check "broken Service (port 0) logged by name and field, other Services' rules intact" t5
+grep 'e2e/broken' "$TMP/natd.log" | tail -1 | cut -c1-240 | sed 's/^/     log: /'
+
+if ! kill -0 "$NATD_PID" 2> /dev/null; then
+    bad "kube-natd exited during the test"; tail -20 "$TMP/natd.log" | sed 's/^/     /'
+fi
+if [ "$FAIL" -gt 0 ]; then
+    echo "--- kube-natd log (last 40 lines)"; tail -40 "$TMP/natd.log" | cut -c1-300
+fi
+echo "($(($(date +%s) - STARTED)) s)"
+echo "apiserver-e2e: $PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
