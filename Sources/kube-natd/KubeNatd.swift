@@ -94,7 +94,10 @@ struct KubeNatd: AsyncParsableCommand {
             sourceChoice = .manifests(path: path, recheck: try duration(source.manifestRecheck, "--manifest-recheck-interval"))
         } else {
             let c = setup.configuration.clientConnection.kubeconfig
-            let search = CredentialSearch(kubeconfigFlag: config.kubeconfig, configKubeconfig: c.isEmpty ? nil : c,
+            // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
+            // (and reported so at start-up).
+            let search = CredentialSearch(kubeconfigFlag: config.configFile == nil ? config.kubeconfig : nil,
+                                          configKubeconfig: c.isEmpty ? nil : c,
                                           masterOverride: config.master)
             let credentials: ClusterCredentials
             do { credentials = try search.resolve(logger: logger) } catch {

