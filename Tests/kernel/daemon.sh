@@ -24,6 +24,7 @@ RUNNER_PID="" # the `timeout` wrapping it (its exit status is the daemon's)
 cleanup() {
     [ -n "$DAEMON_PID" ] && kill -KILL "$DAEMON_PID" 2> /dev/null
     [ -n "$RUNNER_PID" ] && kill -KILL "$RUNNER_PID" 2> /dev/null
+    [ -n "${NOTIFY_PID:-}" ] && kill "$NOTIFY_PID" 2> /dev/null
     topo_teardown
     rm -rf "$TMP"
 }
@@ -81,7 +82,27 @@ EOF
 cp "$TMP/manifests/web-local.yaml" "$TMP/web-local.orig"
 
 # --- 1. startup --------------------------------------------------------------------------------------------
-ip netns exec "$(topo_ns node)" timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
+# A stand-in for systemd's notify socket (a path socket works across network namespaces): every datagram
+# the daemon sends is written to a file with the time it arrived.
+NOTIFY="$TMP/notify.sock"
+timeout 110 python3 - "$NOTIFY" "$TMP/notify.log" << 'EOF' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(1)
+end = time.time() + 105
+with open(sys.argv[2], "a", buffering=1) as out:
+    while time.time() < end:
+        try:
+            data = s.recv(4096).decode()
+        except socket.timeout:
+            continue
+        out.write("%.3f %s\n" % (time.time(), data.replace("\n", " ")))
+EOF
+NOTIFY_PID=$!
+until_true 50 test -S "$NOTIFY"
+ip netns exec "$(topo_ns node)" env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 \
+    timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
     --backend libiptc > "$TMP/daemon.log" 2>&1 &
 RUNNER_PID=$!
 find_daemon() {
@@ -122,6 +143,24 @@ healthz() {
 check "startup: /healthz 200, application/json, nosniff, lastUpdated/currentTime/nodeEligible" healthz
 livez() { [ "$(curl_in -o /dev/null -w '%{http_code}' http://127.0.0.1:10256/livez)" = 200 ]; }
 check "startup: /livez 200" livez
+ready_sent() {
+    until_true 50 grep -q 'READY=1' "$TMP/notify.log" || { echo "     no READY=1 on NOTIFY_SOCKET"; return 1; }
+    grep -q 'first sync done' "$TMP/daemon.log" || { echo "     READY sent but no first sync logged"; return 1; }
+}
+check "systemd: READY=1 sent after the first successful sync" ready_sent
+two_watchdogs() { [ "$(grep -c 'WATCHDOG=1' "$TMP/notify.log")" -ge 2 ]; }
+watchdog_fed() {
+    until_true 60 two_watchdogs \
+        || { echo "     $(grep -c 'WATCHDOG=1' "$TMP/notify.log") WATCHDOG=1 datagrams (WATCHDOG_USEC=2s)"; return 1; }
+}
+check "systemd: the sync loop feeds the watchdog (WATCHDOG=1 at least twice)" watchdog_fed
+sysctl_set() {
+    local v; v=$(N cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait)
+    [ "$v" = 3600 ] || { echo "     nf_conntrack_tcp_timeout_close_wait is $v, want 3600 (conntrack.tcpCloseWaitTimeout 1h)"; return 1; }
+    grep -q 'set sysctl net.netfilter.nf_conntrack_tcp_timeout_close_wait = 3600' "$TMP/daemon.log" \
+        || { echo "     the sysctl was not logged"; return 1; }
+}
+check "node: conntrack sysctls from the config are set in the namespace and logged" sysctl_set
 check "startup: TCP to web 10.96.0.10:80 from the client is answered" web_answers
 
 # --- 2. metrics ---------------------------------------------------------------------------------------------
@@ -319,6 +358,7 @@ sigterm() {
     timeout 5 tail --pid="$DAEMON_PID" -f /dev/null || { echo "     still running 5 s after SIGTERM"; return 1; }
     wait "$RUNNER_PID"; rc=$?
     DAEMON_PID=""; RUNNER_PID=""
+    [ -n "${NOTIFY_PID:-}" ] && kill "$NOTIFY_PID" 2> /dev/null
     [ "$rc" = 0 ] || { echo "     exit status $rc"; return 1; }
 }
 check "SIGTERM: exits 0 within 5 s" sigterm
