@@ -40,14 +40,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-check() { # check NAME COMMAND...: the command prints why it failed
-    local name=$1; shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
+# shellcheck source=lib/checks.sh
+. "$HERE/lib/checks.sh"
 # wait_for SECONDS COMMAND...: retries every 0.2 s until the command succeeds or time is up.
 wait_for() {
     local end=$(($(date +%s) + $1)); shift

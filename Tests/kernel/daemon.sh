@@ -31,14 +31,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-check() { # check NAME COMMAND...: the command prints why it failed
-    local name=$1; shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
+# shellcheck source=lib/checks.sh
+. "$HERE/lib/checks.sh"
 N() { timeout 20 ip netns exec "$(topo_ns node)" "$@"; } # a command in the node namespace
 # until_true TENTHS COMMAND...: retry COMMAND every 0.1 s for at most TENTHS tries.
 until_true() {

@@ -24,14 +24,8 @@ cleanup() { topo_teardown; rm -rf "$TMP"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-check() { # check NAME COMMAND...: the command prints why it failed
-    local name=$1; shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
+# shellcheck source=lib/checks.sh
+. "$HERE/lib/checks.sh"
 
 # probe NS PROTO HOST PORT [COUNT] [TIMEOUT]: one line per attempt, "<pod> <source> ms=N" or TIMEOUT/REFUSED/...
 probe() {
