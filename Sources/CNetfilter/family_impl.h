@@ -389,6 +389,19 @@ static int rule_target_ok(struct xtc_handle *h, const builder *b, const knat_nam
     return 0;
 }
 
+/* Does the kernel chain already hold exactly the rules that follow in the program (header, matches, target;
+   counters aside)? Reads a copy of the reader, so the caller's position does not move. 1 yes, 0 no, -errno. */
+static int chain_matches(struct xtc_handle *h, const char *chain, knat_reader rd, builder *b, knat_result *res) {
+    const ENTRY *e = TC(first_rule)(chain, h);
+    while (knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
+        int rc = encode_rule(&rd, b, res);
+        if (rc) return -rc;
+        if (!e || !same_rule(e, b, h)) return 0;
+        e = TC(next_rule)(e, h);
+    }
+    return e == NULL;
+}
+
 /* Skips the rule that follows a JUMP/DELETE_RULE record or the rules of a chain. */
 static int skip_rules(knat_reader *rd) {
     knat_record rec;
@@ -410,6 +423,8 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
     char name[KNAT_CHAIN_MAX];
     jump_want *jumps = NULL;
     size_t njumps = 0;
+    uint8_t *kept = NULL; /* per KNAT_OP_CHAIN, in program order: 1 when the kernel already holds it */
+    size_t nchains = 0, chain_index = 0;
     builder b = {0};
     knat_record rec;
     knat_reader rd;
@@ -441,6 +456,7 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
                 FAIL(ENAMETOOLONG);
             }
             if (!knat_names_add(&declared, name)) FAIL(ENOMEM);
+            int keep = 0;
             if (!TC(is_chain)(name, h)) {
                 if (!TC(create_chain)(name, h)) FAIL_IPTC("%s: creating chain %s", table, name);
                 res->chains_created++;
@@ -449,8 +465,29 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
                     knat_set_message(res, "%s: refusing to flush base chain %s", table, name);
                     FAIL(EPERM);
                 }
-                if (!TC(flush_entries)(name, h)) FAIL_IPTC("%s: flushing chain %s", table, name);
-                res->chains_flushed++;
+                /* A chain that already holds exactly its rules is left alone: no flush, no refill. */
+                int same = chain_matches(h, name, rd, &b, res);
+                if (same < 0) {
+                    char why[sizeof(res->message)];
+                    memcpy(why, res->message, sizeof(why));
+                    knat_set_message(res, "%s: chain %s: %.900s", table, name, why);
+                    FAIL(-same);
+                }
+                if (same) {
+                    keep = 1;
+                    res->chains_unchanged++;
+                } else {
+                    if (!TC(flush_entries)(name, h)) FAIL_IPTC("%s: flushing chain %s", table, name);
+                    res->chains_flushed++;
+                }
+            }
+            if (rec.kind == KNAT_OP_CHAIN) {
+                if (nchains % 4096 == 0) {
+                    uint8_t *p = realloc(kept, nchains + 4096);
+                    if (!p) FAIL(ENOMEM);
+                    kept = p;
+                }
+                kept[nchains++] = (uint8_t)keep;
             }
             if (skip_rules(&rd)) FAIL(EINVAL);
             break;
@@ -509,6 +546,10 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
     rd = (knat_reader){prog, len, 0};
     while (knat_next(&rd, &rec) == 1) {
         if (rec.kind == KNAT_OP_CHAIN) {
+            if (kept[chain_index++]) {
+                if (skip_rules(&rd)) FAIL(EINVAL);
+                continue;
+            }
             knat_copy_str(&rec, 0, name, sizeof(name));
             unsigned index = 0;
             while (knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
@@ -575,9 +616,16 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
         }
     }
 
-    knat_test_pause_before_commit(res->attempts);
     double committing = knat_now();
     res->build_seconds = committing - started;
+    if (!res->chains_created && !res->chains_flushed && !res->chains_deleted && !res->rules_appended &&
+        !res->jumps_inserted && !res->rules_deleted && !stale.count) {
+        /* The kernel already holds exactly this table's wanted state: a commit would rewrite it unchanged. */
+        res->committed = 0;
+        goto done;
+    }
+    knat_test_pause_before_commit(res->attempts);
+    committing = knat_now();
     int committed = TC(commit)(h);
     res->commit_seconds = knat_now() - committing;
     if (!committed) {
@@ -586,6 +634,7 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
         knat_set_message(res, "%s: commit: %s", table, TC(strerror)(err));
         FAIL(err ? err : EIO);
     }
+    res->committed = 1;
 done:
     if (rc == ENOMEM && !res->message[0]) knat_set_message(res, "%s: out of memory", table);
     if (rc == EINVAL && !res->message[0]) knat_set_message(res, "%s: malformed program", table);
@@ -593,6 +642,7 @@ done:
     if (rc == ENAMETOOLONG && !res->message[0]) knat_set_message(res, "%s: name too long", table);
     for (size_t i = 0; i < njumps; i++) free(jumps[i].rule.buf);
     free(jumps);
+    free(kept);
     free(b.buf);
     knat_names_free(&declared);
     knat_names_free(&stale);

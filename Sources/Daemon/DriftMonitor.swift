@@ -20,29 +20,38 @@ public struct DriftMonitor {
         }
     }
 
-    /// Canary chains missing from the kernel.
-    public static func missingCanaries(family: IPFamily) -> [Finding] {
+    /// Canary chains missing from the kernel, and owned chains whose rules differ from the ruleset that was
+    /// last committed (missing, flushed, edited). Each table is read once: at 10k Services a read of nat is a
+    /// few hundred milliseconds of kernel time.
+    public static func check(family: IPFamily, expected ruleset: Ruleset?) -> [Finding] {
         var out: [Finding] = []
         for table in [Table.mangle, .nat, .filter] {
-            let chains = (try? TableReader.chains(family: family, table: table)) ?? []
-            if !chains.contains(where: { $0.name == ChainNames.canary }) {
+            let have = (try? TableReader.chains(family: family, table: table)) ?? []
+            if !have.contains(where: { $0.name == ChainNames.canary }) {
                 out.append(Finding(family: family, table: table, chains: [ChainNames.canary]))
             }
+            guard let wanted = ruleset?[table],
+                  let want = try? TableReader.expectedChains(family: family, table: wanted)
+            else { continue }
+            let actual = Dictionary(have.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let wrong = want.filter { !$0.isBuiltin && actual[$0.name] != $0 }.map(\.name)
+            if !wrong.isEmpty { out.append(Finding(family: family, table: table, chains: wrong)) }
         }
         return out
     }
 
-    /// Owned chains whose rules differ from the ruleset that was committed (missing, flushed, edited).
-    public static func drift(expected ruleset: Ruleset) -> [Finding] {
-        var out: [Finding] = []
-        for table in ruleset.tables {
-            guard let want = try? TableReader.expectedChains(family: ruleset.family, table: table),
-                  let have = try? TableReader.chains(family: ruleset.family, table: table.table)
-            else { continue }
-            let actual = Dictionary(have.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let wrong = want.filter { !$0.isBuiltin && actual[$0.name] != $0 }.map(\.name)
-            if !wrong.isEmpty { out.append(Finding(family: ruleset.family, table: table.table, chains: wrong)) }
+    /// What a full sync's own apply rewrote, when nothing had changed since the last commit: that is drift the
+    /// sync has just repaired (chains recreated or refilled, stale chains or stray jumps removed).
+    public static func repaired(by report: ApplyReport) -> [Finding] {
+        report.tables.compactMap { t in
+            let n = t.chainsCreated + t.chainsFlushed + t.chainsDeleted + t.jumpsInserted + t.rulesDeleted
+            guard n > 0 else { return nil }
+            var what: [String] = []
+            if t.chainsCreated > 0 { what.append("\(t.chainsCreated) chain(s) recreated") }
+            if t.chainsFlushed > 0 { what.append("\(t.chainsFlushed) chain(s) refilled") }
+            if t.chainsDeleted > 0 { what.append("\(t.chainsDeleted) chain(s) deleted") }
+            if t.jumpsInserted + t.rulesDeleted > 0 { what.append("base-chain jumps restored") }
+            return Finding(family: report.family, table: t.table, chains: what)
         }
-        return out
     }
 }

@@ -43,6 +43,8 @@ public final class ProxyDaemon: @unchecked Sendable {
     private var reloadRequested = false
     /// The periodic check counted drift and asked for the full sync that repairs it.
     private var driftCounted = false
+    /// A failed sync leaves the kernel behind the compiler: the next full sync's rewrites are not drift.
+    private var lastSyncSucceeded = false
     private let lock = NSLock()
 
     public init(setup: NodeSetup, families: [IPFamily], backend: RulesetBackend, features: KernelFeatures,
@@ -140,8 +142,12 @@ public final class ProxyDaemon: @unchecked Sendable {
         // A full sync rewrites every owned chain, repairing any drift silently: look first, so what it repairs is
         // logged and counted (unless the periodic check already did, and asked for this sync).
         let alreadyCounted: Bool = { lock.lock(); defer { lock.unlock() }; let r = driftCounted; driftCounted = false; return r }()
-        if full && !alreadyCounted && readySent { _ = detectDrift() }
         let snap = store.take()
+        // With nothing changed since the last commit, whatever the apply has to rewrite is drift: count it from
+        // the apply's own report instead of reading every table twice. With changes pending, look first.
+        let inferDrift = full && !alreadyCounted && readySent && lastSyncSucceeded
+            && snap.serviceChanges + snap.endpointChanges == 0
+        if full && !alreadyCounted && readySent && !inferDrift { _ = detectDrift() }
         metrics.countChanges(services: snap.serviceChanges, endpoints: snap.endpointChanges)
         metrics.setPendingChanges(services: 0, endpoints: 0)
         var ok = true
@@ -151,7 +157,13 @@ public final class ProxyDaemon: @unchecked Sendable {
             let ruleset = compiler.compile(snap.state)
             let compiled = ContinuousClock.now
             do {
-                _ = try backend.apply(ruleset)
+                let report = try backend.apply(ruleset)
+                if inferDrift && backend is LibiptcBackend {
+                    for finding in DriftMonitor.repaired(by: report) {
+                        logger.warning("rules changed behind kube-natd's back, repaired by the full sync: \(finding)")
+                        metrics.driftRepaired(table: finding.table.rawValue)
+                    }
+                }
             } catch {
                 ok = false
                 metrics.restoreFailed(family: family, partial: !full)
@@ -184,6 +196,7 @@ public final class ProxyDaemon: @unchecked Sendable {
         }
         // libiptc's copy of a table is only needed during the commit: give the memory back.
         _ = releaseFreeMemory(0)
+        lastSyncSucceeded = ok
         if ok && !readySent {
             readySent = true
             try? notifier.ready()
@@ -232,10 +245,7 @@ public final class ProxyDaemon: @unchecked Sendable {
     func detectDrift() -> Bool {
         guard backend is LibiptcBackend else { return false }
         var findings: [DriftMonitor.Finding] = []
-        for f in families {
-            findings += DriftMonitor.missingCanaries(family: f)
-            if let last = compilers[f]?.lastResult { findings += DriftMonitor.drift(expected: last) }
-        }
+        for f in families { findings += DriftMonitor.check(family: f, expected: compilers[f]?.lastResult) }
         guard !findings.isEmpty else { return false }
         for finding in findings {
             logger.warning("rules changed behind kube-natd's back, resyncing: \(finding)")

@@ -19,7 +19,12 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         public var buildSeconds: Double = 0
         public var commitSeconds: Double = 0
         public var chainsCreated: Int = 0
+        /// Existing declared chains whose rules differed (flushed and refilled).
         public var chainsFlushed: Int = 0
+        /// Existing declared chains that already held exactly their rules (left untouched).
+        public var chainsUnchanged: Int = 0
+        /// False when the table already held the wanted state and no commit was needed (libiptc backend).
+        public var committed: Bool = true
         public var chainsDeleted: Int = 0
         public var rulesAppended: Int = 0
         public var jumpsInserted: Int = 0
@@ -43,8 +48,8 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         self.tables.map {
             "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
                 + "encode=\(String(format: "%.3f", $0.encodeSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
-                + "commit=\(String(format: "%.3f", $0.commitSeconds))s "
-                + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) deleted=\($0.chainsDeleted) "
+                + ($0.committed ? "commit=\(String(format: "%.3f", $0.commitSeconds))s " : "commit=skipped(unchanged) ")
+                + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) unchanged=\($0.chainsUnchanged) deleted=\($0.chainsDeleted) "
                 + "rules=\($0.rulesAppended) jumpsInserted=\($0.jumpsInserted) rulesDeleted=\($0.rulesDeleted)"
                 + ($0.warnings.isEmpty ? "" : " warnings=\($0.warnings)")
         }.joined(separator: "\n")

@@ -6,7 +6,9 @@ import Ruleset
 
 /// Writes each table with libiptc (libip4tc / libip6tc) in one locked init..commit.
 ///
-/// For each table: declared chains are created or flushed and refilled in order, stale KUBE-SVC/SVL/EXT/FW/SEP-*
+/// For each table: declared chains are created, or flushed and refilled when their rules differ (a chain that
+/// already holds exactly its rules is left alone, and a table that already holds its whole wanted state is not
+/// committed at all), stale KUBE-SVC/SVL/EXT/FW/SEP-*
 /// chains and `deletedChains` are deleted, and the base-chain jumps are kept once each at the top of their
 /// base chain (upstream prepends them), foreign rules after them untouched.
 public final class LibiptcBackend: RulesetBackend {
@@ -67,9 +69,10 @@ public final class LibiptcBackend: RulesetBackend {
         self.logger.debug(
             "wrote table",
             metadata: [
-                "family": "\(family.flagName)", "table": "\(r.table.rawValue)", "rules": "\(r.rulesAppended)",
+                "family": "\(family.flagName)", "table": "\(r.table.rawValue)", "rules": "\(r.rulesAppended)", "chainsFlushed": "\(r.chainsFlushed)", "chainsUnchanged": "\(r.chainsUnchanged)",
                 "chainsDeleted": "\(r.chainsDeleted)", "attempts": "\(r.attempts)",
-                "lockWait": "\(r.lockWaitSeconds)", "commit": "\(r.commitSeconds)",
+                "lockWait": "\(r.lockWaitSeconds)", "build": "\(r.buildSeconds)",
+                "commit": "\(r.committed ? "\(r.commitSeconds)" : "skipped")",
             ])
         for w in r.warnings {
             self.logger.warning("\(w)", metadata: ["family": "\(family.flagName)", "table": "\(r.table.rawValue)"])
@@ -117,6 +120,8 @@ public final class LibiptcBackend: RulesetBackend {
         r.commitSeconds = result.commit_seconds
         r.chainsCreated = Int(result.chains_created)
         r.chainsFlushed = Int(result.chains_flushed)
+        r.chainsUnchanged = Int(result.chains_unchanged)
+        r.committed = result.committed != 0
         r.chainsDeleted = Int(result.chains_deleted)
         r.rulesAppended = Int(result.rules_appended)
         r.jumpsInserted = Int(result.jumps_inserted)

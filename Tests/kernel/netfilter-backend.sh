@@ -91,9 +91,28 @@ for FAMILY in ipv4 ipv6; do
     check "$FAMILY: read-back digests equal the ruleset's own (no drift)" H a drift
     X a "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
     check "$FAMILY: a rule added by hand is seen as drift" bash -c "! ip netns exec knat-nb-$$-a '$HARNESS' drift --family $FAMILY"
-    H a apply --backend libiptc
+    H a apply --backend libiptc > "$TMP/repair.out" 2>&1
     save a > "$TMP/a1again"
     check "$FAMILY: second apply is idempotent" same_files "$TMP/a1" "$TMP/a1again"
+    # Only the drifted chain is rewritten; the untouched table is not committed at all.
+    only_drifted_rewritten() {
+        grep -q "nat: .* flushed=1 unchanged=[1-9][0-9]* " "$TMP/repair.out" \
+            && grep -q "filter: .*commit=skipped(unchanged) .* flushed=0 " "$TMP/repair.out" && return 0
+        cat "$TMP/repair.out"; return 1
+    }
+    check "$FAMILY: the repair rewrote only the drifted chain, filter not committed" only_drifted_rewritten
+    steady_skips_commit() {
+        H a apply --backend libiptc > "$TMP/steady.out" 2>&1 || return 1
+        [ "$(grep -c 'commit=skipped(unchanged) created=0 flushed=0 ' "$TMP/steady.out")" = 2 ] && return 0
+        cat "$TMP/steady.out"; return 1
+    }
+    check "$FAMILY: an apply onto identical tables commits neither table" steady_skips_commit
+    # Same rule count and size, different content: the comparison is of bytes, not of counts.
+    X a "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
+    X a "$IPT" -t filter -R KUBE-FORWARD 1 -m conntrack --ctstate INVALID -j ACCEPT
+    H a apply --backend libiptc > "$TMP/replaced.out" 2>&1
+    save a > "$TMP/a1replaced"
+    check "$FAMILY: a same-size replaced rule is seen and repaired" same_files "$TMP/a1" "$TMP/a1replaced"
 
     # --- a bad rule: refused with its place, the last good rules stay ------------------------------
     broken_is_refused() {

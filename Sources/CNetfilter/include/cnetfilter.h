@@ -55,7 +55,9 @@ typedef struct knat_result {
     double build_seconds;    /* iptc_init through the last cache edit (last attempt) */
     double commit_seconds;   /* iptc_commit alone (last attempt): compile + SO_SET_REPLACE */
     unsigned chains_created;
-    unsigned chains_flushed;
+    unsigned chains_flushed;  /* existing declared chains whose rules differed: flushed and refilled */
+    unsigned chains_unchanged; /* existing declared chains that already held exactly their rules: untouched */
+    int committed;           /* 1 when iptc_commit ran; 0 when the table already held the wanted state */
     unsigned chains_deleted;
     unsigned rules_appended;
     unsigned jumps_inserted;
