@@ -249,6 +249,12 @@ full:
     return E2BIG;
 }
 
+/* The names libiptc gives base chains; only these need its (slower) builtin lookup. */
+static int is_builtin_name(const char *name) {
+    return !strcmp(name, "PREROUTING") || !strcmp(name, "INPUT") || !strcmp(name, "FORWARD") ||
+           !strcmp(name, "OUTPUT") || !strcmp(name, "POSTROUTING");
+}
+
 static int is_verdict(const char *label) {
     return !label[0] || !strcmp(label, "ACCEPT") || !strcmp(label, "DROP") || !strcmp(label, "RETURN");
 }
@@ -391,8 +397,7 @@ static int rule_target_ok(struct xtc_handle *h, const builder *b, const knat_nam
 
 /* Does the kernel chain already hold exactly the rules that follow in the program (header, matches, target;
    counters aside)? Reads a copy of the reader, so the caller's position does not move. 1 yes, 0 no, -errno. */
-static int chain_matches(struct xtc_handle *h, const char *chain, knat_reader rd, builder *b, knat_result *res) {
-    const ENTRY *e = TC(first_rule)(chain, h);
+static int chain_matches(struct xtc_handle *h, const ENTRY *e, knat_reader rd, builder *b, knat_result *res) {
     while (knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
         int rc = encode_rule(&rd, b, res);
         if (rc) return -rc;
@@ -457,16 +462,21 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
             }
             if (!knat_names_add(&declared, name)) FAIL(ENOMEM);
             int keep = 0;
-            if (!TC(is_chain)(name, h)) {
+            /* One libiptc lookup per chain (each is a bsearch plus a strcmp walk; there are ~47k chains at 10k
+               Services): first_rule tells a missing chain (ENOENT) from an empty one. */
+            errno = 0;
+            const ENTRY *first = TC(first_rule)(name, h);
+            int exists = first != NULL || errno != ENOENT;
+            if (!exists) {
                 if (!TC(create_chain)(name, h)) FAIL_IPTC("%s: creating chain %s", table, name);
                 res->chains_created++;
             } else if (rec.kind == KNAT_OP_CHAIN) {
-                if (TC(builtin)(name, h)) {
+                if (is_builtin_name(name) && TC(builtin)(name, h)) {
                     knat_set_message(res, "%s: refusing to flush base chain %s", table, name);
                     FAIL(EPERM);
                 }
                 /* A chain that already holds exactly its rules is left alone: no flush, no refill. */
-                int same = chain_matches(h, name, rd, &b, res);
+                int same = chain_matches(h, first, rd, &b, res);
                 if (same < 0) {
                     char why[sizeof(res->message)];
                     memcpy(why, res->message, sizeof(why));
@@ -669,7 +679,8 @@ static long list_impl(const char *table, char *out, size_t cap, knat_result *res
             digest = digest_entry(digest, e, TC(get_target)(e, h), t->u.user.name[0] != 0);
         }
         char line[128];
-        int n = snprintf(line, sizeof(line), "%s\t%d\t%u\t%016llx\n", c, TC(builtin)(c, h) ? 1 : 0, rules,
+        int builtin = is_builtin_name(c) && TC(builtin)(c, h);
+        int n = snprintf(line, sizeof(line), "%s\t%d\t%u\t%016llx\n", c, builtin, rules,
                          (unsigned long long)digest);
         if (used + (size_t)n < cap) memcpy(out + used, line, (size_t)n + 1);
         used += (size_t)n;
