@@ -167,8 +167,7 @@ public final class ClusterStore: @unchecked Sendable {
     }
 
     private func rememberTriggers(_ slices: [EndpointSlice]) {
-        let parser = ISO8601DateFormatter()
-        let dates = slices.compactMap { $0.lastChangeTriggerTime.flatMap { parser.date(from: $0) } }
+        let dates = slices.compactMap { $0.lastChangeTriggerTime.flatMap(RFC3339.parse) }
         guard !dates.isEmpty else { return }
         lock.lock(); triggerTimes += dates; lock.unlock()
     }

@@ -337,7 +337,7 @@ while let a = args.popFirst() {
     // An apiserver that comes back after a restart still has its objects (they live in etcd).
     case "--preload": preload.append(args.popFirst() ?? "")
     default:
-        FileHandle.standardError.write("usage: fake-apiserver [--listen HOST:PORT] [--start-resource-version N] [--preload OBJECT.json]...\n".data(using: .utf8)!)
+        FileHandle.standardError.write("usage: fake-apiserver [--listen HOST:PORT] [--start-resource-version N] [--preload OBJECT-or-LIST.json]...\n".data(using: .utf8)!)
         exit(2)
     }
 }
@@ -350,9 +350,11 @@ setvbuf(stdout, nil, _IOLBF, 0)
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let store = Store(startRV: startRV)
+// A preload file holds one object, or a List (`items`) of them, as `natd-bench generate` writes a cluster.
 for file in preload {
     guard let data = FileManager.default.contents(atPath: file),
-        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], (try? store.put(object)) != nil
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        ((object["items"] as? [[String: Any]]) ?? [object]).allSatisfy({ (try? store.put($0)) != nil })
     else {
         FileHandle.standardError.write("fake-apiserver: cannot preload \(file)\n".data(using: .utf8)!)
         exit(2)

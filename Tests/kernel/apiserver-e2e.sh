@@ -82,8 +82,9 @@ slice() { # slice SERVICE POD_IP...
     for ip in "$@"; do
         eps="$eps${eps:+,}{\"addresses\":[\"$ip\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false},\"nodeName\":\"node-1\"}"
     done
-    printf '{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%s-abcde","namespace":"e2e","labels":{"kubernetes.io/service-name":"%s","endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}},"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}' \
-        "$svc" "$svc" "$eps"
+    # The trigger time is now, in RFC3339Nano as the EndpointSlice controller writes it.
+    printf '{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%s-abcde","namespace":"e2e","labels":{"kubernetes.io/service-name":"%s","endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"%s"}},"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}' \
+        "$svc" "$svc" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" "$eps"
 }
 NODE_JSON='{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.244.1.0/24","podCIDRs":["10.244.1.0/24"]},"status":{"addresses":[{"type":"InternalIP","address":"192.168.10.1"},{"type":"Hostname","address":"node-1"}]}}'
 
@@ -188,6 +189,20 @@ t2() {
     echo "     answers: $LAST"; return 1
 }
 check "second endpoint in the slice: both pod-a and pod-b answer" t2
+
+# kubeproxy_network_programming_duration_seconds: one observation per slice change, from the slice's
+# last-change-trigger-time to the commit that carried it (here both changes were applied within seconds).
+programming_observed() {
+    local m count sum
+    m=$(topo_in node curl -s --max-time 5 http://127.0.0.1:10249/metrics)
+    count=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_count/ {print $2}')
+    sum=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_sum/ {print $2}')
+    if [ -n "$count" ] && [ "$count" -ge 2 ] && awk -v s="$sum" -v c="$count" 'BEGIN{exit !(s > 0 && s / c < 15)}'; then
+        echo "     $count observations, mean $(awk -v s="$sum" -v c="$count" 'BEGIN{printf "%.3f", s / c}') s"; return 0
+    fi
+    echo "     count=${count:-none} sum=${sum:-none}"; return 1
+}
+check "network programming duration observed for each slice change (count >= 2, mean under 15 s)" programming_observed
 
 # A second Service, to show the others keep working through what follows.
 put Service e2e other "$(service other 10.96.0.20 80)" && put EndpointSlice e2e other-abcde "$(slice other 10.244.1.12)"
