@@ -24,7 +24,8 @@ die() { echo "bench: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "run as root (network namespaces)"
 [ -x "$KUBE_NATD" ] || die "$KUBE_NATD not found (swift build -c release)"
 [ -x "$NATD_BENCH" ] || die "$NATD_BENCH not found (swift build -c release)"
-for tool in ip iptables-legacy-restore iptables-legacy-save python3; do
+[ -x "$BIN/fake-apiserver" ] || die "$BIN/fake-apiserver not found (swift build -c release)"
+for tool in ip iptables-legacy-restore iptables-legacy-save python3 curl; do
     command -v "$tool" >/dev/null || die "$tool missing (make deps)"
 done
 if [ ! -x /usr/bin/time ]; then
@@ -35,6 +36,7 @@ fi
 NS="knat-bench-$$"
 TMP=$(mktemp -d /tmp/knat-bench.XXXXXX)
 cleanup() {
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null
     ip netns del "$NS" 2>/dev/null
     rm -rf "$TMP"
 }
@@ -68,6 +70,81 @@ empty_tables() {
 peak_rss() {
     local out=$1; shift
     timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$out" "$@" >/dev/null 2>>"$LOG" || die "command failed: $*"
+}
+
+# daemon_bench N DIR RESULTS: the daemon against fake-apiserver in the namespace; writes RESULTS/daemon.json.
+daemon_bench() {
+    local n=$1 d=$2 r=$3 port=18080 i
+    local api="http://127.0.0.1:$port"
+    local fake_pid natd_pid
+    python3 - "$d/base/cluster.json" "$d/changed/cluster.json" "$d" << 'PY' || return 1
+import json, sys
+base = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in json.load(open(sys.argv[1]))["items"] if o["kind"] == "EndpointSlice"}
+changed = [o for o in json.load(open(sys.argv[2]))["items"] if o["kind"] == "EndpointSlice"
+           and base[(o["metadata"]["namespace"], o["metadata"]["name"])] != o]
+assert len(changed) == 1, f"expected one changed slice, found {len(changed)}"
+for name, o in (("slice-a.json", changed[0]), ("slice-b.json", base[(changed[0]["metadata"]["namespace"], changed[0]["metadata"]["name"])])):
+    o = json.loads(json.dumps(o))
+    o["metadata"].setdefault("annotations", {})["endpoints.kubernetes.io/last-change-trigger-time"] = "TRIGGER_TIME"
+    o["metadata"].pop("resourceVersion", None)
+    json.dump(o, open(f"{sys.argv[3]}/{name}", "w"))
+PY
+    cat > "$d/kubeconfig" << KC
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "$api"}}]
+contexts: [{name: bench, context: {cluster: bench, user: bench}}]
+current-context: bench
+users: [{name: bench, user: {}}]
+KC
+    { cat "$CFG"; printf 'healthzBindAddress: 127.0.0.1:10256\nmetricsBindAddress: 127.0.0.1:10249\nclientConnection:\n  kubeconfig: %s\n' "$d/kubeconfig"; } > "$d/daemon-config.yaml"
+    timeout 600 ip netns exec "$NS" "$BIN/fake-apiserver" --listen "127.0.0.1:$port" --preload "$d/base/cluster.json" \
+        > "$d/fake.log" 2>&1 &
+    fake_pid=$!
+    stop_daemon_bench() { kill "$natd_pid" "$fake_pid" 2>/dev/null; wait "$natd_pid" "$fake_pid" 2>/dev/null; }
+    for i in $(seq 1 600); do
+        in_ns curl -s -o /dev/null --max-time 2 "$api/api/v1/services?limit=1" && break
+        sleep 0.1
+    done
+    printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.128.1.0/24"}}' \
+        | in_ns curl -s -o /dev/null -X PUT --data-binary @- "$api/control/objects" || { stop_daemon_bench; return 1; }
+    timeout 600 ip netns exec "$NS" "$KUBE_NATD" --config "$d/daemon-config.yaml" --backend libiptc --ip-family ipv4 \
+        --random-fully no > "$d/daemon.log" 2>&1 &
+    natd_pid=$!
+    for i in $(seq 1 1800); do
+        grep -q 'first sync done' "$d/daemon.log" && break
+        kill -0 "$natd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q 'first sync done' "$d/daemon.log" || { echo "bench: daemon never synced" >&2; tail -5 "$d/daemon.log" >&2; stop_daemon_bench; return 1; }
+    # $natd_pid is `timeout`; the daemon is its child (ip netns exec execs it).
+    local daemon_pid; daemon_pid=$(pgrep -P "$natd_pid" | head -1)
+    grep -q kube-natd "/proc/$daemon_pid/comm" 2>/dev/null || { echo "bench: daemon process not found" >&2; stop_daemon_bench; return 1; }
+    metric() { in_ns curl -s --max-time 5 http://127.0.0.1:10249/metrics | awk -v m="$1" 'index($1, m) == 1 && (length($1) == length(m) || substr($1, length(m) + 1, 1) == "{") {print $2}'; }
+    local count sum count0 sum0 lat=() rss=()
+    sleep 2
+    rss+=("$(awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status")")
+    for i in $(seq 0 "$RUNS"); do
+        sleep 1.2 # the last sync is older than minSyncPeriod (1 s)
+        count0=$(metric kubeproxy_network_programming_duration_seconds_count); sum0=$(metric kubeproxy_network_programming_duration_seconds_sum)
+        if [ $((i % 2)) = 0 ]; then f="$d/slice-a.json"; else f="$d/slice-b.json"; fi
+        sed "s/TRIGGER_TIME/$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)/" "$f" \
+            | in_ns curl -s -o /dev/null -X PUT --data-binary @- "$api/control/objects" || { stop_daemon_bench; return 1; }
+        local k
+        for k in $(seq 1 200); do
+            count=$(metric kubeproxy_network_programming_duration_seconds_count)
+            [ "${count:-0}" -gt "${count0:-0}" ] && break
+            sleep 0.05
+        done
+        [ "${count:-0}" -gt "${count0:-0}" ] || { echo "bench: the change never reached the kernel (count ${count:-none})" >&2; tail -n 5 "$d/daemon.log" "$d/fake.log" >&2; stop_daemon_bench; return 1; }
+        sum=$(metric kubeproxy_network_programming_duration_seconds_sum)
+        [ "$i" -gt 0 ] && lat+=("$(awk -v a="$sum" -v b="${sum0:-0}" 'BEGIN{printf "%.1f", (a - b) * 1000}')")
+    done
+    sleep 2
+    rss+=("$(awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status")")
+    stop_daemon_bench
+    printf '%s\n' "${lat[@]}" > "$r/daemon_event_to_commit.raw"
+    printf '{"rss_between_syncs_kb":%d,"rss_after_changes_kb":%d}\n' "${rss[0]}" "${rss[1]}" > "$r/daemon.json"
 }
 
 export LOG="$TMP/log"
@@ -146,6 +223,16 @@ for N in $SIZES; do
     timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$R/restore_rss.raw" \
         iptables-legacy-restore --noflush <"$D/base.txt" 2>>"$LOG" || die "restore rss failed"
     empty_tables
+
+    # (#5) the daemon, following a test apiserver that holds this cluster: one EndpointSlice change, from the
+    # watch event to the commit finished (kubeproxy_network_programming_duration_seconds, from the slice's
+    # last-change-trigger-time stamped at the PUT), with the last sync older than minSyncPeriod; and its
+    # resident memory between syncs. Sizes up to DAEMON_MAX (default 10000): at 30k the initial list alone
+    # would not fit the 10-minute budget with the rest.
+    if [ "$N" -le "${DAEMON_MAX:-10000}" ]; then
+        echo "bench: $N: daemon" >&2
+        daemon_bench "$N" "$D" "$R" || die "daemon $N failed"
+    fi
     echo "bench: $N done at $((SECONDS - STARTED)) s" >&2
 done
 
