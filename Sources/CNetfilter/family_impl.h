@@ -441,6 +441,7 @@ static int apply_impl(const char *table, const uint8_t *prog, size_t len, knat_r
         knat_set_message(res, "%s: iptc_init: %s", table, TC(strerror)(err));
         return err ? err : EIO;
     }
+    res->init_seconds = knat_now() - started;
     b.buf = malloc(KNAT_ENTRY_CAP);
     if (!b.buf) FAIL(ENOMEM);
 

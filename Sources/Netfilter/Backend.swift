@@ -16,6 +16,8 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         public var lockWaitSeconds: Double = 0
         /// Encoding the IR (Swift), building libiptc's cache, and iptc_commit (kernel replace), in seconds.
         public var encodeSeconds: Double = 0
+        /// iptc_init alone: the kernel copying the table out and libiptc parsing it (part of buildSeconds).
+        public var initSeconds: Double = 0
         public var buildSeconds: Double = 0
         public var commitSeconds: Double = 0
         public var chainsCreated: Int = 0
@@ -47,7 +49,7 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
     public var description: String {
         self.tables.map {
             "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
-                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
+                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s init=\(String(format: "%.3f", $0.initSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
                 + ($0.committed ? "commit=\(String(format: "%.3f", $0.commitSeconds))s " : "commit=skipped(unchanged) ")
                 + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) unchanged=\($0.chainsUnchanged) deleted=\($0.chainsDeleted) "
                 + "rules=\($0.rulesAppended) jumpsInserted=\($0.jumpsInserted) rulesDeleted=\($0.rulesDeleted)"

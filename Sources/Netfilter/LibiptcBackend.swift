@@ -71,7 +71,7 @@ public final class LibiptcBackend: RulesetBackend {
             metadata: [
                 "family": "\(family.flagName)", "table": "\(r.table.rawValue)", "rules": "\(r.rulesAppended)", "chainsFlushed": "\(r.chainsFlushed)", "chainsUnchanged": "\(r.chainsUnchanged)",
                 "chainsDeleted": "\(r.chainsDeleted)", "attempts": "\(r.attempts)",
-                "lockWait": "\(r.lockWaitSeconds)", "build": "\(r.buildSeconds)",
+                "lockWait": "\(r.lockWaitSeconds)", "init": "\(r.initSeconds)", "build": "\(r.buildSeconds)",
                 "commit": "\(r.committed ? "\(r.commitSeconds)" : "skipped")",
             ])
         for w in r.warnings {
@@ -116,6 +116,7 @@ public final class LibiptcBackend: RulesetBackend {
         var r = ApplyReport.TableReport(table: table)
         r.attempts = Int(result.attempts)
         r.lockWaitSeconds = result.lock_wait_seconds
+        r.initSeconds = result.init_seconds
         r.buildSeconds = result.build_seconds
         r.commitSeconds = result.commit_seconds
         r.chainsCreated = Int(result.chains_created)

@@ -52,6 +52,7 @@ typedef struct knat_result {
     int error;               /* 0 on success, else an errno value */
     int attempts;            /* init..commit rounds (EAGAIN from commit starts a new one) */
     double lock_wait_seconds;
+    double init_seconds;     /* iptc_init alone (last attempt): the kernel's copy of the table, libiptc's parse */
     double build_seconds;    /* iptc_init through the last cache edit (last attempt) */
     double commit_seconds;   /* iptc_commit alone (last attempt): compile + SO_SET_REPLACE */
     unsigned chains_created;
