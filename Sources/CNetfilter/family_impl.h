@@ -34,13 +34,21 @@ typedef struct builder {
 
 #define ENTRY_OF(b) ((ENTRY *)(b)->buf)
 
+/* strlcpy for the short extension names (the field was zeroed): snprintf was a visible cost per rule. */
+static inline void knat_copy_name(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static void *add_match(builder *b, const char *name, uint8_t revision, size_t datasize) {
     size_t size = XT_ALIGN(sizeof(struct xt_entry_match)) + XT_ALIGN(datasize);
     if (b->used + size > KNAT_ENTRY_CAP) return NULL;
     struct xt_entry_match *m = (struct xt_entry_match *)(b->buf + b->used);
     memset(m, 0, size);
     m->u.match_size = (uint16_t)size;
-    snprintf(m->u.user.name, sizeof(m->u.user.name), "%s", name);
+    knat_copy_name(m->u.user.name, sizeof(m->u.user.name), name);
     m->u.user.revision = revision;
     b->used += size;
     return m->data;
@@ -53,7 +61,7 @@ static void *add_target(builder *b, const char *name, uint8_t revision, size_t d
     struct xt_entry_target *t = (struct xt_entry_target *)(b->buf + b->used);
     memset(t, 0, size);
     t->u.target_size = (uint16_t)size;
-    snprintf(t->u.user.name, sizeof(t->u.user.name), "%s", name);
+    knat_copy_name(t->u.user.name, sizeof(t->u.user.name), name);
     t->u.user.revision = revision;
     b->used += size;
     ENTRY_OF(b)->next_offset = (uint16_t)b->used;
@@ -205,7 +213,7 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
             return 0;
         case KNAT_T_REJECT:
             if (!REJECT_TARGET(b)) goto full;
-            snprintf(b->label, sizeof(b->label), "REJECT");
+            knat_copy_name(b->label, sizeof(b->label), "REJECT");
             b->module_target = 1;
             return 0;
         case KNAT_T_DNAT: {
@@ -216,14 +224,14 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
             memcpy(&r->min_addr, p, ADDRLEN);
             memcpy(&r->max_addr, p, ADDRLEN);
             r->min_proto.all = r->max_proto.all = htons(knat_u16(p + ADDRLEN));
-            snprintf(b->label, sizeof(b->label), "DNAT");
+            knat_copy_name(b->label, sizeof(b->label), "DNAT");
             b->module_target = 1;
             return 0;
         }
         case KNAT_T_MASQUERADE:
             if (rec.length != 1) goto malformed;
             if (!MASQUERADE_TARGET(b, p[0] ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0)) goto full;
-            snprintf(b->label, sizeof(b->label), "MASQUERADE");
+            knat_copy_name(b->label, sizeof(b->label), "MASQUERADE");
             b->module_target = 1;
             return 0;
         case KNAT_T_MARK: {
@@ -232,7 +240,7 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
             if (!m) goto full;
             m->mark = knat_u32(p);
             m->mask = knat_u32(p + 4);
-            snprintf(b->label, sizeof(b->label), "MARK");
+            knat_copy_name(b->label, sizeof(b->label), "MARK");
             b->module_target = 1;
             return 0;
         }

@@ -88,7 +88,10 @@ struct TableProgram {
 
     mutating func record(_ kind: Int32, _ payload: (inout [UInt8]) -> Void) {
         let start = self.bytes.count
-        self.bytes.append(contentsOf: [0, 0, 0, 0])
+        self.bytes.append(0)
+        self.bytes.append(0)
+        self.bytes.append(0)
+        self.bytes.append(0)
         payload(&self.bytes)
         let length = self.bytes.count - start - 4
         precondition(length <= 0xFFFF, "record too long")
@@ -132,14 +135,14 @@ struct TableProgram {
                 self.record(Int32(KNAT_E_PROTO)) { $0.append(RuleEncoding.protocolNumber(p)) }
             case .source(let a, let negated), .destination(let a, let negated):
                 let block = a.block
-                guard block.address.bytes.count == width else {
+                guard block.address.isIPv6 == (width == 16) else {
                     throw fail("address \(a) is not \(self.family.rawValue)")
                 }
                 let kind = if case .source = m { KNAT_E_SRC } else { KNAT_E_DST }
                 self.record(Int32(kind)) { b in
                     b.append(negated ? 1 : 0)
-                    b.append(contentsOf: block.address.bytes)
-                    b.append(contentsOf: RuleEncoding.prefixMask(block.prefixLength, byteCount: width))
+                    Self.appendAddress(&b, block.address)
+                    Self.appendMask(&b, block.prefixLength, width: width)
                 }
             case .inInterface(let name, let negated):
                 guard let i = RuleEncoding.interface(name) else {
@@ -198,10 +201,10 @@ struct TableProgram {
         case .return: self.string(Int32(KNAT_T_STANDARD), "RETURN")
         case .reject: self.record(Int32(KNAT_T_REJECT)) { _ in }
         case .dnat(let ip, let port):
-            guard ip.bytes.count == width else { throw fail("DNAT address \(ip) is not \(self.family.rawValue)") }
+            guard ip.isIPv6 == (width == 16) else { throw fail("DNAT address \(ip) is not \(self.family.rawValue)") }
             guard (0...65535).contains(port) else { throw fail("DNAT port \(port) out of range") }
             self.record(Int32(KNAT_T_DNAT)) { b in
-                b.append(contentsOf: ip.bytes)
+                Self.appendAddress(&b, ip)
                 Self.append16(&b, UInt16(port))
             }
         case .masquerade(let randomFully):
@@ -218,6 +221,25 @@ struct TableProgram {
                 Self.append32(&b, v)
                 Self.append32(&b, 0)
             }
+        }
+    }
+
+    /// Network-order address bytes (4 or 16), without the intermediate array `IPAddress.bytes` builds: this runs
+    /// for most of the ~130k rules of a 10k-Service table on every sync.
+    static func appendAddress(_ b: inout [UInt8], _ a: IPAddress) {
+        if a.isIPv6 {
+            withUnsafeBytes(of: a.high.bigEndian) { b.append(contentsOf: $0) }
+            withUnsafeBytes(of: a.low.bigEndian) { b.append(contentsOf: $0) }
+        } else {
+            withUnsafeBytes(of: UInt32(truncatingIfNeeded: a.low).bigEndian) { b.append(contentsOf: $0) }
+        }
+    }
+
+    /// The netmask bytes `RuleEncoding.prefixMask` gives, written in place.
+    static func appendMask(_ b: inout [UInt8], _ prefix: Int, width: Int) {
+        for i in 0..<width {
+            let bits = max(0, min(8, prefix - i * 8))
+            b.append(bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - bits)))
         }
     }
 

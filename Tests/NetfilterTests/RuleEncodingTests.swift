@@ -100,4 +100,18 @@ final class ExpectedChainsTests: XCTestCase {
         XCTAssertEqual(a, b)
         XCTAssertNotEqual(a.first?.digest, c.first?.digest)
     }
+
+    func testInPlaceAddressAndMaskBytesEqualTheArrayForms() {
+        for text in ["10.96.0.1", "0.0.0.0", "255.255.255.255", "fd00::1", "2001:db8::ffff:1", "::"] {
+            let ip = IPAddress(text)!
+            var b: [UInt8] = []
+            TableProgram.appendAddress(&b, ip)
+            XCTAssertEqual(b, ip.bytes, text)
+        }
+        for (prefix, width) in [(0, 4), (8, 4), (20, 4), (32, 4), (0, 16), (64, 16), (100, 16), (128, 16)] {
+            var b: [UInt8] = []
+            TableProgram.appendMask(&b, prefix, width: width)
+            XCTAssertEqual(b, RuleEncoding.prefixMask(prefix, byteCount: width), "/\(prefix)")
+        }
+    }
 }
