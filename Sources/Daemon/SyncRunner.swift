@@ -76,7 +76,7 @@ public final class SyncRunner: @unchecked Sendable {
                 // minInterval, doubling, capped at maxInterval; the next sync is full.
                 let backoff = min(minInterval * Int(pow(2.0, Double(min(failures - 1, 16)))), maxInterval)
                 retryAt = clock.now + backoff
-                lock.lock(); forceFull = true; lock.unlock()
+                lock.withLock { forceFull = true }
             }
         }
     }
