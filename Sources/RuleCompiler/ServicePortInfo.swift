@@ -98,17 +98,23 @@ enum EndpointResolution {
 }
 
 /// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), without topology hints.
+///
+/// The categories hold positions in the service port's endpoint list rather than copies, so the rules can
+/// name each endpoint's chain once whichever categories it is in. That list is unique and sorted by
+/// `ip:port` (`EndpointResolution`), so ascending positions are `ip:port` order.
 struct EndpointCategories {
-    var cluster: [EndpointInfo] = []
-    var local: [EndpointInfo] = []
-    var allReachable: [EndpointInfo] = []
+    var cluster: [Int] = []
+    var local: [Int] = []
+    var allReachable: [Int] = []
     var hasAny = false
 
     init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo) {
         if port.usesClusterEndpoints {
-            cluster = endpoints.filter(\.ready)
+            cluster = endpoints.indices.filter { endpoints[$0].ready }
             // No ready endpoint anywhere: fall back to serving-and-terminating ones (KEP-1669).
-            if cluster.isEmpty { cluster = endpoints.filter { $0.serving && $0.terminating } }
+            if cluster.isEmpty {
+                cluster = endpoints.indices.filter { endpoints[$0].serving && endpoints[$0].terminating }
+            }
             if !cluster.isEmpty { hasAny = true }
         }
         if !port.usesLocalEndpoints {
@@ -127,16 +133,35 @@ struct EndpointCategories {
             }
         }
         if localReady {
-            local = endpoints.filter { $0.isLocal && $0.ready }
+            local = endpoints.indices.filter { endpoints[$0].isLocal && endpoints[$0].ready }
         } else if localServingTerminating {
-            local = endpoints.filter { $0.isLocal && $0.serving && $0.terminating }
+            local = endpoints.indices.filter {
+                endpoints[$0].isLocal && endpoints[$0].serving && endpoints[$0].terminating
+            }
         }
         if !port.usesClusterEndpoints || local.isEmpty {
             allReachable = port.usesClusterEndpoints ? cluster : local
             return
         }
         // Upstream merges through a map (random order); we keep `ip:port` order so output is deterministic.
-        var seen = Set<String>()
-        allReachable = (cluster + local).filter { seen.insert($0.text).inserted }.sorted { $0.text < $1.text }
+        allReachable = Self.union(cluster, local)
+    }
+
+    /// The union of two ascending position lists, ascending.
+    static func union(_ a: [Int], _ b: [Int]) -> [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count || j < b.count {
+            if j == b.count || (i < a.count && a[i] < b[j]) {
+                out.append(a[i])
+                i += 1
+            } else {
+                if i < a.count && a[i] == b[j] { i += 1 }
+                out.append(b[j])
+                j += 1
+            }
+        }
+        return out
     }
 }
