@@ -182,7 +182,7 @@ public final class RuleCompiler {
         if ports.isEmpty { return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0) }
         let byPort = EndpointResolution.endpoints(
             slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
-        let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] ?? [] }
+        let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] }
         return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
                      endpointCount: eps.reduce(0) { $0 + $1.count })
     }
