@@ -135,6 +135,7 @@ public final class RuleCompiler {
         }
         let large = endpoints > Self.largeClusterEndpointsThreshold
         guard large == totals.largeClusterMode else { return nil }
+        totals.endpoints = endpoints
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
             e.fragment = fragment(e.ports, e.endpoints, large: large)
             patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
