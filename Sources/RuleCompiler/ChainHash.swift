@@ -76,17 +76,19 @@ struct ChainHash {
         }
     }
 
-    /// RFC 4648 base32 digit for the low five bits of `v`: A-Z then 2-7.
+    /// RFC 4648 base32 digit for the low five bits of `v`. A table rather than a branch between letters and
+    /// digits: the digits of a hash are random, so the branch would be mispredicted about once per name.
     @inline(__always)
     private static func base32Digit(_ v: UInt64) -> UInt8 {
-        let d = UInt8(truncatingIfNeeded: v & 31)
-        return d < 26 ? 0x41 + d : 0x32 + (d - 26)
+        base32Alphabet.utf8Start[Int(truncatingIfNeeded: v & 31)]
     }
+
+    private static let base32Alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
     private static let initialState = SIMD8<UInt32>(
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19)
 
-    /// One block of FIPS 180-4 §6.2.2, with `w` as scratch for the message schedule.
+    /// One block of FIPS 180-4 §6.2.2, with `w` as scratch for the message schedule (plus round constants).
     @inline(__always)
     private static func compress(
         _ h: inout SIMD8<UInt32>, _ block: UnsafePointer<UInt8>, _ w: UnsafeMutablePointer<UInt32>
@@ -100,19 +102,21 @@ struct ChainHash {
             let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
             w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
         }
-        var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+        // Round constants folded into the schedule in one vectorisable pass, so each round reads one word.
         roundConstants.withUnsafeBufferPointer { k in
-            // Eight rounds per pass with the working variables renamed instead of shifted along.
-            for t in stride(from: 0, to: 64, by: 8) {
-                round(a, b, c, &d, e, f, g, &hh, k[t] &+ w[t])
-                round(hh, a, b, &c, d, e, f, &g, k[t + 1] &+ w[t + 1])
-                round(g, hh, a, &b, c, d, e, &f, k[t + 2] &+ w[t + 2])
-                round(f, g, hh, &a, b, c, d, &e, k[t + 3] &+ w[t + 3])
-                round(e, f, g, &hh, a, b, c, &d, k[t + 4] &+ w[t + 4])
-                round(d, e, f, &g, hh, a, b, &c, k[t + 5] &+ w[t + 5])
-                round(c, d, e, &f, g, hh, a, &b, k[t + 6] &+ w[t + 6])
-                round(b, c, d, &e, f, g, hh, &a, k[t + 7] &+ w[t + 7])
-            }
+            for t in 0..<64 { w[t] &+= k[t] }
+        }
+        var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
+        // Eight rounds per pass with the working variables renamed instead of shifted along.
+        for t in stride(from: 0, to: 64, by: 8) {
+            round(a, b, c, &d, e, f, g, &hh, w[t])
+            round(hh, a, b, &c, d, e, f, &g, w[t + 1])
+            round(g, hh, a, &b, c, d, e, &f, w[t + 2])
+            round(f, g, hh, &a, b, c, d, &e, w[t + 3])
+            round(e, f, g, &hh, a, b, c, &d, w[t + 4])
+            round(d, e, f, &g, hh, a, b, &c, w[t + 5])
+            round(c, d, e, &f, g, hh, a, &b, w[t + 6])
+            round(b, c, d, &e, f, g, hh, &a, w[t + 7])
         }
         h &+= SIMD8(a, b, c, d, e, f, g, hh)
     }
