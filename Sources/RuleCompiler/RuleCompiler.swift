@@ -180,6 +180,9 @@ public final class RuleCompiler {
 
     private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool) -> ServiceFragment {
         var f = ServiceFragment()
+        // Typically a SVC chain, maybe an EXT chain, and a SEP chain per endpoint per port; one ClusterIP rule.
+        f.natChains.reserveCapacity(endpoints.reduce(0) { $0 + $1.count + 2 })
+        f.natServices.reserveCapacity(ports.count)
         for (port, eps) in zip(ports, endpoints) {
             ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
         }
