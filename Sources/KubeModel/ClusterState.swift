@@ -102,6 +102,8 @@ public struct ClusterState: Sendable {
     /// the slice converted from its v1 Endpoints (kube-proxy reads one source or the other).
     public func slices(for service: ObjectName) -> [EndpointSlice] {
         if let names = sliceNamesByService[service], !names.isEmpty {
+            // Most Services have one slice: skip sorting a one-element set.
+            if names.count == 1 { return slices[names.first!].map { [$0] } ?? [] }
             return names.sorted().compactMap { slices[$0] }
         }
         if let e = endpointsByService[service] { return [e] }

@@ -74,16 +74,24 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     /// IPv4 text without inet_ntop/sprintf: rendering a 30k-Service ruleset formats ~10^5 addresses.
     static func dottedQuad(_ v: UInt32) -> String {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 15) { buf in
-            var n = 0
-            for shift in stride(from: 24, through: 0, by: -8) {
-                let octet = Int((v >> UInt32(shift)) & 0xFF)
-                if octet >= 100 { buf[n] = UInt8(48 + octet / 100); n += 1 }
-                if octet >= 10 { buf[n] = UInt8(48 + (octet / 10) % 10); n += 1 }
-                buf[n] = UInt8(48 + octet % 10); n += 1
-                if shift > 0 { buf[n] = 46; n += 1 }
-            }
+            let n = writeDottedQuad(v, into: buf, at: 0)
             return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
         }
+    }
+
+    /// Writes `v` as dotted-quad text at `offset` (15 bytes at most); returns the offset after it.
+    private static func writeDottedQuad(
+        _ v: UInt32, into buf: UnsafeMutableBufferPointer<UInt8>, at offset: Int
+    ) -> Int {
+        var n = offset
+        for shift in stride(from: 24, through: 0, by: -8) {
+            let octet = Int((v >> UInt32(shift)) & 0xFF)
+            if octet >= 100 { buf[n] = UInt8(48 + octet / 100); n += 1 }
+            if octet >= 10 { buf[n] = UInt8(48 + (octet / 10) % 10); n += 1 }
+            buf[n] = UInt8(48 + octet % 10); n += 1
+            if shift > 0 { buf[n] = 46; n += 1 }
+        }
+        return n
     }
 
     public var isLoopback: Bool {
@@ -98,7 +106,21 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// `ip:port`, with brackets for IPv6, as Go's `net.JoinHostPort` writes it.
     public func joined(port: Int) -> String {
-        isIPv6 ? "[\(self)]:\(port)" : "\(self):\(port)"
+        guard !isIPv6, (0...65535).contains(port) else { return isIPv6 ? "[\(self)]:\(port)" : "\(self):\(port)" }
+        // The compiler writes one of these per endpoint and the renderer one per DNAT rule: build it in place.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { buf in
+            var n = Self.writeDottedQuad(UInt32(truncatingIfNeeded: low), into: buf, at: 0)
+            buf[n] = 58  // ':'
+            n += 1
+            var divisor = 10000
+            while divisor > 1 && port < divisor { divisor /= 10 }
+            while divisor > 0 {
+                buf[n] = UInt8(48 + (port / divisor) % 10)
+                n += 1
+                divisor /= 10
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+        }
     }
 }
 

@@ -66,45 +66,53 @@ public final class RuleCompiler {
     }
 
     private func compileFully(_ state: ClusterState) -> Ruleset {
-        let previous = Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) })
+        // Cached entries are only valid within one lineage (generations count per lineage).
+        let previous = lineage == state.lineage && !entries.isEmpty
+            ? Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) }) : [:]
+        let wasLarge = totals.largeClusterMode
         entries = []
         entries.reserveCapacity(state.services.count)
         position = [:]
         position.reserveCapacity(state.services.count)
-        var stats = CompileStats()
+        // Entries taken from the cache, whose fragment is reusable unless large-cluster mode flips.
+        var cached: [Bool] = []
+        cached.reserveCapacity(state.services.count)
+        var endpoints = 0
         for name in state.sortedServiceNames {
             let gen = state.generation(of: name)
-            var e: Entry
-            if lineage == state.lineage, let old = previous[name], old.generation == gen {
-                e = old
-            } else {
-                e = resolve(name, state, gen)
-            }
             position[name] = entries.count
-            entries.append(e)
-            stats.endpoints += e.endpointCount
-        }
-        let large = stats.endpoints > Self.largeClusterEndpointsThreshold
-        for i in entries.indices {
-            let gen = entries[i].generation
-            if lineage == state.lineage, let old = previous[entries[i].name], old.generation == gen,
-               totals.largeClusterMode == large {
-                entries[i].fragment = old.fragment
+            if let old = previous[name], old.generation == gen {
+                entries.append(old)
+                cached.append(true)
             } else {
-                entries[i].fragment = fragment(for: entries[i], large: large)
+                entries.append(resolve(name, state, gen))
+                cached.append(false)
+            }
+            endpoints += entries[entries.count - 1].endpointCount
+        }
+        var stats = CompileStats()
+        stats.endpoints = endpoints
+        stats.largeClusterMode = endpoints > Self.largeClusterEndpointsThreshold
+        // Each fragment goes into the assembled chains right after it is derived, while its rules are still
+        // in cache: assembling retains every rule and chain again, which costs a cache miss when cold.
+        var assembly = Assembly(settings: settings, services: entries.count)
+        counts = []
+        counts.reserveCapacity(entries.count)
+        for i in entries.indices {
+            if !cached[i] || wasLarge != stats.largeClusterMode {
+                entries[i].fragment = fragment(entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode)
                 stats.fragmentsCompiled += 1
             }
+            assembly.add(entries[i].fragment)
+            counts.append(FragmentCounts(entries[i].fragment))
+            add(entries[i].ports.count, entries[i].fragment, to: &stats, sign: 1)
         }
-        stats.largeClusterMode = large
-        counts = entries.map { FragmentCounts($0.fragment) }
-        totals = stats
-        for e in entries { add(e, to: &totals, sign: 1) }
-        let rs = Assembly(settings: settings).ruleset(entries.map(\.fragment))
+        let rs = assembly.ruleset()
         assembled = rs
         lineage = state.lineage
         lastClock = state.clock
-        lastStats = totals
-        lastStats.fragmentsCompiled = stats.fragmentsCompiled
+        totals = stats
+        lastStats = stats
         return rs
     }
 
@@ -127,11 +135,12 @@ public final class RuleCompiler {
         }
         let large = endpoints > Self.largeClusterEndpointsThreshold
         guard large == totals.largeClusterMode else { return nil }
+        totals.endpoints = endpoints
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
-            e.fragment = fragment(for: e, large: large)
+            e.fragment = fragment(e.ports, e.endpoints, large: large)
             patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
-            add(entries[i], to: &totals, sign: -1)
-            add(e, to: &totals, sign: 1)
+            add(entries[i].ports.count, entries[i].fragment, to: &totals, sign: -1)
+            add(e.ports.count, e.fragment, to: &totals, sign: 1)
             entries[i] = e
         }
         assembled = rs
@@ -160,17 +169,21 @@ public final class RuleCompiler {
         counts[index] = FragmentCounts(new)
     }
 
-    private func add(_ e: Entry, to stats: inout CompileStats, sign: Int) {
-        guard !e.ports.isEmpty else { return }
+    /// Adds (`sign` 1) or removes (-1) one Service's share of the totals.
+    private func add(_ portCount: Int, _ fragment: ServiceFragment, to stats: inout CompileStats, sign: Int) {
+        guard portCount > 0 else { return }
         stats.services += sign
-        stats.servicePorts += sign * e.ports.count
-        stats.noLocalEndpointsInternal += sign * e.fragment.noLocalEndpointsInternal
-        stats.noLocalEndpointsExternal += sign * e.fragment.noLocalEndpointsExternal
+        stats.servicePorts += sign * portCount
+        stats.noLocalEndpointsInternal += sign * fragment.noLocalEndpointsInternal
+        stats.noLocalEndpointsExternal += sign * fragment.noLocalEndpointsExternal
     }
 
-    private func fragment(for e: Entry, large: Bool) -> ServiceFragment {
+    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool) -> ServiceFragment {
         var f = ServiceFragment()
-        for (port, eps) in zip(e.ports, e.endpoints) {
+        // Typically a SVC chain, maybe an EXT chain, and a SEP chain per endpoint per port; one ClusterIP rule.
+        f.natChains.reserveCapacity(endpoints.reduce(0) { $0 + $1.count + 2 })
+        f.natServices.reserveCapacity(ports.count)
+        for (port, eps) in zip(ports, endpoints) {
             ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
         }
         return f
@@ -182,7 +195,7 @@ public final class RuleCompiler {
         if ports.isEmpty { return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0) }
         let byPort = EndpointResolution.endpoints(
             slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
-        let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] ?? [] }
+        let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] }
         return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
                      endpointCount: eps.reduce(0) { $0 + $1.count })
     }
@@ -195,46 +208,69 @@ struct FragmentCounts {
 
     init() {}
     init(_ f: ServiceFragment) {
-        let p = Self.parts(f)
-        lanes = SIMD8(p[0].count, p[1].count, p[2].count, p[3].count, p[4].count, p[5].count, f.natChains.count, 0)
+        lanes = SIMD8(
+            f.filterServices.count, f.filterExternalServices.count, f.filterNodePorts.count,
+            f.filterProxyFirewall.count, f.natServices.count, f.natNodePorts.count, f.natChains.count, 0)
     }
 
-    /// The fragment's rules for each shared chain, in the order of `RuleCompiler.sharedChains`.
+    /// The fragment's rules for each shared chain, in the order of `RuleCompiler.sharedChains` (and of `lanes`).
     static func parts(_ f: ServiceFragment) -> [[Rule]] {
         [f.filterServices, f.filterExternalServices, f.filterNodePorts, f.filterProxyFirewall, f.natServices, f.natNodePorts]
     }
 }
 
-/// Puts fragments and the fixed rules together in upstream's chain and rule order.
+/// Puts fragments and the fixed rules together in upstream's chain and rule order: `add` each Service's
+/// fragment in order, then take the `ruleset()`.
 struct Assembly {
     let settings: NodeSettings
+
+    private var filterServices: [Rule] = []
+    private var filterExternalServices: [Rule] = []
+    private var filterNodePorts: [Rule] = []
+    private var filterProxyFirewall: [Rule] = []
+    private var natServices: [Rule] = []
+    private var natNodePorts: [Rule] = []
+    /// The fixed nat chains (filled in by `ruleset()`), then each Service's own chains as they are added.
+    private var natChains = [Chain("KUBE-SERVICES"), Chain("KUBE-NODEPORTS"), Chain("KUBE-POSTROUTING"),
+                             Chain("KUBE-MARK-MASQ")]
+
+    /// `services` sizes the shared chains (about two KUBE-SERVICES rules and five chains per Service).
+    init(settings: NodeSettings, services: Int = 0) {
+        self.settings = settings
+        natServices.reserveCapacity(services * 2 + 4)
+        natChains.reserveCapacity(natChains.count + services * 5)
+    }
 
     var mark: UInt32 { settings.masqueradeMark }
     var isIPv4: Bool { settings.family == .ipv4 }
     /// KUBE-FIREWALL (kubelet's anti-martian duplicate) exists for IPv4 with localhost NodePorts.
     var writesKubeletFirewall: Bool { isIPv4 && settings.localhostNodePorts }
 
-    func ruleset(_ fragments: [ServiceFragment]) -> Ruleset {
-        Ruleset(family: settings.family, tables: [filter(fragments), nat(fragments)])
+    /// Appends one Service's rules to the shared chains and its own chains after the others.
+    mutating func add(_ f: ServiceFragment) {
+        filterServices.append(contentsOf: f.filterServices)
+        filterExternalServices.append(contentsOf: f.filterExternalServices)
+        filterNodePorts.append(contentsOf: f.filterNodePorts)
+        filterProxyFirewall.append(contentsOf: f.filterProxyFirewall)
+        natServices.append(contentsOf: f.natServices)
+        natNodePorts.append(contentsOf: f.natNodePorts)
+        natChains.append(contentsOf: f.natChains)
     }
 
-    func filter(_ fragments: [ServiceFragment]) -> TableRuleset {
-        var services: [Rule] = []
-        var external: [Rule] = []
-        var nodePorts: [Rule] = []
-        var firewall: [Rule] = []
-        for f in fragments {
-            services.append(contentsOf: f.filterServices)
-            external.append(contentsOf: f.filterExternalServices)
-            nodePorts.append(contentsOf: f.filterNodePorts)
-            firewall.append(contentsOf: f.filterProxyFirewall)
-        }
+    /// The assembled ruleset. Moves the chains out rather than copying them (which would retain every rule
+    /// again and leave the result shared, so that later in-place patches would copy it); the assembly is
+    /// left empty.
+    mutating func ruleset() -> Ruleset {
+        Ruleset(family: settings.family, tables: [filter(), nat()])
+    }
+
+    func filter() -> TableRuleset {
         var chains = [
-            Chain("KUBE-SERVICES", services),
-            Chain("KUBE-EXTERNAL-SERVICES", external),
+            Chain("KUBE-SERVICES", filterServices),
+            Chain("KUBE-EXTERNAL-SERVICES", filterExternalServices),
             Chain("KUBE-FORWARD", forwardRules()),
-            Chain("KUBE-NODEPORTS", nodePorts),
-            Chain("KUBE-PROXY-FIREWALL", firewall),
+            Chain("KUBE-NODEPORTS", filterNodePorts),
+            Chain("KUBE-PROXY-FIREWALL", filterProxyFirewall),
         ]
         if writesKubeletFirewall {
             chains.append(Chain("KUBE-FIREWALL", [Rule([
@@ -261,31 +297,22 @@ struct Assembly {
         return rules
     }
 
-    func nat(_ fragments: [ServiceFragment]) -> TableRuleset {
-        var services: [Rule] = []
-        var nodePorts: [Rule] = []
-        var perService: [Chain] = []
-        services.reserveCapacity(fragments.count * 2 + 4)
-        perService.reserveCapacity(fragments.count * 5)
-        for f in fragments {
-            services.append(contentsOf: f.natServices)
-            nodePorts.append(contentsOf: f.natNodePorts)
-            perService.append(contentsOf: f.natChains)
-        }
-        services.append(contentsOf: nodePortsTailRules())
-        var chains = [
-            Chain("KUBE-SERVICES", services),
-            Chain("KUBE-NODEPORTS", nodePorts),
-            Chain("KUBE-POSTROUTING", [
-                Rule([.mark(value: mark, mask: mark, negated: true)], .return),
-                // Clear the mark so a packet that re-traverses the stack is not masqueraded twice.
-                Rule([], .markXor(mark)),
-                Rule([.comment("kubernetes service traffic requiring SNAT")],
-                     .masquerade(randomFully: settings.features.randomFully)),
-            ]),
-            Chain("KUBE-MARK-MASQ", [Rule([], .markOr(mark))]),
+    mutating func nat() -> TableRuleset {
+        natServices.append(contentsOf: nodePortsTailRules())
+        natChains[0].rules = natServices
+        natChains[1].rules = natNodePorts
+        natChains[2].rules = [
+            Rule([.mark(value: mark, mask: mark, negated: true)], .return),
+            // Clear the mark so a packet that re-traverses the stack is not masqueraded twice.
+            Rule([], .markXor(mark)),
+            Rule([.comment("kubernetes service traffic requiring SNAT")],
+                 .masquerade(randomFully: settings.features.randomFully)),
         ]
-        chains.append(contentsOf: perService)
+        natChains[3].rules = [Rule([], .markOr(mark))]
+        natServices = []
+        natNodePorts = []
+        let chains = natChains
+        natChains = []
         return TableRuleset(table: .nat, chains: chains, baseJumps: BaseJumps.nat)
     }
 

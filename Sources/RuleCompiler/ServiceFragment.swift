@@ -19,17 +19,25 @@ struct ServiceFragment {
 
 /// Builds the rules of one service port. One method per rule family, each short, following the
 /// corresponding block of upstream's `syncProxyRules`.
+///
+/// Everything several rules share (chain names, comments) is derived once per port or per endpoint and
+/// shared between the rules: Strings are copy-on-write, so a shared comment costs a retain, not a copy.
 struct ServicePortRules {
     let port: ServicePortInfo
+    /// The port's endpoints, unique and sorted by `ip:port`; `cats` holds positions in it.
+    let endpoints: [EndpointInfo]
     let cats: EndpointCategories
     let settings: NodeSettings
     let largeClusterMode: Bool
 
     let proto: String
+    /// Chain names, each empty when this port never writes or jumps to that chain.
     let svcChain: String
     let svlChain: String
     let extChain: String
     let fwChain: String
+    /// The KUBE-SEP chain of each endpoint in `cats.allReachable` (empty for the others), by position.
+    let endpointChains: [String]
 
     let hasInternalEndpoints: Bool
     let hasExternalEndpoints: Bool
@@ -39,19 +47,26 @@ struct ServicePortRules {
     let externalPolicyChain: String
     let internalFilter: (Target, String)?
     let externalFilter: (Target, String)?
+    /// `<port> cluster IP`, on the ClusterIP jump and the masquerade rule (empty when neither is written).
+    let clusterIPComment: String
 
     init(port: ServicePortInfo, endpoints: [EndpointInfo], settings: NodeSettings, largeClusterMode: Bool) {
         self.port = port
+        self.endpoints = endpoints
         self.settings = settings
         self.largeClusterMode = largeClusterMode
         let cats = EndpointCategories(endpoints, port)
         self.cats = cats
-        proto = port.proto.lowercased
-        let hash = ChainNaming.portProtoHash(port.name, proto)
-        svcChain = "KUBE-SVC-" + hash
-        svlChain = "KUBE-SVL-" + hash
-        extChain = "KUBE-EXT-" + hash
-        fwChain = "KUBE-FW-" + hash
+        let proto = port.proto.lowercased
+        self.proto = proto
+        // SVC, SVL, EXT and FW names all carry the same hash of `servicePortName + protocol`.
+        let hash = ChainHash(port.name, proto)
+        let usesFWChain = cats.hasAny && !port.loadBalancerVIPs.isEmpty && !port.loadBalancerSourceRanges.isEmpty
+        svcChain = hash.chainName("KUBE-SVC-")
+        svlChain = port.internalPolicyLocal || port.externalPolicyLocal ? hash.chainName("KUBE-SVL-") : ""
+        extChain = port.externallyAccessible ? hash.chainName("KUBE-EXT-") : ""
+        fwChain = usesFWChain ? hash.chainName("KUBE-FW-") : ""
+        endpointChains = Self.endpointChains(endpoints, cats.allReachable, port.name, proto)
 
         var hasInternal = cats.hasAny
         var internalChain = svcChain
@@ -70,22 +85,37 @@ struct ServicePortRules {
         hasInternalEndpoints = hasInternal
         hasExternalEndpoints = hasExternal
         usesExternalTrafficChain = cats.hasAny && port.externallyAccessible
-        usesFWChain = cats.hasAny && !port.loadBalancerVIPs.isEmpty && !port.loadBalancerSourceRanges.isEmpty
+        self.usesFWChain = usesFWChain
+        clusterIPComment = hasInternal ? TextJoin.join(port.name, " cluster IP") : ""
 
         if !cats.hasAny {
-            let c = "\(port.name) has no endpoints"
+            let c = TextJoin.join(port.name, " has no endpoints")
             internalFilter = (.reject, c)
             externalFilter = (.reject, c)
-        } else {
-            let c = "\(port.name) has no local endpoints"
+        } else if !hasInternal || !hasExternal {
+            let c = TextJoin.join(port.name, " has no local endpoints")
             internalFilter = hasInternal ? nil : (.drop, c)
             externalFilter = hasExternal ? nil : (.drop, c)
+        } else {
+            internalFilter = nil
+            externalFilter = nil
         }
     }
 
-    /// `-m P -p P -d IP --dport N`, the match every frontend rule shares.
-    private func frontend(_ ip: IPAddress, _ dport: Int) -> [Match] {
-        [.proto(port.proto), .destination(.ip(ip), negated: false), .destinationPort(dport)]
+    /// `servicePortEndpointChainName` of each reachable endpoint, hashed once however many rules name it.
+    private static func endpointChains(
+        _ endpoints: [EndpointInfo], _ reachable: [Int], _ portName: String, _ proto: String
+    ) -> [String] {
+        var chains = [String](repeating: "", count: endpoints.count)
+        for i in reachable { chains[i] = ChainHash(portName, proto, endpoints[i].text).chainName("KUBE-SEP-") }
+        return chains
+    }
+
+    /// `-m comment --comment C -m P -p P -d IP --dport N`, the start every frontend rule shares, then `extra`.
+    private func frontend(_ comment: String, _ ip: IPAddress, _ dport: Int, then extra: Match? = nil) -> [Match] {
+        let c = Match.comment(comment), p = Match.proto(port.proto), d = Match.destination(.ip(ip), negated: false)
+        guard let extra else { return [c, p, d, .destinationPort(dport)] }
+        return [c, p, d, .destinationPort(dport), extra]
     }
 
     func write(into f: inout ServiceFragment) {
@@ -103,41 +133,41 @@ struct ServicePortRules {
     }
 
     func writeClusterIP(into f: inout ServiceFragment) {
-        let m = frontend(port.clusterIP, port.port)
         if hasInternalEndpoints {
-            f.natServices.append(Rule([.comment("\(port.name) cluster IP")] + m, .jump(internalChain)))
+            f.natServices.append(Rule(frontend(clusterIPComment, port.clusterIP, port.port), .jump(internalChain)))
         } else if let (target, comment) = internalFilter {
-            f.filterServices.append(Rule([.comment(comment)] + m, target))
+            f.filterServices.append(Rule(frontend(comment, port.clusterIP, port.port), target))
         }
     }
 
     func writeExternalIPs(into f: inout ServiceFragment) {
+        guard !port.externalIPs.isEmpty else { return }
+        let comment = "\(port.name) external IP"
         for ip in port.externalIPs {
-            let m = frontend(ip, port.port)
             if cats.hasAny {
-                f.natServices.append(Rule([.comment("\(port.name) external IP")] + m, .jump(extChain)))
+                f.natServices.append(Rule(frontend(comment, ip, port.port), .jump(extChain)))
             }
-            if !hasExternalEndpoints, let (target, comment) = externalFilter {
-                f.filterExternalServices.append(Rule([.comment(comment)] + m, target))
+            if !hasExternalEndpoints, let (target, filterComment) = externalFilter {
+                f.filterExternalServices.append(Rule(frontend(filterComment, ip, port.port), target))
             }
         }
     }
 
     func writeLoadBalancerIPs(into f: inout ServiceFragment) {
+        guard !port.loadBalancerVIPs.isEmpty else { return }
+        let comment = "\(port.name) loadbalancer IP"
+        let firewallComment = usesFWChain ? "\(port.name) traffic not accepted by \(fwChain)" : ""
         for ip in port.loadBalancerVIPs {
-            let m = frontend(ip, port.port)
             if cats.hasAny {
-                f.natServices.append(
-                    Rule([.comment("\(port.name) loadbalancer IP")] + m, .jump(usesFWChain ? fwChain : extChain)))
+                f.natServices.append(Rule(frontend(comment, ip, port.port), .jump(usesFWChain ? fwChain : extChain)))
             }
             if usesFWChain {
-                f.filterProxyFirewall.append(
-                    Rule([.comment("\(port.name) traffic not accepted by \(fwChain)")] + m, .drop))
+                f.filterProxyFirewall.append(Rule(frontend(firewallComment, ip, port.port), .drop))
             }
         }
-        if !hasExternalEndpoints, let (target, comment) = externalFilter {
+        if !hasExternalEndpoints, let (target, filterComment) = externalFilter {
             for ip in port.loadBalancerVIPs {
-                f.filterExternalServices.append(Rule([.comment(comment)] + frontend(ip, port.port), target))
+                f.filterExternalServices.append(Rule(frontend(filterComment, ip, port.port), target))
             }
         }
     }
@@ -173,14 +203,14 @@ struct ServicePortRules {
 
     /// The first rule of the internal policy chain: masquerade off-cluster traffic to the ClusterIP
     /// (everything with masqueradeAll; nothing without a local-traffic detector).
-    func internalMasqueradeRule() -> [Rule] {
-        guard hasInternalEndpoints else { return [] }
-        var m: [Match] = [.comment("\(port.name) cluster IP")] + frontend(port.clusterIP, port.port)
+    func internalMasqueradeRule() -> Rule? {
+        guard hasInternalEndpoints else { return nil }
+        var notLocal: Match? = nil
         if !settings.masqueradeAll {
-            guard let notLocal = LocalMatch.ifNotLocal(settings.localDetector) else { return [] }
-            m.append(notLocal)
+            guard let m = LocalMatch.ifNotLocal(settings.localDetector) else { return nil }
+            notLocal = m
         }
-        return [Rule(m, .jump("KUBE-MARK-MASQ"))]
+        return Rule(frontend(clusterIPComment, port.clusterIP, port.port, then: notLocal), .jump("KUBE-MARK-MASQ"))
     }
 
     func writeExternalChain(into f: inout ServiceFragment) {
@@ -226,54 +256,64 @@ struct ServicePortRules {
     func writePolicyChains(into f: inout ServiceFragment) {
         let masq = internalMasqueradeRule()
         if !cats.cluster.isEmpty && port.usesClusterEndpoints {
-            let lead = internalChain == svcChain ? masq : []
-            f.natChains.append(Chain(svcChain, lead + serviceToEndpointRules(cats.cluster)))
+            let lead = internalChain == svcChain ? masq : nil
+            f.natChains.append(Chain(svcChain, serviceToEndpointRules(cats.cluster, after: lead)))
         }
         if !cats.local.isEmpty && port.usesLocalEndpoints {
-            let lead = internalChain == svlChain ? masq : []
-            f.natChains.append(Chain(svlChain, lead + serviceToEndpointRules(cats.local)))
+            let lead = internalChain == svlChain ? masq : nil
+            f.natChains.append(Chain(svlChain, serviceToEndpointRules(cats.local, after: lead)))
         }
     }
 
-    /// `writeServiceToEndpointRules`: affinity checks first, then the random-balancing ladder.
-    func serviceToEndpointRules(_ endpoints: [EndpointInfo]) -> [Rule] {
+    /// `writeServiceToEndpointRules`: affinity checks first, then the random-balancing ladder, after `lead`.
+    func serviceToEndpointRules(_ positions: [Int], after lead: Rule?) -> [Rule] {
         var rules: [Rule] = []
-        rules.reserveCapacity(endpoints.count * (port.stickyMaxAgeSeconds == nil ? 1 : 2))
-        let chains = endpoints.map { endpointChain($0) }
+        rules.reserveCapacity(1 + positions.count * (port.stickyMaxAgeSeconds == nil ? 1 : 2))
+        if let lead { rules.append(lead) }
+        let comments = positions.map { largeClusterMode ? "" : TextJoin.join(port.name, " -> ", endpoints[$0].text) }
         if let seconds = port.stickyMaxAgeSeconds {
-            for (ep, chain) in zip(endpoints, chains) {
-                rules.append(Rule(comment("\(port.name) -> \(ep.text)") + [.recentCheck(name: chain, seconds: seconds)],
-                                  .jump(chain)))
+            for (i, comment) in zip(positions, comments) {
+                let chain = endpointChains[i]
+                rules.append(Rule(commented(comment, .recentCheck(name: chain, seconds: seconds)), .jump(chain)))
             }
         }
-        let n = endpoints.count
-        for (i, (ep, chain)) in zip(endpoints, chains).enumerated() {
-            var m = comment("\(port.name) -> \(ep.text)")
-            if i < n - 1 { m.append(.statisticRandom(probability: ChainNaming.probability(n - i))) }
-            rules.append(Rule(m, .jump(chain)))
+        let n = positions.count
+        for (k, (i, comment)) in zip(positions, comments).enumerated() {
+            let rule: [Match] = k < n - 1
+                ? commented(comment, .statisticRandom(probability: ChainNaming.probability(n - k)))
+                : commented(comment)
+            rules.append(Rule(rule, .jump(endpointChains[i])))
         }
         return rules
     }
 
     func writeEndpointChains(into f: inout ServiceFragment) {
-        for ep in cats.allReachable {
-            let chain = endpointChain(ep)
-            let c = comment(port.name)
-            var dnat = c
-            if port.stickyMaxAgeSeconds != nil { dnat.append(.recentSet(name: chain)) }
-            dnat.append(.proto(port.proto))
+        let sticky = port.stickyMaxAgeSeconds != nil
+        for i in cats.allReachable {
+            let ep = endpoints[i]
+            let chain = endpointChains[i]
+            let dnat: [Match] = sticky
+                ? commented(port.name, .recentSet(name: chain), .proto(port.proto))
+                : commented(port.name, .proto(port.proto))
             f.natChains.append(Chain(chain, [
-                Rule(c + [.source(.ip(ep.ip), negated: false)], .jump("KUBE-MARK-MASQ")),
+                Rule(commented(port.name, .source(.ip(ep.ip), negated: false)), .jump("KUBE-MARK-MASQ")),
                 Rule(dnat, .dnat(ep.ip, port: ep.port)),
             ]))
         }
     }
 
-    /// `appendServiceCommentLocked`: above 1000 endpoints upstream drops these comments to shrink the table.
-    private func comment(_ text: String) -> [Match] { largeClusterMode ? [] : [.comment(text)] }
+    /// `appendServiceCommentLocked`: the comment, then the matches; above 1000 endpoints upstream drops
+    /// these comments to shrink the table.
+    private func commented(_ text: String) -> [Match] {
+        largeClusterMode ? [] : [.comment(text)]
+    }
 
-    private func endpointChain(_ ep: EndpointInfo) -> String {
-        ChainNaming.endpointChain(port.name, proto, ep.text)
+    private func commented(_ text: String, _ m1: Match) -> [Match] {
+        largeClusterMode ? [m1] : [.comment(text), m1]
+    }
+
+    private func commented(_ text: String, _ m1: Match, _ m2: Match) -> [Match] {
+        largeClusterMode ? [m1, m2] : [.comment(text), m1, m2]
     }
 }
 

@@ -70,45 +70,88 @@ enum EndpointResolution {
         let proto: TransportProtocol
     }
 
+    /// The endpoint list of each slice port (name, protocol) of one Service. A Service has a handful of
+    /// ports, so a list searched by key is cheaper than hashing into a dictionary.
+    struct ByPort {
+        fileprivate var lists: [(key: Key, endpoints: [EndpointInfo])] = []
+
+        /// The endpoints of `key`, or [] when no slice has that port.
+        subscript(key: Key) -> [EndpointInfo] {
+            for entry in lists where entry.key == key { return entry.endpoints }
+            return []
+        }
+    }
+
     /// Merges the slices of one Service: ports with a nil name or a nil/0 port are ignored, endpoints without
     /// addresses or of the other family are skipped, duplicates (same `ip:port`) are collapsed preferring a
     /// local copy, and each list is sorted by its `ip:port` text.
-    static func endpoints(slices: [EndpointSlice], family: IPFamily, nodeName: String) -> [Key: [EndpointInfo]] {
-        var sets: [Key: [String: EndpointInfo]] = [:]
+    static func endpoints(slices: [EndpointSlice], family: IPFamily, nodeName: String) -> ByPort {
+        var byPort = ByPort()
         for slice in slices where slice.addressType == family {
             for port in slice.ports {
                 guard let name = port.name, let number = port.port, number != 0 else { continue }
                 let key = Key(portName: name, proto: port.protocol)
-                var set = sets[key] ?? [:]
+                let index = byPort.lists.firstIndex { $0.key == key } ?? byPort.lists.endIndex
+                if index == byPort.lists.endIndex { byPort.lists.append((key, [])) }
+                byPort.lists[index].endpoints.reserveCapacity(
+                    byPort.lists[index].endpoints.count + slice.endpoints.count)
                 for ep in slice.endpoints {
                     guard let ip = ep.addresses.first, ip.family == family else { continue }
-                    let isLocal = !nodeName.isEmpty && ep.nodeName == nodeName
                     let ready = ep.conditions.ready ?? true
-                    let info = EndpointInfo(
-                        ip: ip, port: number, text: ip.joined(port: number), isLocal: isLocal,
+                    byPort.lists[index].endpoints.append(EndpointInfo(
+                        ip: ip, port: number, text: ip.joined(port: number),
+                        isLocal: !nodeName.isEmpty && ep.nodeName == nodeName,
                         ready: ready, serving: ep.conditions.serving ?? ready,
-                        terminating: ep.conditions.terminating ?? false)
-                    if set[info.text] == nil || isLocal { set[info.text] = info }
+                        terminating: ep.conditions.terminating ?? false))
                 }
-                sets[key] = set
             }
         }
-        return sets.mapValues { $0.values.sorted { $0.text < $1.text } }
+        for i in byPort.lists.indices { byPort.lists[i].endpoints = merged(byPort.lists[i].endpoints) }
+        return byPort
+    }
+
+    /// `candidates` (in slice order) sorted by `ip:port`, one per `ip:port`: the last local copy if there is
+    /// one, else the first copy (what upstream's map-based merge keeps).
+    static func merged(_ candidates: [EndpointInfo]) -> [EndpointInfo] {
+        // Usually each slice lists distinct endpoints in order already: nothing to do.
+        if zip(candidates, candidates.dropFirst()).allSatisfy({ $0.text < $1.text }) { return candidates }
+        // Ties in text keep slice order, so "first" and "last" below are slice order.
+        let order = candidates.indices.sorted {
+            let (a, b) = (candidates[$0].text, candidates[$1].text)
+            return a == b ? $0 < $1 : a < b
+        }
+        var out: [EndpointInfo] = []
+        out.reserveCapacity(candidates.count)
+        var start = 0
+        while start < order.count {
+            var end = start + 1
+            while end < order.count && candidates[order[end]].text == candidates[order[start]].text { end += 1 }
+            let group = order[start..<end]
+            out.append(candidates[group.last { candidates[$0].isLocal } ?? group.first!])
+            start = end
+        }
+        return out
     }
 }
 
 /// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), without topology hints.
+///
+/// The categories hold positions in the service port's endpoint list rather than copies, so the rules can
+/// name each endpoint's chain once whichever categories it is in. That list is unique and sorted by
+/// `ip:port` (`EndpointResolution`), so ascending positions are `ip:port` order.
 struct EndpointCategories {
-    var cluster: [EndpointInfo] = []
-    var local: [EndpointInfo] = []
-    var allReachable: [EndpointInfo] = []
+    var cluster: [Int] = []
+    var local: [Int] = []
+    var allReachable: [Int] = []
     var hasAny = false
 
     init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo) {
         if port.usesClusterEndpoints {
-            cluster = endpoints.filter(\.ready)
+            cluster = endpoints.indices.filter { endpoints[$0].ready }
             // No ready endpoint anywhere: fall back to serving-and-terminating ones (KEP-1669).
-            if cluster.isEmpty { cluster = endpoints.filter { $0.serving && $0.terminating } }
+            if cluster.isEmpty {
+                cluster = endpoints.indices.filter { endpoints[$0].serving && endpoints[$0].terminating }
+            }
             if !cluster.isEmpty { hasAny = true }
         }
         if !port.usesLocalEndpoints {
@@ -127,16 +170,35 @@ struct EndpointCategories {
             }
         }
         if localReady {
-            local = endpoints.filter { $0.isLocal && $0.ready }
+            local = endpoints.indices.filter { endpoints[$0].isLocal && endpoints[$0].ready }
         } else if localServingTerminating {
-            local = endpoints.filter { $0.isLocal && $0.serving && $0.terminating }
+            local = endpoints.indices.filter {
+                endpoints[$0].isLocal && endpoints[$0].serving && endpoints[$0].terminating
+            }
         }
         if !port.usesClusterEndpoints || local.isEmpty {
             allReachable = port.usesClusterEndpoints ? cluster : local
             return
         }
         // Upstream merges through a map (random order); we keep `ip:port` order so output is deterministic.
-        var seen = Set<String>()
-        allReachable = (cluster + local).filter { seen.insert($0.text).inserted }.sorted { $0.text < $1.text }
+        allReachable = Self.union(cluster, local)
+    }
+
+    /// The union of two ascending position lists, ascending.
+    static func union(_ a: [Int], _ b: [Int]) -> [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(a.count + b.count)
+        var i = 0, j = 0
+        while i < a.count || j < b.count {
+            if j == b.count || (i < a.count && a[i] < b[j]) {
+                out.append(a[i])
+                i += 1
+            } else {
+                if i < a.count && a[i] == b[j] { i += 1 }
+                out.append(b[j])
+                j += 1
+            }
+        }
+        return out
     }
 }

@@ -17,7 +17,7 @@ extension RuleCompiler {
             let byPort = EndpointResolution.endpoints(
                 slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
             for port in ports {
-                let eps = byPort[EndpointResolution.Key(portName: port.portName, proto: port.proto)] ?? []
+                let eps = byPort[EndpointResolution.Key(portName: port.portName, proto: port.proto)]
                 let serving = Set(eps.lazy.filter(\.serving).map(\.ip))
                 out.add(
                     addresses: [port.clusterIP] + port.loadBalancerVIPs + port.externalIPs, port: port.port,

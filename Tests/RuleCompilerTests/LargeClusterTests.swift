@@ -50,6 +50,23 @@ final class LargeClusterTests: XCTestCase {
         XCTAssertTrue(compiler.lastStats.largeClusterMode)
     }
 
+    /// The endpoint total must follow in-place patches too, or a second small step over the threshold is missed.
+    func testCrossingTheThresholdInTwoIncrementalStepsMatchesAFreshCompile() {
+        let compiler = RuleCompiler(settings: F.settings())
+        let (s, e) = cluster(endpoints: 998)
+        var state = ClusterState(services: s, slices: e)
+        _ = compiler.compile(state)
+        var slice = e[0]
+        for step in 0..<2 {
+            slice.endpoints.append(F.ep("10.99.0.\(step)"))
+            state.upsert(slice)
+            let result = compiler.compile(state)
+            XCTAssertEqual(compiler.lastStats.endpoints, 1000 + step)
+            XCTAssertEqual(result, RuleCompiler(settings: F.settings()).compile(state), "step \(step)")
+        }
+        XCTAssertTrue(compiler.lastStats.largeClusterMode)
+    }
+
     func testOneEndpointChangeRecompilesOnlyThatService() {
         let compiler = RuleCompiler(settings: F.settings())
         let (services, slices) = UpstreamFixtureTests.overallCluster()
