@@ -1,4 +1,6 @@
+import CNetfilter
 import Foundation
+import KubeModel
 
 /// Which x_tables front end the host's other agents (kubelet, CNI) use.
 public enum HostMode: String, Sendable {
@@ -28,15 +30,20 @@ public enum HostModeDetector {
         public var legacySave: String
         public var nftSave: String
         public var version: String
+        /// When set, the legacy side's size instead of counting `legacySave`'s rule lines: entries beyond empty
+        /// tables from IPT_SO_GET_INFO (a rule counts one, a user chain two). `detect` uses it only when the nft
+        /// side holds no rules, where "more legacy rules" just means "any".
+        public var legacyEntries: Int?
         public init(
             legacyMangle: String = "", nftMangle: String = "", legacySave: String = "", nftSave: String = "",
-            version: String = ""
+            version: String = "", legacyEntries: Int? = nil
         ) {
             self.legacyMangle = legacyMangle
             self.nftMangle = nftMangle
             self.legacySave = legacySave
             self.nftSave = nftSave
             self.version = version
+            self.legacyEntries = legacyEntries
         }
     }
 
@@ -57,8 +64,15 @@ public enum HostModeDetector {
         if kubeletChains(e.legacyMangle) > 0 {
             return Decision(mode: .legacy, reason: "kubelet's hint/canary chain exists in the legacy mangle table", fromExistingRules: true)
         }
-        let legacy = ruleLines(e.legacySave)
         let nft = ruleLines(e.nftSave)
+        if let entries = e.legacyEntries, nft == 0 {
+            if entries > 0 {
+                return Decision(
+                    mode: .legacy, reason: "legacy tables hold \(entries) entries (rules or chains), nft holds no rules",
+                    fromExistingRules: true)
+            }
+        }
+        let legacy = e.legacyEntries.map { nft == 0 ? $0 : ruleLines(e.legacySave) } ?? ruleLines(e.legacySave)
         if legacy > 0 || nft > 0 {
             // The wrapper script picks legacy only with strictly more legacy rules.
             return legacy > nft
@@ -74,26 +88,64 @@ public enum HostModeDetector {
         return Decision(mode: .legacy, reason: "no rules anywhere and no iptables version; libiptc speaks legacy")
     }
 
-    /// Runs the save tools (IPv4 and IPv6) and decides.
+    /// Collects the evidence and decides. The nft side is two `*-nft-save` runs (their mangle sections carry
+    /// kubelet's chains); the legacy side is read without tools: the mangle chain names through libiptc and the
+    /// tables' entry counts from IPT_SO_GET_INFO. Only when nft holds rules too are the legacy tables saved in full,
+    /// to compare rule counts as the wrapper does. (Full saves of a 10k-Service table took ~0.5 s each.)
     public static func detect() -> Decision {
         func out(_ argv: [String]) -> String {
             guard let o = try? Command.run(argv), o.status == 0 else { return "" }
             return o.stdout
         }
-        // `iptables-legacy-save -t mangle` would instantiate an empty mangle table where none exists: only read
-        // legacy tables the kernel already lists, so detection leaves no trace.
-        func legacyMangle(_ tool: String, _ names: String) -> String {
-            let existing = (try? String(contentsOfFile: names, encoding: .utf8)) ?? ""
-            return existing.split(separator: "\n").contains("mangle") ? out([tool, "-t", "mangle"]) : ""
+        let nftSave = out(["timeout", "5", "iptables-nft-save"]) + out(["timeout", "5", "ip6tables-nft-save"])
+        let version = out(["iptables", "--version"])
+        var e = Evidence(
+            legacyMangle: legacyMangleChains(), nftMangle: mangleSection(nftSave), nftSave: nftSave, version: version)
+        if kubeletChains(e.nftMangle) == 0, kubeletChains(e.legacyMangle) == 0 {
+            if ruleLines(nftSave) > 0 {
+                e.legacySave = out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"])
+            } else {
+                e.legacyEntries = legacyEntries()
+            }
         }
-        let e = Evidence(
-            legacyMangle: legacyMangle("iptables-legacy-save", "/proc/net/ip_tables_names")
-                + legacyMangle("ip6tables-legacy-save", "/proc/net/ip6_tables_names"),
-            nftMangle: out(["timeout", "5", "iptables-nft-save", "-t", "mangle"])
-                + out(["timeout", "5", "ip6tables-nft-save", "-t", "mangle"]),
-            legacySave: out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"]),
-            nftSave: out(["timeout", "5", "iptables-nft-save"]) + out(["timeout", "5", "ip6tables-nft-save"]),
-            version: out(["iptables", "--version"]))
         return decide(e)
+    }
+
+    /// The `*mangle` sections of a save's output.
+    static func mangleSection(_ save: String) -> String {
+        var inMangle = false
+        var out: [Substring] = []
+        for line in save.split(separator: "\n") {
+            if line.hasPrefix("*") { inMangle = line == "*mangle" }
+            if inMangle { out.append(line) }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// Tables the kernel lists for a family; reading any other would instantiate it, leaving a trace.
+    static func listedTables(_ family: IPFamily) -> [Substring] {
+        let path = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
+        return ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
+    /// `:NAME` lines for the chains of each listed legacy mangle table (the save format `kubeletChains` reads).
+    static func legacyMangleChains() -> String {
+        var lines: [String] = []
+        for family in [IPFamily.ipv4, .ipv6] where listedTables(family).contains("mangle") {
+            for c in (try? TableReader.chains(family: family, table: .mangle)) ?? [] { lines.append(":\(c.name) - [0:0]") }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Entries beyond empty, over every listed legacy table of both families.
+    static func legacyEntries() -> Int {
+        var total = 0
+        for family in [IPFamily.ipv4, .ipv6] {
+            for table in listedTables(family) {
+                let n = String(table).withCString { knat_table_extra_entries(family == .ipv4 ? 4 : 6, $0) }
+                if n > 0 { total += n }
+            }
+        }
+        return total
     }
 }

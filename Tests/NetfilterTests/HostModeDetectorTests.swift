@@ -47,4 +47,29 @@ final class HostModeDetectorTests: XCTestCase {
         XCTAssertEqual(HostModeDetector.decide(.init(version: "iptables v1.8.9 (legacy)")).mode, .legacy)
         XCTAssertEqual(HostModeDetector.decide(.init()).mode, .legacy)
     }
+
+    func testLegacyEntriesDecideWhenNftIsEmpty() {
+        let d = HostModeDetector.decide(.init(version: "iptables v1.8.9 (nf_tables)", legacyEntries: 7))
+        XCTAssertEqual(d.mode, .legacy)
+        XCTAssertTrue(d.fromExistingRules)
+        XCTAssertEqual(d.reason, "legacy tables hold 7 entries (rules or chains), nft holds no rules")
+    }
+
+    func testEmptyLegacyTablesFallBackToTheVersionSuffix() {
+        let d = HostModeDetector.decide(.init(version: "iptables v1.8.9 (nf_tables)", legacyEntries: 0))
+        XCTAssertEqual(d.mode, .nft)
+        XCTAssertFalse(d.fromExistingRules)
+    }
+
+    func testWithNftRulesTheLegacySaveIsCountedNotTheEntries() {
+        // detect() saves the legacy tables in full when nft holds rules; the entry estimate must not be used then.
+        let d = HostModeDetector.decide(.init(legacySave: nftRules, nftSave: nftRules, legacyEntries: 100))
+        XCTAssertEqual(d.mode, .nft)
+    }
+
+    func testMangleSectionOfAFullSave() {
+        let save = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*nat\n:X - [0:0]\nCOMMIT\n"
+        XCTAssertEqual(HostModeDetector.mangleSection(save), "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT")
+        XCTAssertEqual(HostModeDetector.kubeletChains(HostModeDetector.mangleSection(save)), 1)
+    }
 }

@@ -265,5 +265,42 @@ for FAMILY in ipv4 ipv6; do
     fi
 done
 
+# --- host-mode detection (family-independent) -----------------------------------------------------------
+# Each case in its own namespace: nft rules written with iptables-nft stay in that namespace's nf_tables.
+detect_in() { X "$1" timeout 20 "$HARNESS" detect; }
+mode_is() { # mode_is NS MODE [REASON-SUBSTRING]
+    local d; d=$(detect_in "$1"); echo "     detect: $d"
+    [ "${d%%$'\t'*}" = "$2" ] && { [ -z "${3:-}" ] || echo "$d" | grep -qF -- "$3"; }
+}
+newns d1
+X d1 iptables-nft -t mangle -N KUBE-IPTABLES-HINT
+X d1 iptables-legacy -t nat -N KUBE-SERVICES
+X d1 iptables-legacy -t nat -A KUBE-SERVICES -j RETURN
+check "detect: kubelet's hint chain in nft mangle wins over legacy rules" mode_is d1 nft "nft mangle"
+delns d1
+newns d2
+X d2 iptables-legacy -t mangle -N KUBE-KUBELET-CANARY
+check "detect: kubelet's canary chain in legacy mangle means legacy" mode_is d2 legacy "legacy mangle"
+delns d2
+newns d3
+for i in 1 2 3; do X d3 iptables-legacy -t filter -A INPUT -p tcp --dport $((1000 + i)) -j ACCEPT; done
+X d3 iptables-nft -t filter -A INPUT -p tcp --dport 22 -j ACCEPT
+check "detect: legacy and nft both hold rules, the larger side (legacy 3 vs nft 1) wins" mode_is d3 legacy "3 legacy rules vs 1 nft rules"
+X d3 iptables-nft -t filter -A INPUT -p tcp --dport 23 -j ACCEPT
+X d3 iptables-nft -t filter -A INPUT -p tcp --dport 24 -j ACCEPT
+check "detect: a tie (3 vs 3) goes to nft as the wrapper does" mode_is d3 nft "3 nft rules vs 3 legacy rules"
+delns d3
+newns d4
+X d4 iptables-legacy -t nat -N KUBE-SERVICES
+tables_before=$(X d4 cat /proc/net/ip_tables_names /proc/net/ip6_tables_names | sort | tr '\n' ' ')
+check "detect: only legacy entries, nft empty: legacy, from the table sizes" mode_is d4 legacy "nft holds no rules"
+tables_after=$(X d4 cat /proc/net/ip_tables_names /proc/net/ip6_tables_names | sort | tr '\n' ' ')
+check "detect: no table instantiated by looking ($tables_after)" [ "$tables_before" = "$tables_after" ]
+delns d4
+newns d5
+X d5 ip link set lo down
+check "detect: completes with the loopback down (no hang)" detect_in d5
+delns d5
+
 echo "netfilter-backend: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
