@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KubeModel
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -139,7 +140,7 @@ final class APIClient: Sendable {
         if (200..<300).contains(code) { return }
         var message = response.status.reasonPhrase
         if let body = try? await response.body.collect(upTo: 64 * 1024),
-            let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let obj = try? JSONTree.parse(Data(body.readableBytesView)) as? [String: Any],
             let m = obj["message"] as? String
         {
             message = m
@@ -167,7 +168,7 @@ final class APIClient: Sendable {
         } catch {
             throw .transport(path: path, underlying: "\(error)")
         }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+        guard let obj = try? JSONTree.parse(Data(body.readableBytesView)) as? [String: Any] else {
             throw .malformed(path: path, reason: "body is not a JSON object")
         }
         return obj
@@ -191,7 +192,7 @@ final class APIClient: Sendable {
         var pending: [UInt8] = []
         func emit(_ line: ArraySlice<UInt8>) throws {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) { return }
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+            guard let obj = try? JSONTree.parse(Data(line)) as? [String: Any],
                 let typeName = obj["type"] as? String, let object = obj["object"] as? [String: Any]
             else { throw APIError.malformed(path: path, reason: "watch line is not a {type, object} event") }
             guard let type = WatchEvent.EventType(rawValue: typeName) else {

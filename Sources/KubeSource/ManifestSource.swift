@@ -143,9 +143,9 @@ public struct ManifestSource: Sendable {
             if source.lowercased().hasSuffix(".json") {
                 let tree: Any
                 do {
-                    tree = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+                    tree = try JSONTree.parse(data)
                 } catch {
-                    fileIssue(source, "malformed JSON: \(Self.jsonReason(error))")
+                    fileIssue(source, "malformed JSON: \(error)")
                     return
                 }
                 add(tree: tree, source: source)
@@ -163,11 +163,6 @@ public struct ManifestSource: Sendable {
                 case .failure(let error): fileIssue(origin, error.description)
                 }
             }
-        }
-
-        private static func jsonReason(_ error: Error) -> String {
-            let ns = error as NSError
-            return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
         }
 
         mutating func add(tree: Any, source: String) {
