@@ -123,13 +123,25 @@ public enum JSONTree {
         mutating func string() throws(SyntaxError) -> String {
             i += 1
             let start = i
-            // Fast path: no escapes.
+            // Fast path: no escapes; ASCII text (nearly every Kubernetes string) needs no UTF-8 validation.
+            var high: UInt8 = 0
             while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20 {
+                high |= bytes[i]
                 i += 1
             }
             guard i < bytes.count else { throw fail("unterminated string") }
             if bytes[i] == UInt8(ascii: "\"") {
-                let s = try utf8(start..<i)
+                let s: String
+                if high < 0x80 {
+                    let n = i - start
+                    let base = bytes.baseAddress! + start
+                    s = String(unsafeUninitializedCapacity: n) { out in
+                        _ = out.initialize(from: UnsafeBufferPointer(start: base, count: n))
+                        return n
+                    }
+                } else {
+                    s = try utf8(start..<i)
+                }
                 i += 1
                 return s
             }
