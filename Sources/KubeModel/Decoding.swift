@@ -86,7 +86,6 @@ public enum ObjectDecoder {
         guard let kind = object["kind"] as? String, kind.hasSuffix("List"), object["items"] != nil else {
             return [decode(object)]
         }
-        let itemKind = kind == "List" ? nil : String(kind.dropLast(4))
         let apiVersion = object["apiVersion"] as? String
         guard let items = object["items"] as? [Any] else {
             if isAbsent(object["items"]) { return [] }
@@ -98,18 +97,25 @@ public enum ObjectDecoder {
         var results: [DecodeResult] = []
         results.reserveCapacity(items.count)
         for (i, item) in items.enumerated() {
-            guard let itemObject = item as? [String: Any] else {
-                let issue = DecodeIssue(
-                    severity: .error, kind: kind, object: nil, fieldPath: "items[\(i)]",
-                    message: "expected an object, got \(typeName(item))")
-                results.append(DecodeResult(object: .rejected(kind: itemKind ?? "", name: nil), issues: [issue]))
-                continue
-            }
-            // A plain `List` mixes kinds, so its apiVersion says nothing about the items.
-            results.append(
-                decode(itemObject, defaultKind: itemKind, defaultAPIVersion: itemKind == nil ? nil : apiVersion))
+            results.append(decodeListItem(item, index: i, listKind: kind, listAPIVersion: apiVersion))
         }
         return results
+    }
+
+    /// One item of a `List` / `<Kind>List` (what `decodeDocument` does per item; a streaming reader calls it
+    /// as each item is parsed, so the whole list never has to be held as a tree).
+    public static func decodeListItem(_ item: Any, index: Int, listKind kind: String, listAPIVersion apiVersion: String?)
+        -> DecodeResult
+    {
+        let itemKind = kind == "List" ? nil : String(kind.dropLast(4))
+        guard let itemObject = item as? [String: Any] else {
+            let issue = DecodeIssue(
+                severity: .error, kind: kind, object: nil, fieldPath: "items[\(index)]",
+                message: "expected an object, got \(typeName(item))")
+            return DecodeResult(object: .rejected(kind: itemKind ?? "", name: nil), issues: [issue])
+        }
+        // A plain `List` mixes kinds, so its apiVersion says nothing about the items.
+        return decode(itemObject, defaultKind: itemKind, defaultAPIVersion: itemKind == nil ? nil : apiVersion)
     }
 
     /// Decodes JSON bytes (one object or a list), as the apiserver returns them. Malformed JSON is

@@ -35,6 +35,39 @@ public enum JSONTree {
 
     public static func parse(_ bytes: [UInt8]) throws(SyntaxError) -> Any { try parse(Data(bytes)) }
 
+    /// Like `parse`, but when the text is an object with an `items` list (a `List`), each item is handed to
+    /// `onItem` as soon as it is parsed, with its index and the object's other keys read so far, instead of being
+    /// kept: a 10k-Service list is never held as one tree. The returned object has no `items` key then, and
+    /// `streamed` says so.
+    public static func parse(
+        _ data: Data, streamingItems onItem: (_ item: Any, _ index: Int, _ top: [String: Any]) -> Void
+    ) throws(SyntaxError) -> (tree: Any, streamed: Bool) {
+        // The parser keeps the hook in an optional (hence escaping) closure; it never outlives this call.
+        let result: Result<(Any, Bool), SyntaxError> = withoutActuallyEscaping(onItem) { onItem in data.withUnsafeBytes { raw in
+            var p = Parser(bytes: raw.bindMemory(to: UInt8.self))
+            do throws(SyntaxError) {
+                p.skipSpace()
+                let v: Any
+                var streamed = false
+                if p.i < p.bytes.count, p.bytes[p.i] == UInt8(ascii: "{") {
+                    v = try p.object(depth: 1) { (parser: inout Parser, top: [String: Any]) throws(SyntaxError) in
+                        streamed = true
+                        try parser.streamArray(depth: 2) { item, index in onItem(item, index, top) }
+                    }
+                } else {
+                    v = try p.value(depth: 0)
+                }
+                p.skipSpace()
+                if p.i != p.bytes.count { throw p.fail("unexpected data after the JSON value") }
+                return .success((v, streamed))
+            } catch {
+                return .failure(error)
+            }
+        } }
+        let (tree, streamed) = try result.get()
+        return (tree, streamed)
+    }
+
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
         var i = 0
@@ -80,7 +113,11 @@ public enum JSONTree {
             i += n
         }
 
-        mutating func object(depth: Int) throws(SyntaxError) -> [String: Any] {
+        /// An object; with `items`, a top-level `items` list is not stored but handed to it (positioned at the
+        /// value, which it must consume) when the value is a list.
+        mutating func object(
+            depth: Int, items: ((_ parser: inout Parser, _ top: [String: Any]) throws(SyntaxError) -> Void)? = nil
+        ) throws(SyntaxError) -> [String: Any] {
             guard depth <= JSONTree.maxDepth else { throw fail("nested deeper than \(JSONTree.maxDepth) levels") }
             i += 1
             var out: [String: Any] = [:]
@@ -94,7 +131,11 @@ public enum JSONTree {
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
                 i += 1
                 skipSpace()
-                out[key] = try value(depth: depth)
+                if let items, key == "items", i < bytes.count, bytes[i] == UInt8(ascii: "[") {
+                    try items(&self, out)
+                } else {
+                    out[key] = try value(depth: depth)
+                }
                 skipSpace()
                 guard i < bytes.count else { throw fail("unexpected end of text in an object") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -116,6 +157,25 @@ public enum JSONTree {
                 guard i < bytes.count else { throw fail("unexpected end of text in a list") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
                 if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
+                throw fail("expected ',' or ']' in a list")
+            }
+        }
+
+        /// A list whose elements go to `body` one by one instead of into an array.
+        mutating func streamArray(depth: Int, _ body: (Any, Int) -> Void) throws(SyntaxError) {
+            guard depth <= JSONTree.maxDepth else { throw fail("nested deeper than \(JSONTree.maxDepth) levels") }
+            i += 1
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return }
+            var index = 0
+            while true {
+                skipSpace()
+                body(try value(depth: depth), index)
+                index += 1
+                skipSpace()
+                guard i < bytes.count else { throw fail("unexpected end of text in a list") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return }
                 throw fail("expected ',' or ']' in a list")
             }
         }

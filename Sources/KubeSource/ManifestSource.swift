@@ -141,14 +141,7 @@ public struct ManifestSource: Sendable {
 
         mutating func add(data: Data, source: String) {
             if source.lowercased().hasSuffix(".json") {
-                let tree: Any
-                do {
-                    tree = try JSONTree.parse(data)
-                } catch {
-                    fileIssue(source, "malformed JSON: \(error)")
-                    return
-                }
-                add(tree: tree, source: source)
+                addJSON(data, source: source)
                 return
             }
             guard let text = String(data: data, encoding: .utf8) else {
@@ -165,8 +158,52 @@ public struct ManifestSource: Sendable {
             }
         }
 
+        /// A JSON file. A `List`'s items are decoded as they are parsed, so a 10k-Service list is never held as one
+        /// tree (less memory, and memory that stays warm: the decode of each item reuses the last one's).
+        /// Results are the same as parsing the whole file and decoding it as one document; a syntax error anywhere
+        /// rejects the whole file, as before.
+        mutating func addJSON(_ data: Data, source: String) {
+            var early: [(item: Any, index: Int)] = []  // items that came before the list's `kind`
+            // Decoded values only (small); added once the whole file parsed, so a syntax error still rejects it all.
+            var results: [DecodeResult] = []
+            let parsed: (tree: Any, streamed: Bool)
+            do {
+                parsed = try JSONTree.parse(data) { item, index, top in
+                    if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+                        results.append(ObjectDecoder.decodeListItem(
+                            item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String))
+                    } else {
+                        early.append((item, index))
+                    }
+                }
+            } catch {
+                fileIssue(source, "malformed JSON: \(error)")
+                return
+            }
+            for result in results { add(result: result, source: source) }
+            results = []
+            guard parsed.streamed, var top = parsed.tree as? [String: Any] else {
+                add(tree: parsed.tree, source: source)
+                return
+            }
+            if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+                for (item, index) in early {
+                    add(result: ObjectDecoder.decodeListItem(
+                        item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String), source: source)
+                }
+            } else {
+                // Not a list after all: an object that happens to have `items`; decode it whole.
+                top["items"] = early.map(\.item)
+                add(tree: top, source: source)
+            }
+        }
+
         mutating func add(tree: Any, source: String) {
-            for result in ObjectDecoder.decodeDocument(tree) {
+            for result in ObjectDecoder.decodeDocument(tree) { add(result: result, source: source) }
+        }
+
+        mutating func add(result: DecodeResult, source: String) {
+            do {
                 load.issues += result.issues.map {
                     var issue = $0
                     issue.source = source

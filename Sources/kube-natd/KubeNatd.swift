@@ -155,19 +155,29 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: --backend: must be auto, libiptc or restore, got \"\(rules.backend)\"")
             throw ExitCode(2)
         }
-        let load = try loadManifests(path)
-        for issue in load.issues { Stderr.line(issue.description) }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let state: ClusterState
+        do {
+            let load = try loadManifests(path)
+            for issue in load.issues { Stderr.line(issue.description) }
+            state = load.clusterState  // the decoded objects go once the state holds them
+        }
+        let loaded = clock.now
+        logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(loaded - started)) ms")
         do {
             let (backend, why) = try BackendFactory.make(choice, logger: logger)
-            logger.info("\(why)")
+            logger.info("\(why) (decided in \(Self.ms(clock.now - loaded)) ms)")
             try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger,
                         conntrackCleanup: rules.conntrackCleanup)
-                .run(state: load.clusterState, families: rules.ipFamily.families)
+                .run(state: state, families: rules.ipFamily.families)
         } catch {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
     }
+
+    static func ms(_ d: Duration) -> String { String(format: "%.1f", Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
 
     func loadManifests(_ path: String) throws -> ManifestLoad {
         do { return try ManifestInput.load(path) } catch let e as SetupError {

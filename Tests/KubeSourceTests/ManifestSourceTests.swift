@@ -224,6 +224,45 @@ final class ManifestSourceTests: XCTestCase {
         XCTAssertTrue(load.issues[0].message.hasPrefix("malformed JSON"), load.issues[0].message)
     }
 
+    private let svcA = #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"ns"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}}"#
+    private let svcB = #"{"metadata":{"name":"b","namespace":"ns"},"spec":{"clusterIP":"10.96.0.2","ports":[{"port":81}]}}"#
+
+    func testJSONListItemsBeforeTheListKindStillDecode() throws {
+        let file = try write("late-kind.json", #"{"items":["# + svcA + "," + svcB + #"],"kind":"ServiceList","apiVersion":"v1"}"#)
+        let load = try ManifestSource(path: file).load()
+        XCTAssertEqual(load.services.map(\.name.name), ["a", "b"])  // b takes its kind from ServiceList
+        XCTAssertEqual(load.issues, [])
+    }
+
+    func testJSONTypedListStreamsItemsWithTheListKind() throws {
+        let file = try write("typed.json", #"{"kind":"ServiceList","apiVersion":"v1","items":["# + svcA + "," + svcB + "]}")
+        let load = try ManifestSource(path: file).load()
+        XCTAssertEqual(load.services.map(\.name.name), ["a", "b"])
+    }
+
+    func testJSONListWithAnItemThatIsNotAnObjectNamesItsIndex() throws {
+        let file = try write("bad-item.json", #"{"kind":"List","apiVersion":"v1","items":["# + svcA + ",42]}")
+        let load = try ManifestSource(path: file).load()
+        XCTAssertEqual(load.services.map(\.name.name), ["a"])
+        XCTAssertEqual(load.issues.map(\.description), ["\(file): List: items[1]: expected an object, got number"])
+    }
+
+    func testMalformedJSONAfterGoodListItemsRejectsTheWholeFile() throws {
+        let file = try write("truncated.json", #"{"kind":"List","apiVersion":"v1","items":["# + svcA + ",{\"kind\":")
+        let load = try ManifestSource(path: file).load()
+        XCTAssertEqual(load.services, [])
+        XCTAssertEqual(load.issues.count, 1)
+        XCTAssertTrue(load.issues[0].message.hasPrefix("malformed JSON: "), load.issues[0].message)
+    }
+
+    func testObjectWithItemsThatIsNotAListDecodesAsBefore() throws {
+        let file = try write("not-a-list.json", #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"items":[1,2]}"#)
+        let streamed = try ManifestSource(path: file).load()
+        let whole = ObjectDecoder.decodeDocument(try JSONTree.parse(Data(contentsOf: URL(fileURLWithPath: file))))
+        XCTAssertEqual(streamed.issues.map(\.message), whole.flatMap(\.issues).map(\.message))
+        XCTAssertEqual(streamed.services, [])
+    }
+
     func testDirectoryIsReadSortedOneLevelDeepSkippingHiddenAndOtherFiles() throws {
         let service = { (name: String) in
             #"{"kind": "Service", "metadata": {"name": "\#(name)", "namespace": "ns1"}, "spec": {}}"#
