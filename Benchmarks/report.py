@@ -45,12 +45,18 @@ def once_log(path):
     if m:
         out["compile_ms"] = float(m.group(1))
         out["commit_ms"] = float(m.group(2))
+    m = re.search(r"endpoint slices in ([\d.]+) ms", text)
+    if m:
+        out["read_manifests_ms"] = float(m.group(1))
     for line in text.splitlines():
         if "wrote table" in line:
             t = re.search(r"table=(\w+)", line)
-            c = re.search(r"commit=([\d.e-]+)", line)
-            if t and c:
-                out[f"iptc_commit_{t.group(1)}_ms"] = round(float(c.group(1)) * 1000, 2)
+            if not t:
+                continue
+            for field in ("init", "build", "commit"):
+                v = re.search(field + r"=([\d.e-]+|skipped)", line)
+                if v:
+                    out[f"iptc_{field}_{t.group(1)}_ms"] = v.group(1) if v.group(1) == "skipped" else round(float(v.group(1)) * 1000, 2)
     return out
 
 

@@ -4,9 +4,9 @@
 #   bash Benchmarks/run.sh [path/to/kube-natd]        (root; `make bench` builds release first)
 #
 # Environment: SIZES (default "1000 10000 30000"), RUNS (median of, default 5; one warm-up run is extra),
-# LARGE_RUNS (default 3): the process-level series (kube-natd --once, iptables-legacy-restore, detection) at
-# 30k Services and above, where one --once takes ~20 s on 2 cores and five of each would not fit in 10 minutes.
-# In-process figures (compile, sync, floor) always take RUNS.
+# LARGE_RUNS (default 3): the series at 30k Services and above other than compile (kube-natd --once, in-process
+# sync, floor, iptables-legacy-restore, detection): one iptables-legacy-restore of that table takes ~20 s on
+# 2 cores, and five of each would not fit in 10 minutes. Compile always takes RUNS.
 # Every rule is loaded inside one network namespace this script creates (knat-bench-<pid>) and deletes on
 # exit, failure or interrupt. Prints a table; writes the same figures to bench-results/<date>.json.
 set -uo pipefail
@@ -144,6 +144,7 @@ KC
     rss+=("$(awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status")")
     stop_daemon_bench
     printf '%s\n' "${lat[@]}" > "$r/daemon_event_to_commit.raw"
+    echo "bench: $n: daemon event->commit samples (ms): ${lat[*]}" >&2
     printf '{"rss_between_syncs_kb":%d,"rss_after_changes_kb":%d}\n' "${rss[0]}" "${rss[1]}" > "$r/daemon.json"
 }
 
@@ -197,7 +198,7 @@ for N in $SIZES; do
     # the compiler's fragment cache warm.
     echo "bench: $N: in-process sync" >&2
     # It also times the manifest load (read + decode) that every --once pays and the daemon does not.
-    in_ns "$NATD_BENCH" sync "$CFG" "$D/base" "$D/changed" "$RUNS" >"$R/sync.json" 2>>"$LOG" || die "sync $N failed"
+    in_ns "$NATD_BENCH" sync "$CFG" "$D/base" "$D/changed" "$PR" >"$R/sync.json" 2>>"$LOG" || die "sync $N failed"
     # What `--once --backend libiptc` spends deciding legacy vs nft: nine save/version commands, including a
     # full iptables-legacy-save of the loaded tables (netfilter-harness detect runs the same detector).
     for i in $(seq 0 "$PR"); do
@@ -206,7 +207,7 @@ for N in $SIZES; do
 
     # (5) bare libiptc floor: init + refill one small chain + commit, filter and nat, of these tables.
     echo "bench: $N: libiptc floor" >&2
-    in_ns "$NATD_BENCH" floor "$RUNS" >"$R/floor.json" || die "floor $N failed"
+    in_ns "$NATD_BENCH" floor "$PR" >"$R/floor.json" || die "floor $N failed"
     peak_rss "$R/floor_rss.raw" "$NATD_BENCH" floor 1
 
     # (5) iptables-legacy-restore --noflush of the identical dry-run text: empty, then holding it.
@@ -215,13 +216,14 @@ for N in $SIZES; do
         empty_tables
         timed "$R/restore_empty.raw" iptables-legacy-restore --noflush <"$D/base.txt"
     done
-    empty_tables
-    in_ns iptables-legacy-restore --noflush <"$D/base.txt" || die "restore failed"
-    for i in $(seq 0 "$PR"); do
-        timed "$R/restore_steady.raw" iptables-legacy-restore --noflush <"$D/base.txt"
-    done
+    # The last empty-table run left the rules in place. The steady series' warm-up run is the one whose peak
+    # RSS is taken (its time is not used: report.py drops each series' first sample).
     timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$R/restore_rss.raw" \
         iptables-legacy-restore --noflush <"$D/base.txt" 2>>"$LOG" || die "restore rss failed"
+    echo 0 >>"$R/restore_steady.raw"
+    for i in $(seq 1 "$PR"); do
+        timed "$R/restore_steady.raw" iptables-legacy-restore --noflush <"$D/base.txt"
+    done
     empty_tables
 
     # (#5) the daemon, following a test apiserver that holds this cluster: one EndpointSlice change, from the
