@@ -199,8 +199,8 @@ for N in $SIZES; do
     echo "bench: $N: in-process sync" >&2
     # It also times the manifest load (read + decode) that every --once pays and the daemon does not.
     in_ns "$NATD_BENCH" sync "$CFG" "$D/base" "$D/changed" "$PR" >"$R/sync.json" 2>>"$LOG" || die "sync $N failed"
-    # What `--once --backend libiptc` spends deciding legacy vs nft: nine save/version commands, including a
-    # full iptables-legacy-save of the loaded tables (netfilter-harness detect runs the same detector).
+    # What `--once --backend libiptc` spends deciding legacy vs nft (netfilter-harness detect runs the same
+    # detector: two *-nft-save runs, iptables --version, the legacy tables' entry counts from IPT_SO_GET_INFO).
     for i in $(seq 0 "$PR"); do
         timed "$R/detect.raw" "$BIN/netfilter-harness" detect
     done
