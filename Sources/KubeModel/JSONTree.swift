@@ -145,20 +145,9 @@ public enum JSONTree {
         }
 
         mutating func array(depth: Int) throws(SyntaxError) -> [Any] {
-            guard depth <= JSONTree.maxDepth else { throw fail("nested deeper than \(JSONTree.maxDepth) levels") }
-            i += 1
             var out: [Any] = []
-            skipSpace()
-            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return out }
-            while true {
-                skipSpace()
-                out.append(try value(depth: depth))
-                skipSpace()
-                guard i < bytes.count else { throw fail("unexpected end of text in a list") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
-                throw fail("expected ',' or ']' in a list")
-            }
+            try streamArray(depth: depth) { item, _ in out.append(item) }
+            return out
         }
 
         /// A list whose elements go to `body` one by one instead of into an array.
