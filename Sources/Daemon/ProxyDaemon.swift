@@ -145,9 +145,9 @@ public final class ProxyDaemon: @unchecked Sendable {
         let snap = store.take()
         // With nothing changed since the last commit, whatever the apply has to rewrite is drift: count it from
         // the apply's own report instead of reading every table twice. With changes pending, look first.
-        let inferDrift = full && !alreadyCounted && readySent && lastSyncSucceeded
-            && snap.serviceChanges + snap.endpointChanges == 0
-        if full && !alreadyCounted && readySent && !inferDrift { _ = detectDrift() }
+        let checkDrift = full && !alreadyCounted && readySent
+        let inferDrift = checkDrift && lastSyncSucceeded && snap.serviceChanges + snap.endpointChanges == 0
+        if checkDrift && !inferDrift { _ = detectDrift() }
         metrics.countChanges(services: snap.serviceChanges, endpoints: snap.endpointChanges)
         metrics.setPendingChanges(services: 0, endpoints: 0)
         var ok = true
@@ -349,7 +349,7 @@ private func releaseFreeMemory(_ pad: Int) -> Int32
 
 extension Duration {
     /// The duration in seconds, as a Double.
-    var secondsValue: Double {
+    public var secondsValue: Double {
         let (s, atto) = components
         return Double(s) + Double(atto) / 1e18
     }

@@ -65,14 +65,15 @@ public enum HostModeDetector {
             return Decision(mode: .legacy, reason: "kubelet's hint/canary chain exists in the legacy mangle table", fromExistingRules: true)
         }
         let nft = ruleLines(e.nftSave)
-        if let entries = e.legacyEntries, nft == 0 {
+        // With nft empty, the legacy entry count stands in for the legacy save (detect() does not run it then).
+        if nft == 0, let entries = e.legacyEntries {
             if entries > 0 {
                 return Decision(
                     mode: .legacy, reason: "legacy tables hold \(entries) entries (rules or chains), nft holds no rules",
                     fromExistingRules: true)
             }
         }
-        let legacy = e.legacyEntries.map { nft == 0 ? $0 : ruleLines(e.legacySave) } ?? ruleLines(e.legacySave)
+        let legacy = nft == 0 && e.legacyEntries != nil ? 0 : ruleLines(e.legacySave)
         if legacy > 0 || nft > 0 {
             // The wrapper script picks legacy only with strictly more legacy rules.
             return legacy > nft

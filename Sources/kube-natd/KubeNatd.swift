@@ -177,7 +177,7 @@ struct KubeNatd: AsyncParsableCommand {
         }
     }
 
-    static func ms(_ d: Duration) -> String { String(format: "%.1f", Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
+    static func ms(_ d: Duration) -> String { String(format: "%.1f", d.secondsValue * 1000) }
 
     func loadManifests(_ path: String) throws -> ManifestLoad {
         do { return try ManifestInput.load(path) } catch let e as SetupError {
