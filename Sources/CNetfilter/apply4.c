@@ -21,6 +21,14 @@ static void *masquerade_target(void *b, unsigned flags);
 
 #include "family_impl.h"
 
+#define GETINFO struct ipt_getinfo
+#define GETENTRIES struct ipt_get_entries
+#define SO_GETINFO IPT_SO_GET_INFO
+#define SO_GETENTRIES IPT_SO_GET_ENTRIES
+#define SOCKLEVEL IPPROTO_IP
+#define SOCKFAMILY AF_INET
+#include "snapshot_impl.h"
+
 static void *reject_target(void *bp) {
     struct ipt_reject_info *r = add_target(bp, "REJECT", 0, sizeof(*r));
     if (r) r->with = IPT_ICMP_PORT_UNREACHABLE;
@@ -46,4 +54,12 @@ long knat_list_table4(const char *table, char *out, size_t capacity, knat_result
 
 long knat_digest_program4(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result) {
     return digest_program_impl(program, length, out, capacity, result);
+}
+
+int knat_snapshot_take4(const char *table, knat_snapshot *s, knat_result *result) {
+    return snapshot_take_impl(table, s, result);
+}
+
+int knat_snapshot_unchanged4(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result) {
+    return snapshot_unchanged(s, program, length, result);
 }

@@ -21,6 +21,14 @@ static void *masquerade_target(void *b, unsigned flags);
 
 #include "family_impl.h"
 
+#define GETINFO struct ip6t_getinfo
+#define GETENTRIES struct ip6t_get_entries
+#define SO_GETINFO IP6T_SO_GET_INFO
+#define SO_GETENTRIES IP6T_SO_GET_ENTRIES
+#define SOCKLEVEL IPPROTO_IPV6
+#define SOCKFAMILY AF_INET6
+#include "snapshot_impl.h"
+
 static void *reject_target(void *bp) {
     struct ip6t_reject_info *r = add_target(bp, "REJECT", 0, sizeof(*r));
     if (r) r->with = IP6T_ICMP6_PORT_UNREACH;
@@ -43,4 +51,12 @@ long knat_list_table6(const char *table, char *out, size_t capacity, knat_result
 
 long knat_digest_program6(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result) {
     return digest_program_impl(program, length, out, capacity, result);
+}
+
+int knat_snapshot_take6(const char *table, knat_snapshot *s, knat_result *result) {
+    return snapshot_take_impl(table, s, result);
+}
+
+int knat_snapshot_unchanged6(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result) {
+    return snapshot_unchanged(s, program, length, result);
 }

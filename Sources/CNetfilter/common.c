@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,8 +76,83 @@ void knat_names_free(knat_names *s) {
     memset(s, 0, sizeof(*s));
 }
 
+knat_snapshot *knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_result *result) {
+    memset(result, 0, sizeof(*result));
+    if (family != 4 && family != 6) {
+        result->error = EINVAL;
+        knat_set_message(result, "family must be 4 or 6, got %d", family);
+        return NULL;
+    }
+    knat_snapshot *s = calloc(1, sizeof(*s));
+    if (!s) {
+        result->error = ENOMEM;
+        knat_set_message(result, "%s: out of memory", table);
+        return NULL;
+    }
+    s->family = family;
+    snprintf(s->table, sizeof(s->table), "%s", table);
+    int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
+    if (fd < 0) {
+        result->error = -fd;
+        knat_set_message(result, "%s: cannot take %s: %s", table, KNAT_LOCK_PATH, strerror(-fd));
+        free(s);
+        return NULL;
+    }
+    double started = knat_now();
+    int rc = family == 4 ? knat_snapshot_take4(table, s, result) : knat_snapshot_take6(table, s, result);
+    result->check_seconds = knat_now() - started;
+    knat_unlock(fd);
+    if (rc) {
+        result->error = rc;
+        knat_snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void knat_snapshot_free(knat_snapshot *s) {
+    if (!s) return;
+    if (s->blob) munmap(s->blob, s->blob_length);
+    free(s->chains);
+    free(s->slots);
+    free(s);
+}
+
+/* The snapshot check of knat_apply_table, under the lock: 1 the table already holds the program's state. */
+static int check_first(int family, const char *table, const uint8_t *program, size_t length,
+                       const knat_snapshot *given, knat_result *result) {
+    double started = knat_now();
+    knat_snapshot *own = NULL;
+    const knat_snapshot *s = given;
+    if (s && (s->family != family || strcmp(s->table, table) || !knat_snapshot_current(s))) s = NULL;
+    if (!s) {
+        knat_result scratch = {0};
+        own = calloc(1, sizeof(*own));
+        if (own) {
+            own->family = family;
+            snprintf(own->table, sizeof(own->table), "%s", table);
+            int rc = family == 4 ? knat_snapshot_take4(table, own, &scratch) : knat_snapshot_take6(table, own, &scratch);
+            if (!rc) s = own;
+        }
+    }
+    int same = 0;
+    if (s && s->comparable) {
+        same = family == 4 ? knat_snapshot_unchanged4(s, program, length, result)
+                           : knat_snapshot_unchanged6(s, program, length, result);
+        if (same < 0) { /* a malformed program: the libiptc path reports it with its context */
+            same = 0;
+            result->message[0] = 0;
+        }
+    }
+    knat_snapshot_free(own);
+    result->checked = same == 1 ? 1 : 2;
+    result->check_seconds = knat_now() - started;
+    return same == 1;
+}
+
 int knat_apply_table(int family, const char *table, const uint8_t *program, size_t length,
-                     int lock_timeout_ms, int max_attempts, knat_result *result) {
+                     int lock_timeout_ms, int max_attempts, int flags, const knat_snapshot *snapshot,
+                     knat_result *result) {
     memset(result, 0, sizeof(*result));
     if (family != 4 && family != 6) {
         result->error = EINVAL;
@@ -90,12 +166,23 @@ int knat_apply_table(int family, const char *table, const uint8_t *program, size
                          result->lock_wait_seconds, strerror(-fd));
         return -fd;
     }
+    if ((flags & KNAT_APPLY_CHECK_FIRST) || snapshot) {
+        if (check_first(family, table, program, length, snapshot, result)) {
+            result->attempts = 0;
+            result->committed = 0;
+            knat_unlock(fd);
+            return 0;
+        }
+        result->chains_unchanged = 0;
+    }
     if (max_attempts < 1) max_attempts = 1;
     int rc = 0;
     for (int attempt = 1; attempt <= max_attempts; attempt++) {
         knat_result keep = *result;
         memset(result, 0, sizeof(*result));
         result->lock_wait_seconds = keep.lock_wait_seconds;
+        result->checked = keep.checked;
+        result->check_seconds = keep.check_seconds;
         result->attempts = attempt;
         rc = family == 4 ? knat_apply_table4(table, program, length, result)
                          : knat_apply_table6(table, program, length, result);

@@ -79,6 +79,37 @@ void knat_names_sort(knat_names *s);
 int knat_names_contains(const knat_names *s, const char *name);
 void knat_names_free(knat_names *s);
 
+/* A table's entries as IPT_SO_GET_ENTRIES returned them, split into chains (see snapshot_impl.h). */
+typedef struct knat_snapshot_chain {
+    const char *name; /* into the entries (a user chain's ERROR head) or a static base chain name */
+    uint32_t first;   /* offset of the first rule */
+    uint32_t end;     /* offset of the foot (policy or RETURN): the rules are [first, end) */
+    uint8_t builtin;
+} knat_snapshot_chain;
+
+struct knat_snapshot {
+    int family;
+    char table[32];
+    void *blob; /* the ipt_get_entries / ip6t_get_entries mapping */
+    size_t blob_length;
+    const uint8_t *entries;
+    uint32_t size, num_entries, valid_hooks;
+    uint32_t hook_entry[5], underflow[5];
+    int comparable; /* 0: a layout libiptc would not write; every check says "differs" */
+    knat_snapshot_chain *chains; /* in offset order */
+    size_t nchains, capacity;
+    uint32_t *slots; /* name hash: chain index + 1, 0 empty */
+    size_t nslots;
+};
+
+int knat_snapshot_take4(const char *table, knat_snapshot *s, knat_result *result);
+int knat_snapshot_take6(const char *table, knat_snapshot *s, knat_result *result);
+/* 1: applying the program would change nothing; 0: it would (or the snapshot is not comparable); -errno. */
+int knat_snapshot_unchanged4(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result);
+int knat_snapshot_unchanged6(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result);
+/* Does the kernel's table still have the snapshot's size, entry count and hooks? */
+int knat_snapshot_current(const knat_snapshot *s);
+
 int knat_apply_table4(const char *table, const uint8_t *program, size_t length, knat_result *result);
 int knat_apply_table6(const char *table, const uint8_t *program, size_t length, knat_result *result);
 long knat_list_table4(const char *table, char *out, size_t capacity, knat_result *result);

@@ -9,6 +9,16 @@ public protocol RulesetBackend {
 
 /// What one apply did, per table.
 public struct ApplyReport: Sendable, CustomStringConvertible {
+    /// Whether the table was first compared from one raw read of its entries (libiptc backend).
+    public enum Check: Int, Sendable {
+        /// Not compared first: the program differed from the last one written.
+        case none = 0
+        /// It already held the wanted state: no iptc_init, no commit.
+        case unchanged = 1
+        /// It differed: written through libiptc as usual.
+        case differed = 2
+    }
+
     /// One table's outcome.
     public struct TableReport: Sendable {
         public var table: Table
@@ -27,6 +37,9 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         public var chainsUnchanged: Int = 0
         /// False when the table already held the wanted state and no commit was needed (libiptc backend).
         public var committed: Bool = true
+        public var check: Check = .none
+        /// Reading the entries for the check (when not prefetched) and comparing.
+        public var checkSeconds: Double = 0
         public var chainsDeleted: Int = 0
         public var rulesAppended: Int = 0
         public var jumpsInserted: Int = 0
@@ -49,7 +62,9 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
     public var description: String {
         self.tables.map {
             "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
-                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s init=\(String(format: "%.3f", $0.initSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
+                + "encode=\(String(format: "%.3f", $0.encodeSeconds))s "
+                + ($0.check == .none ? "" : "check=\(String(format: "%.3f", $0.checkSeconds))s(\($0.check == .unchanged ? "unchanged" : "differed")) ")
+                + "init=\(String(format: "%.3f", $0.initSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
                 + ($0.committed ? "commit=\(String(format: "%.3f", $0.commitSeconds))s " : "commit=skipped(unchanged) ")
                 + "created=\($0.chainsCreated) flushed=\($0.chainsFlushed) unchanged=\($0.chainsUnchanged) deleted=\($0.chainsDeleted) "
                 + "rules=\($0.rulesAppended) jumpsInserted=\($0.jumpsInserted) rulesDeleted=\($0.rulesDeleted)"

@@ -1,5 +1,6 @@
 import CNetfilter
 import Dispatch
+import Foundation
 import KubeModel
 import Logging
 import Ruleset
@@ -11,6 +12,11 @@ import Ruleset
 /// committed at all), stale KUBE-SVC/SVL/EXT/FW/SEP-*
 /// chains and `deletedChains` are deleted, and the base-chain jumps are kept once each at the top of their
 /// base chain (upstream prepends them), foreign rules after them untouched.
+///
+/// Before libiptc, a table whose program is the one this backend last wrote there (or that it has not written
+/// yet) is first compared with one raw read of the kernel's entries (`knat_snapshot`): when it already holds the
+/// wanted state, neither iptc_init (the read plus libiptc's parse, ~40% of it) nor a commit happens. A changed
+/// program goes to libiptc directly, so a real change never pays the extra read.
 public final class LibiptcBackend: RulesetBackend {
     /// Longest wait for /run/xtables.lock, in milliseconds (negative: forever).
     public var lockTimeoutMilliseconds: Int32
@@ -18,7 +24,13 @@ public final class LibiptcBackend: RulesetBackend {
     public var maxAttempts: Int32
     /// One line per table written (debug), warnings (e.g. a stale chain kept) at warning level.
     public var logger: Logger
+    /// Compare from one raw read before libiptc (see above). Off: always the libiptc path (tests compare both).
+    public var checkFirst = true
     private var program: TableProgram?
+    /// Hash of the program last applied per family and table (this process's seed): decides the check.
+    private var lastApplied: [String: Int] = [:]
+    /// Snapshots taken ahead (`prefetch`), each used by the next apply of its table.
+    private var prefetched: [String: TableSnapshot] = [:]
 
     public init(
         lockTimeoutMilliseconds: Int32 = 5000, maxAttempts: Int32 = 5,
@@ -40,15 +52,47 @@ public final class LibiptcBackend: RulesetBackend {
             } catch {
                 throw NetfilterError.encoding(error)
             }
+            let key = "\(ruleset.family.rawValue)/\(table.table.rawValue)"
+            let hash = program.bytes.withUnsafeBytes { raw in
+                var h = Hasher()
+                h.combine(bytes: raw)
+                return h.finalize()
+            }
+            let snapshot = self.prefetched.removeValue(forKey: key)
+            let check = self.checkFirst && (snapshot != nil || self.lastApplied[key].map { $0 == hash } ?? true)
             let encoded = DispatchTime.now().uptimeNanoseconds
+            self.lastApplied[key] = nil
             var r = try Self.run(
                 program, family: ruleset.family, table: table.table,
-                lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts)
+                lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts, check: check,
+                snapshot: snapshot)
+            self.lastApplied[key] = hash
             r.encodeSeconds = Double(encoded - started) / 1e9
             self.log(r, family: ruleset.family)
             report.tables.append(r)
         }
         return report
+    }
+
+    /// Reads the tables' entries now (e.g. on another thread while the cluster state is still being decoded), for
+    /// the next apply's check. The apply reads again when a table's size or entry count changed in between; a
+    /// same-size replacement in that window is not seen (as a change just after the apply would not be).
+    public static func takeSnapshots(family: IPFamily, tables: [Table], lockTimeoutMilliseconds: Int32 = 5000)
+        -> [Table: TableSnapshot]
+    {
+        var out: [Table: TableSnapshot] = [:]
+        for table in tables {
+            var result = knat_result()
+            if let s = knat_snapshot_take(family == .ipv4 ? 4 : 6, table.rawValue, lockTimeoutMilliseconds, &result) {
+                out[table] = TableSnapshot(s)
+            }
+        }
+        return out
+    }
+
+    /// Hands snapshots from `takeSnapshots` to the next apply of each table.
+    public func usePrefetched(_ snapshots: [Table: TableSnapshot], family: IPFamily) {
+        for (table, s) in snapshots { self.prefetched["\(family.rawValue)/\(table.rawValue)"] = s }
     }
 
     /// Creates the empty `KUBE-PROXY-CANARY` chain in each table if it is missing (the monitor's canary).
@@ -73,6 +117,7 @@ public final class LibiptcBackend: RulesetBackend {
                 "chainsDeleted": "\(r.chainsDeleted)", "attempts": "\(r.attempts)",
                 "lockWait": "\(r.lockWaitSeconds)", "init": "\(r.initSeconds)", "build": "\(r.buildSeconds)",
                 "commit": "\(r.committed ? "\(r.commitSeconds)" : "skipped")",
+                "check": "\(r.check == .none ? "none" : "\(r.check == .unchanged ? "unchanged" : "differed") \(r.checkSeconds)")",
             ])
         for w in r.warnings {
             self.logger.warning("\(w)", metadata: ["family": "\(family.flagName)", "table": "\(r.table.rawValue)"])
@@ -100,15 +145,17 @@ public final class LibiptcBackend: RulesetBackend {
         for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
     }
 
-    static func run(_ program: TableProgram, family: IPFamily, table: Table, lockTimeout: Int32, attempts: Int32)
-        throws -> ApplyReport.TableReport
-    {
+    static func run(
+        _ program: TableProgram, family: IPFamily, table: Table, lockTimeout: Int32, attempts: Int32,
+        check: Bool = false, snapshot: TableSnapshot? = nil
+    ) throws -> ApplyReport.TableReport {
         var result = knat_result()
         let rc = program.bytes.withUnsafeBufferPointer { buf in
             knat_apply_table(
                 family == .ipv4 ? 4 : 6, table.rawValue, buf.baseAddress, buf.count,
-                lockTimeout, attempts, &result)
+                lockTimeout, attempts, check ? Int32(KNAT_APPLY_CHECK_FIRST) : 0, snapshot?.pointer, &result)
         }
+        withExtendedLifetime(snapshot) {}
         let message = withUnsafeBytes(of: &result.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         if rc != 0 {
             throw NetfilterError.libiptc(family: family, table: table, errno: rc, message: message)
@@ -123,6 +170,8 @@ public final class LibiptcBackend: RulesetBackend {
         r.chainsFlushed = Int(result.chains_flushed)
         r.chainsUnchanged = Int(result.chains_unchanged)
         r.committed = result.committed != 0
+        r.check = ApplyReport.Check(rawValue: Int(result.checked)) ?? .none
+        r.checkSeconds = result.check_seconds
         r.chainsDeleted = Int(result.chains_deleted)
         r.rulesAppended = Int(result.rules_appended)
         r.jumpsInserted = Int(result.jumps_inserted)
@@ -130,6 +179,13 @@ public final class LibiptcBackend: RulesetBackend {
         if result.warnings > 0 { r.warnings.append("\(result.warnings) warning(s), last: \(message)") }
         return r
     }
+}
+
+/// A table's entries read once ahead of an apply (see `LibiptcBackend.takeSnapshots`); freed with the object.
+public final class TableSnapshot: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { knat_snapshot_free(self.pointer) }
 }
 
 /// One chain as the kernel holds it, for drift detection.
@@ -237,5 +293,31 @@ public enum TableReader {
                     isBuiltin: bytes[f[1]].elementsEqual([UInt8(ascii: "1")]), ruleCount: Int(rules), digest: digest))
         }
         return out
+    }
+}
+
+/// `LibiptcBackend.takeSnapshots` for several families on a background thread; `wait` hands them over.
+public final class TablePrefetch: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var snapshots: [IPFamily: [Table: TableSnapshot]] = [:]
+    /// How long the reads took (valid after `wait`).
+    public private(set) var seconds = 0.0
+
+    public init(families: [IPFamily], tables: [Table], lockTimeoutMilliseconds: Int32 = 5000) {
+        Thread.detachNewThread { [self] in
+            let started = DispatchTime.now().uptimeNanoseconds
+            for family in families {
+                self.snapshots[family] = LibiptcBackend.takeSnapshots(
+                    family: family, tables: tables, lockTimeoutMilliseconds: lockTimeoutMilliseconds)
+            }
+            self.seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            self.done.signal()
+        }
+    }
+
+    /// Blocks until the reads are done. Call once.
+    public func wait() -> [IPFamily: [Table: TableSnapshot]] {
+        self.done.wait()
+        return self.snapshots
     }
 }

@@ -157,6 +157,21 @@ struct KubeNatd: AsyncParsableCommand {
         }
         let clock = ContinuousClock()
         let started = clock.now
+        let backend: RulesetBackend
+        do {
+            let (b, why) = try BackendFactory.make(choice, logger: logger)
+            logger.info("\(why) (decided in \(Self.ms(clock.now - started)) ms)")
+            backend = b
+        } catch {
+            Stderr.line("kube-natd: \(error)")
+            throw ExitCode(1)
+        }
+        // The kernel's copy of the tables is read on the second core while the manifests are decoded: the apply
+        // then only compares (and writes through libiptc when something differs).
+        let prefetch = (backend as? LibiptcBackend).map { _ in
+            TablePrefetch(families: rules.ipFamily.families, tables: [.filter, .nat])
+        }
+        let readFrom = clock.now
         let state: ClusterState
         do {
             let load = try loadManifests(path)
@@ -164,10 +179,12 @@ struct KubeNatd: AsyncParsableCommand {
             state = load.clusterState  // the decoded objects go once the state holds them
         }
         let loaded = clock.now
-        logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(loaded - started)) ms")
+        logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(loaded - readFrom)) ms")
+        if let prefetch, let libiptc = backend as? LibiptcBackend {
+            for (family, snapshots) in prefetch.wait() { libiptc.usePrefetched(snapshots, family: family) }
+            logger.debug("tables read ahead in \(String(format: "%.1f", prefetch.seconds * 1000)) ms, \(Self.ms(clock.now - loaded)) ms waited")
+        }
         do {
-            let (backend, why) = try BackendFactory.make(choice, logger: logger)
-            logger.info("\(why) (decided in \(Self.ms(clock.now - loaded)) ms)")
             try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger,
                         conntrackCleanup: rules.conntrackCleanup)
                 .run(state: state, families: rules.ipFamily.families)

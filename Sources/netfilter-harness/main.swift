@@ -2,7 +2,7 @@
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
 //   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2|3] [--nfacct]
-//                             [--lock-timeout-ms N] [--scale SERVICES]
+//                             [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
@@ -331,6 +331,10 @@ struct Options {
     var nfacct = false
     var lockTimeoutMilliseconds: Int32 = 5000
     var scale = 0
+    /// libiptc only: skip the raw-read check (always the libiptc path).
+    var noCheck = false
+    /// libiptc only: take snapshots, create PATH.ready, wait (at most 20 s) for PATH to exist, then apply.
+    var prefetchGate: String?
 }
 
 func parse() -> Options {
@@ -344,6 +348,10 @@ func parse() -> Options {
             o.nfacct = true
             continue
         }
+        if flag == "--no-check" {
+            o.noCheck = true
+            continue
+        }
         guard !args.isEmpty else { usage() }
         let value = args.removeFirst()
         switch flag {
@@ -353,6 +361,7 @@ func parse() -> Options {
         case "--table": o.table = Table(rawValue: value) ?? .nat
         case "--scale": o.scale = Int(value) ?? 0
         case "--lock-timeout-ms": o.lockTimeoutMilliseconds = Int32(value) ?? 5000
+        case "--prefetch-gate": o.prefetchGate = value
         default: usage()
         }
     }
@@ -361,7 +370,7 @@ func parse() -> Options {
 
 func usage() -> Never {
     FileHandle.standardError.write(
-        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES]\n"
+        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]\n"
             .data(using: .utf8)!)
     exit(2)
 }
@@ -383,13 +392,27 @@ do {
                         using: .utf8)!)
             }
         }
-        let backend: RulesetBackend =
-            switch options.backend {
-            case "restore-legacy": RestoreBackend(mode: .legacy)
-            case "restore-nft": RestoreBackend(mode: .nft)
-            case "dry-run": DryRunBackend()
-            default: LibiptcBackend(lockTimeoutMilliseconds: options.lockTimeoutMilliseconds)
+        let backend: RulesetBackend
+        switch options.backend {
+        case "restore-legacy": backend = RestoreBackend(mode: .legacy)
+        case "restore-nft": backend = RestoreBackend(mode: .nft)
+        case "dry-run": backend = DryRunBackend()
+        default:
+            let libiptc = LibiptcBackend(lockTimeoutMilliseconds: options.lockTimeoutMilliseconds)
+            libiptc.checkFirst = !options.noCheck
+            if let gate = options.prefetchGate {
+                let snapshots = LibiptcBackend.takeSnapshots(
+                    family: options.family, tables: ruleset.tables.map(\.table))
+                libiptc.usePrefetched(snapshots, family: options.family)
+                _ = FileManager.default.createFile(atPath: gate + ".ready", contents: nil)
+                var waited = 0
+                while !FileManager.default.fileExists(atPath: gate) && waited < 2000 {
+                    usleep(10_000)
+                    waited += 1
+                }
             }
+            backend = libiptc
+        }
         let report = try backend.apply(ruleset)
         if options.backend == "dry-run" {
             print(report.text ?? "", terminator: "")

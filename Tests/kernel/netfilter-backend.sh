@@ -244,6 +244,97 @@ for FAMILY in ipv4 ipv6; do
         "[ \$(ip netns exec knat-nb-$$-r $IPT -t nat -S POSTROUTING | grep -c -- '-j RETURN') = 12 ]"
     delns r
 
+    # --- the raw-read check before libiptc: "unchanged" exactly when libiptc would change nothing ---
+    # Each process applies for the first time, so the check runs before every apply here. Every drift below must
+    # be seen by the check (else the table is not repaired and the save differs); foreign additions must not
+    # count (else steady state is never reached).
+    newns c
+    H c apply --backend libiptc > /dev/null 2>&1
+    save c > "$TMP/c0"
+    if [ "$FAMILY" = ipv4 ]; then FOREIGN_ADDR=192.0.2.7/32; else FOREIGN_ADDR=2001:db8::7/128; fi
+    verdicts() { # verdicts FILE: "filter=<verdict> nat=<verdict>" from an apply report
+        local f n
+        f=$(grep -o 'filter: .*check=[0-9.]*s([a-z]*)' "$1" | grep -o '([a-z]*)' | tr -d '()')
+        n=$(grep -o 'nat: .*check=[0-9.]*s([a-z]*)' "$1" | grep -o '([a-z]*)' | tr -d '()')
+        echo "filter=${f:-none} nat=${n:-none}"
+    }
+    expect_check() { # expect_check "filter=X nat=Y": apply, compare the verdicts, and the result with c0
+        H c apply --backend libiptc > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
+        local got; got=$(verdicts "$TMP/check.out")
+        [ "$got" = "$1" ] || { echo "check verdicts: $got, want $1"; cat "$TMP/check.out"; return 1; }
+        save c > "$TMP/c1"
+        same_files "$TMP/c0" "$TMP/c1"
+    }
+    check "$FAMILY: check: identical tables are unchanged, no libiptc, no commit" expect_check "filter=unchanged nat=unchanged"
+    steady_without_check() {
+        H c apply --backend libiptc --no-check > "$TMP/nocheck.out" 2>&1 || return 1
+        [ "$(grep -c 'commit=skipped(unchanged) created=0 flushed=0 ' "$TMP/nocheck.out")" = 2 ] && return 0
+        cat "$TMP/nocheck.out"; return 1
+    }
+    check "$FAMILY: check: libiptc agrees nothing is to change" steady_without_check
+    X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
+    check "$FAMILY: check: a rule appended to an owned chain" expect_check "filter=unchanged nat=differed"
+    X c "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
+    check "$FAMILY: check: a same-size replaced rule (other mark)" expect_check "filter=unchanged nat=differed"
+    X c "$IPT" -t filter -D KUBE-FORWARD 1
+    check "$FAMILY: check: a rule deleted from an owned filter chain" expect_check "filter=differed nat=unchanged"
+    X c "$IPT" -t nat -F KUBE-SERVICES
+    check "$FAMILY: check: an owned chain flushed" expect_check "filter=unchanged nat=differed"
+    X c "$IPT" -t nat -N KUBE-SEP-STALESTALESTALE1
+    check "$FAMILY: check: a stale service chain present" expect_check "filter=unchanged nat=differed"
+    # A foreign rule above kube-natd's jump: the jump goes back to the top, the foreign rule stays below it.
+    X c "$IPT" -t nat -I PREROUTING 1 -s "$FOREIGN_ADDR" -j RETURN
+    jump_back_on_top() {
+        H c apply --backend libiptc > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
+        local got; got=$(verdicts "$TMP/check.out")
+        [ "$got" = "filter=unchanged nat=differed" ] || { echo "check verdicts: $got"; cat "$TMP/check.out"; return 1; }
+        X c "$IPT" -t nat -S PREROUTING > "$TMP/pre"
+        [ "$(sed -n 2p "$TMP/pre")" = "$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")" ] \
+            && sed -n 3p "$TMP/pre" | grep -q -- "-j RETURN" || { cat "$TMP/pre"; return 1; }
+        X c "$IPT" -t nat -D PREROUTING -s "$FOREIGN_ADDR" -j RETURN
+    }
+    check "$FAMILY: check: a foreign rule above kube-natd's jump" jump_back_on_top
+    # A second copy of kube-natd's own jump further down the base chain: upstream keeps exactly one.
+    jump=$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")
+    eval "X c $IPT -t nat $jump"
+    check "$FAMILY: check: a duplicate kube-natd jump in a base chain" expect_check "filter=unchanged nat=differed"
+    # The same matches jumping to another chain of the same size: jump targets are compared by chain.
+    line=$(grep -m1 -- '^-A KUBE-SERVICES .*-j KUBE-SVC-' "$TMP/c0")
+    index=$(grep -- '^-A KUBE-SERVICES ' "$TMP/c0" | grep -nxF -- "$line" | cut -d: -f1)
+    retarget=${line% -j KUBE-SVC-*}
+    eval "X c $IPT -t nat -R KUBE-SERVICES $index ${retarget#-A KUBE-SERVICES } -j KUBE-MARK-MASQ"
+    check "$FAMILY: check: a jump retargeted to another chain" expect_check "filter=unchanged nat=differed"
+    # Foreign chains and foreign rules below kube-natd's jumps are not kube-natd's: still unchanged.
+    X c "$IPT" -t nat -N FOREIGN-CHAIN
+    X c "$IPT" -t nat -A FOREIGN-CHAIN -j RETURN
+    X c "$IPT" -t nat -A PREROUTING -s "$FOREIGN_ADDR" -j FOREIGN-CHAIN
+    X c "$IPT" -t filter -A INPUT -s "$FOREIGN_ADDR" -j DROP
+    save c > "$TMP/c0"
+    check "$FAMILY: check: foreign chains and trailing foreign rules leave it unchanged" \
+        expect_check "filter=unchanged nat=unchanged"
+    # Tables read ahead of the apply (as --once does while decoding): a change in between is seen by size.
+    gated() { # gated MUTATION...: snapshot, mutate, then apply
+        rm -f "$TMP/gate" "$TMP/gate.ready"
+        H c apply --backend libiptc --prefetch-gate "$TMP/gate" > "$TMP/check.out" 2>&1 &
+        local pid=$! i=0
+        while [ ! -e "$TMP/gate.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+        [ $# -gt 0 ] && "$@"
+        touch "$TMP/gate"
+        wait "$pid" || { cat "$TMP/check.out"; return 1; }
+    }
+    prefetched() { # prefetched "filter=X nat=Y" MUTATION...
+        local want=$1; shift
+        gated "$@" || return 1
+        local got; got=$(verdicts "$TMP/check.out")
+        [ "$got" = "$want" ] || { echo "check verdicts: $got, want $want"; cat "$TMP/check.out"; return 1; }
+        save c > "$TMP/c1"
+        same_files "$TMP/c0" "$TMP/c1"
+    }
+    check "$FAMILY: check from tables read ahead: unchanged" prefetched "filter=unchanged nat=unchanged"
+    check "$FAMILY: check from tables read ahead: a change after the read is seen" \
+        prefetched "filter=unchanged nat=differed" X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
+    delns c
+
     # --- no leaks in the shim ----------------------------------------------------------------------
     # valgrind 3.19 cannot read the DWARF 5 Swift emits, so it runs a copy without debug info. Only
     # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost".
@@ -252,8 +343,12 @@ for FAMILY in ipv4 ipv6; do
         objcopy --strip-debug "$HARNESS" "$TMP/harness-nodebug"
         vg() { X v valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
             --log-file="$TMP/valgrind.$FAMILY.$1" "$TMP/harness-nodebug" "${@:2}" --family "$FAMILY" 2> /dev/null; }
-        for run in "apply --backend libiptc" "apply --backend libiptc --variant 2" "cleanup"; do
-            name=${run// /_}
+        # The second apply of variant 2 finds the tables unchanged from one raw read (no libiptc).
+        n=0
+        for run in "apply --backend libiptc" "apply --backend libiptc --variant 2" \
+            "apply --backend libiptc --variant 2" "cleanup"; do
+            n=$((n + 1))
+            name=$n.${run// /_}
             if vg "$name" $run; then
                 ok "$FAMILY: valgrind $run: no memory errors, no definite leaks"
             else

@@ -63,16 +63,38 @@ typedef struct knat_result {
     unsigned rules_appended;
     unsigned jumps_inserted;
     unsigned rules_deleted;
+    int checked;             /* 0: no snapshot check; 1: the snapshot showed the wanted state (libiptc not used);
+                                2: it showed a difference, or a layout it does not compare: libiptc path taken */
+    double check_seconds;    /* reading the snapshot (when not given) and comparing it */
     unsigned warnings;       /* non-fatal (e.g. a stale chain still referenced by a foreign rule) */
     char message[1024];      /* error text: table, chain, rule index, iptc_strerror; or the last warning */
 } knat_result;
 
+/* A table's entries read once, for knat_apply_table's check (opaque). */
+typedef struct knat_snapshot knat_snapshot;
+
+/*
+ * Reads the table's entries under the xtables lock (one IPT_SO_GET_ENTRIES, no libiptc parse). NULL on failure,
+ * with result->error and result->message. A snapshot may be taken on another thread ahead of the apply.
+ */
+knat_snapshot *knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_result *result);
+void knat_snapshot_free(knat_snapshot *snapshot);
+
+enum {
+    /* Before libiptc: read the entries (or use the snapshot given) and, when the table already holds exactly the
+       program's wanted state, return without iptc_init or commit. Costs one read when something differs. */
+    KNAT_APPLY_CHECK_FIRST = 1,
+};
+
 /*
  * Applies one table program. family is 4 or 6. lock_timeout_ms < 0 waits forever, 0 tries once.
+ * flags: KNAT_APPLY_*. snapshot (may be NULL; implies KNAT_APPLY_CHECK_FIRST) is used for the check when the
+ * kernel's table still has its size, entry count and hooks (checked under the lock), else read again.
  * Returns 0 or an errno value (also in result->error, with result->message).
  */
 int knat_apply_table(int family, const char *table, const uint8_t *program, size_t length,
-                     int lock_timeout_ms, int max_attempts, knat_result *result);
+                     int lock_timeout_ms, int max_attempts, int flags, const knat_snapshot *snapshot,
+                     knat_result *result);
 
 /*
  * Writes one line per chain of the table into out: "name\tbuiltin\trules\tdigest16hex\n".
