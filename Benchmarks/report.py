@@ -48,6 +48,9 @@ def once_log(path):
     m = re.search(r"endpoint slices in ([\d.]+) ms", text)
     if m:
         out["read_manifests_ms"] = float(m.group(1))
+    m = re.search(r"tables read ahead in ([\d.]+) ms", text)
+    if m:
+        out["tables_read_ahead_ms"] = float(m.group(1))
     for line in text.splitlines():
         if "wrote table" in line:
             t = re.search(r"table=(\w+)", line)
@@ -57,6 +60,9 @@ def once_log(path):
                 v = re.search(field + r"=([\d.e-]+|skipped)", line)
                 if v:
                     out[f"iptc_{field}_{t.group(1)}_ms"] = v.group(1) if v.group(1) == "skipped" else round(float(v.group(1)) * 1000, 2)
+            v = re.search(r"check=(unchanged|differed) ([\d.e-]+)", line)
+            if v:
+                out[f"check_{t.group(1)}_ms"] = f"{float(v.group(2)) * 1000:.2f} ({v.group(1)})"
     return out
 
 
@@ -81,6 +87,7 @@ for n in sizes:
         "once_steady_reported": once_log(os.path.join(r, "once_steady.log")),
         "sync_steady_ms": sync["sync_steady_ms"],
         "sync_steady_compile_ms": sync["sync_steady_compile_ms"],
+        "sync_steady_serial_ms": sync["sync_steady_serial_ms"],
         "sync_one_endpoint_ms": sync["sync_one_endpoint_ms"],
         "sync_one_endpoint_compile_ms": sync["sync_one_endpoint_compile_ms"],
         "sync_process_rss_after_syncs_mb": round(sync["rss_after_syncs_kb"] / 1024, 1),
@@ -148,6 +155,7 @@ cols = [
     ("once steady", "once_steady_ms", "{:.0f}"),
     ("once 1 ep", "once_one_endpoint_ms", "{:.0f}"),
     ("sync steady", "sync_steady_ms", "{:.0f}"),
+    ("sync serial", "sync_steady_serial_ms", "{:.0f}"),
     ("sync 1 ep", "sync_one_endpoint_ms", "{:.0f}"),
     ("detect", "host_mode_detection_ms", "{:.0f}"),
     ("restore empty", "restore_empty_ms", "{:.0f}"),
@@ -172,6 +180,8 @@ for i, c in enumerate(cells):
     print("| " + " | ".join(v.rjust(w) for v, w in zip(c, widths)) + " |")
     if i == 0:
         print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+print("sync steady: full compile + apply in process, the tables read on the second core meanwhile (the daemon's first"
+      " sync after a restart); sync serial: the same without the read ahead (compile, then the apply reads and compares)")
 print("daemon event->commit: one EndpointSlice change through the test apiserver to the commit finished (median);"
       " RSS daemon: its VmRSS between syncs; '-': not run at that size")
 for row in rows:

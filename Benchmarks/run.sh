@@ -187,7 +187,11 @@ for N in $SIZES; do
         if [ $((i % 2)) = 0 ]; then src="$D/changed"; else src="$D/base"; fi
         timed "$R/once_change.raw" "${ONCE[@]}" --source "$src"
     done
-    # (6) peak RSS of kube-natd --once (steady state, back to the base rules), and what kube-natd itself logs
+    # An even number of runs ends on the changed source: back to the base rules first, untimed.
+    if [ $((PR % 2)) = 0 ]; then
+        in_ns "${ONCE[@]}" --source "$D/base" >/dev/null 2>>"$LOG" || die "once back to base failed"
+    fi
+    # (6) peak RSS of kube-natd --once (steady state, the base rules already there), and what kube-natd itself logs
     # for that sync (compile vs commit, iptc_commit per table). -v 4 warns that it does not override --config,
     # but --once takes its log level from the flag.
     timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$R/once_rss.raw" "${ONCE[@]}" --source "$D/base" -v 4 \

@@ -151,11 +151,19 @@ public final class ProxyDaemon: @unchecked Sendable {
         metrics.countChanges(services: snap.serviceChanges, endpoints: snap.endpointChanges)
         metrics.setPendingChanges(services: 0, endpoints: 0)
         var ok = true
+        // The first sync compiles everything; after a restart the kernel already holds the rules, so its tables
+        // are read on the second core meanwhile and the apply only compares them.
+        var prefetch = !readySent && backend is LibiptcBackend
+            ? TablePrefetch(families: families, tables: [.filter, .nat]) : nil
         for family in families {
             let compiler = compilers[family]!
             let started = ContinuousClock.now
             let ruleset = compiler.compile(snap.state)
             let compiled = ContinuousClock.now
+            if let p = prefetch, let libiptc = backend as? LibiptcBackend {
+                for (f, snapshots) in p.wait() { libiptc.usePrefetched(snapshots, family: f) }
+                prefetch = nil
+            }
             do {
                 let report = try backend.apply(ruleset)
                 if inferDrift && backend is LibiptcBackend {
