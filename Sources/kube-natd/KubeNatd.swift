@@ -192,6 +192,9 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
+        // Done: the process exits now instead of releasing the cluster state object by object on the way out
+        // (~0.1 s at 10k Services, ~0.3 s at 30k). exit() still flushes stdio.
+        Foundation.exit(0)
     }
 
     static func ms(_ d: Duration) -> String { String(format: "%.1f", d.secondsValue * 1000) }
