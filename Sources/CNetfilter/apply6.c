@@ -45,12 +45,12 @@ int knat_apply_table6(const char *table, const uint8_t *program, size_t length, 
     return apply_impl(table, program, length, result);
 }
 
-long knat_list_table6(const char *table, char *out, size_t capacity, knat_result *result) {
-    return list_impl(table, out, capacity, result);
+long knat_list_table6(const char *table, knat_text *out, knat_result *result) {
+    return list_impl(table, out, result);
 }
 
-long knat_digest_program6(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result) {
-    return digest_program_impl(program, length, out, capacity, result);
+long knat_digest_program6(const uint8_t *program, size_t length, knat_text *out, knat_result *result) {
+    return digest_program_impl(program, length, out, result);
 }
 
 int knat_snapshot_take6(const char *table, knat_snapshot *s, knat_result *result) {

@@ -197,26 +197,64 @@ int knat_apply_table(int family, const char *table, const uint8_t *program, size
     return rc;
 }
 
-long knat_list_table(int family, const char *table, char *out, size_t capacity, int lock_timeout_ms,
-                     knat_result *result) {
+void knat_text_line(knat_text *t, const char *fmt, ...) {
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0 || t->failed) return;
+    if ((size_t)n >= sizeof(line)) n = sizeof(line) - 1;
+    if (t->used + (size_t)n + 1 > t->capacity) {
+        size_t cap = t->capacity ? t->capacity * 2 : 1 << 16;
+        while (cap < t->used + (size_t)n + 1) cap *= 2;
+        char *p = realloc(t->data, cap);
+        if (!p) { t->failed = 1; return; }
+        t->data = p;
+        t->capacity = cap;
+    }
+    memcpy(t->data + t->used, line, (size_t)n + 1);
+    t->used += (size_t)n;
+}
+
+/* Hands the text to the caller, or frees it and returns the error. */
+static long knat_text_finish(knat_text *t, long rc, char **out, knat_result *result) {
+    if (rc >= 0 && t->failed) {
+        knat_set_message(result, "out of memory listing the table");
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(t->data);
+        *out = NULL;
+        return rc;
+    }
+    if (!t->data) knat_text_line(t, "%s", "");
+    *out = t->data;
+    return (long)t->used;
+}
+
+long knat_list_table(int family, const char *table, char **out, int lock_timeout_ms, knat_result *result) {
     memset(result, 0, sizeof(*result));
+    *out = NULL;
     int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
     if (fd < 0) {
         result->error = -fd;
         knat_set_message(result, "%s: cannot take %s: %s", table, KNAT_LOCK_PATH, strerror(-fd));
         return fd;
     }
-    long n = family == 4 ? knat_list_table4(table, out, capacity, result)
-                         : knat_list_table6(table, out, capacity, result);
+    knat_text text = {0};
+    long n = family == 4 ? knat_list_table4(table, &text, result) : knat_list_table6(table, &text, result);
     knat_unlock(fd);
-    return n;
+    return knat_text_finish(&text, n, out, result);
 }
 
-long knat_digest_program(int family, const uint8_t *program, size_t length, char *out, size_t capacity,
-                         knat_result *result) {
+long knat_digest_program(int family, const uint8_t *program, size_t length, char **out, knat_result *result) {
     memset(result, 0, sizeof(*result));
-    return family == 4 ? knat_digest_program4(program, length, out, capacity, result)
-                       : knat_digest_program6(program, length, out, capacity, result);
+    *out = NULL;
+    knat_text text = {0};
+    long n = family == 4 ? knat_digest_program4(program, length, &text, result)
+                         : knat_digest_program6(program, length, &text, result);
+    return knat_text_finish(&text, n, out, result);
 }
 
 void knat_test_pause_before_commit(int attempt) {

@@ -112,10 +112,18 @@ int knat_snapshot_current(const knat_snapshot *s);
 
 int knat_apply_table4(const char *table, const uint8_t *program, size_t length, knat_result *result);
 int knat_apply_table6(const char *table, const uint8_t *program, size_t length, knat_result *result);
-long knat_list_table4(const char *table, char *out, size_t capacity, knat_result *result);
-long knat_list_table6(const char *table, char *out, size_t capacity, knat_result *result);
-long knat_digest_program4(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
-long knat_digest_program6(const uint8_t *program, size_t length, char *out, size_t capacity, knat_result *result);
+/* A growing text buffer (knat_list_table's output). */
+typedef struct knat_text {
+    char *data;
+    size_t used, capacity;
+    int failed; /* out of memory */
+} knat_text;
+void knat_text_line(knat_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+long knat_list_table4(const char *table, knat_text *out, knat_result *result);
+long knat_list_table6(const char *table, knat_text *out, knat_result *result);
+long knat_digest_program4(const uint8_t *program, size_t length, knat_text *out, knat_result *result);
+long knat_digest_program6(const uint8_t *program, size_t length, knat_text *out, knat_result *result);
 /* Test hook: with KNAT_TEST_PAUSE_BEFORE_COMMIT_MS set, the first attempt sleeps that long between iptc_init
  * and iptc_commit, so a kernel test can change the table in between and prove the EAGAIN retry
  * deterministically. Unset in production; costs one getenv per commit. */

@@ -669,7 +669,8 @@ done:
     return rc;
 }
 
-static long list_impl(const char *table, char *out, size_t cap, knat_result *res) {
+/* One table's chain lines through libiptc (the fallback for layouts the snapshot does not index). */
+static long list_libiptc(const char *table, knat_text *out, knat_result *res) {
     struct xtc_handle *h = TC(init)(table);
     if (!h) {
         int err = errno;
@@ -677,7 +678,6 @@ static long list_impl(const char *table, char *out, size_t cap, knat_result *res
         res->error = err;
         return -(long)(err ? err : EIO);
     }
-    size_t used = 0;
     for (const char *c = TC(first_chain)(h); c; c = TC(next_chain)(h)) {
         uint64_t digest = KNAT_FNV_INIT;
         unsigned rules = 0;
@@ -687,19 +687,15 @@ static long list_impl(const char *table, char *out, size_t cap, knat_result *res
             /* an extension target has a name in the entry; a verdict or jump does not (its offset is irrelevant) */
             digest = digest_entry(digest, e, TC(get_target)(e, h), t->u.user.name[0] != 0);
         }
-        char line[128];
         int builtin = is_builtin_name(c) && TC(builtin)(c, h);
-        int n = snprintf(line, sizeof(line), "%s\t%d\t%u\t%016llx\n", c, builtin, rules,
-                         (unsigned long long)digest);
-        if (used + (size_t)n < cap) memcpy(out + used, line, (size_t)n + 1);
-        used += (size_t)n;
+        knat_text_line(out, "%s\t%d\t%u\t%016llx\n", c, builtin, rules, (unsigned long long)digest);
     }
     TC(free)(h);
-    return (long)used;
+    return (long)out->used;
 }
 
 /* The digests list_impl would report for the program's declared chains once applied; no kernel access. */
-static long digest_program_impl(const uint8_t *prog, size_t len, char *out, size_t cap, knat_result *res) {
+static long digest_program_impl(const uint8_t *prog, size_t len, knat_text *out, knat_result *res) {
     builder b = {0};
     b.buf = malloc(KNAT_ENTRY_CAP);
     if (!b.buf) {
@@ -709,7 +705,6 @@ static long digest_program_impl(const uint8_t *prog, size_t len, char *out, size
     knat_reader rd = {prog, len, 0};
     knat_record rec;
     char name[KNAT_CHAIN_MAX];
-    size_t used = 0;
     long rc = 0;
     int more;
     while ((more = knat_next(&rd, &rec)) == 1) {
@@ -731,10 +726,7 @@ static long digest_program_impl(const uint8_t *prog, size_t len, char *out, size
             digest = digest_entry(digest, (const ENTRY *)b.buf, b.label, b.module_target);
         }
         if (rc) break;
-        char line[128];
-        int n = snprintf(line, sizeof(line), "%s\t0\t%u\t%016llx\n", name, rules, (unsigned long long)digest);
-        if (used + (size_t)n < cap) memcpy(out + used, line, (size_t)n + 1);
-        used += (size_t)n;
+        knat_text_line(out, "%s\t0\t%u\t%016llx\n", name, rules, (unsigned long long)digest);
     }
     free(b.buf);
     if (more < 0 && !rc) rc = EINVAL;
@@ -743,5 +735,5 @@ static long digest_program_impl(const uint8_t *prog, size_t len, char *out, size
         if (!res->message[0]) knat_set_message(res, "malformed program");
         return -rc;
     }
-    return (long)used;
+    return (long)out->used;
 }

@@ -394,3 +394,39 @@ static int snapshot_take_impl(const char *table, knat_snapshot *s, knat_result *
     s->comparable = 1;
     return 0;
 }
+
+/* list_libiptc's lines from the snapshot: the same chains in the same (kernel) order, the same digests.
+   -EBADMSG when a jump does not resolve (the caller then asks libiptc). */
+static long snapshot_list(const knat_snapshot *s, knat_text *out) {
+    for (size_t i = 0; i < s->nchains; i++) {
+        const knat_snapshot_chain *c = &s->chains[i];
+        uint64_t digest = KNAT_FNV_INIT;
+        unsigned rules = 0;
+        for (uint32_t off = c->first; off < c->end; off = snapshot_next(s, off)) {
+            const ENTRY *e = (const ENTRY *)(s->entries + off);
+            const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
+            const char *label = snapshot_label(s, off);
+            if (!label) return -EBADMSG;
+            rules++;
+            digest = digest_entry(digest, e, label, t->u.user.name[0] != 0);
+        }
+        knat_text_line(out, "%s\t%d\t%u\t%016llx\n", c->name, c->builtin, rules, (unsigned long long)digest);
+    }
+    return (long)out->used;
+}
+
+static long list_impl(const char *table, knat_text *out, knat_result *res) {
+    knat_snapshot s = {0};
+    long n = -EBADMSG;
+    /* Test hook: KNAT_TEST_LIST_VIA_LIBIPTC=1 lists through libiptc, so a test can compare both readers. */
+    const char *via = getenv("KNAT_TEST_LIST_VIA_LIBIPTC");
+    int libiptc_only = via && via[0] == '1';
+    if (!libiptc_only && snapshot_take_impl(table, &s, res) == 0 && s.comparable) n = snapshot_list(&s, out);
+    if (s.blob) munmap(s.blob, s.blob_length);
+    free(s.chains);
+    free(s.slots);
+    if (n != -EBADMSG) return n;
+    out->used = 0;
+    res->message[0] = 0;
+    return list_libiptc(table, out, res);
+}

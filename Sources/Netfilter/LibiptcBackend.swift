@@ -203,8 +203,8 @@ public enum TableReader {
     public static func chains(family: IPFamily, table: Table, lockTimeoutMilliseconds: Int32 = 5000) throws
         -> [ChainSnapshot]
     {
-        try Self.collect(family: family, table: table) { buffer, capacity, result in
-            knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, buffer, capacity, lockTimeoutMilliseconds, result)
+        try Self.collect(family: family, table: table) { text, result in
+            knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, text, lockTimeoutMilliseconds, result)
         }
     }
 
@@ -218,35 +218,29 @@ public enum TableReader {
             throw NetfilterError.encoding(error)
         }
         return try program.bytes.withUnsafeBufferPointer { bytes in
-            try Self.collect(family: family, table: table.table) { buffer, capacity, result in
-                knat_digest_program(family == .ipv4 ? 4 : 6, bytes.baseAddress, bytes.count, buffer, capacity, result)
+            try Self.collect(family: family, table: table.table) { text, result in
+                knat_digest_program(family == .ipv4 ? 4 : 6, bytes.baseAddress, bytes.count, text, result)
             }
         }
     }
 
-    /// Calls a C lister with a growing buffer and parses its "name\tbuiltin\trules\tdigest" lines.
+    /// Calls a C lister (which allocates its text) and parses its "name\tbuiltin\trules\tdigest" lines.
     private static func collect(
         family: IPFamily, table: Table,
-        _ body: (UnsafeMutablePointer<CChar>, Int, UnsafeMutablePointer<knat_result>) -> Int
+        _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, UnsafeMutablePointer<knat_result>) -> Int
     ) throws -> [ChainSnapshot] {
-        var capacity = 1 << 16
-        while true {
-            var result = knat_result()
-            var buffer = [CChar](repeating: 0, count: capacity)
-            let n = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, capacity, &result) }
-            if n < 0 {
-                let message = withUnsafeBytes(of: &result.message) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                throw NetfilterError.libiptc(family: family, table: table, errno: Int32(-n), message: message)
+        var result = knat_result()
+        var text: UnsafeMutablePointer<CChar>? = nil
+        let n = body(&text, &result)
+        defer { free(text) }
+        guard n >= 0, let text else {
+            let message = withUnsafeBytes(of: &result.message) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if n >= capacity {
-                capacity = n + 1
-                continue
-            }
-            return buffer.withUnsafeBufferPointer { raw in
-                raw.withMemoryRebound(to: UInt8.self) { Self.parse(UnsafeBufferPointer(rebasing: $0.prefix(n))) }
-            }
+            throw NetfilterError.libiptc(family: family, table: table, errno: Int32(-min(n, -1)), message: message)
+        }
+        return text.withMemoryRebound(to: UInt8.self, capacity: n) {
+            Self.parse(UnsafeBufferPointer(start: $0, count: n))
         }
     }
 

@@ -97,18 +97,17 @@ int knat_apply_table(int family, const char *table, const uint8_t *program, size
                      knat_result *result);
 
 /*
- * Writes one line per chain of the table into out: "name\tbuiltin\trules\tdigest16hex\n".
- * The digest covers every rule's header, matches and target (not counters). Returns the number of
- * bytes needed (call again with a bigger buffer if it exceeds capacity), or -errno with result->message.
+ * One line per chain of the table, "name\tbuiltin\trules\tdigest16hex\n", into *out (malloc'd, NUL-terminated;
+ * the caller frees it). The digest covers every rule's header, matches and target (not counters). The table is
+ * read once (raw entries; through libiptc only for a layout libiptc would not write). Returns the length, or
+ * -errno with result->message (*out NULL).
  */
-long knat_list_table(int family, const char *table, char *out, size_t capacity, int lock_timeout_ms,
-                     knat_result *result);
+long knat_list_table(int family, const char *table, char **out, int lock_timeout_ms, knat_result *result);
 
 /*
  * The lines knat_list_table would print for each KNAT_OP_CHAIN of the program once it is applied (builtin
  * column 0), computed from the program alone: drift detection compares the two without re-reading twice.
  */
-long knat_digest_program(int family, const uint8_t *program, size_t length, char *out, size_t capacity,
-                         knat_result *result);
+long knat_digest_program(int family, const uint8_t *program, size_t length, char **out, knat_result *result);
 
 #endif
