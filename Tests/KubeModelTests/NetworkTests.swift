@@ -22,3 +22,29 @@ final class NetworkTests: XCTestCase {
         }
     }
 }
+
+final class DottedQuadTests: XCTestCase {
+    /// The byte-level IPv4 reader must accept exactly what inet_pton(AF_INET) accepts, with the same value.
+    func testAgreesWithInetPton() {
+        var cases = [
+            "0.0.0.0", "255.255.255.255", "10.0.0.1", "1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.0", "1.2.3",
+            "1.2.3.4.5", "256.1.1.1", "1.1.1.256", "1..1.1", ".1.1.1", "1.1.1.", "1.1.1.1 ", " 1.1.1.1", "",
+            "1000.1.1.1", "1.2.3.4a", "a.b.c.d", "00.0.0.0", "0.00.0.0", "192.168.001.1", "fd00::1", "::ffff:1.2.3.4",
+            "1.2.3.-4", "+1.2.3.4", "999.999.999.999", "255.255.255.2550",
+        ]
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789..0125")
+        for _ in 0..<20000 {
+            let n = Int.random(in: 1...16, using: &rng)
+            cases.append(String((0..<n).map { _ in alphabet.randomElement(using: &rng)! }))
+        }
+        for s in cases {
+            var a = in_addr()
+            let pton = inet_pton(AF_INET, s, &a) == 1 ? UInt32(bigEndian: a.s_addr) : nil
+            XCTAssertEqual(IPAddress.parseDottedQuad(s.utf8), pton, "\"\(s)\"")
+            if let v = pton {
+                XCTAssertEqual(IPAddress(s)?.description, IPAddress(bytes: withUnsafeBytes(of: v.bigEndian) { Array($0) })?.description)
+            }
+        }
+    }
+}
