@@ -166,7 +166,10 @@ func typeName(_ value: Any) -> String {
 /// True for Swift `Bool` and for the NSNumber booleans JSONSerialization returns (which would
 /// otherwise also cast to `Int`).
 func isBoolean(_ value: Any) -> Bool {
-    if type(of: value) == Bool.self { return true }
+    let t = type(of: value)
+    if t == Bool.self { return true }
+    // The common cases first: casting an Int or a String to NSNumber would bridge (allocate) just to say no.
+    if t == Int.self || t == Double.self || t == String.self { return false }
     if let n = value as? NSNumber, type(of: value) != Int.self, type(of: value) != Double.self {
         let t = n.objCType.pointee
         return t == CChar(UInt8(ascii: "c")) || t == CChar(UInt8(ascii: "B"))
@@ -176,9 +179,9 @@ func isBoolean(_ value: Any) -> Bool {
 
 /// An integral number, whether a Swift Int, a Double with no fraction, or an NSNumber; not a boolean.
 func integerValue(_ value: Any) -> Int? {
+    if type(of: value) == Int.self, let i = value as? Int { return i }
+    if type(of: value) == Double.self, let d = value as? Double { return Int(exactly: d) }
     if isBoolean(value) { return nil }
-    if let i = value as? Int, type(of: value) == Int.self { return i }
-    if let d = value as? Double, type(of: value) == Double.self { return Int(exactly: d) }
     if let n = value as? NSNumber {
         let t = n.objCType.pointee
         if t == CChar(UInt8(ascii: "d")) || t == CChar(UInt8(ascii: "f")) { return Int(exactly: n.doubleValue) }
