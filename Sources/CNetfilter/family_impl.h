@@ -314,14 +314,13 @@ static uint64_t digest_entry(uint64_t d, const ENTRY *e, const char *label, int 
     return d;
 }
 
-/* Same rule as the one in b (header, matches, target; not counters)? */
-static int same_rule(const ENTRY *e, const builder *b, struct xtc_handle *h) {
+/* The entry's bytes equal the rule in b: header, matches, and an extension target's data (not counters; a
+   verdict or jump's label is compared by the caller, who knows how to resolve it). */
+static int same_entry(const ENTRY *e, const builder *b) {
     const ENTRY *w = (const ENTRY *)b->buf;
     if (e->target_offset != w->target_offset || e->next_offset != w->next_offset) return 0;
     if (memcmp(&e->HDR, &w->HDR, sizeof(e->HDR))) return 0;
     if (!same_matches(e, w)) return 0;
-    const char *target = TC(get_target)(e, h);
-    if (!target || strcmp(target, b->label)) return 0;
     if (b->module_target) {
         const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
         const struct xt_entry_target *u = (const void *)(b->buf + w->target_offset);
@@ -331,6 +330,13 @@ static int same_rule(const ENTRY *e, const builder *b, struct xtc_handle *h) {
         if (memcmp(t->data, u->data, t->u.target_size - hdr)) return 0;
     }
     return 1;
+}
+
+/* Same rule as the one in b (header, matches, target; not counters)? */
+static int same_rule(const ENTRY *e, const builder *b, struct xtc_handle *h) {
+    if (!same_entry(e, b)) return 0;
+    const char *target = TC(get_target)(e, h);
+    return target && !strcmp(target, b->label);
 }
 
 typedef struct jump_want {

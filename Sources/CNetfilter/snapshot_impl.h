@@ -213,22 +213,9 @@ static const char *snapshot_label(const knat_snapshot *s, uint32_t off) {
 
 /* same_rule over the snapshot. */
 static int snapshot_same_rule(const knat_snapshot *s, uint32_t off, const builder *b) {
-    const ENTRY *e = (const ENTRY *)(s->entries + off);
-    const ENTRY *w = (const ENTRY *)b->buf;
-    if (e->target_offset != w->target_offset || e->next_offset != w->next_offset) return 0;
-    if (memcmp(&e->HDR, &w->HDR, sizeof(e->HDR))) return 0;
-    if (!same_matches(e, w)) return 0;
+    if (!same_entry((const ENTRY *)(s->entries + off), b)) return 0;
     const char *target = snapshot_label(s, off);
-    if (!target || strcmp(target, b->label)) return 0;
-    if (b->module_target) {
-        const struct xt_entry_target *t = (const void *)((const uint8_t *)e + e->target_offset);
-        const struct xt_entry_target *u = (const void *)(b->buf + w->target_offset);
-        size_t hdr = XT_ALIGN(sizeof(struct xt_entry_target));
-        if (t->u.target_size != u->u.target_size) return 0;
-        if (t->u.user.revision != u->u.user.revision) return 0;
-        if (memcmp(t->data, u->data, t->u.target_size - hdr)) return 0;
-    }
-    return 1;
+    return target && !strcmp(target, b->label);
 }
 
 static uint32_t snapshot_next(const knat_snapshot *s, uint32_t off) {

@@ -9,11 +9,11 @@
 #include "ctableinfo.h"
 #include "common.h"
 
-long knat_table_extra_entries(int family, const char *table) {
+/* IPT_SO_GET_INFO / IP6T_SO_GET_INFO: 0 with the table's size, entry count and hook mask, or -errno. */
+static int table_info(int family, const char *table, unsigned *size, unsigned *entries, unsigned *hooks) {
     if (strlen(table) >= XT_TABLE_MAXNAMELEN) return -ENAMETOOLONG;
     int fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
     if (fd < 0) return -errno;
-    unsigned int entries, hooks;
     int rc;
     if (family == 6) {
         struct ip6t_getinfo info;
@@ -21,20 +21,24 @@ long knat_table_extra_entries(int family, const char *table) {
         strcpy(info.name, table);
         socklen_t len = sizeof(info);
         rc = getsockopt(fd, IPPROTO_IPV6, IP6T_SO_GET_INFO, &info, &len);
-        entries = info.num_entries;
-        hooks = info.valid_hooks;
+        *size = info.size, *entries = info.num_entries, *hooks = info.valid_hooks;
     } else {
         struct ipt_getinfo info;
         memset(&info, 0, sizeof(info));
         strcpy(info.name, table);
         socklen_t len = sizeof(info);
         rc = getsockopt(fd, IPPROTO_IP, IPT_SO_GET_INFO, &info, &len);
-        entries = info.num_entries;
-        hooks = info.valid_hooks;
+        *size = info.size, *entries = info.num_entries, *hooks = info.valid_hooks;
     }
     int err = errno;
     close(fd);
-    if (rc < 0) return -err;
+    return rc < 0 ? -err : 0;
+}
+
+long knat_table_extra_entries(int family, const char *table) {
+    unsigned size, entries, hooks;
+    int rc = table_info(family, table, &size, &entries, &hooks);
+    if (rc < 0) return rc;
     unsigned builtins = (unsigned)__builtin_popcount(hooks);
     return entries > builtins + 1 ? (long)(entries - builtins - 1) : 0;
 }
@@ -42,25 +46,7 @@ long knat_table_extra_entries(int family, const char *table) {
 /* Whether the kernel's table still has the snapshot's size, entry count and hooks (a cheap staleness test for a
  * snapshot taken ahead of the apply: a same-size replacement in between is not seen). */
 int knat_snapshot_current(const knat_snapshot *s) {
-    int fd = socket(s->family == 6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-    if (fd < 0) return 0;
-    int rc;
     unsigned size, entries, hooks;
-    if (s->family == 6) {
-        struct ip6t_getinfo info;
-        memset(&info, 0, sizeof(info));
-        strcpy(info.name, s->table);
-        socklen_t len = sizeof(info);
-        rc = getsockopt(fd, IPPROTO_IPV6, IP6T_SO_GET_INFO, &info, &len);
-        size = info.size, entries = info.num_entries, hooks = info.valid_hooks;
-    } else {
-        struct ipt_getinfo info;
-        memset(&info, 0, sizeof(info));
-        strcpy(info.name, s->table);
-        socklen_t len = sizeof(info);
-        rc = getsockopt(fd, IPPROTO_IP, IPT_SO_GET_INFO, &info, &len);
-        size = info.size, entries = info.num_entries, hooks = info.valid_hooks;
-    }
-    close(fd);
-    return rc == 0 && size == s->size && entries == s->num_entries && hooks == s->valid_hooks;
+    return table_info(s->family, s->table, &size, &entries, &hooks) == 0 && size == s->size &&
+           entries == s->num_entries && hooks == s->valid_hooks;
 }
