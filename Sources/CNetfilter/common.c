@@ -110,11 +110,18 @@ knat_snapshot *knat_snapshot_take(int family, const char *table, int lock_timeou
     return s;
 }
 
-void knat_snapshot_free(knat_snapshot *s) {
-    if (!s) return;
+void knat_snapshot_release(knat_snapshot *s) {
     if (s->blob) munmap(s->blob, s->blob_length);
     free(s->chains);
     free(s->slots);
+    s->blob = NULL;
+    s->chains = NULL;
+    s->slots = NULL;
+}
+
+void knat_snapshot_free(knat_snapshot *s) {
+    if (!s) return;
+    knat_snapshot_release(s);
     free(s);
 }
 

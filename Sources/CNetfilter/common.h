@@ -107,6 +107,8 @@ int knat_snapshot_take6(const char *table, knat_snapshot *s, knat_result *result
 /* 1: applying the program would change nothing; 0: it would (or the snapshot is not comparable); -errno. */
 int knat_snapshot_unchanged4(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result);
 int knat_snapshot_unchanged6(const knat_snapshot *s, const uint8_t *program, size_t length, knat_result *result);
+/* Frees what a snapshot holds (not the struct itself: list_impl keeps one on the stack). */
+void knat_snapshot_release(knat_snapshot *s);
 /* Does the kernel's table still have the snapshot's size, entry count and hooks? */
 int knat_snapshot_current(const knat_snapshot *s);
 

@@ -409,9 +409,7 @@ static long list_impl(const char *table, knat_text *out, knat_result *res) {
     const char *via = getenv("KNAT_TEST_LIST_VIA_LIBIPTC");
     int libiptc_only = via && via[0] == '1';
     if (!libiptc_only && snapshot_take_impl(table, &s, res) == 0 && s.comparable) n = snapshot_list(&s, out);
-    if (s.blob) munmap(s.blob, s.blob_length);
-    free(s.chains);
-    free(s.slots);
+    knat_snapshot_release(&s);
     if (n != -EBADMSG) return n;
     out->used = 0;
     res->message[0] = 0;

@@ -29,7 +29,7 @@ public final class LibiptcBackend: RulesetBackend {
     private var program: TableProgram?
     /// Hash of the program last applied per family and table (this process's seed): decides the check.
     private var lastApplied: [String: Int] = [:]
-    /// Snapshots taken ahead (`prefetch`), each used by the next apply of its table.
+    /// Snapshots taken ahead (`usePrefetched`), each used by the next apply of its table.
     private var prefetched: [String: TableSnapshot] = [:]
 
     public init(
