@@ -1,7 +1,7 @@
 /// Decodes a discovery.k8s.io/v1 EndpointSlice. Only a missing Service label, an unknown address type or a
 /// malformed structure reject the slice; a bad endpoint or port is dropped and the rest is used.
 enum EndpointSliceDecoder {
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "EndpointSlice")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "EndpointSlice", name: nil), issues: r.issues)
@@ -43,21 +43,21 @@ enum EndpointSliceDecoder {
     }
 
     private static func readEndpoint(
-        _ item: Any, _ path: String, _ family: IPFamily?, _ r: inout FieldReader
+        _ item: JSONValue, _ path: String, _ family: IPFamily?, _ r: inout FieldReader
     ) -> Endpoint? {
         guard let e = r.dictionary(item, path) else {
             if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
             return nil
         }
         let texts = r.strings(e["addresses"], "\(path).addresses")
-        let conditionsObject = r.dictionary(e["conditions"], "\(path).conditions") ?? [:]
+        let conditionsObject = r.dictionary(e["conditions"], "\(path).conditions") ?? JSONObject()
         let conditions = EndpointConditions(
             ready: r.bool(conditionsObject["ready"], "\(path).conditions.ready"),
             serving: r.bool(conditionsObject["serving"], "\(path).conditions.serving"),
             terminating: r.bool(conditionsObject["terminating"], "\(path).conditions.terminating"))
         let nodeName = r.string(e["nodeName"], "\(path).nodeName")
         let zone = r.string(e["zone"], "\(path).zone")
-        let hints = r.dictionary(e["hints"], "\(path).hints") ?? [:]
+        let hints = r.dictionary(e["hints"], "\(path).hints") ?? JSONObject()
         let zoneHints = names(hints["forZones"], "\(path).hints.forZones", &r)
         let nodeHints = names(hints["forNodes"], "\(path).hints.forNodes", &r)
         // FQDN slices are never programmed (kube-proxy ignores them); their addresses are hostnames.
@@ -69,7 +69,7 @@ enum EndpointSliceDecoder {
         if texts.isEmpty {
             if isAbsent(e["addresses"]) {
                 r.warning("\(path).addresses", "required; endpoint dropped")
-            } else if (e["addresses"] as? [Any])?.isEmpty == true {
+            } else if e["addresses"]?.arrayValue?.isEmpty == true {
                 r.warning("\(path).addresses", "empty; endpoint dropped")
             }
             return nil
@@ -95,7 +95,7 @@ enum EndpointSliceDecoder {
     }
 
     /// The `name` of each entry of `hints.forZones` / `hints.forNodes`.
-    private static func names(_ value: Any?, _ path: String, _ r: inout FieldReader) -> [String] {
+    private static func names(_ value: JSONValue?, _ path: String, _ r: inout FieldReader) -> [String] {
         var out: [String] = []
         for (i, item) in r.list(value, path).enumerated() {
             guard let entry = r.dictionary(item, "\(path)[\(i)]") else { continue }
@@ -104,7 +104,7 @@ enum EndpointSliceDecoder {
         return out
     }
 
-    static func readPort(_ item: Any, _ path: String, _ r: inout FieldReader) -> EndpointPort? {
+    static func readPort(_ item: JSONValue, _ path: String, _ r: inout FieldReader) -> EndpointPort? {
         guard let p = r.dictionary(item, path) else {
             if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
             return nil
@@ -126,7 +126,7 @@ enum EndpointSliceDecoder {
 /// EndpointSlices: `addresses` become ready endpoints, `notReadyAddresses` not-ready ones, as the
 /// EndpointSlice mirroring controller converts them.
 enum EndpointsDecoder {
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "Endpoints")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "Endpoints", name: nil), issues: r.issues)

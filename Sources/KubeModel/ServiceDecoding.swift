@@ -7,12 +7,12 @@ enum ServiceDecoder {
     /// apiserver's upper bound for the affinity timeout (`v1.MaxClientIPServiceAffinitySeconds`).
     static let maxAffinityTimeout = 86400
 
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "Service")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "Service", name: nil), issues: r.issues)
         }
-        let spec = r.dictionary(object["spec"], "spec") ?? [:]
+        let spec = r.dictionary(object["spec"], "spec") ?? JSONObject()
         var service = Service(name: meta.name, resourceVersion: meta.resourceVersion, labels: meta.labels)
 
         if let t = r.string(spec["type"], "spec.type"), !t.isEmpty {
@@ -68,7 +68,7 @@ enum ServiceDecoder {
     }
 
     /// `spec.clusterIPs` wins over `spec.clusterIP`, as in upstream's `GetClusterIPByFamily`.
-    private static func readClusterIPs(_ spec: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readClusterIPs(_ spec: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let single = r.string(spec["clusterIP"], "spec.clusterIP")
         let list = r.strings(spec["clusterIPs"], "spec.clusterIPs")
         let (texts, path): ([(index: Int, value: String)], String) =
@@ -97,7 +97,7 @@ enum ServiceDecoder {
         }
     }
 
-    private static func readPorts(_ spec: [String: Any], _ r: inout FieldReader) -> [ServicePort] {
+    private static func readPorts(_ spec: JSONObject, _ r: inout FieldReader) -> [ServicePort] {
         var ports: [ServicePort] = []
         var firstIndexByKey: [String: Int] = [:]
         for (i, item) in r.list(spec["ports"], "spec.ports").enumerated() {
@@ -138,31 +138,31 @@ enum ServiceDecoder {
     }
 
     /// kube-proxy never reads targetPort (endpoint ports come from the slices), so a bad one is only a warning.
-    private static func readTargetPort(_ value: Any?, _ path: String, _ r: inout FieldReader) -> IntOrString? {
+    private static func readTargetPort(_ value: JSONValue?, _ path: String, _ r: inout FieldReader) -> IntOrString? {
         guard let value, !isAbsent(value) else { return nil }
-        if let s = value as? String {
+        if case .string(let s) = value {
             if let n = Int(s), (1...65535).contains(n) { return .int(n) }
             if s.isEmpty { return nil }
             return .string(s)
         }
-        if let n = integerValue(value) {
+        if let n = value.integerValue {
             if n == 0 { return nil }
             if (1...65535).contains(n) { return .int(n) }
             r.warning(path, "must be 1-65535, got \(n); ignored")
             return nil
         }
-        r.warning(path, "expected an integer or a string, got \(typeName(value)); ignored")
+        r.warning(path, "expected an integer or a string, got \(value.typeName); ignored")
         return nil
     }
 
-    private static func readPolicy(_ value: Any?, _ path: String, _ r: inout FieldReader) -> TrafficPolicy {
+    private static func readPolicy(_ value: JSONValue?, _ path: String, _ r: inout FieldReader) -> TrafficPolicy {
         guard let text = r.string(value, path), !text.isEmpty else { return .cluster }
         if let policy = TrafficPolicy(rawValue: text) { return policy }
         r.error(path, "must be Cluster or Local, got \"\(text)\"")
         return .cluster
     }
 
-    private static func readAffinity(_ spec: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readAffinity(_ spec: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let affinity = r.string(spec["sessionAffinity"], "spec.sessionAffinity") ?? ""
         switch affinity {
         case "", "None":
@@ -187,7 +187,7 @@ enum ServiceDecoder {
         }
     }
 
-    private static func readIngress(_ object: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readIngress(_ object: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let status = r.dictionary(object["status"], "status")
         let lb = r.dictionary(status?["loadBalancer"], "status.loadBalancer")
         for (i, item) in r.list(lb?["ingress"], "status.loadBalancer.ingress").enumerated() {

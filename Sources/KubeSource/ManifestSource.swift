@@ -163,15 +163,15 @@ public struct ManifestSource: Sendable {
         /// Results are the same as parsing the whole file and decoding it as one document; a syntax error anywhere
         /// rejects the whole file, as before.
         mutating func addJSON(_ data: Data, source: String) {
-            var early: [(item: Any, index: Int)] = []  // items that came before the list's `kind`
+            var early: [(item: JSONValue, index: Int)] = []  // items that came before the list's `kind`
             // Decoded values only (small); added once the whole file parsed, so a syntax error still rejects it all.
             var results: [DecodeResult] = []
-            let parsed: (tree: Any, streamed: Bool)
+            let parsed: (tree: JSONValue, streamed: Bool)
             do {
                 parsed = try JSONTree.parse(data) { item, index, top in
-                    if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+                    if let kind = top["kind"]?.stringValue, kind.hasSuffix("List") {
                         results.append(ObjectDecoder.decodeListItem(
-                            item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String))
+                            item, index: index, listKind: kind, listAPIVersion: top["apiVersion"]?.stringValue))
                     } else {
                         early.append((item, index))
                     }
@@ -182,23 +182,23 @@ public struct ManifestSource: Sendable {
             }
             for result in results { add(result: result, source: source) }
             results = []
-            guard parsed.streamed, var top = parsed.tree as? [String: Any] else {
+            guard parsed.streamed, case .object(var top) = parsed.tree else {
                 add(tree: parsed.tree, source: source)
                 return
             }
-            if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+            if let kind = top["kind"]?.stringValue, kind.hasSuffix("List") {
                 for (item, index) in early {
                     add(result: ObjectDecoder.decodeListItem(
-                        item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String), source: source)
+                        item, index: index, listKind: kind, listAPIVersion: top["apiVersion"]?.stringValue), source: source)
                 }
             } else {
                 // Not a list after all: an object that happens to have `items`; decode it whole.
-                top["items"] = early.map(\.item)
-                add(tree: top, source: source)
+                top["items"] = .array(early.map(\.item))
+                add(tree: .object(top), source: source)
             }
         }
 
-        mutating func add(tree: Any, source: String) {
+        mutating func add(tree: JSONValue, source: String) {
             for result in ObjectDecoder.decodeDocument(tree) { add(result: result, source: source) }
         }
 
