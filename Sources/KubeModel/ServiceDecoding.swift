@@ -101,33 +101,33 @@ enum ServiceDecoder {
         var ports: [ServicePort] = []
         var firstIndexByKey: [String: Int] = [:]
         for (i, item) in r.list(spec["ports"], "spec.ports").enumerated() {
-            let path = "spec.ports[\(i)]"
-            guard let p = r.dictionary(item, path) else {
-                if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
+            func path() -> String { "spec.ports[\(i)]" }
+            guard let p = r.dictionary(item, path()) else {
+                if isAbsent(item) { r.wrongType(path(), expected: "an object", item) }
                 continue
             }
-            let name = r.string(p["name"], "\(path).name") ?? ""
-            let proto = r.transportProtocol(p["protocol"], "\(path).protocol", severity: .error)
+            let name = r.string(p["name"], "\(path()).name") ?? ""
+            let proto = r.transportProtocol(p["protocol"], "\(path()).protocol", severity: .error)
             var port = 0
-            if let n = r.int(p["port"], "\(path).port") {
-                if (1...65535).contains(n) { port = n } else { r.error("\(path).port", "must be 1-65535, got \(n)") }
+            if let n = r.int(p["port"], "\(path()).port") {
+                if (1...65535).contains(n) { port = n } else { r.error("\(path()).port", "must be 1-65535, got \(n)") }
             } else if isAbsent(p["port"]) {
-                r.error("\(path).port", "required")
+                r.error("\(path()).port", "required")
             }
             var nodePort = 0
-            if let n = r.int(p["nodePort"], "\(path).nodePort") {
+            if let n = r.int(p["nodePort"], "\(path()).nodePort") {
                 if (0...65535).contains(n) {
                     nodePort = n
                 } else {
-                    r.error("\(path).nodePort", "must be 1-65535, got \(n)")
+                    r.error("\(path()).nodePort", "must be 1-65535, got \(n)")
                 }
             }
-            let targetPort = readTargetPort(p["targetPort"], "\(path).targetPort", &r)
+            let targetPort = readTargetPort(p["targetPort"], "\(path()).targetPort", &r)
             guard let proto, port != 0 else { continue }
             // Two ports with one name would collide in ServicePortName and in the chain names.
             let key = name
             if let first = firstIndexByKey[key] {
-                r.warning(path, "port name \"\(name)\" repeats spec.ports[\(first)]; entry dropped")
+                r.warning(path(), "port name \"\(name)\" repeats spec.ports[\(first)]; entry dropped")
                 continue
             }
             firstIndexByKey[key] = i
@@ -138,7 +138,9 @@ enum ServiceDecoder {
     }
 
     /// kube-proxy never reads targetPort (endpoint ports come from the slices), so a bad one is only a warning.
-    private static func readTargetPort(_ value: JSONValue?, _ path: String, _ r: inout FieldReader) -> IntOrString? {
+    private static func readTargetPort(_ value: JSONValue?, _ path: @autoclosure () -> String, _ r: inout FieldReader)
+        -> IntOrString?
+    {
         guard let value, !isAbsent(value) else { return nil }
         if case .string(let s) = value {
             if let n = Int(s), (1...65535).contains(n) { return .int(n) }
@@ -148,10 +150,10 @@ enum ServiceDecoder {
         if let n = value.integerValue {
             if n == 0 { return nil }
             if (1...65535).contains(n) { return .int(n) }
-            r.warning(path, "must be 1-65535, got \(n); ignored")
+            r.warning(path(), "must be 1-65535, got \(n); ignored")
             return nil
         }
-        r.warning(path, "expected an integer or a string, got \(value.typeName); ignored")
+        r.warning(path(), "expected an integer or a string, got \(value.typeName); ignored")
         return nil
     }
 
@@ -191,17 +193,17 @@ enum ServiceDecoder {
         let status = r.dictionary(object["status"], "status")
         let lb = r.dictionary(status?["loadBalancer"], "status.loadBalancer")
         for (i, item) in r.list(lb?["ingress"], "status.loadBalancer.ingress").enumerated() {
-            let path = "status.loadBalancer.ingress[\(i)]"
-            guard let entry = r.dictionary(item, path) else { continue }
+            func path() -> String { "status.loadBalancer.ingress[\(i)]" }
+            guard let entry = r.dictionary(item, path()) else { continue }
             // ipMode Proxy: the load balancer proxies, so packets arrive at the node for the node's own
             // IPs, not for the VIP; kube-proxy does not program the VIP (KEP-1860).
-            let mode = r.string(entry["ipMode"], "\(path).ipMode")
-            guard let text = r.string(entry["ip"], "\(path).ip"), !text.isEmpty else { continue }
+            let mode = r.string(entry["ipMode"], "\(path()).ipMode")
+            guard let text = r.string(entry["ip"], "\(path()).ip"), !text.isEmpty else { continue }
             if mode == "Proxy" { continue }
             if let ip = IPAddress(text) {
                 service.loadBalancerIngressIPs.append(ip)
             } else {
-                r.warning("\(path).ip", "not an IP address: \"\(text)\"; entry dropped")
+                r.warning("\(path()).ip", "not an IP address: \"\(text)\"; entry dropped")
             }
         }
     }
