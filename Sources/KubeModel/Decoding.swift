@@ -230,7 +230,8 @@ struct FieldReader {
 
     /// A list of strings; entries of the wrong type are errors and skipped.
     mutating func strings(_ value: JSONValue?, _ path: @autoclosure () -> String) -> [(index: Int, value: String)] {
-        var out: [(Int, String)] = []
+        // Labelled like the result: an unlabelled tuple array would be converted element by element on return.
+        var out: [(index: Int, value: String)] = []
         for (i, item) in list(value, path()).enumerated() {
             if let s = string(item, "\(path())[\(i)]") { out.append((i, s)) }
         }

@@ -104,10 +104,12 @@ public struct JSONObject: Sendable {
 
     public subscript(key: String) -> JSONValue? {
         get {
+            // Comparing lengths first: String == on two different strings takes the slow comparison path.
+            let length = key.utf8.count
             var i = members.endIndex
             while i > members.startIndex {
                 i -= 1
-                if members[i].key == key { return members[i].value }
+                if members[i].key.utf8.count == length, members[i].key == key { return members[i].value }
             }
             return nil
         }
