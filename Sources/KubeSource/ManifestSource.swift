@@ -131,8 +131,13 @@ public struct ManifestSource: Sendable {
     /// Accumulates objects across files, replacing repeated objects and remembering where each came from.
     struct Builder {
         var load = ManifestLoad()
-        /// "Kind ns/name" to (position in services or slices, source).
-        private var seen: [String: (index: Int, source: String)] = [:]
+        /// Kind and name to (position in services or slices, source).
+        private var seen: [Placed: (index: Int, source: String)] = [:]
+
+        private struct Placed: Hashable {
+            var kind: String
+            var name: ObjectName
+        }
 
         mutating func fileIssue(_ source: String, _ message: String) {
             load.issues.append(
@@ -225,7 +230,7 @@ public struct ManifestSource: Sendable {
         private mutating func place<T>(
             _ value: T, kind: String, name: ObjectName, source: String, in list: WritableKeyPath<ManifestLoad, [T]>
         ) {
-            let key = "\(kind) \(name)"
+            let key = Placed(kind: kind, name: name)
             if let earlier = seen[key] {
                 load[keyPath: list][earlier.index] = value
                 load.issues.append(
