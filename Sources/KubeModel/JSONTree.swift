@@ -75,8 +75,10 @@ public enum JSONTree {
         /// Members and elements of the objects and lists being parsed, innermost last. Each container collects
         /// here and takes an exactly sized array at its end: no regrowth per container, and the stacks' storage
         /// is reused by every container after the first.
-        var members: [JSONObject.Member] = []
-        var elements: [JSONValue] = []
+        /// Keys seen before, by a hash of their bytes; the first key to land in a slot keeps it.
+        var keyCache = [(bytes: [UInt8], key: String)?](repeating: nil, count: Parser.cachedKeys)
+        let members = PendingStack<JSONObject.Member>()
+        let elements = PendingStack<JSONValue>()
 
         init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -133,25 +135,23 @@ public enum JSONTree {
             while true {
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-                let key = try string()
+                let key = try self.key()
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
                 i += 1
                 skipSpace()
                 if let items, key == "items", i < bytes.count, bytes[i] == UInt8(ascii: "[") {
-                    try items(&self, JSONObject(members: Array(members[base...])))
+                    try items(&self, JSONObject(members: members.copy(from: base)))
                 } else {
                     let v = try value(depth: depth)
-                    members.append(JSONObject.Member(key: key, value: v))
+                    members.push(JSONObject.Member(key: key, value: v))
                 }
                 skipSpace()
                 guard i < bytes.count else { throw fail("unexpected end of text in an object") }
                 if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
                 if bytes[i] == UInt8(ascii: "}") {
                     i += 1
-                    let out = JSONObject(members: Array(members[base...]))
-                    members.removeSubrange(base...)
-                    return out
+                    return JSONObject(members: members.pop(from: base))
                 }
                 throw fail("expected ',' or '}' in an object")
             }
@@ -159,10 +159,8 @@ public enum JSONTree {
 
         mutating func array(depth: Int) throws(SyntaxError) -> [JSONValue] {
             let base = elements.count
-            try streamArray(depth: depth) { parser, item, _ in parser.elements.append(item) }
-            let out = Array(elements[base...])
-            elements.removeSubrange(base...)
-            return out
+            try streamArray(depth: depth) { parser, item, _ in parser.elements.push(item) }
+            return elements.pop(from: base)
         }
 
         /// A list whose elements go to `body` one by one (with the parser, to collect them on its stack) instead
@@ -185,6 +183,39 @@ public enum JSONTree {
                 throw fail("expected ',' or ']' in a list")
             }
         }
+
+        /// An object key. Kubernetes objects repeat a few dozen keys thousands of times: a short ASCII key without
+        /// escapes is looked up among the keys seen before and that String reused, instead of building it (and,
+        /// past 15 bytes, allocating it) again.
+        mutating func key() throws(SyntaxError) -> String {
+            let start = i + 1
+            var k = start
+            var hash = 0
+            while k < bytes.count, k - start <= Self.cachedKeyLength {
+                let c = bytes[k]
+                if c == UInt8(ascii: "\"") { break }
+                if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { return try string() }
+                hash = hash &* 31 &+ Int(c)
+                k += 1
+            }
+            guard k < bytes.count, bytes[k] == UInt8(ascii: "\""), k - start <= Self.cachedKeyLength else {
+                return try string()
+            }
+            let n = k - start
+            let slot = hash & (Self.cachedKeys - 1)
+            if let entry = keyCache[slot], entry.bytes.count == n,
+                entry.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress! + start, n) }) == 0
+            {
+                i = k + 1
+                return entry.key
+            }
+            let key = try string()
+            if keyCache[slot] == nil, n > 0 { keyCache[slot] = (Array(bytes[start..<k]), key) }
+            return key
+        }
+
+        static let cachedKeys = 256
+        static let cachedKeyLength = 40
 
         mutating func string() throws(SyntaxError) -> String {
             i += 1
@@ -330,5 +361,52 @@ public enum JSONTree {
             guard let d = Double(text) else { throw fail("invalid number") }
             return .double(d)
         }
+    }
+}
+
+/// The members or elements of the containers being parsed, innermost last. A finished container's entries move
+/// into an exactly sized array: no copies, no reference counting, and no regrowth per container (the stack's
+/// storage is reused by every container after the first). `Array`'s own `removeSubrange` destroyed the entries
+/// after copying them, which was a tenth of parsing a manifest.
+final class PendingStack<Element> {
+    private var base: UnsafeMutablePointer<Element>
+    private var capacity = 64
+    private(set) var count = 0
+
+    init() { base = .allocate(capacity: capacity) }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    func push(_ element: consuming Element) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    /// Removes the entries from `start` up and returns them in order.
+    func pop(from start: Int) -> [Element] {
+        let n = count - start
+        guard n > 0 else { return [] }
+        // Not `Array(unsafeUninitializedCapacity:)`: that allocates through an unspecialized library path that
+        // looks up the array's type metadata at run time, which cost more than the moves save.
+        var out: [Element] = []
+        out.reserveCapacity(n)
+        for k in start..<count { out.append((base + k).move()) }
+        count = start
+        return out
+    }
+
+    /// The entries from `start` up, left in place.
+    func copy(from start: Int) -> [Element] {
+        Array(UnsafeBufferPointer(start: base + start, count: count - start))
     }
 }

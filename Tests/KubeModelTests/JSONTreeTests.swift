@@ -55,6 +55,20 @@ final class JSONTreeTests: XCTestCase {
         XCTAssertEqual(o, ["b": 2, "a": "x"])
     }
 
+    func testKeysSpelledWithEscapesOrLongOrNonASCIIReadTheSameAsPlainOnes() throws {
+        let long = String(repeating: "k", count: 60)
+        let v = try parse(
+            #"[{"name": 1, "\#(long)": 1}, {"name": 2, "\#(long)": 2}, {"n\u0061me": 3}, {"námé": 4, "": 5}, {"nam": 6}, {"Aa": 7, "BB": 8}]"#
+        )
+        // "Aa" and "BB" hash alike.
+        XCTAssertEqual(
+            v,
+            [
+                ["name": 1, long: 1], ["name": 2, long: 2], ["name": 3], ["námé": 4, "": 5], ["nam": 6],
+                ["Aa": 7, "BB": 8],
+            ])
+    }
+
     func testObjectsCompareWithoutRegardToKeyOrder() throws {
         XCTAssertEqual(try parse(#"{"a": 1, "b": [true]}"#), try parse(#"{"b": [true], "a": 1}"#))
         XCTAssertNotEqual(try parse(#"{"a": 1}"#), try parse(#"{"a": 1.0}"#))
