@@ -37,8 +37,8 @@ public struct DecodeResult: Hashable, Sendable {
     }
 }
 
-/// Decodes Kubernetes objects from a parsed JSON or YAML tree (`[String: Any]` as JSONSerialization or
-/// `YAMLTree` produce it) into validated model values.
+/// Decodes Kubernetes objects from a parsed JSON or YAML tree (`JSONValue`, as `JSONTree` and `YAMLTree` produce
+/// it) into validated model values.
 ///
 /// Bad input never traps and never throws: a broken field either drops its list entry (a warning) or
 /// rejects the object (an error), each issue naming the object and the JSON field path.
@@ -46,16 +46,16 @@ public enum ObjectDecoder {
     /// Decodes one object. `defaultKind` and `defaultAPIVersion` stand in for a missing `kind` /
     /// `apiVersion`, as for the items of an apiserver `ServiceList`.
     public static func decode(
-        _ object: [String: Any], defaultKind: String? = nil, defaultAPIVersion: String? = nil
+        _ object: JSONObject, defaultKind: String? = nil, defaultAPIVersion: String? = nil
     ) -> DecodeResult {
         let kindValue = object["kind"]
-        guard let kind = (kindValue as? String).flatMap({ $0.isEmpty ? nil : $0 }) ?? defaultKind else {
+        guard let kind = kindValue?.stringValue.flatMap({ $0.isEmpty ? nil : $0 }) ?? defaultKind else {
             let issue = DecodeIssue(
                 severity: .error, kind: "", object: nil, fieldPath: "kind",
-                message: isAbsent(kindValue) ? "required" : "expected a string, got \(typeName(kindValue!))")
+                message: isAbsent(kindValue) ? "required" : "expected a string, got \(kindValue!.typeName)")
             return DecodeResult(object: .rejected(kind: "", name: nil), issues: [issue])
         }
-        let apiVersion = object["apiVersion"] as? String ?? defaultAPIVersion
+        let apiVersion = object["apiVersion"]?.stringValue ?? defaultAPIVersion
         switch kind {
         case "Service":
             guard apiVersion == nil || apiVersion == "v1" else { return unsupported(kind, apiVersion!, object) }
@@ -75,23 +75,23 @@ public enum ObjectDecoder {
 
     /// Decodes any parsed document: a single object, or a `List` / `<Kind>List` whose `items` are
     /// decoded one by one (an item without `kind` takes it from the list's kind, `ServiceList` → `Service`).
-    public static func decodeDocument(_ document: Any) -> [DecodeResult] {
-        guard let object = document as? [String: Any] else {
+    public static func decodeDocument(_ document: JSONValue) -> [DecodeResult] {
+        guard case .object(let object) = document else {
             if isAbsent(document) { return [] }
             let issue = DecodeIssue(
                 severity: .error, kind: "", object: nil, fieldPath: "",
-                message: "expected an object, got \(typeName(document))")
+                message: "expected an object, got \(document.typeName)")
             return [DecodeResult(object: .rejected(kind: "", name: nil), issues: [issue])]
         }
-        guard let kind = object["kind"] as? String, kind.hasSuffix("List"), object["items"] != nil else {
+        guard let kind = object["kind"]?.stringValue, kind.hasSuffix("List"), let itemsValue = object["items"] else {
             return [decode(object)]
         }
-        let apiVersion = object["apiVersion"] as? String
-        guard let items = object["items"] as? [Any] else {
-            if isAbsent(object["items"]) { return [] }
+        let apiVersion = object["apiVersion"]?.stringValue
+        guard case .array(let items) = itemsValue else {
+            if isAbsent(itemsValue) { return [] }
             let issue = DecodeIssue(
                 severity: .error, kind: kind, object: nil, fieldPath: "items",
-                message: "expected a list, got \(typeName(object["items"]!))")
+                message: "expected a list, got \(itemsValue.typeName)")
             return [DecodeResult(object: .rejected(kind: kind, name: nil), issues: [issue])]
         }
         var results: [DecodeResult] = []
@@ -104,14 +104,14 @@ public enum ObjectDecoder {
 
     /// One item of a `List` / `<Kind>List` (what `decodeDocument` does per item; a streaming reader calls it
     /// as each item is parsed, so the whole list never has to be held as a tree).
-    public static func decodeListItem(_ item: Any, index: Int, listKind kind: String, listAPIVersion apiVersion: String?)
-        -> DecodeResult
-    {
+    public static func decodeListItem(
+        _ item: JSONValue, index: Int, listKind kind: String, listAPIVersion apiVersion: String?
+    ) -> DecodeResult {
         let itemKind = kind == "List" ? nil : String(kind.dropLast(4))
-        guard let itemObject = item as? [String: Any] else {
+        guard case .object(let itemObject) = item else {
             let issue = DecodeIssue(
                 severity: .error, kind: kind, object: nil, fieldPath: "items[\(index)]",
-                message: "expected an object, got \(typeName(item))")
+                message: "expected an object, got \(item.typeName)")
             return DecodeResult(object: .rejected(kind: itemKind ?? "", name: nil), issues: [issue])
         }
         // A plain `List` mixes kinds, so its apiVersion says nothing about the items.
@@ -130,7 +130,7 @@ public enum ObjectDecoder {
         }
     }
 
-    private static func unsupported(_ kind: String, _ apiVersion: String, _ object: [String: Any]) -> DecodeResult {
+    private static func unsupported(_ kind: String, _ apiVersion: String, _ object: JSONObject) -> DecodeResult {
         let name = ObjectMeta.peekName(object)
         let issue = DecodeIssue(
             severity: .warning, kind: kind, object: name, fieldPath: "apiVersion",
@@ -141,64 +141,10 @@ public enum ObjectDecoder {
 
 // MARK: - JSON value helpers
 
-/// nil and NSNull both mean "field not set".
-///
-/// Compared by type, not with `is NSNull`: on Linux that cast bridges a Swift dictionary or array value (the
-/// whole subtree) to Foundation objects first, which made decoding a 10k-Service manifest take seconds.
-func isAbsent(_ value: Any?) -> Bool {
+/// A missing member and null both mean "field not set".
+func isAbsent(_ value: JSONValue?) -> Bool {
     guard let value else { return true }
-    return isNull(value)
-}
-
-func isNull(_ value: Any) -> Bool { type(of: value) == NSNull.self }
-
-/// A JSON type name for messages: `string`, `number`, `boolean`, `object`, `list`, `null`.
-func typeName(_ value: Any) -> String {
-    if isNull(value) { return "null" }
-    if value is String { return "string" }
-    if isBoolean(value) { return "boolean" }
-    if value is [String: Any] { return "object" }
-    if value is [Any] { return "list" }
-    if value is NSNumber || value is Int || value is Double { return "number" }
-    return String(describing: type(of: value))
-}
-
-/// True for Swift `Bool` and for the NSNumber booleans JSONSerialization returns (which would
-/// otherwise also cast to `Int`).
-func isBoolean(_ value: Any) -> Bool {
-    let t = type(of: value)
-    if t == Bool.self { return true }
-    // The common cases first: casting an Int or a String to NSNumber would bridge (allocate) just to say no.
-    if t == Int.self || t == Double.self || t == String.self { return false }
-    if let n = value as? NSNumber, type(of: value) != Int.self, type(of: value) != Double.self {
-        let t = n.objCType.pointee
-        return t == CChar(UInt8(ascii: "c")) || t == CChar(UInt8(ascii: "B"))
-    }
-    return false
-}
-
-/// An integral number, whether a Swift Int, a Double with no fraction, or an NSNumber; not a boolean.
-func integerValue(_ value: Any) -> Int? {
-    if type(of: value) == Int.self, let i = value as? Int { return i }
-    if type(of: value) == Double.self, let d = value as? Double { return Int(exactly: d) }
-    if isBoolean(value) { return nil }
-    if let n = value as? NSNumber {
-        let t = n.objCType.pointee
-        if t == CChar(UInt8(ascii: "d")) || t == CChar(UInt8(ascii: "f")) { return Int(exactly: n.doubleValue) }
-        // Numbers past Int.max arrive unsigned; intValue would wrap them negative.
-        if t == CChar(UInt8(ascii: "Q")) || t == CChar(UInt8(ascii: "L")) { return Int(exactly: n.uint64Value) }
-        return n.intValue
-    }
-    return nil
-}
-
-/// Text for a value in a message: strings quoted, numbers as written.
-func render(_ value: Any) -> String {
-    if let s = value as? String { return "\"\(s)\"" }
-    if isBoolean(value) { return (value as? Bool) == true ? "true" : "false" }
-    if let i = integerValue(value) { return String(i) }
-    if let n = value as? NSNumber { return n.description }
-    return typeName(value)
+    return value.isNull
 }
 
 // MARK: - Field reader
@@ -221,54 +167,71 @@ struct FieldReader {
         issues.append(DecodeIssue(severity: .warning, kind: kind, object: object, fieldPath: path, message: message))
     }
 
-    mutating func wrongType(_ path: String, expected: String, _ value: Any) {
-        error(path, "expected \(expected), got \(typeName(value))")
+    mutating func wrongType(_ path: String, expected: String, _ value: JSONValue) {
+        error(path, "expected \(expected), got \(value.typeName)")
     }
 
     /// An object field; nil when absent (or of the wrong type, which is an error).
-    mutating func dictionary(_ value: Any?, _ path: @autoclosure () -> String) -> [String: Any]? {
-        if isAbsent(value) { return nil }
-        if let d = value as? [String: Any] { return d }
-        wrongType(path(), expected: "an object", value!)
-        return nil
+    mutating func dictionary(_ value: JSONValue?, _ path: @autoclosure () -> String) -> JSONObject? {
+        switch value {
+        case .object(let d): return d
+        case nil, .null: return nil
+        case let other?:
+            wrongType(path(), expected: "an object", other)
+            return nil
+        }
     }
 
     /// A list field; empty when absent (or of the wrong type, which is an error).
-    mutating func list(_ value: Any?, _ path: @autoclosure () -> String) -> [Any] {
-        if isAbsent(value) { return [] }
-        if let l = value as? [Any] { return l }
-        wrongType(path(), expected: "a list", value!)
-        return []
-    }
-
-    mutating func string(_ value: Any?, _ path: @autoclosure () -> String) -> String? {
-        if isAbsent(value) { return nil }
-        if let s = value as? String { return s }
-        wrongType(path(), expected: "a string", value!)
-        return nil
-    }
-
-    mutating func int(_ value: Any?, _ path: @autoclosure () -> String) -> Int? {
-        if isAbsent(value) { return nil }
-        if let i = integerValue(value!) { return i }
-        if isBoolean(value!) || !(value is NSNumber || value is Double) {
-            wrongType(path(), expected: "an integer", value!)
-        } else {
-            error(path(), "expected an integer, got \(render(value!))")
+    mutating func list(_ value: JSONValue?, _ path: @autoclosure () -> String) -> [JSONValue] {
+        switch value {
+        case .array(let l): return l
+        case nil, .null: return []
+        case let other?:
+            wrongType(path(), expected: "a list", other)
+            return []
         }
-        return nil
     }
 
-    mutating func bool(_ value: Any?, _ path: @autoclosure () -> String) -> Bool? {
-        if isAbsent(value) { return nil }
-        if isBoolean(value!), let b = value as? Bool { return b }
-        wrongType(path(), expected: "a boolean", value!)
-        return nil
+    mutating func string(_ value: JSONValue?, _ path: @autoclosure () -> String) -> String? {
+        switch value {
+        case .string(let s): return s
+        case nil, .null: return nil
+        case let other?:
+            wrongType(path(), expected: "a string", other)
+            return nil
+        }
+    }
+
+    /// An integral number; a double with no fraction counts (`80.0`, as YAML or a JSON writer may spell it).
+    mutating func int(_ value: JSONValue?, _ path: @autoclosure () -> String) -> Int? {
+        switch value {
+        case .int(let i): return i
+        case nil, .null: return nil
+        case .double(let d):
+            if let i = Int(exactly: d) { return i }
+            error(path(), "expected an integer, got \(value!.rendered)")
+            return nil
+        case let other?:
+            wrongType(path(), expected: "an integer", other)
+            return nil
+        }
+    }
+
+    mutating func bool(_ value: JSONValue?, _ path: @autoclosure () -> String) -> Bool? {
+        switch value {
+        case .bool(let b): return b
+        case nil, .null: return nil
+        case let other?:
+            wrongType(path(), expected: "a boolean", other)
+            return nil
+        }
     }
 
     /// A list of strings; entries of the wrong type are errors and skipped.
-    mutating func strings(_ value: Any?, _ path: @autoclosure () -> String) -> [(index: Int, value: String)] {
-        var out: [(Int, String)] = []
+    mutating func strings(_ value: JSONValue?, _ path: @autoclosure () -> String) -> [(index: Int, value: String)] {
+        // Labelled like the result: an unlabelled tuple array would be converted element by element on return.
+        var out: [(index: Int, value: String)] = []
         for (i, item) in list(value, path()).enumerated() {
             if let s = string(item, "\(path())[\(i)]") { out.append((i, s)) }
         }
@@ -276,17 +239,17 @@ struct FieldReader {
     }
 
     /// A map of strings (labels); entries of the wrong type are errors and skipped.
-    mutating func stringMap(_ value: Any?, _ path: @autoclosure () -> String) -> [String: String] {
+    mutating func stringMap(_ value: JSONValue?, _ path: @autoclosure () -> String) -> [String: String] {
         guard let map = dictionary(value, path()) else { return [:] }
         var out: [String: String] = [:]
-        for (k, v) in map {
+        map.forEach { k, v in
             if let s = string(v, "\(path())[\(k)]") { out[k] = s }
         }
         return out
     }
 
     /// A transport protocol, TCP when absent; nil (after an issue of `severity`) when unknown.
-    mutating func transportProtocol(_ value: Any?, _ path: @autoclosure () -> String, severity: DecodeSeverity)
+    mutating func transportProtocol(_ value: JSONValue?, _ path: @autoclosure () -> String, severity: DecodeSeverity)
         -> TransportProtocol?
     {
         guard let text = string(value, path()) else { return isAbsent(value) ? .tcp : nil }
@@ -305,20 +268,20 @@ struct ObjectMeta {
     var name: ObjectName
     var resourceVersion: String
     var labels: [String: String]
-    var annotations: [String: Any]
+    var annotations: JSONObject
 
     /// Best-effort name for messages about objects that are otherwise not decoded.
-    static func peekName(_ object: [String: Any]) -> ObjectName? {
-        guard let meta = object["metadata"] as? [String: Any], let name = meta["name"] as? String, !name.isEmpty
+    static func peekName(_ object: JSONObject) -> ObjectName? {
+        guard let meta = object["metadata"]?.objectValue, let name = meta["name"]?.stringValue, !name.isEmpty
         else { return nil }
-        let ns = (meta["namespace"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+        let ns = meta["namespace"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? "default"
         return ObjectName(namespace: ns, name: name)
     }
 
     /// Reads `metadata`, setting `reader.object` as soon as the name is known so later issues name it.
     /// nil when the name is missing (an error).
-    static func read(_ object: [String: Any], _ reader: inout FieldReader) -> ObjectMeta? {
-        let meta = reader.dictionary(object["metadata"], "metadata") ?? [:]
+    static func read(_ object: JSONObject, _ reader: inout FieldReader) -> ObjectMeta? {
+        let meta = reader.dictionary(object["metadata"], "metadata") ?? JSONObject()
         // A namespace-less object (a manifest written for `kubectl apply -n`) lands in "default", as kubectl does.
         let namespace = reader.string(meta["namespace"], "metadata.namespace").flatMap { $0.isEmpty ? nil : $0 }
         let rawName = reader.string(meta["name"], "metadata.name")
@@ -330,14 +293,14 @@ struct ObjectMeta {
         var resourceVersion = ""
         if let rv = meta["resourceVersion"], !isAbsent(rv) {
             // Hand-written YAML may carry an unquoted number; it is only compared, never parsed.
-            if let i = integerValue(rv) {
+            if let i = rv.integerValue {
                 resourceVersion = String(i)
             } else {
                 resourceVersion = reader.string(rv, "metadata.resourceVersion") ?? ""
             }
         }
         let labels = reader.stringMap(meta["labels"], "metadata.labels")
-        let annotations = reader.dictionary(meta["annotations"], "metadata.annotations") ?? [:]
+        let annotations = reader.dictionary(meta["annotations"], "metadata.annotations") ?? JSONObject()
         return ObjectMeta(
             name: reader.object!, resourceVersion: resourceVersion, labels: labels, annotations: annotations)
     }

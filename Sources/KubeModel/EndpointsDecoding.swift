@@ -1,7 +1,7 @@
 /// Decodes a discovery.k8s.io/v1 EndpointSlice. Only a missing Service label, an unknown address type or a
 /// malformed structure reject the slice; a bad endpoint or port is dropped and the rest is used.
 enum EndpointSliceDecoder {
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "EndpointSlice")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "EndpointSlice", name: nil), issues: r.issues)
@@ -43,23 +43,23 @@ enum EndpointSliceDecoder {
     }
 
     private static func readEndpoint(
-        _ item: Any, _ path: String, _ family: IPFamily?, _ r: inout FieldReader
+        _ item: JSONValue, _ path: @autoclosure () -> String, _ family: IPFamily?, _ r: inout FieldReader
     ) -> Endpoint? {
-        guard let e = r.dictionary(item, path) else {
-            if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
+        guard let e = r.dictionary(item, path()) else {
+            if isAbsent(item) { r.wrongType(path(), expected: "an object", item) }
             return nil
         }
-        let texts = r.strings(e["addresses"], "\(path).addresses")
-        let conditionsObject = r.dictionary(e["conditions"], "\(path).conditions") ?? [:]
+        let texts = r.strings(e["addresses"], "\(path()).addresses")
+        let conditionsObject = r.dictionary(e["conditions"], "\(path()).conditions") ?? JSONObject()
         let conditions = EndpointConditions(
-            ready: r.bool(conditionsObject["ready"], "\(path).conditions.ready"),
-            serving: r.bool(conditionsObject["serving"], "\(path).conditions.serving"),
-            terminating: r.bool(conditionsObject["terminating"], "\(path).conditions.terminating"))
-        let nodeName = r.string(e["nodeName"], "\(path).nodeName")
-        let zone = r.string(e["zone"], "\(path).zone")
-        let hints = r.dictionary(e["hints"], "\(path).hints") ?? [:]
-        let zoneHints = names(hints["forZones"], "\(path).hints.forZones", &r)
-        let nodeHints = names(hints["forNodes"], "\(path).hints.forNodes", &r)
+            ready: r.bool(conditionsObject["ready"], "\(path()).conditions.ready"),
+            serving: r.bool(conditionsObject["serving"], "\(path()).conditions.serving"),
+            terminating: r.bool(conditionsObject["terminating"], "\(path()).conditions.terminating"))
+        let nodeName = r.string(e["nodeName"], "\(path()).nodeName")
+        let zone = r.string(e["zone"], "\(path()).zone")
+        let hints = r.dictionary(e["hints"], "\(path()).hints") ?? JSONObject()
+        let zoneHints = names(hints["forZones"], "\(path()).hints.forZones", &r)
+        let nodeHints = names(hints["forNodes"], "\(path()).hints.forNodes", &r)
         // FQDN slices are never programmed (kube-proxy ignores them); their addresses are hostnames.
         guard let family else {
             return Endpoint(
@@ -68,23 +68,23 @@ enum EndpointSliceDecoder {
         }
         if texts.isEmpty {
             if isAbsent(e["addresses"]) {
-                r.warning("\(path).addresses", "required; endpoint dropped")
-            } else if (e["addresses"] as? [Any])?.isEmpty == true {
-                r.warning("\(path).addresses", "empty; endpoint dropped")
+                r.warning("\(path()).addresses", "required; endpoint dropped")
+            } else if e["addresses"]?.arrayValue?.isEmpty == true {
+                r.warning("\(path()).addresses", "empty; endpoint dropped")
             }
             return nil
         }
         var addresses: [IPAddress] = []
         for (i, text) in texts {
-            let at = "\(path).addresses[\(i)]"
+            func at() -> String { "\(path()).addresses[\(i)]" }
             // kube-proxy uses addresses[0] only; a bad first address leaves nothing to program.
             let consequence = i == 0 ? "endpoint dropped" : "address dropped"
             guard let ip = IPAddress(text) else {
-                r.warning(at, "not an IP address: \"\(text)\"; \(consequence)")
+                r.warning(at(), "not an IP address: \"\(text)\"; \(consequence)")
                 if i == 0 { return nil } else { continue }
             }
             guard ip.family == family else {
-                r.warning(at, "\(ip) is not \(family.rawValue) as the slice's addressType; \(consequence)")
+                r.warning(at(), "\(ip) is not \(family.rawValue) as the slice's addressType; \(consequence)")
                 if i == 0 { return nil } else { continue }
             }
             addresses.append(ip)
@@ -95,27 +95,30 @@ enum EndpointSliceDecoder {
     }
 
     /// The `name` of each entry of `hints.forZones` / `hints.forNodes`.
-    private static func names(_ value: Any?, _ path: String, _ r: inout FieldReader) -> [String] {
+    private static func names(_ value: JSONValue?, _ path: @autoclosure () -> String, _ r: inout FieldReader)
+        -> [String]
+    {
         var out: [String] = []
-        for (i, item) in r.list(value, path).enumerated() {
-            guard let entry = r.dictionary(item, "\(path)[\(i)]") else { continue }
-            if let name = r.string(entry["name"], "\(path)[\(i)].name"), !name.isEmpty { out.append(name) }
+        for (i, item) in r.list(value, path()).enumerated() {
+            guard let entry = r.dictionary(item, "\(path())[\(i)]") else { continue }
+            if let name = r.string(entry["name"], "\(path())[\(i)].name"), !name.isEmpty { out.append(name) }
         }
         return out
     }
 
-    static func readPort(_ item: Any, _ path: String, _ r: inout FieldReader) -> EndpointPort? {
-        guard let p = r.dictionary(item, path) else {
-            if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
+    static func readPort(_ item: JSONValue, _ path: @autoclosure () -> String, _ r: inout FieldReader) -> EndpointPort?
+    {
+        guard let p = r.dictionary(item, path()) else {
+            if isAbsent(item) { r.wrongType(path(), expected: "an object", item) }
             return nil
         }
-        let name = r.string(p["name"], "\(path).name")
-        let port = r.int(p["port"], "\(path).port")
-        guard let proto = r.transportProtocol(p["protocol"], "\(path).protocol", severity: .warning) else {
+        let name = r.string(p["name"], "\(path()).name")
+        let port = r.int(p["port"], "\(path()).port")
+        guard let proto = r.transportProtocol(p["protocol"], "\(path()).protocol", severity: .warning) else {
             return nil
         }
         if let port, !(1...65535).contains(port) {
-            r.warning("\(path).port", "must be 1-65535, got \(port); port dropped")
+            r.warning("\(path()).port", "must be 1-65535, got \(port); port dropped")
             return nil
         }
         return EndpointPort(name: name, port: port, protocol: proto)
@@ -126,7 +129,7 @@ enum EndpointSliceDecoder {
 /// EndpointSlices: `addresses` become ready endpoints, `notReadyAddresses` not-ready ones, as the
 /// EndpointSlice mirroring controller converts them.
 enum EndpointsDecoder {
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "Endpoints")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "Endpoints", name: nil), issues: r.issues)

@@ -7,12 +7,12 @@ enum ServiceDecoder {
     /// apiserver's upper bound for the affinity timeout (`v1.MaxClientIPServiceAffinitySeconds`).
     static let maxAffinityTimeout = 86400
 
-    static func decode(_ object: [String: Any]) -> DecodeResult {
+    static func decode(_ object: JSONObject) -> DecodeResult {
         var r = FieldReader(kind: "Service")
         guard let meta = ObjectMeta.read(object, &r) else {
             return DecodeResult(object: .rejected(kind: "Service", name: nil), issues: r.issues)
         }
-        let spec = r.dictionary(object["spec"], "spec") ?? [:]
+        let spec = r.dictionary(object["spec"], "spec") ?? JSONObject()
         var service = Service(name: meta.name, resourceVersion: meta.resourceVersion, labels: meta.labels)
 
         if let t = r.string(spec["type"], "spec.type"), !t.isEmpty {
@@ -68,7 +68,7 @@ enum ServiceDecoder {
     }
 
     /// `spec.clusterIPs` wins over `spec.clusterIP`, as in upstream's `GetClusterIPByFamily`.
-    private static func readClusterIPs(_ spec: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readClusterIPs(_ spec: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let single = r.string(spec["clusterIP"], "spec.clusterIP")
         let list = r.strings(spec["clusterIPs"], "spec.clusterIPs")
         let (texts, path): ([(index: Int, value: String)], String) =
@@ -97,37 +97,37 @@ enum ServiceDecoder {
         }
     }
 
-    private static func readPorts(_ spec: [String: Any], _ r: inout FieldReader) -> [ServicePort] {
+    private static func readPorts(_ spec: JSONObject, _ r: inout FieldReader) -> [ServicePort] {
         var ports: [ServicePort] = []
         var firstIndexByKey: [String: Int] = [:]
         for (i, item) in r.list(spec["ports"], "spec.ports").enumerated() {
-            let path = "spec.ports[\(i)]"
-            guard let p = r.dictionary(item, path) else {
-                if isAbsent(item) { r.wrongType(path, expected: "an object", item) }
+            func path() -> String { "spec.ports[\(i)]" }
+            guard let p = r.dictionary(item, path()) else {
+                if isAbsent(item) { r.wrongType(path(), expected: "an object", item) }
                 continue
             }
-            let name = r.string(p["name"], "\(path).name") ?? ""
-            let proto = r.transportProtocol(p["protocol"], "\(path).protocol", severity: .error)
+            let name = r.string(p["name"], "\(path()).name") ?? ""
+            let proto = r.transportProtocol(p["protocol"], "\(path()).protocol", severity: .error)
             var port = 0
-            if let n = r.int(p["port"], "\(path).port") {
-                if (1...65535).contains(n) { port = n } else { r.error("\(path).port", "must be 1-65535, got \(n)") }
+            if let n = r.int(p["port"], "\(path()).port") {
+                if (1...65535).contains(n) { port = n } else { r.error("\(path()).port", "must be 1-65535, got \(n)") }
             } else if isAbsent(p["port"]) {
-                r.error("\(path).port", "required")
+                r.error("\(path()).port", "required")
             }
             var nodePort = 0
-            if let n = r.int(p["nodePort"], "\(path).nodePort") {
+            if let n = r.int(p["nodePort"], "\(path()).nodePort") {
                 if (0...65535).contains(n) {
                     nodePort = n
                 } else {
-                    r.error("\(path).nodePort", "must be 1-65535, got \(n)")
+                    r.error("\(path()).nodePort", "must be 1-65535, got \(n)")
                 }
             }
-            let targetPort = readTargetPort(p["targetPort"], "\(path).targetPort", &r)
+            let targetPort = readTargetPort(p["targetPort"], "\(path()).targetPort", &r)
             guard let proto, port != 0 else { continue }
             // Two ports with one name would collide in ServicePortName and in the chain names.
             let key = name
             if let first = firstIndexByKey[key] {
-                r.warning(path, "port name \"\(name)\" repeats spec.ports[\(first)]; entry dropped")
+                r.warning(path(), "port name \"\(name)\" repeats spec.ports[\(first)]; entry dropped")
                 continue
             }
             firstIndexByKey[key] = i
@@ -138,31 +138,33 @@ enum ServiceDecoder {
     }
 
     /// kube-proxy never reads targetPort (endpoint ports come from the slices), so a bad one is only a warning.
-    private static func readTargetPort(_ value: Any?, _ path: String, _ r: inout FieldReader) -> IntOrString? {
+    private static func readTargetPort(_ value: JSONValue?, _ path: @autoclosure () -> String, _ r: inout FieldReader)
+        -> IntOrString?
+    {
         guard let value, !isAbsent(value) else { return nil }
-        if let s = value as? String {
+        if case .string(let s) = value {
             if let n = Int(s), (1...65535).contains(n) { return .int(n) }
             if s.isEmpty { return nil }
             return .string(s)
         }
-        if let n = integerValue(value) {
+        if let n = value.integerValue {
             if n == 0 { return nil }
             if (1...65535).contains(n) { return .int(n) }
-            r.warning(path, "must be 1-65535, got \(n); ignored")
+            r.warning(path(), "must be 1-65535, got \(n); ignored")
             return nil
         }
-        r.warning(path, "expected an integer or a string, got \(typeName(value)); ignored")
+        r.warning(path(), "expected an integer or a string, got \(value.typeName); ignored")
         return nil
     }
 
-    private static func readPolicy(_ value: Any?, _ path: String, _ r: inout FieldReader) -> TrafficPolicy {
+    private static func readPolicy(_ value: JSONValue?, _ path: String, _ r: inout FieldReader) -> TrafficPolicy {
         guard let text = r.string(value, path), !text.isEmpty else { return .cluster }
         if let policy = TrafficPolicy(rawValue: text) { return policy }
         r.error(path, "must be Cluster or Local, got \"\(text)\"")
         return .cluster
     }
 
-    private static func readAffinity(_ spec: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readAffinity(_ spec: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let affinity = r.string(spec["sessionAffinity"], "spec.sessionAffinity") ?? ""
         switch affinity {
         case "", "None":
@@ -187,21 +189,21 @@ enum ServiceDecoder {
         }
     }
 
-    private static func readIngress(_ object: [String: Any], _ service: inout Service, _ r: inout FieldReader) {
+    private static func readIngress(_ object: JSONObject, _ service: inout Service, _ r: inout FieldReader) {
         let status = r.dictionary(object["status"], "status")
         let lb = r.dictionary(status?["loadBalancer"], "status.loadBalancer")
         for (i, item) in r.list(lb?["ingress"], "status.loadBalancer.ingress").enumerated() {
-            let path = "status.loadBalancer.ingress[\(i)]"
-            guard let entry = r.dictionary(item, path) else { continue }
+            func path() -> String { "status.loadBalancer.ingress[\(i)]" }
+            guard let entry = r.dictionary(item, path()) else { continue }
             // ipMode Proxy: the load balancer proxies, so packets arrive at the node for the node's own
             // IPs, not for the VIP; kube-proxy does not program the VIP (KEP-1860).
-            let mode = r.string(entry["ipMode"], "\(path).ipMode")
-            guard let text = r.string(entry["ip"], "\(path).ip"), !text.isEmpty else { continue }
+            let mode = r.string(entry["ipMode"], "\(path()).ipMode")
+            guard let text = r.string(entry["ip"], "\(path()).ip"), !text.isEmpty else { continue }
             if mode == "Proxy" { continue }
             if let ip = IPAddress(text) {
                 service.loadBalancerIngressIPs.append(ip)
             } else {
-                r.warning("\(path).ip", "not an IP address: \"\(text)\"; entry dropped")
+                r.warning("\(path()).ip", "not an IP address: \"\(text)\"; entry dropped")
             }
         }
     }

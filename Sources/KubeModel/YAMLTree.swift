@@ -1,8 +1,7 @@
 import Foundation
 import Yams
 
-/// A YAML stream as trees of the shape JSONSerialization produces (`[String: Any]`, `[Any]`, `String`,
-/// `Int`, `Double`, `Bool`, `NSNull`), one per document, so one decoder serves both.
+/// A YAML stream as `JSONValue` trees, one per document, so one decoder serves JSON and YAML.
 public enum YAMLTree {
     /// One `---`-separated document: its tree, or why it could not be parsed.
     public struct Document {
@@ -10,7 +9,7 @@ public enum YAMLTree {
         public var index: Int
         /// 1-based line of the document's first line in the whole stream.
         public var line: Int
-        public var result: Result<Any, YAMLTree.ParseError>
+        public var result: Result<JSONValue, YAMLTree.ParseError>
     }
 
     /// A document that is not valid YAML.
@@ -80,30 +79,31 @@ public enum YAMLTree {
 
     /// Scalars keep YAML 1.1 core types as Kubernetes' YAML reader resolves them (ints, floats, bools,
     /// null), except timestamps, which stay text: Kubernetes objects carry times as strings.
-    static func value(_ node: Node) -> Any {
+    static func value(_ node: Node) -> JSONValue {
         switch node {
         case .scalar(let scalar):
             switch Tag.Name(rawValue: node.tag.rawValue) {
-            case .null: return NSNull()
-            case .bool: return node.bool ?? scalar.string
-            case .int: return node.int ?? scalar.string
-            case .float: return node.float ?? scalar.string
-            default: return scalar.string
+            case .null: return .null
+            case .bool: return node.bool.map { .bool($0) } ?? .string(scalar.string)
+            case .int: return node.int.map { .int($0) } ?? .string(scalar.string)
+            case .float: return node.float.map { .double($0) } ?? .string(scalar.string)
+            default: return .string(scalar.string)
             }
         case .mapping(let mapping):
-            var out: [String: Any] = [:]
-            out.reserveCapacity(mapping.count)
+            // A repeated key keeps its last value on lookup, as the dictionary this used to fill did.
+            var members: [JSONObject.Member] = []
+            members.reserveCapacity(mapping.count)
             for (key, value) in mapping {
                 let k: String
                 if case .scalar(let s) = key { k = s.string } else { k = "\(key)" }
-                out[k] = YAMLTree.value(value)
+                members.append(JSONObject.Member(key: k, value: YAMLTree.value(value)))
             }
-            return out
+            return .object(JSONObject(members: members))
         case .sequence(let sequence):
-            return sequence.map { YAMLTree.value($0) }
+            return .array(sequence.map { YAMLTree.value($0) })
         case .alias:
             // compose() resolves aliases to their anchored nodes; an unresolved one carries no value.
-            return NSNull()
+            return .null
         }
     }
 }

@@ -59,7 +59,7 @@ struct WatchEvent {
         case error = "ERROR"
     }
     var type: EventType
-    var object: [String: Any]
+    var object: JSONObject
 }
 
 /// GET and streaming GET against the apiserver over AsyncHTTPClient, with the cluster's TLS and auth.
@@ -140,8 +140,8 @@ final class APIClient: Sendable {
         if (200..<300).contains(code) { return }
         var message = response.status.reasonPhrase
         if let body = try? await response.body.collect(upTo: 64 * 1024),
-            let obj = try? JSONTree.parse(Data(body.readableBytesView)) as? [String: Any],
-            let m = obj["message"] as? String
+            case .object(let obj)? = try? JSONTree.parse(Data(body.readableBytesView)),
+            let m = obj["message"]?.stringValue
         {
             message = m
         }
@@ -155,7 +155,7 @@ final class APIClient: Sendable {
     }
 
     /// GET a JSON object (a list page, a discovery document).
-    func get(_ path: String, query: [(String, String)] = []) async throws(APIError) -> [String: Any] {
+    func get(_ path: String, query: [(String, String)] = []) async throws(APIError) -> JSONObject {
         let full = query.isEmpty ? path : path + "?" + Self.query(query)
         let req = try request(full)
         let body: ByteBuffer
@@ -168,7 +168,7 @@ final class APIClient: Sendable {
         } catch {
             throw .transport(path: path, underlying: "\(error)")
         }
-        guard let obj = try? JSONTree.parse(Data(body.readableBytesView)) as? [String: Any] else {
+        guard case .object(let obj)? = try? JSONTree.parse(Data(body.readableBytesView)) else {
             throw .malformed(path: path, reason: "body is not a JSON object")
         }
         return obj
@@ -192,8 +192,8 @@ final class APIClient: Sendable {
         var pending: [UInt8] = []
         func emit(_ line: ArraySlice<UInt8>) throws {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) { return }
-            guard let obj = try? JSONTree.parse(Data(line)) as? [String: Any],
-                let typeName = obj["type"] as? String, let object = obj["object"] as? [String: Any]
+            guard case .object(let obj)? = try? JSONTree.parse(Data(line)),
+                let typeName = obj["type"]?.stringValue, let object = obj["object"]?.objectValue
             else { throw APIError.malformed(path: path, reason: "watch line is not a {type, object} event") }
             guard let type = WatchEvent.EventType(rawValue: typeName) else {
                 throw APIError.malformed(path: path, reason: "unknown watch event type \(typeName)")

@@ -89,7 +89,7 @@ public struct APIServerSource<Object: Sendable>: Sendable {
             name: "\(kind)", path: kind.path, selector: [("labelSelector", ResourceKind.labelSelector)])
         let decode = self.decode
         let logger = self.logger
-        func decoded(_ items: [[String: Any]]) -> [Object] {
+        func decoded(_ items: [JSONObject]) -> [Object] {
             items.compactMap { item in
                 do { return try decode(kind, item) } catch {
                     logger.error(
@@ -119,7 +119,7 @@ public struct APIServerSource<Object: Sendable>: Sendable {
             name: "Node \(name)", path: "/api/v1/nodes", selector: [("fieldSelector", "metadata.name=\(name)")])
         var last: NodeInfo?
         let logger = self.logger
-        func seen(_ item: [String: Any]) {
+        func seen(_ item: JSONObject) {
             let info = NodeInfo(json: item)
             guard info.name == name, info != last else { return }
             last = info
@@ -154,11 +154,11 @@ public struct APIServerSource<Object: Sendable>: Sendable {
 
     /// Lists every page; a 410 on a `continue` page (the token expired) restarts the list.
     func listAll(_ c: Collection, client: APIClient) async throws(APIError) -> (
-        items: [[String: Any]], resourceVersion: String
+        items: [JSONObject], resourceVersion: String
     ) {
         var restarts = 0
         while true {
-            var items: [[String: Any]] = []
+            var items: [JSONObject] = []
             var resourceVersion = ""
             var token: String?
             do throws(APIError) {
@@ -166,10 +166,10 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                     var query = c.selector + [("limit", "\(options.pageSize)")]
                     if let token { query.append(("continue", token)) }
                     let page = try await client.get(c.path, query: query)
-                    items += page["items"] as? [[String: Any]] ?? []
-                    let meta = page["metadata"] as? [String: Any] ?? [:]
-                    resourceVersion = meta["resourceVersion"] as? String ?? resourceVersion
-                    token = nonEmpty(meta["continue"] as? String)
+                    items += objects(page["items"])
+                    let meta = page["metadata"]?.objectValue ?? JSONObject()
+                    resourceVersion = meta["resourceVersion"]?.stringValue ?? resourceVersion
+                    token = nonEmpty(meta["continue"]?.stringValue)
                 } while token != nil
                 return (items, resourceVersion)
             } catch .gone(let path) where token != nil && restarts < 3 {
@@ -206,7 +206,7 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                         events += 1
                         streak.succeeded()
                     }
-                    if let rv = metadata(event.object)["resourceVersion"] as? String, !rv.isEmpty {
+                    if let rv = metadata(event.object)["resourceVersion"]?.stringValue, !rv.isEmpty {
                         resourceVersion = rv
                     }
                     switch event.type {
@@ -216,11 +216,12 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                     case .error:
                         // The object of an ERROR event is a metav1.Status; 410 means our resourceVersion
                         // fell out of the watch cache.
-                        let code = event.object["code"] as? Int ?? 0
+                        var code = 0
+                        if case .int(let n)? = event.object["code"] { code = n }
                         if code == 410 { throw APIError.gone(path: c.path) }
                         throw APIError.status(
-                            path: c.path, code: code, message: event.object["message"] as? String ?? "watch ERROR event"
-                        )
+                            path: c.path, code: code,
+                            message: event.object["message"]?.stringValue ?? "watch ERROR event")
                     }
                 }
                 // A watch the server closes at once, empty, again and again would become a request
@@ -251,14 +252,14 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                 streak.succeeded()
                 var current: [ObjectName: String] = [:]
                 for item in items {
-                    current[objectName(item)] = metadata(item)["resourceVersion"] as? String ?? ""
+                    current[objectName(item)] = metadata(item)["resourceVersion"]?.stringValue ?? ""
                 }
                 if let previous = known {
                     for item in items where previous[objectName(item)] != current[objectName(item)] {
                         handler.upsert(item)
                     }
                     for (name, _) in previous where current[name] == nil {
-                        handler.delete(["metadata": ["namespace": name.namespace, "name": name.name]])
+                        handler.delete(["metadata": ["namespace": .string(name.namespace), "name": .string(name.name)]])
                     }
                 } else {
                     handler.replaceAll(items)
@@ -283,9 +284,9 @@ struct Collection {
 
 /// What a list/watch loop does with raw objects.
 struct CollectionHandler {
-    var replaceAll: ([[String: Any]]) -> Void
-    var upsert: ([String: Any]) -> Void
-    var delete: ([String: Any]) -> Void
+    var replaceAll: ([JSONObject]) -> Void
+    var upsert: (JSONObject) -> Void
+    var delete: (JSONObject) -> Void
 }
 
 /// Counts consecutive failures of one loop: logs the cause when a streak starts (and when the
@@ -333,11 +334,24 @@ struct FailureStreak {
     }
 }
 
-func metadata(_ object: [String: Any]) -> [String: Any] {
-    object["metadata"] as? [String: Any] ?? [:]
+func metadata(_ object: JSONObject) -> JSONObject {
+    object["metadata"]?.objectValue ?? JSONObject()
 }
 
-func objectName(_ object: [String: Any]) -> ObjectName {
+func objectName(_ object: JSONObject) -> ObjectName {
     let m = metadata(object)
-    return ObjectName(namespace: m["namespace"] as? String ?? "", name: m["name"] as? String ?? "")
+    return ObjectName(namespace: m["namespace"]?.stringValue ?? "", name: m["name"]?.stringValue ?? "")
+}
+
+/// A list of objects; empty when it is anything else or holds anything but objects (as the `[[String: Any]]`
+/// cast this replaces did).
+func objects(_ value: JSONValue?) -> [JSONObject] {
+    guard let list = value?.arrayValue else { return [] }
+    var out: [JSONObject] = []
+    out.reserveCapacity(list.count)
+    for item in list {
+        guard case .object(let o) = item else { return [] }
+        out.append(o)
+    }
+    return out
 }

@@ -131,8 +131,13 @@ public struct ManifestSource: Sendable {
     /// Accumulates objects across files, replacing repeated objects and remembering where each came from.
     struct Builder {
         var load = ManifestLoad()
-        /// "Kind ns/name" to (position in services or slices, source).
-        private var seen: [String: (index: Int, source: String)] = [:]
+        /// Kind and name to (position in services or slices, source).
+        private var seen: [Placed: (index: Int, source: String)] = [:]
+
+        private struct Placed: Hashable {
+            var kind: String
+            var name: ObjectName
+        }
 
         mutating func fileIssue(_ source: String, _ message: String) {
             load.issues.append(
@@ -163,15 +168,15 @@ public struct ManifestSource: Sendable {
         /// Results are the same as parsing the whole file and decoding it as one document; a syntax error anywhere
         /// rejects the whole file, as before.
         mutating func addJSON(_ data: Data, source: String) {
-            var early: [(item: Any, index: Int)] = []  // items that came before the list's `kind`
+            var early: [(item: JSONValue, index: Int)] = []  // items that came before the list's `kind`
             // Decoded values only (small); added once the whole file parsed, so a syntax error still rejects it all.
             var results: [DecodeResult] = []
-            let parsed: (tree: Any, streamed: Bool)
+            let parsed: (tree: JSONValue, streamed: Bool)
             do {
                 parsed = try JSONTree.parse(data) { item, index, top in
-                    if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+                    if let kind = top["kind"]?.stringValue, kind.hasSuffix("List") {
                         results.append(ObjectDecoder.decodeListItem(
-                            item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String))
+                            item, index: index, listKind: kind, listAPIVersion: top["apiVersion"]?.stringValue))
                     } else {
                         early.append((item, index))
                     }
@@ -182,23 +187,23 @@ public struct ManifestSource: Sendable {
             }
             for result in results { add(result: result, source: source) }
             results = []
-            guard parsed.streamed, var top = parsed.tree as? [String: Any] else {
+            guard parsed.streamed, case .object(var top) = parsed.tree else {
                 add(tree: parsed.tree, source: source)
                 return
             }
-            if let kind = top["kind"] as? String, kind.hasSuffix("List") {
+            if let kind = top["kind"]?.stringValue, kind.hasSuffix("List") {
                 for (item, index) in early {
                     add(result: ObjectDecoder.decodeListItem(
-                        item, index: index, listKind: kind, listAPIVersion: top["apiVersion"] as? String), source: source)
+                        item, index: index, listKind: kind, listAPIVersion: top["apiVersion"]?.stringValue), source: source)
                 }
             } else {
                 // Not a list after all: an object that happens to have `items`; decode it whole.
-                top["items"] = early.map(\.item)
-                add(tree: top, source: source)
+                top["items"] = .array(early.map(\.item))
+                add(tree: .object(top), source: source)
             }
         }
 
-        mutating func add(tree: Any, source: String) {
+        mutating func add(tree: JSONValue, source: String) {
             for result in ObjectDecoder.decodeDocument(tree) { add(result: result, source: source) }
         }
 
@@ -225,7 +230,7 @@ public struct ManifestSource: Sendable {
         private mutating func place<T>(
             _ value: T, kind: String, name: ObjectName, source: String, in list: WritableKeyPath<ManifestLoad, [T]>
         ) {
-            let key = "\(kind) \(name)"
+            let key = Placed(kind: kind, name: name)
             if let earlier = seen[key] {
                 load[keyPath: list][earlier.index] = value
                 load.issues.append(

@@ -45,18 +45,21 @@ public struct NodeInfo: Sendable, Equatable {
         self.externalIPs = externalIPs
     }
 
-    init(json: [String: Any]) {
-        let meta = json["metadata"] as? [String: Any] ?? [:]
-        let spec = json["spec"] as? [String: Any] ?? [:]
-        let status = json["status"] as? [String: Any] ?? [:]
-        var cidrs = spec["podCIDRs"] as? [String] ?? []
-        if cidrs.isEmpty, let one = nonEmpty(spec["podCIDR"] as? String) { cidrs = [one] }
-        let addresses = status["addresses"] as? [[String: Any]] ?? []
+    init(json: JSONObject) {
+        let meta = json["metadata"]?.objectValue ?? JSONObject()
+        let spec = json["spec"]?.objectValue ?? JSONObject()
+        let status = json["status"]?.objectValue ?? JSONObject()
+        // All strings or none, as the `[String]` cast this replaces read it.
+        let cidrValues = spec["podCIDRs"]?.arrayValue ?? []
+        var cidrs = cidrValues.compactMap(\.stringValue)
+        if cidrs.count != cidrValues.count { cidrs = [] }
+        if cidrs.isEmpty, let one = nonEmpty(spec["podCIDR"]?.stringValue) { cidrs = [one] }
+        let addresses = objects(status["addresses"])
         func of(_ type: String) -> [String] {
-            addresses.filter { $0["type"] as? String == type }.compactMap { $0["address"] as? String }
+            addresses.filter { $0["type"]?.stringValue == type }.compactMap { $0["address"]?.stringValue }
         }
         self.init(
-            name: meta["name"] as? String ?? "", podCIDRs: cidrs, internalIPs: of("InternalIP"),
+            name: meta["name"]?.stringValue ?? "", podCIDRs: cidrs, internalIPs: of("InternalIP"),
             externalIPs: of("ExternalIP"))
     }
 }
@@ -75,9 +78,9 @@ public enum SourceEvent<Object: Sendable>: Sendable {
     case node(NodeInfo)
 }
 
-/// Turns one object (JSONSerialization output) into the consumer's value; a throw skips that
+/// Turns one object (as `JSONTree` parsed it) into the consumer's value; a throw skips that
 /// object and is logged with its name, the watch goes on.
-public typealias SourceObjectDecoder<Object> = @Sendable (ResourceKind, [String: Any]) throws -> Object
+public typealias SourceObjectDecoder<Object> = @Sendable (ResourceKind, JSONObject) throws -> Object
 
 /// How the source talks to the apiserver.
 public struct SourceOptions: Sendable {

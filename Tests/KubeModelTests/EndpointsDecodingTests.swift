@@ -6,9 +6,7 @@ import XCTest
 final class EndpointSliceDecodingTests: XCTestCase {
     private func sliceJSON(
         addressType: String = "IPv4", endpoints: String, ports: String = #"[{"name": "http", "port": 8080}]"#
-    )
-        -> [String: Any]
-    {
+    ) -> JSONObject {
         json(
             """
             {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -334,7 +332,7 @@ final class EndpointsConversionTests: XCTestCase {
 final class DocumentDecodingTests: XCTestCase {
     func testServiceListItemsWithoutKindTakeItFromTheList() {
         let results = ObjectDecoder.decodeDocument(
-            json(
+            jsonDocument(
                 """
                 {"apiVersion": "v1", "kind": "ServiceList", "metadata": {"resourceVersion": "100"},
                  "items": [{"metadata": {"name": "a", "namespace": "ns1"}, "spec": {"clusterIP": "10.96.0.1"}},
@@ -345,7 +343,7 @@ final class DocumentDecodingTests: XCTestCase {
 
     func testKubectlListMixesKinds() {
         let results = ObjectDecoder.decodeDocument(
-            json(
+            jsonDocument(
                 """
                 {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
                  "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {}},
@@ -386,6 +384,6 @@ final class DocumentDecodingTests: XCTestCase {
 
     func testDocumentThatIsNotAnObject() {
         XCTAssertEqual(ObjectDecoder.decodeDocument(["a", "b"]).flatMap(lines), ["expected an object, got list"])
-        XCTAssertEqual(ObjectDecoder.decodeDocument(NSNull()).count, 0)
+        XCTAssertEqual(ObjectDecoder.decodeDocument(.null).count, 0)
     }
 }

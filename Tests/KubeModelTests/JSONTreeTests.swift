@@ -4,38 +4,86 @@ import XCTest
 @testable import KubeModel
 
 final class JSONTreeTests: XCTestCase {
-    private func parse(_ text: String) throws -> Any { try JSONTree.parse(Data(text.utf8)) }
+    private func parse(_ text: String) throws -> JSONValue { try JSONTree.parse(Data(text.utf8)) }
 
-    func testValuesAndTheirSwiftTypes() throws {
-        let v = try XCTUnwrap(
-            try parse(#"{"s":"x","i":-42,"d":1.5,"e":1e3,"t":true,"f":false,"n":null,"l":[1,"a",[]],"o":{}}"#)
-                as? [String: Any])
-        XCTAssertEqual(v["s"] as? String, "x")
-        XCTAssertTrue(type(of: v["i"]!) == Int.self)
-        XCTAssertEqual(v["i"] as? Int, -42)
-        XCTAssertEqual(v["d"] as? Double, 1.5)
-        XCTAssertEqual(v["e"] as? Double, 1000)
-        XCTAssertTrue(type(of: v["t"]!) == Bool.self)
-        XCTAssertEqual(v["f"] as? Bool, false)
-        XCTAssertTrue(v["n"]! is NSNull)
-        XCTAssertEqual((v["l"] as? [Any])?.count, 3)
-        XCTAssertEqual((v["o"] as? [String: Any])?.count, 0)
+    func testValuesAndTheirCases() throws {
+        let v = try parse(#"{"s":"x","i":-42,"d":1.5,"e":1e3,"t":true,"f":false,"n":null,"l":[1,"a",[]],"o":{}}"#)
+        XCTAssertEqual(
+            v,
+            [
+                "s": "x", "i": -42, "d": 1.5, "e": 1000.0, "t": true, "f": false, "n": .null, "l": [1, "a", []],
+                "o": [:],
+            ])
+        XCTAssertEqual(v["i"], .int(-42))
+        XCTAssertEqual(v["e"], .double(1000))
+        XCTAssertEqual(v["n"], .null)
+        XCTAssertNil(v["missing"])
     }
 
-    func testIntegersPastIntAreDoubles() throws {
-        let v = try XCTUnwrap(try parse("[9223372036854775807, 9223372036854775808]") as? [Any])
-        XCTAssertEqual(v[0] as? Int, Int.max)
-        XCTAssertTrue(type(of: v[1]) == Double.self)
+    func testIntegersThatFitAreIntsEverythingElseDoubles() throws {
+        XCTAssertEqual(
+            try parse("[9223372036854775807, -9223372036854775808, 9223372036854775808, -0, 80.0, 8e1, 0]"),
+            [.int(.max), .int(.min), .double(9_223_372_036_854_775_808), .int(0), .double(80), .double(80), .int(0)])
+    }
+
+    func testIntegralDoublesReadAsIntegersButRenderAsNumbers() throws {
+        XCTAssertEqual(try parse("80.0").integerValue, 80)
+        XCTAssertNil(try parse("80.5").integerValue)
+        XCTAssertNil(try parse("true").integerValue)
+        XCTAssertEqual(try parse("80.5").rendered, "80.5")
+        XCTAssertEqual(try parse("\"80\"").rendered, "\"80\"")
+        XCTAssertEqual(try parse("1e300").rendered, NSNumber(value: 1e300).description)
     }
 
     func testEscapesAndUnicode() throws {
-        let s = try parse(#""a\"b\\c\/d\n\t\u00e9\ud83d\ude00 é""#) as? String
-        XCTAssertEqual(s, "a\"b\\c/d\n\té😀 é")
+        let s = try parse(#""a\"b\\c\/d\n\t\u00e9\ud83d\ude00 é""#)
+        XCTAssertEqual(s, .string("a\"b\\c/d\n\té😀 é"))
     }
 
     func testWhitespaceAroundAndEmptyContainers() throws {
-        XCTAssertEqual((try parse(" \n\t[ ]\r\n") as? [Any])?.count, 0)
-        XCTAssertEqual((try parse("{ }") as? [String: Any])?.count, 0)
+        XCTAssertEqual(try parse(" \n\t[ ]\r\n"), [])
+        XCTAssertEqual(try parse("{ }"), [:])
+    }
+
+    func testRepeatedKeyMeansItsLastValueAsInADictionary() throws {
+        let o = try XCTUnwrap(try parse(#"{"a": 1, "b": 2, "a": "x"}"#).objectValue)
+        XCTAssertEqual(o["a"], "x")
+        XCTAssertEqual(o.count, 2)
+        var seen: [String] = []
+        o.forEach { key, value in seen.append("\(key)=\(value.rendered)") }
+        XCTAssertEqual(seen, ["b=2", "a=\"x\""])
+        XCTAssertEqual(o, ["b": 2, "a": "x"])
+    }
+
+    func testKeysSpelledWithEscapesOrLongOrNonASCIIReadTheSameAsPlainOnes() throws {
+        let long = String(repeating: "k", count: 60)
+        let v = try parse(
+            #"[{"name": 1, "\#(long)": 1}, {"name": 2, "\#(long)": 2}, {"n\u0061me": 3}, {"námé": 4, "": 5}, {"nam": 6}, {"Aa": 7, "BB": 8}]"#
+        )
+        // "Aa" and "BB" hash alike.
+        XCTAssertEqual(
+            v,
+            [
+                ["name": 1, long: 1], ["name": 2, long: 2], ["name": 3], ["námé": 4, "": 5], ["nam": 6],
+                ["Aa": 7, "BB": 8],
+            ])
+    }
+
+    func testObjectsCompareWithoutRegardToKeyOrder() throws {
+        XCTAssertEqual(try parse(#"{"a": 1, "b": [true]}"#), try parse(#"{"b": [true], "a": 1}"#))
+        XCTAssertNotEqual(try parse(#"{"a": 1}"#), try parse(#"{"a": 1.0}"#))
+    }
+
+    func testStreamedListItemsComeWithTheKeysReadBeforeThem() throws {
+        var seen: [(JSONValue, Int, String?)] = []
+        let (tree, streamed) = try JSONTree.parse(Data(#"{"kind": "List", "items": [{"a": 1}, 2], "x": {}}"#.utf8)) {
+            item, index, top in seen.append((item, index, top["kind"]?.stringValue))
+        }
+        XCTAssertTrue(streamed)
+        XCTAssertEqual(tree, ["kind": "List", "x": [:]])
+        XCTAssertEqual(seen.map(\.0), [["a": 1], 2])
+        XCTAssertEqual(seen.map(\.1), [0, 1])
+        XCTAssertEqual(seen.map(\.2), ["List", "List"])
     }
 
     func testErrorsSayWhatAndWhere() {
@@ -67,10 +115,18 @@ final class JSONTreeTests: XCTestCase {
         XCTAssertThrowsError(try parse(deep)) { XCTAssertTrue("\($0)".hasPrefix("nested deeper than 256 levels")) }
     }
 
-    func testSameTreeAsJSONSerializationForAManifest() throws {
-        let text = #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default","labels":{"a":"b"}},"spec":{"clusterIP":"10.96.0.10","ports":[{"port":80,"targetPort":8080,"protocol":"TCP"}],"sessionAffinity":"None"}}"#
-        let mine = try XCTUnwrap(try parse(text) as? [String: Any])
-        let theirs = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-        XCTAssertEqual(NSDictionary(dictionary: mine), NSDictionary(dictionary: theirs))
+    func testAManifest() throws {
+        let text =
+            #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default","labels":{"a":"b"}},"spec":{"clusterIP":"10.96.0.10","ports":[{"port":80,"targetPort":8080,"protocol":"TCP"}],"sessionAffinity":"None"}}"#
+        XCTAssertEqual(
+            try parse(text),
+            [
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": ["name": "web", "namespace": "default", "labels": ["a": "b"]],
+                "spec": [
+                    "clusterIP": "10.96.0.10", "ports": [["port": 80, "targetPort": 8080, "protocol": "TCP"]],
+                    "sessionAffinity": "None",
+                ],
+            ])
     }
 }

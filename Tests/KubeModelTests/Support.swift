@@ -3,11 +3,10 @@ import XCTest
 
 @testable import KubeModel
 
-/// Parses JSON text the way the apiserver watcher will (JSONSerialization, NSNumber numbers).
-func json(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String: Any] {
+/// Parses JSON text the way the manifest reader and the apiserver watcher do (`JSONTree`).
+func json(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> JSONObject {
     do {
-        let tree = try JSONSerialization.jsonObject(with: Data(text.utf8))
-        guard let object = tree as? [String: Any] else {
+        guard case .object(let object) = try JSONTree.parse(Data(text.utf8)) else {
             XCTFail("not an object", file: file, line: line)
             return [:]
         }
@@ -18,12 +17,20 @@ func json(_ text: String, file: StaticString = #filePath, line: UInt = #line) ->
     }
 }
 
+/// Parses a JSON document of any shape.
+func jsonDocument(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> JSONValue {
+    do {
+        return try JSONTree.parse(Data(text.utf8))
+    } catch {
+        XCTFail("bad JSON in test: \(error)", file: file, line: line)
+        return .null
+    }
+}
+
 /// Parses one YAML document the way the manifest reader does.
-func yaml(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String: Any] {
+func yaml(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> JSONObject {
     let documents = YAMLTree.documents(text)
-    guard documents.count == 1, case .success(let tree) = documents[0].result,
-        let object = tree as? [String: Any]
-    else {
+    guard documents.count == 1, case .success(.object(let object)) = documents[0].result else {
         XCTFail("expected one YAML object, got \(documents)", file: file, line: line)
         return [:]
     }
@@ -38,8 +45,8 @@ func cidr(_ text: String) -> CIDR { CIDR(text)! }
 func lines(_ result: DecodeResult) -> [String] { result.issues.map(\.description) }
 
 /// A Service JSON object with `spec` fields spliced in.
-func serviceJSON(spec: String = "", status: String = "", name: String = "web", namespace: String = "ns1") -> [String:
-    Any]
+func serviceJSON(spec: String = "", status: String = "", name: String = "web", namespace: String = "ns1")
+    -> JSONObject
 {
     let specBody = spec.isEmpty ? "" : ", \(spec)"
     let statusPart = status.isEmpty ? "" : ", \"status\": {\(status)}"

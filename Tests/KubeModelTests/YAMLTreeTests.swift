@@ -4,7 +4,7 @@ import XCTest
 @testable import KubeModel
 
 final class YAMLTreeTests: XCTestCase {
-    func testScalarsBecomeTheTypesJSONSerializationWouldGive() throws {
+    func testScalarsBecomeTheValuesJSONWouldGive() throws {
         let documents = YAMLTree.documents(
             """
             int: 80
@@ -18,19 +18,40 @@ final class YAMLTreeTests: XCTestCase {
             list: [1, two]
             """)
         XCTAssertEqual(documents.count, 1)
-        let tree = try XCTUnwrap(try documents[0].result.get() as? [String: Any])
-        XCTAssertEqual(tree["int"] as? Int, 80)
-        XCTAssertTrue(type(of: tree["int"]!) == Int.self)
-        XCTAssertEqual(tree["quoted"] as? String, "80")
-        XCTAssertTrue(type(of: tree["bool"]!) == Bool.self)
-        XCTAssertEqual(tree["float"] as? Double, 1.5)
-        XCTAssertTrue(tree["null1"] is NSNull)
-        XCTAssertTrue(tree["null2"] is NSNull)
-        XCTAssertEqual(tree["time"] as? String, "2024-01-02T03:04:05Z")
-        XCTAssertEqual(tree["text"] as? String, "hello")
-        let list = try XCTUnwrap(tree["list"] as? [Any])
-        XCTAssertEqual(list[0] as? Int, 1)
-        XCTAssertEqual(list[1] as? String, "two")
+        XCTAssertEqual(
+            try documents[0].result.get(),
+            [
+                "int": .int(80), "quoted": "80", "bool": true, "float": .double(1.5), "null1": .null, "null2": .null,
+                "time": "2024-01-02T03:04:05Z", "text": "hello", "list": [1, "two"],
+            ])
+    }
+
+    func testYAMLSpellingsOfNumbersAndBooleans() throws {
+        let documents = YAMLTree.documents(
+            """
+            hex: 0x1F
+            octal: 0o17
+            exp: 1e3
+            whole: 80.0
+            upper: TRUE
+            inf: .inf
+            """)
+        let tree = try documents[0].result.get()
+        XCTAssertEqual(tree["hex"], .int(31))
+        XCTAssertEqual(tree["octal"], .int(15))
+        XCTAssertEqual(tree["whole"], .double(80))
+        XCTAssertEqual(tree["whole"]?.integerValue, 80)
+        XCTAssertEqual(tree["upper"], .bool(true))
+        XCTAssertEqual(tree["inf"], .double(.infinity))
+        XCTAssertEqual(tree["exp"]?.typeName, "number")
+    }
+
+    func testRepeatedKeyMakesTheDocumentMalformed() {
+        // Yams refuses the document; JSON (parsed by JSONTree) takes the last value instead.
+        let documents = YAMLTree.documents("a: 1\nb: 2\na: 3\n")
+        XCTAssertThrowsError(try documents[0].result.get()) {
+            XCTAssertTrue("\($0)".contains("duplicated key"), "\($0)")
+        }
     }
 
     func testMultiDocumentStreamSkipsEmptyDocuments() {
@@ -48,7 +69,7 @@ final class YAMLTreeTests: XCTestCase {
         XCTAssertEqual(documents.map(\.index), [1, 2, 3])
         XCTAssertEqual(documents.map(\.line), [2, 6, 8])
         XCTAssertEqual(
-            documents.compactMap { (try? $0.result.get()) as? [String: Int] }, [["a": 1], ["b": 2], ["c": 3]])
+            documents.compactMap { try? $0.result.get() }, [["a": 1], ["b": 2], ["c": 3]])
     }
 
     func testMalformedDocumentDoesNotHideTheOthers() {
@@ -70,14 +91,12 @@ final class YAMLTreeTests: XCTestCase {
     }
 
     func testAnchorsAndAliasesAreResolved() throws {
-        let tree = try XCTUnwrap(
-            try YAMLTree.documents(
-                """
-                base: &p {port: 80}
-                ports: [*p]
-                """)[0].result.get() as? [String: Any])
-        let ports = try XCTUnwrap(tree["ports"] as? [[String: Any]])
-        XCTAssertEqual(ports[0]["port"] as? Int, 80)
+        let tree = try YAMLTree.documents(
+            """
+            base: &p {port: 80}
+            ports: [*p]
+            """)[0].result.get()
+        XCTAssertEqual(tree["ports"], [["port": 80]])
     }
 
     func testCRLFLineEndingsAndSeparators() {

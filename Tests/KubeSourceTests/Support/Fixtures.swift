@@ -114,12 +114,12 @@ struct TestObject: Sendable, Equatable, CustomStringConvertible {
     struct Broken: Error {}
 
     static let decode: SourceObjectDecoder<TestObject> = { kind, json in
-        let meta = json["metadata"] as? [String: Any] ?? [:]
-        if (meta["labels"] as? [String: String])?["test/broken"] != nil { throw Broken() }
-        guard let name = meta["name"] as? String else { throw Broken() }
+        let meta = json["metadata"]?.objectValue ?? [:]
+        if meta["labels"]?["test/broken"] != nil { throw Broken() }
+        guard let name = meta["name"]?.stringValue else { throw Broken() }
         return TestObject(
-            kind: kind, name: ObjectName(namespace: meta["namespace"] as? String ?? "", name: name),
-            resourceVersion: meta["resourceVersion"] as? String ?? "")
+            kind: kind, name: ObjectName(namespace: meta["namespace"]?.stringValue ?? "", name: name),
+            resourceVersion: meta["resourceVersion"]?.stringValue ?? "")
     }
 
     var description: String { "\(name)@\(resourceVersion)" }
