@@ -40,8 +40,6 @@ let package = Package(
         .target(name: "Netfilter", dependencies: [
             "KubeModel", "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
         ]),
-        // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
-        .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
@@ -56,22 +54,27 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        // Kernel e2e: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API) for Tests/kernel/apiserver-e2e.sh.
-        .executableTarget(name: "fake-apiserver", dependencies: [
-            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-        ]),
-        .target(name: "SyntheticCluster", dependencies: ["KubeModel"]),
-        // The bare libiptc floor for `make bench`: init + one small change + commit of an IPv4 table.
-        .target(name: "CBenchFloor", linkerSettings: [.linkedLibrary("ip4tc")]),
-        .executableTarget(name: "natd-bench", dependencies: [
-            "SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig", "KubeModel", "KubeSource", "CBenchFloor",
-            "Netfilter", "Daemon",
-        ]),
         .executableTarget(name: "kube-natd", dependencies: [
             "Daemon", "Netfilter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Tooling (Tools/): test drivers and benchmark programs, not part of the product.
+        // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
+        .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"],
+                          path: "Tools/netfilter-harness"),
+        // Kernel e2e and soak: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API).
+        .executableTarget(name: "fake-apiserver", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], path: "Tools/fake-apiserver"),
+        .target(name: "SyntheticCluster", dependencies: ["KubeModel"], path: "Tools/SyntheticCluster"),
+        // The bare libiptc floor for `make bench`: init + one small change + commit of an IPv4 table.
+        .target(name: "CBenchFloor", path: "Tools/CBenchFloor", linkerSettings: [.linkedLibrary("ip4tc")]),
+        .executableTarget(name: "natd-bench", dependencies: [
+            "SyntheticCluster", "RuleCompiler", "Ruleset", "ProxyConfig", "KubeModel", "KubeSource", "CBenchFloor",
+            "Netfilter", "Daemon",
+        ], path: "Tools/natd-bench"),
         .testTarget(name: "KubeModelTests", dependencies: ["KubeModel"]),
         .testTarget(name: "ProxyConfigTests", dependencies: ["ProxyConfig"]),
         .testTarget(name: "RuleCompilerTests", dependencies: [

@@ -27,8 +27,8 @@ public struct DriftMonitor {
         var out: [Finding] = []
         for table in [Table.mangle, .nat, .filter] {
             let have = (try? TableReader.chains(family: family, table: table)) ?? []
-            if !have.contains(where: { $0.name == ChainNames.canary }) {
-                out.append(Finding(family: family, table: table, chains: [ChainNames.canary]))
+            if !have.contains(where: { $0.name == Ownership.canary }) {
+                out.append(Finding(family: family, table: table, chains: [Ownership.canary]))
             }
             guard let wanted = ruleset?[table],
                   let want = try? TableReader.expectedChains(family: family, table: wanted)
@@ -51,7 +51,7 @@ public struct DriftMonitor {
             if t.chainsFlushed > 0 { what.append("\(t.chainsFlushed) chain(s) refilled") }
             if t.chainsDeleted > 0 { what.append("\(t.chainsDeleted) chain(s) deleted") }
             if t.jumpsInserted + t.rulesDeleted > 0 { what.append("base-chain jumps restored") }
-            return Finding(family: report.family, table: t.table, chains: what)
+            return Finding(family: t.family, table: t.table, chains: what)
         }
     }
 }

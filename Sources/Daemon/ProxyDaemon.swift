@@ -259,7 +259,7 @@ public final class ProxyDaemon: @unchecked Sendable {
             logger.warning("rules changed behind kube-natd's back, resyncing: \(finding)")
             metrics.driftRepaired(table: finding.table.rawValue)
         }
-        if findings.contains(where: { $0.chains == [ChainNames.canary] }) { ensureCanaries() }
+        if findings.contains(where: { $0.chains == [Ownership.canary] }) { ensureCanaries() }
         return true
     }
 

@@ -50,6 +50,8 @@ public struct NodeSetup: Sendable {
     /// Node IPs for the rules that need one: `bindAddress` when set, then this namespace's addresses.
     public var nodeIPs: [IPAddress]
     public var podCIDR: CIDR?
+    /// `--rule-layout`: which generation of kube-proxy's layout the compiler writes.
+    public var ruleLayout: RuleLayout = .current
 
     /// Loads `--config` (or the flags alone) the way kube-proxy does.
     public static func load(configPath: String?, overrides: ConfigOverrides, probeInterfaces: Bool = true,
@@ -80,7 +82,7 @@ public struct NodeSetup: Sendable {
 
     public func settings(for family: IPFamily, features: KernelFeatures) -> NodeSettings {
         configuration.nodeSettings(family: family, nodeName: nodeName, nodeIPs: nodeIPs, podCIDR: podCIDR,
-                                   features: features)
+                                   features: features, ruleLayout: ruleLayout)
     }
 }
 

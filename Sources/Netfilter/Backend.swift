@@ -21,6 +21,7 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
 
     /// One table's outcome.
     public struct TableReport: Sendable {
+        public var family: IPFamily
         public var table: Table
         public var attempts: Int = 1
         public var lockWaitSeconds: Double = 0
@@ -46,22 +47,36 @@ public struct ApplyReport: Sendable, CustomStringConvertible {
         public var rulesDeleted: Int = 0
         /// Non-fatal problems, e.g. a stale chain kept because a foreign rule still jumps to it.
         public var warnings: [String] = []
-        public init(table: Table) { self.table = table }
+        public init(family: IPFamily, table: Table) {
+            self.family = family
+            self.table = table
+        }
     }
 
-    public var family: IPFamily
+    /// Every table touched or compared, of every family applied.
     public var tables: [TableReport] = []
-    /// The restore text (restore and dry-run backends), nil for libiptc.
+    /// The restore text (restore and dry-run backends), nil for the kernel-API backends.
     public var text: String?
+    /// nf_tables: netlink messages and batches sent (0 when the kernel already held the wanted state).
+    public var messages = 0
+    public var batches = 0
 
-    public init(family: IPFamily) { self.family = family }
+    public init() {}
+
+    /// Appends another apply's tables (e.g. the next family's).
+    public mutating func merge(_ other: ApplyReport) {
+        self.tables += other.tables
+        self.messages += other.messages
+        self.batches += other.batches
+        if let t = other.text { self.text = (self.text ?? "") + t }
+    }
 
     /// Total seconds spent waiting for /run/xtables.lock.
     public var lockWaitSeconds: Double { self.tables.reduce(0) { $0 + $1.lockWaitSeconds } }
 
     public var description: String {
         self.tables.map {
-            "\(self.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
+            "\($0.family.flagName) \($0.table.rawValue): attempts=\($0.attempts) lockWait=\(String(format: "%.3f", $0.lockWaitSeconds))s "
                 + "encode=\(String(format: "%.3f", $0.encodeSeconds))s "
                 + ($0.check == .none ? "" : "check=\(String(format: "%.3f", $0.checkSeconds))s(\($0.check == .unchanged ? "unchanged" : "differed")) ")
                 + "init=\(String(format: "%.3f", $0.initSeconds))s build=\(String(format: "%.3f", $0.buildSeconds))s "
@@ -95,10 +110,10 @@ public enum NetfilterError: Error, CustomStringConvertible, Sendable {
 public struct DryRunBackend: RulesetBackend {
     public init() {}
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
-        var report = ApplyReport(family: ruleset.family)
+        var report = ApplyReport()
         report.text = TextRenderer.render(ruleset)
         report.tables = ruleset.tables.map { t in
-            var r = ApplyReport.TableReport(table: t.table)
+            var r = ApplyReport.TableReport(family: ruleset.family, table: t.table)
             r.rulesAppended = t.ruleCount
             return r
         }

@@ -7,12 +7,12 @@ import Ruleset
 public enum Cleanup {
     /// Chains removed per table; every KUBE-SVC/SVL/EXT/FW/SEP-* chain in nat goes too. KUBE-FIREWALL stays.
     public static let chains: [Table: [String]] = [
-        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", ChainNames.canary],
+        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", Ownership.canary],
         .filter: [
             "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL",
-            ChainNames.canary,
+            Ownership.canary,
         ],
-        .mangle: [ChainNames.canary],
+        .mangle: [Ownership.canary],
     ]
 
     /// Opening a legacy table with libiptc instantiates it; a table the kernel does not list holds nothing of ours.
@@ -30,17 +30,17 @@ public enum Cleanup {
     ) throws -> [ApplyReport] {
         var reports: [ApplyReport] = []
         for family in families {
-            var report = ApplyReport(family: family)
+            var report = ApplyReport()
             for table in [Table.nat, .filter, .mangle] where Self.tableExists(table, family: family) {
                 var program = TableProgram(family: family, capacity: 4096)
                 do {
-                    for jump in UpstreamJumps.jumps(table) + (extraJumps[table] ?? []) {
+                    for jump in Ownership.upstreamJumps(table) + (extraJumps[table] ?? []) {
                         try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
                     }
                 } catch {
                     throw NetfilterError.encoding(error)
                 }
-                if table == .nat { for p in ChainNames.servicePrefixes { program.stalePrefix(p) } }
+                if table == .nat { for p in Ownership.servicePrefixes { program.stalePrefix(p) } }
                 for name in chains[table] ?? [] { program.deleteChain(name) }
                 report.tables.append(
                     try LibiptcBackend.run(

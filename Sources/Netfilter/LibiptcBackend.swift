@@ -42,7 +42,7 @@ public final class LibiptcBackend: RulesetBackend {
     }
 
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
-        var report = ApplyReport(family: ruleset.family)
+        var report = ApplyReport()
         for table in ruleset.tables {
             var program = self.takeProgram(family: ruleset.family)
             defer { self.program = program }
@@ -97,10 +97,10 @@ public final class LibiptcBackend: RulesetBackend {
 
     /// Creates the empty `KUBE-PROXY-CANARY` chain in each table if it is missing (the monitor's canary).
     public func ensureCanaries(family: IPFamily, tables: [Table] = [.mangle, .nat, .filter]) throws -> ApplyReport {
-        var report = ApplyReport(family: family)
+        var report = ApplyReport()
         for table in tables {
             var program = TableProgram(family: family, capacity: 64)
-            program.ensureChain(ChainNames.canary)
+            program.ensureChain(Ownership.canary)
             report.tables.append(
                 try Self.run(
                     program, family: family, table: table,
@@ -134,7 +134,7 @@ public final class LibiptcBackend: RulesetBackend {
     }
 
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
-        for prefix in ChainNames.servicePrefixes { program.stalePrefix(prefix) }
+        for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
         for chain in table.chains {
             program.chain(chain.name)
             for (i, rule) in chain.rules.enumerated() {
@@ -160,7 +160,7 @@ public final class LibiptcBackend: RulesetBackend {
         if rc != 0 {
             throw NetfilterError.libiptc(family: family, table: table, errno: rc, message: message)
         }
-        var r = ApplyReport.TableReport(table: table)
+        var r = ApplyReport.TableReport(family: family, table: table)
         r.attempts = Int(result.attempts)
         r.lockWaitSeconds = result.lock_wait_seconds
         r.initSeconds = result.init_seconds

@@ -16,7 +16,7 @@ public struct RestoreBackend: RulesetBackend {
 
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
         var payload = ruleset
-        var report = ApplyReport(family: ruleset.family)
+        var report = ApplyReport()
         for i in payload.tables.indices {
             let table = payload.tables[i]
             let save = try Command.run([self.tool(ruleset.family, "-save"), "-t", table.table.rawValue])
@@ -29,13 +29,13 @@ public struct RestoreBackend: RulesetBackend {
             var deleted = table.deletedChains
             for line in save.stdout.split(separator: "\n") where line.hasPrefix(":") {
                 let name = String(line.dropFirst().prefix { $0 != " " })
-                if ChainNames.isServiceChain(name), !declared.contains(name), !deleted.contains(name) {
+                if Ownership.isServiceChain(name), !declared.contains(name), !deleted.contains(name) {
                     deleted.append(name)
                 }
             }
             payload.tables[i].deletedChains = deleted
             payload.tables[i].baseJumps = []
-            var r = ApplyReport.TableReport(table: table.table)
+            var r = ApplyReport.TableReport(family: ruleset.family, table: table.table)
             r.rulesAppended = table.ruleCount
             r.chainsDeleted = deleted.count
             report.tables.append(r)

@@ -31,6 +31,15 @@ public struct KernelFeatures: Hashable, Sendable {
     }
 }
 
+/// Which generation of kube-proxy's rule layout to write (`--rule-layout`).
+public enum RuleLayout: String, Hashable, Sendable, CaseIterable {
+    /// Today's layout: KUBE-SVC/SVL/EXT/FW/SEP chains, KUBE-PROXY-FIREWALL, drops in filter.
+    case current
+    /// Kubernetes v1.23's layout: KUBE-XLB chains, KUBE-FW chains ending in KUBE-MARK-DROP, masquerading in
+    /// KUBE-SVC chains; relies on kubelet's KUBE-MARK-DROP and KUBE-FIREWALL rules (ensured by kube-natd).
+    case v1_23 = "v1.23"
+}
+
 /// Everything the compiler needs to know about this node, for one IP family.
 public struct NodeSettings: Hashable, Sendable {
     public var family: IPFamily
@@ -45,11 +54,12 @@ public struct NodeSettings: Hashable, Sendable {
     /// `conntrack.tcpBeLiberal`: when set there is no INVALID DROP rule.
     public var conntrackTCPBeLiberal: Bool
     public var features: KernelFeatures
+    public var ruleLayout: RuleLayout
 
     public init(family: IPFamily = .ipv4, nodeName: String, nodeIPs: [IPAddress] = [], masqueradeBit: Int = 14,
                 masqueradeAll: Bool = false, localhostNodePorts: Bool = true, localDetector: LocalTrafficDetector = .none,
                 nodePortAddresses: NodePortAddresses = .all, conntrackTCPBeLiberal: Bool = false,
-                features: KernelFeatures = .init()) {
+                features: KernelFeatures = .init(), ruleLayout: RuleLayout = .current) {
         self.family = family
         self.nodeName = nodeName
         self.nodeIPs = nodeIPs
@@ -60,6 +70,7 @@ public struct NodeSettings: Hashable, Sendable {
         self.nodePortAddresses = nodePortAddresses
         self.conntrackTCPBeLiberal = conntrackTCPBeLiberal
         self.features = features
+        self.ruleLayout = ruleLayout
     }
 
     /// `1 << masqueradeBit`.

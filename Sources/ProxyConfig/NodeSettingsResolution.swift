@@ -21,7 +21,8 @@ extension KubeProxyConfiguration {
     ///   127.0.0.0/8 or ::1/128 and always yields the loopback address, which every host has.
     /// - `localhostNodePorts` only ever applies to IPv4.
     public func nodeSettings(
-        family: IPFamily, nodeName: String, nodeIPs: [IPAddress], podCIDR: CIDR?, features: KernelFeatures
+        family: IPFamily, nodeName: String, nodeIPs: [IPAddress], podCIDR: CIDR?, features: KernelFeatures,
+        ruleLayout: RuleLayout = .current
     ) -> NodeSettings {
         let familyIPs = nodeIPs.filter { $0.family == family }
         let detector: LocalTrafficDetector
@@ -45,7 +46,8 @@ extension KubeProxyConfiguration {
             localDetector: detector,
             nodePortAddresses: resolveNodePortAddresses(family: family, familyIPs: familyIPs),
             conntrackTCPBeLiberal: conntrack.tcpBeLiberal,
-            features: features)
+            features: features,
+            ruleLayout: ruleLayout)
     }
 
     private func resolveNodePortAddresses(family: IPFamily, familyIPs: [IPAddress]) -> NodePortAddresses {

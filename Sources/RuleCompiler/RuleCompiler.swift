@@ -360,8 +360,8 @@ public enum BaseJumps {
 
     public static func filter(kubeletFirewall: Bool) -> [BaseChainJump] {
         let kubelet = kubeletFirewall ? [kubeletJump("INPUT"), kubeletJump("OUTPUT")] : []
-        return finalOrder(UpstreamJumps.jumps(.filter), prependedLast: kubelet)
+        return finalOrder(Ownership.upstreamJumps(.filter), prependedLast: kubelet)
     }
 
-    public static let nat: [BaseChainJump] = finalOrder(UpstreamJumps.jumps(.nat))
+    public static let nat: [BaseChainJump] = finalOrder(Ownership.upstreamJumps(.nat))
 }

@@ -129,19 +129,40 @@ public struct BaseChainJump: Hashable, Sendable {
     }
 }
 
+/// A rule kube-natd makes sure exists without owning it: kubelet's `KUBE-MARK-DROP` and `KUBE-FIREWALL` rules,
+/// which the v1.23 layout relies on. The chain is created when missing and the rule added (appended, or prepended
+/// for a base chain's jump) when no identical rule is there; neither is ever flushed, replaced or deleted, not
+/// even by `--cleanup` (kubelet may own them).
+public struct EnsuredRule: Hashable, Sendable {
+    public var chain: String
+    public var rule: Rule
+    /// Insert at the top of the chain (kubelet's `EnsureRule(Prepend, ...)`) instead of appending.
+    public var prepend: Bool
+    public init(chain: String, rule: Rule, prepend: Bool = false) {
+        self.chain = chain
+        self.rule = rule
+        self.prepend = prepend
+    }
+}
+
 /// The wanted contents of one table: the chains kube-natd owns there, in declaration order,
-/// the jumps from base chains (in the final order they must have, first to last), and stale chains to delete.
+/// the jumps from base chains (in the final order they must have, first to last), stale chains to delete, and
+/// rules it only ensures (see `EnsuredRule`).
 public struct TableRuleset: Hashable, Sendable {
     public var table: Table
     public var chains: [Chain]
     public var baseJumps: [BaseChainJump]
     public var deletedChains: [String]
+    /// Ensured rules, in the order they are ensured.
+    public var ensured: [EnsuredRule]
 
-    public init(table: Table, chains: [Chain] = [], baseJumps: [BaseChainJump] = [], deletedChains: [String] = []) {
+    public init(table: Table, chains: [Chain] = [], baseJumps: [BaseChainJump] = [], deletedChains: [String] = [],
+                ensured: [EnsuredRule] = []) {
         self.table = table
         self.chains = chains
         self.baseJumps = baseJumps
         self.deletedChains = deletedChains
+        self.ensured = ensured
     }
 
     /// Number of rules in owned chains (the `iptables_total` gauge counts these).
@@ -160,23 +181,4 @@ public struct Ruleset: Hashable, Sendable {
     }
 
     public subscript(table: Table) -> TableRuleset? { tables.first { $0.table == table } }
-}
-
-/// Chain-name rules shared by the compiler and the backends.
-public enum ChainNames {
-    /// The five per-service-port prefixes upstream's `isServiceChainName` recognises.
-    public static let servicePrefixes = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"]
-
-    /// True for a KUBE-SVC/SVL/EXT/FW/SEP-* chain, which kube-natd owns and garbage-collects.
-    public static func isServiceChain(_ name: String) -> Bool {
-        servicePrefixes.contains { name.hasPrefix($0) }
-    }
-
-    /// Fixed chains kube-natd (like kube-proxy) creates per table.
-    public static let fixed: [Table: [String]] = [
-        .filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"],
-        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
-    ]
-    public static let canary = "KUBE-PROXY-CANARY"
-    public static let kubeletFirewall = "KUBE-FIREWALL"
 }

@@ -31,9 +31,10 @@ struct KubeNatd: AsyncParsableCommand {
     var verbosity: Int?
 
     mutating func run() async throws {
-        let setup: NodeSetup
+        var setup: NodeSetup
         do {
             setup = try NodeSetup.load(configPath: config.configFile, overrides: try config.overrides(verbosity: verbosity))
+            setup.ruleLayout = rules.ruleLayout
         } catch let e as SetupError {
             Stderr.line(e.description)
             throw ExitCode(e.exitCode)

@@ -133,6 +133,9 @@ struct RuleOptions: ParsableArguments {
     @Option(name: .customLong("ip-family"), help: "The IP family to program: ipv4, ipv6 or dual.")
     var ipFamily: FamilySelection = .ipv4
 
+    @Option(name: .customLong("rule-layout"), help: "Which kube-proxy rule layout to write: current, or v1.23 (KUBE-XLB chains, KUBE-MARK-DROP).")
+    var ruleLayout: RuleLayout = .current
+
     @Option(name: .customLong("backend"), help: "How rules reach the kernel: auto, libiptc or restore.")
     var backend: String = "auto"
 
@@ -151,3 +154,4 @@ enum Tristate: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension FamilySelection: ExpressibleByArgument {}
+extension RuleLayout: ExpressibleByArgument {}

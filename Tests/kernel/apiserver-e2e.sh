@@ -4,7 +4,7 @@
 #
 #   Tests/kernel/apiserver-e2e.sh [path/to/kube-natd] [path/to/fake-apiserver]
 #
-# Builds the topology of lib/topology.sh, runs fake-apiserver (Sources/fake-apiserver) and the long-running
+# Builds the topology of lib/topology.sh, runs fake-apiserver (Tools/fake-apiserver) and the long-running
 # `kube-natd --kubeconfig ... --backend libiptc` inside the node namespace on 127.0.0.1, then changes objects
 # on the fake apiserver and asserts what clients see: a new Service flows, scaled endpoints answer, a deleted
 # Service stops answering, an apiserver restart changes nothing in the kernel until a real change, and a

@@ -101,7 +101,7 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
                         ], .drop)
                 ]),
         ],
-        baseJumps: UpstreamJumps.jumps(.filter))
+        baseJumps: Ownership.upstreamJumps(.filter))
 
     let sep1 = "KUBE-SEP-AAAAAAAAAAAAAAA1"
     let sep2 = "KUBE-SEP-AAAAAAAAAAAAAAA2"
@@ -244,7 +244,7 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
                 Rule([.comment("ns1/svc1:p80"), .proto(.sctp), .destinationPort(9)], .dnat(a.pod3, port: 9)),
             ]))
     let nat = TableRuleset(
-        table: .nat, chains: chains, baseJumps: UpstreamJumps.jumps(.nat),
+        table: .nat, chains: chains, baseJumps: Ownership.upstreamJumps(.nat),
         deletedChains: variant == 1 ? [] : ["KUBE-SEP-GONEGONEGONEGONE"])
     var broken = nat
     if variant == 3 {
@@ -318,7 +318,7 @@ func scaleRuleset(family: IPFamily, count: Int) -> Ruleset {
             ]),
         Chain("KUBE-MARK-MASQ", [Rule([], .markOr(0x4000))]),
     ]
-    let nat = TableRuleset(table: .nat, chains: fixed + chains, baseJumps: UpstreamJumps.jumps(.nat))
+    let nat = TableRuleset(table: .nat, chains: fixed + chains, baseJumps: Ownership.upstreamJumps(.nat))
     return Ruleset(family: family, tables: [nat])
 }
 

@@ -1,0 +1,76 @@
+import KubeModel
+
+/// What kube-natd owns in the kernel, stated once. The compiler declares chains from these names, every backend
+/// garbage-collects by them, `--cleanup` removes exactly them, and drift checks look at them.
+///
+/// kube-natd owns: the fixed chains below (flushed and refilled when declared, deleted when the layout in use does
+/// not declare them and by `--cleanup`), every chain with a service prefix (garbage-collected when no longer
+/// declared), the canary chains, and its own jump rules in base chains (kept once each, at the top). It never
+/// owns a base chain, a policy, or a rule it did not write.
+public enum Ownership {
+    /// Per-service-port chain prefixes of either layout (upstream's `isServiceChainName`, plus v1.23's KUBE-XLB).
+    public static let servicePrefixes = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", "KUBE-XLB-"]
+
+    /// True for a per-service chain, which kube-natd owns and garbage-collects.
+    public static func isServiceChain(_ name: String) -> Bool {
+        servicePrefixes.contains { name.hasPrefix($0) }
+    }
+
+    /// The fixed chains either layout declares, per table. A layout that does not use one of them lists it as a
+    /// deleted chain, so switching layouts leaves nothing of the other behind.
+    public static let fixedChains: [Table: [String]] = [
+        .filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"],
+        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
+        .mangle: [],
+    ]
+
+    /// Empty chains whose disappearance tells that someone flushed kube-natd's tables (upstream's canary).
+    public static let canary = "KUBE-PROXY-CANARY"
+    /// The tables that hold a canary.
+    public static let canaryTables: [Table] = [.mangle, .nat, .filter]
+
+    /// kubelet's firewall chain (filter). The current layout writes kube-proxy's own copy of its localnet rule
+    /// there (a declared chain); the v1.23 layout only ensures kubelet's rules in it. `--cleanup` leaves it.
+    public static let kubeletFirewall = "KUBE-FIREWALL"
+    /// kubelet's drop-mark chain (nat), which only the v1.23 layout uses (ensured, never owned).
+    public static let kubeletMarkDrop = "KUBE-MARK-DROP"
+
+    /// Chains `--cleanup` removes from a table (every service chain goes too): the fixed chains and the canary.
+    public static func cleanupChains(_ table: Table) -> [String] {
+        (fixedChains[table] ?? []) + [canary]
+    }
+
+    /// The base-chain jumps upstream kube-proxy installs (`iptablesJumpChains`, reference §1.2), in list order.
+    /// The compiler orders them as upstream's prepends leave them; `--cleanup` deletes each wherever it is.
+    public static func upstreamJumps(_ table: Table) -> [BaseChainJump] {
+        switch table {
+        case .filter:
+            [
+                jump("INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
+                jump(
+                    "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
+                jump("INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports", newOnly: false),
+                jump("FORWARD", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
+                jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
+                jump("FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", newOnly: false),
+                jump("INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
+                jump("OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
+                jump("FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
+            ]
+        case .nat:
+            [
+                jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: false),
+                jump("PREROUTING", "KUBE-SERVICES", "kubernetes service portals", newOnly: false),
+                jump("POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", newOnly: false),
+            ]
+        case .mangle: []
+        }
+    }
+
+    static func jump(_ base: String, _ to: String, _ comment: String, newOnly: Bool) -> BaseChainJump {
+        var matches: [Match] = []
+        if newOnly { matches.append(.conntrackState([.new], negated: false)) }
+        matches.append(.comment(comment))
+        return BaseChainJump(baseChain: base, rule: Rule(matches, .jump(to)))
+    }
+}
