@@ -130,18 +130,16 @@ public struct BaseChainJump: Hashable, Sendable {
 }
 
 /// A rule kube-natd makes sure exists without owning it: kubelet's `KUBE-MARK-DROP` and `KUBE-FIREWALL` rules,
-/// which the v1.23 layout relies on. The chain is created when missing and the rule added (appended, or prepended
-/// for a base chain's jump) when no identical rule is there; neither is ever flushed, replaced or deleted, not
-/// even by `--cleanup` (kubelet may own them).
+/// which the v1.23 layout relies on. The chain is created when missing and the rule added when no identical rule
+/// is anywhere in it; neither is ever flushed, replaced or deleted, not even by `--cleanup` (kubelet may own them).
+/// Where it is added: in a base chain right after kube-natd's own jumps (where kubelet's `EnsureRule(Prepend)`
+/// ends up once kube-proxy has prepended its jumps), in any other chain at the end.
 public struct EnsuredRule: Hashable, Sendable {
     public var chain: String
     public var rule: Rule
-    /// Insert at the top of the chain (kubelet's `EnsureRule(Prepend, ...)`) instead of appending.
-    public var prepend: Bool
-    public init(chain: String, rule: Rule, prepend: Bool = false) {
+    public init(chain: String, rule: Rule) {
         self.chain = chain
         self.rule = rule
-        self.prepend = prepend
     }
 }
 
