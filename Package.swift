@@ -30,15 +30,18 @@ let package = Package(
         .target(name: "RuleCompiler", dependencies: [
             "KubeModel", "ProxyConfig", "Ruleset",
         ]),
+        // The flat rule program both kernel shims replay, and the xt extension blobs they share.
+        .target(name: "CRuleProgram"),
         .target(
             name: "CNetfilter",
+            dependencies: ["CRuleProgram"],
             linkerSettings: [
                 .linkedLibrary("ip4tc"), .linkedLibrary("ip6tc"),
                 .linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl"),
             ]
         ),
         .target(name: "Netfilter", dependencies: [
-            "KubeModel", "Ruleset", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+            "KubeModel", "Ruleset", "CRuleProgram", "CNetfilter", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),

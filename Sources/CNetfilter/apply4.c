@@ -1,7 +1,6 @@
 /* IPv4 half of the shim (libip4tc). */
 #include "common.h"
 #include <libiptc/libiptc.h>
-#include <linux/netfilter_ipv4/ipt_REJECT.h>
 
 #define KNAT_FAM 4
 #define ENTRY struct ipt_entry
@@ -14,10 +13,6 @@
 /* iptables sets only the protocol number for -p on IPv4. */
 #define SET_PROTO(e, p) ((e)->ip.proto = (p))
 
-static void *reject_target(void *b);
-static void *masquerade_target(void *b, unsigned flags);
-#define REJECT_TARGET(b) reject_target(b)
-#define MASQUERADE_TARGET(b, f) masquerade_target(b, f)
 
 #include "family_impl.h"
 
@@ -28,21 +23,6 @@ static void *masquerade_target(void *b, unsigned flags);
 #define SOCKLEVEL IPPROTO_IP
 #define SOCKFAMILY AF_INET
 #include "snapshot_impl.h"
-
-static void *reject_target(void *bp) {
-    struct ipt_reject_info *r = add_target(bp, "REJECT", 0, sizeof(*r));
-    if (r) r->with = IPT_ICMP_PORT_UNREACHABLE;
-    return r;
-}
-
-static void *masquerade_target(void *bp, unsigned flags) {
-    struct nf_nat_ipv4_multi_range_compat *m = add_target(bp, "MASQUERADE", 0, sizeof(*m));
-    if (m) {
-        m->rangesize = 1;
-        m->range[0].flags = flags;
-    }
-    return m;
-}
 
 int knat_apply_table4(const char *table, const uint8_t *program, size_t length, knat_result *result) {
     return apply_impl(table, program, length, result);

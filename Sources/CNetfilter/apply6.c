@@ -1,7 +1,6 @@
 /* IPv6 half of the shim (libip6tc). */
 #include "common.h"
 #include <libiptc/libip6tc.h>
-#include <linux/netfilter_ipv6/ip6t_REJECT.h>
 
 #define KNAT_FAM 6
 #define ENTRY struct ip6t_entry
@@ -14,10 +13,6 @@
 /* ip6tables also flags that a protocol was given (IP6T_F_PROTO). */
 #define SET_PROTO(e, p) ((e)->ipv6.proto = (p), (e)->ipv6.flags |= IP6T_F_PROTO)
 
-static void *reject_target(void *b);
-static void *masquerade_target(void *b, unsigned flags);
-#define REJECT_TARGET(b) reject_target(b)
-#define MASQUERADE_TARGET(b, f) masquerade_target(b, f)
 
 #include "family_impl.h"
 
@@ -28,18 +23,6 @@ static void *masquerade_target(void *b, unsigned flags);
 #define SOCKLEVEL IPPROTO_IPV6
 #define SOCKFAMILY AF_INET6
 #include "snapshot_impl.h"
-
-static void *reject_target(void *bp) {
-    struct ip6t_reject_info *r = add_target(bp, "REJECT", 0, sizeof(*r));
-    if (r) r->with = IP6T_ICMP6_PORT_UNREACH;
-    return r;
-}
-
-static void *masquerade_target(void *bp, unsigned flags) {
-    struct nf_nat_range *m = add_target(bp, "MASQUERADE", 0, sizeof(*m));
-    if (m) m->flags = flags;
-    return m;
-}
 
 int knat_apply_table6(const char *table, const uint8_t *program, size_t length, knat_result *result) {
     return apply_impl(table, program, length, result);

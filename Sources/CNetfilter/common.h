@@ -6,61 +6,10 @@
 #include <stdint.h>
 #include <string.h>
 #include "cnetfilter.h"
+#include "knat_xtinfo.h"
 
 #define KNAT_LOCK_PATH "/run/xtables.lock"
 #define KNAT_CHAIN_MAX 32 /* xt_chainlabel; chain names themselves are at most 28 characters */
-
-typedef struct knat_record {
-    uint16_t kind;
-    uint16_t length;
-    const uint8_t *payload;
-} knat_record;
-
-typedef struct knat_reader {
-    const uint8_t *base;
-    size_t length;
-    size_t offset;
-} knat_reader;
-
-/* Reads the next record; 1 on success, 0 at the end, -1 on a truncated program. */
-static inline int knat_next(knat_reader *r, knat_record *out) {
-    if (r->offset == r->length) return 0;
-    if (r->length - r->offset < 4) return -1;
-    memcpy(&out->kind, r->base + r->offset, 2);
-    memcpy(&out->length, r->base + r->offset + 2, 2);
-    if (r->length - r->offset - 4 < out->length) return -1;
-    out->payload = r->base + r->offset + 4;
-    r->offset += 4 + (size_t)out->length;
-    return 1;
-}
-
-static inline int knat_peek_kind(const knat_reader *r) {
-    uint16_t k;
-    if (r->length - r->offset < 4) return -1;
-    memcpy(&k, r->base + r->offset, 2);
-    return k;
-}
-
-/* Copies a record string into a NUL-terminated buffer; 0 if it does not fit. */
-static inline int knat_copy_str(const knat_record *rec, size_t skip, char *out, size_t cap) {
-    if (rec->length < skip) return 0;
-    size_t n = rec->length - skip;
-    if (n + 1 > cap) return 0;
-    memcpy(out, rec->payload + skip, n);
-    out[n] = 0;
-    return 1;
-}
-
-static inline uint32_t knat_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint16_t knat_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-
-/* FNV-1a 64. */
-static inline uint64_t knat_fnv(uint64_t h, const void *data, size_t n) {
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ULL; }
-    return h;
-}
-#define KNAT_FNV_INIT 14695981039346656037ULL
 
 double knat_now(void);
 void knat_set_message(knat_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,23 +1,15 @@
 /*
  * One IP family's half of the shim. Included by apply4.c and apply6.c, which define:
  *   KNAT_FAM (4|6), ENTRY (struct ipt_entry | struct ip6t_entry), TC(x) (iptc_x | ip6tc_x),
- *   HDR (ip | ipv6), ADDRLEN (4|16), INV_SRC, INV_DST, INV_IN, and the family hooks below.
+ *   HDR (ip | ipv6), ADDRLEN (4|16), INV_SRC, INV_DST, INV_IN, SET_PROTO. Extension blobs come from
+ *   knat_xtinfo.h (the family is passed down), so nothing here calls back into the including file.
  * Everything here is static; the two families share no symbols but the entry points.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <arpa/inet.h>
-#include <linux/netfilter/nf_nat.h>
-#include <linux/netfilter/xt_addrtype.h>
-#include <linux/netfilter/xt_comment.h>
-#include <linux/netfilter/xt_conntrack.h>
-#include <linux/netfilter/xt_mark.h>
-#include <linux/netfilter/xt_nfacct.h>
-#include <linux/netfilter/xt_recent.h>
-#include <linux/netfilter/xt_sctp.h>
-#include <linux/netfilter/xt_statistic.h>
-#include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter/x_tables.h>
 
 #define KNAT_ENTRY_CAP 8192 /* one rule; the largest we write is well under 2 KiB */
 #define KNAT_MAX_PREFIXES 16
@@ -42,27 +34,41 @@ static inline void knat_copy_name(char *dst, size_t cap, const char *src) {
     dst[n] = 0;
 }
 
-static void *add_match(builder *b, const char *name, uint8_t revision, size_t datasize) {
-    size_t size = XT_ALIGN(sizeof(struct xt_entry_match)) + XT_ALIGN(datasize);
+/* Appends an extension's header and room for its blob; the blob itself is filled by the knat_xt_* function of
+   knat_xtinfo.h (shared with the nf_tables shim). Returns the blob, or NULL when the entry is full. */
+static void *add_extension(builder *b, knat_xt_kind kind) {
+    const knat_xt_desc *d = knat_xt_describe(kind);
+    size_t hdr = d->is_target ? XT_ALIGN(sizeof(struct xt_entry_target)) : XT_ALIGN(sizeof(struct xt_entry_match));
+    size_t size = hdr + knat_xt_size(kind, KNAT_FAM);
     if (b->used + size > KNAT_ENTRY_CAP) return NULL;
-    struct xt_entry_match *m = (struct xt_entry_match *)(b->buf + b->used);
-    memset(m, 0, size);
-    m->u.match_size = (uint16_t)size;
-    knat_copy_name(m->u.user.name, sizeof(m->u.user.name), name);
-    m->u.user.revision = revision;
+    uint8_t *p = b->buf + b->used;
+    memset(p, 0, hdr);
+    if (d->is_target) {
+        struct xt_entry_target *t = (struct xt_entry_target *)p;
+        ENTRY_OF(b)->target_offset = (uint16_t)b->used;
+        t->u.target_size = (uint16_t)size;
+        knat_copy_name(t->u.user.name, sizeof(t->u.user.name), d->name);
+        t->u.user.revision = d->revision;
+    } else {
+        struct xt_entry_match *m = (struct xt_entry_match *)p;
+        m->u.match_size = (uint16_t)size;
+        knat_copy_name(m->u.user.name, sizeof(m->u.user.name), d->name);
+        m->u.user.revision = d->revision;
+    }
     b->used += size;
-    return m->data;
+    if (d->is_target) ENTRY_OF(b)->next_offset = (uint16_t)b->used;
+    return p + hdr;
 }
 
-static void *add_target(builder *b, const char *name, uint8_t revision, size_t datasize) {
-    size_t size = XT_ALIGN(sizeof(struct xt_entry_target)) + XT_ALIGN(datasize);
+/* A standard target: a verdict or a jump (the label is resolved by libiptc). */
+static void *add_standard_target(builder *b, const char *label) {
+    size_t size = XT_ALIGN(sizeof(struct xt_entry_target)) + XT_ALIGN(sizeof(int));
     if (b->used + size > KNAT_ENTRY_CAP) return NULL;
     ENTRY_OF(b)->target_offset = (uint16_t)b->used;
     struct xt_entry_target *t = (struct xt_entry_target *)(b->buf + b->used);
     memset(t, 0, size);
     t->u.target_size = (uint16_t)size;
-    knat_copy_name(t->u.user.name, sizeof(t->u.user.name), name);
-    t->u.user.revision = revision;
+    knat_copy_name(t->u.user.name, sizeof(t->u.user.name), label);
     b->used += size;
     ENTRY_OF(b)->next_offset = (uint16_t)b->used;
     return t->data;
@@ -87,34 +93,25 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
         const uint8_t *p = rec.payload;
         void *data = NULL;
         switch (rec.kind) {
-        case KNAT_E_COMMENT: {
-            struct xt_comment_info *c = add_match(b, "comment", 0, sizeof(*c));
-            if (!(data = c)) break;
-            size_t len = rec.length < XT_MAX_COMMENT_LEN - 1 ? rec.length : XT_MAX_COMMENT_LEN - 1;
-            memcpy(c->comment, p, len);
+        case KNAT_E_COMMENT:
+            if ((data = add_extension(b, KNAT_XT_COMMENT))) knat_xt_comment(data, p, rec.length);
             break;
-        }
         case KNAT_E_PROTO: {
             if (rec.length < 1) goto malformed;
             b->proto = p[0];
             SET_PROTO(e, p[0]);
-            if (p[0] == IPPROTO_TCP) {
-                struct xt_tcp *t = add_match(b, "tcp", 0, sizeof(*t));
-                if (!(data = t)) break;
-                t->spts[1] = t->dpts[1] = 0xFFFF;
-            } else if (p[0] == IPPROTO_UDP) {
-                struct xt_udp *u = add_match(b, "udp", 0, sizeof(*u));
-                if (!(data = u)) break;
-                u->spts[1] = u->dpts[1] = 0xFFFF;
-            } else if (p[0] == IPPROTO_SCTP) {
-                struct xt_sctp_info *s = add_match(b, "sctp", 0, sizeof(*s));
-                if (!(data = s)) break;
-                /* libxt_sctp's init marks every flag slot unused. */
-                for (int i = 0; i < XT_NUM_SCTP_FLAGS; i++) s->flag_info[i].chunktype = 0xFF;
-            } else {
+            knat_xt_kind kind;
+            if (p[0] == IPPROTO_TCP) kind = KNAT_XT_TCP;
+            else if (p[0] == IPPROTO_UDP) kind = KNAT_XT_UDP;
+            else if (p[0] == IPPROTO_SCTP) kind = KNAT_XT_SCTP;
+            else {
                 knat_set_message(res, "unsupported protocol %u", p[0]);
                 return EINVAL;
             }
+            if (!(data = add_extension(b, kind))) break;
+            if (kind == KNAT_XT_TCP) knat_xt_tcp(data, -1);
+            else if (kind == KNAT_XT_UDP) knat_xt_udp(data, -1);
+            else knat_xt_sctp(data, -1);
             b->proto_match = (struct xt_entry_match *)((uint8_t *)data - XT_ALIGN(sizeof(struct xt_entry_match)));
             break;
         }
@@ -138,112 +135,69 @@ static int encode_rule(knat_reader *rd, builder *b, knat_result *res) {
             break;
         case KNAT_E_DPORT: {
             if (rec.length != 2 || !b->proto_match) goto malformed;
-            uint16_t port = knat_u16(p);
-            void *d = b->proto_match->data;
-            if (b->proto == IPPROTO_TCP) {
-                ((struct xt_tcp *)d)->dpts[0] = ((struct xt_tcp *)d)->dpts[1] = port;
-            } else if (b->proto == IPPROTO_UDP) {
-                ((struct xt_udp *)d)->dpts[0] = ((struct xt_udp *)d)->dpts[1] = port;
-            } else {
-                struct xt_sctp_info *s = d;
-                s->dpts[0] = s->dpts[1] = port;
-                s->flags |= XT_SCTP_DEST_PORTS;
-            }
-            data = d;
+            int port = knat_u16(p);
+            data = b->proto_match->data;
+            if (b->proto == IPPROTO_TCP) knat_xt_tcp(data, port);
+            else if (b->proto == IPPROTO_UDP) knat_xt_udp(data, port);
+            else knat_xt_sctp(data, port);
             break;
         }
-        case KNAT_E_ADDRTYPE: {
+        case KNAT_E_ADDRTYPE:
             if (rec.length != 1) goto malformed;
-            struct xt_addrtype_info_v1 *a = add_match(b, "addrtype", 1, sizeof(*a));
-            if (!(data = a)) break;
-            if (p[0] == 0) a->source = XT_ADDRTYPE_LOCAL;
-            else a->dest = XT_ADDRTYPE_LOCAL;
+            if ((data = add_extension(b, KNAT_XT_ADDRTYPE))) knat_xt_addrtype_local(data, p[0] != 0);
             break;
-        }
-        case KNAT_E_CTSTATE: {
+        case KNAT_E_CTSTATE:
             if (rec.length != 3) goto malformed;
-            struct xt_conntrack_mtinfo3 *c = add_match(b, "conntrack", 3, sizeof(*c));
-            if (!(data = c)) break;
-            c->match_flags = XT_CONNTRACK_STATE;
-            if (p[0]) c->invert_flags = XT_CONNTRACK_STATE;
-            c->state_mask = knat_u16(p + 1);
+            if ((data = add_extension(b, KNAT_XT_CONNTRACK))) knat_xt_conntrack(data, p[0], knat_u16(p + 1));
             break;
-        }
-        case KNAT_E_MARK: {
+        case KNAT_E_MARK:
             if (rec.length != 9) goto malformed;
-            struct xt_mark_mtinfo1 *m = add_match(b, "mark", 1, sizeof(*m));
-            if (!(data = m)) break;
-            m->mark = knat_u32(p);
-            m->mask = knat_u32(p + 4);
-            m->invert = p[8] ? 1 : 0;
+            if ((data = add_extension(b, KNAT_XT_MARK))) knat_xt_mark(data, knat_u32(p), knat_u32(p + 4), p[8]);
             break;
-        }
-        case KNAT_E_STATISTIC: {
+        case KNAT_E_STATISTIC:
             if (rec.length != 4) goto malformed;
-            struct xt_statistic_info *s = add_match(b, "statistic", 0, sizeof(*s));
-            if (!(data = s)) break;
-            s->mode = XT_STATISTIC_MODE_RANDOM;
-            s->u.random.probability = knat_u32(p);
-            /* libxt_statistic's final check runs count = every - packet whatever the mode, and in random
-               mode "every" aliases the probability; the kernel echoes it back, so do the same. */
-            s->u.nth.count = s->u.nth.every - s->u.nth.packet;
+            if ((data = add_extension(b, KNAT_XT_STATISTIC))) knat_xt_statistic_random(data, knat_u32(p));
             break;
-        }
-        case KNAT_E_RECENT: {
+        case KNAT_E_RECENT:
             if (rec.length < 6) goto malformed;
-            struct xt_recent_mtinfo_v1 *r = add_match(b, "recent", 1, sizeof(*r));
-            if (!(data = r)) break;
-            r->seconds = knat_u32(p);
-            r->check_set = p[4];
-            r->side = XT_RECENT_SOURCE;
-            memset(&r->mask, 0xFF, sizeof(r->mask)); /* iptables' default --mask is all ones */
-            if (!knat_copy_str(&rec, 5, r->name, sizeof(r->name))) goto malformed;
+            if ((data = add_extension(b, KNAT_XT_RECENT)) &&
+                !knat_xt_recent(data, knat_u32(p), p[4], p + 5, rec.length - 5u))
+                goto malformed;
             break;
-        }
-        case KNAT_E_NFACCT: {
-            /* iptables 1.8.9 loads revision 1 (same layout, pointer forced to 8-byte alignment). */
-            struct xt_nfacct_match_info_v1 *a = add_match(b, "nfacct", 1, sizeof(*a));
-            if (!(data = a)) break;
-            if (!knat_copy_str(&rec, 0, a->name, sizeof(a->name))) goto malformed;
+        case KNAT_E_NFACCT:
+            if ((data = add_extension(b, KNAT_XT_NFACCT)) && !knat_xt_nfacct(data, p, rec.length)) goto malformed;
             break;
-        }
         case KNAT_T_STANDARD:
             if (!knat_copy_str(&rec, 0, b->label, sizeof(b->label))) goto malformed;
-            if (!add_target(b, b->label, 0, sizeof(int))) goto full;
+            if (!add_standard_target(b, b->label)) goto full;
             return 0;
         case KNAT_T_REJECT:
-            if (!REJECT_TARGET(b)) goto full;
+            if (!(data = add_extension(b, KNAT_XT_REJECT))) goto full;
+            knat_xt_reject(data, KNAT_FAM);
             knat_copy_name(b->label, sizeof(b->label), "REJECT");
             b->module_target = 1;
             return 0;
-        case KNAT_T_DNAT: {
+        case KNAT_T_DNAT:
             if (rec.length != ADDRLEN + 2) goto malformed;
-            struct nf_nat_range2 *r = add_target(b, "DNAT", 2, sizeof(*r));
-            if (!r) goto full;
-            r->flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
-            memcpy(&r->min_addr, p, ADDRLEN);
-            memcpy(&r->max_addr, p, ADDRLEN);
-            r->min_proto.all = r->max_proto.all = htons(knat_u16(p + ADDRLEN));
+            if (!(data = add_extension(b, KNAT_XT_DNAT))) goto full;
+            knat_xt_dnat(data, KNAT_FAM, p, knat_u16(p + ADDRLEN));
             knat_copy_name(b->label, sizeof(b->label), "DNAT");
             b->module_target = 1;
             return 0;
-        }
         case KNAT_T_MASQUERADE:
             if (rec.length != 1) goto malformed;
-            if (!MASQUERADE_TARGET(b, p[0] ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0)) goto full;
+            if (!(data = add_extension(b, KNAT_XT_MASQUERADE))) goto full;
+            knat_xt_masquerade(data, KNAT_FAM, p[0]);
             knat_copy_name(b->label, sizeof(b->label), "MASQUERADE");
             b->module_target = 1;
             return 0;
-        case KNAT_T_MARK: {
+        case KNAT_T_MARK:
             if (rec.length != 8) goto malformed;
-            struct xt_mark_tginfo2 *m = add_target(b, "MARK", 2, sizeof(*m));
-            if (!m) goto full;
-            m->mark = knat_u32(p);
-            m->mask = knat_u32(p + 4);
+            if (!(data = add_extension(b, KNAT_XT_MARK_TARGET))) goto full;
+            knat_xt_mark_target(data, knat_u32(p), knat_u32(p + 4));
             knat_copy_name(b->label, sizeof(b->label), "MARK");
             b->module_target = 1;
             return 0;
-        }
         default:
             goto malformed;
         }

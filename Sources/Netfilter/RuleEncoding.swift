@@ -1,4 +1,4 @@
-import CNetfilter
+import CRuleProgram
 import KubeModel
 import Ruleset
 
@@ -37,22 +37,22 @@ public enum RuleEncoding {
         }
     }
 
-    /// `xt_conntrack_mtinfo3.state_mask` for a `--ctstate` list (XT_CONNTRACK_STATE_BIT(ctinfo) = 1 << (ctinfo + 1)).
+    /// `xt_conntrack_mtinfo3.state_mask` for a `--ctstate` list (the kernel's bits, from knat_xtinfo.h).
     public static func conntrackMask(_ states: [ConntrackState]) -> UInt16 {
         states.reduce(0) { mask, s in
             switch s {
-            case .invalid: mask | 1 << 0
-            case .established: mask | 1 << 1
-            case .related: mask | 1 << 2
-            case .new: mask | 1 << 3
-            case .dnat: mask | 1 << 7  // XT_CONNTRACK_STATE_DNAT = 1 << (IP_CT_NUMBER + 2), IP_CT_NUMBER = 5
+            case .invalid: mask | UInt16(KNAT_CT_STATE_INVALID)
+            case .established: mask | UInt16(KNAT_CT_STATE_ESTABLISHED)
+            case .related: mask | UInt16(KNAT_CT_STATE_RELATED)
+            case .new: mask | UInt16(KNAT_CT_STATE_NEW)
+            case .dnat: mask | UInt16(KNAT_CT_STATE_DNAT)
             }
         }
     }
 
     /// `xt_recent` check_set flags: `--rcheck --reap` and `--set`.
-    public static let recentCheckAndReap: UInt8 = 0x01 | 0x20
-    public static let recentSet: UInt8 = 0x02
+    public static let recentCheckAndReap = UInt8(KNAT_RECENT_CHECK_AND_REAP)
+    public static let recentSet = UInt8(KNAT_RECENT_SET)
 
     static func protocolNumber(_ p: TransportProtocol) -> UInt8 {
         switch p {
@@ -121,6 +121,11 @@ struct TableProgram {
     mutating func deleteRule(in base: String, _ rule: Rule, table: Table) throws(EncodingError) {
         self.string(Int32(KNAT_OP_DELETE_RULE), base)
         try self.rule(rule, table: table, chain: base, index: 0)
+    }
+
+    mutating func ensureRule(_ e: EnsuredRule, table: Table, index: Int) throws(EncodingError) {
+        self.string(Int32(KNAT_OP_ENSURE_RULE), e.chain)
+        try self.rule(e.rule, table: table, chain: e.chain, index: index)
     }
 
     mutating func rule(_ rule: Rule, table: Table, chain: String, index: Int) throws(EncodingError) {

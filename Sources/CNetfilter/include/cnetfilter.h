@@ -3,49 +3,13 @@
 /*
  * kube-natd's C shim over libiptc (libip4tc / libip6tc).
  *
- * Swift encodes a table's wanted state into one flat "program" (see the KNAT_OP_* / KNAT_E_* / KNAT_T_*
- * records below); knat_apply_table() replays it into struct ipt_entry / ip6t_entry and commits it in one
- * iptc_commit, holding /run/xtables.lock for the whole init..commit like the iptables binaries do.
- *
- * Record: uint16 kind, uint16 payload length, payload. Integers are native-endian; strings have no NUL.
+ * Swift encodes a table's wanted state into one flat "program" (knat_program.h); knat_apply_table() replays it
+ * into struct ipt_entry / ip6t_entry and commits it in one iptc_commit, holding /run/xtables.lock for the whole
+ * init..commit like the iptables binaries do.
  */
 #include <stddef.h>
 #include <stdint.h>
-
-/* Table-level operations. */
-enum {
-    KNAT_OP_STALE_PREFIX = 1,  /* str: existing non-declared chains with this prefix are deleted */
-    KNAT_OP_CHAIN = 2,         /* str: declared chain (created or flushed); rules follow */
-    KNAT_OP_ENSURE_CHAIN = 3,  /* str: created if missing, never flushed (canaries) */
-    KNAT_OP_DELETE_CHAIN = 4,  /* str: flushed and deleted if it exists */
-    KNAT_OP_JUMP = 5,          /* str base chain; one rule follows; kept exactly once at the top, in order */
-    KNAT_OP_DELETE_RULE = 6,   /* str base chain; one rule follows; every identical rule is deleted */
-};
-
-/* Rule elements, in written order. */
-enum {
-    KNAT_E_COMMENT = 16,   /* str */
-    KNAT_E_PROTO = 17,     /* u8 protocol number; loads tcp/udp/sctp match */
-    KNAT_E_SRC = 18,       /* u8 negated, addr[4|16], mask[4|16] */
-    KNAT_E_DST = 19,       /* same */
-    KNAT_E_IN_IFACE = 20,  /* u8 negated, name[16], mask[16] */
-    KNAT_E_DPORT = 21,     /* u16 port, applies to the preceding proto match */
-    KNAT_E_ADDRTYPE = 22,  /* u8 direction (0 source, 1 destination), type LOCAL */
-    KNAT_E_CTSTATE = 23,   /* u8 negated, u16 kernel state mask */
-    KNAT_E_MARK = 24,      /* u32 value, u32 mask, u8 negated */
-    KNAT_E_STATISTIC = 25, /* u32 probability (lround(2^31 * p)) */
-    KNAT_E_RECENT = 26,    /* u32 seconds, u8 check_set flags, str name */
-    KNAT_E_NFACCT = 27,    /* str */
-};
-
-/* Targets; each ends a rule. */
-enum {
-    KNAT_T_STANDARD = 64,   /* str: "" (no target), ACCEPT, DROP, RETURN, or a user chain to jump to */
-    KNAT_T_REJECT = 65,     /* default icmp(6)-port-unreachable */
-    KNAT_T_DNAT = 66,       /* addr[4|16], u16 port */
-    KNAT_T_MASQUERADE = 67, /* u8 random-fully */
-    KNAT_T_MARK = 68,       /* u32 mark, u32 mask (rev 2 --set-xmark) */
-};
+#include "knat_program.h" /* the program format (CRuleProgram) */
 
 /* What one knat_apply_table call did, or why it failed. */
 typedef struct knat_result {
