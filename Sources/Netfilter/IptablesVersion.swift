@@ -1,6 +1,6 @@
 /// The host's `iptables --version`: which rule encodings its tools write and read (nf_tables backend, reference
 /// nftables.md §a.7) and whether `MASQUERADE --random-fully` is available (kube-proxy: iptables >= 1.6.2).
-public struct IptablesVersion: Comparable, Hashable, Sendable, CustomStringConvertible {
+public struct IptablesVersion: Comparable, Sendable, CustomStringConvertible {
     public var major: Int
     public var minor: Int
     public var patch: Int
@@ -35,6 +35,7 @@ public struct IptablesVersion: Comparable, Hashable, Sendable, CustomStringConve
         (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch)
     }
 
+    /// Equal versions (the mode suffix aside).
     public static func == (a: IptablesVersion, b: IptablesVersion) -> Bool {
         (a.major, a.minor, a.patch) == (b.major, b.minor, b.patch)
     }
