@@ -35,6 +35,14 @@ public enum Ownership {
     /// kubelet's drop-mark chain (nat), which only the v1.23 layout uses (ensured, never owned).
     public static let kubeletMarkDrop = "KUBE-MARK-DROP"
 
+    /// True for every chain a backend reads back for drift checks: the fixed, per-service and canary chains, and
+    /// the kubelet chains a layout writes into (a ruleset may declare or ensure rules in them).
+    public static func isReadBack(_ name: String) -> Bool {
+        guard name.hasPrefix("KUBE-") else { return false }
+        return isServiceChain(name) || name == canary || name == kubeletFirewall || name == kubeletMarkDrop
+            || fixedChains.values.contains { $0.contains(name) }
+    }
+
     /// Chains `--cleanup` removes from a table (every service chain goes too): the fixed chains and the canary.
     public static func cleanupChains(_ table: Table) -> [String] {
         (fixedChains[table] ?? []) + [canary]

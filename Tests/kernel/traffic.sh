@@ -68,11 +68,26 @@ NODE_ADDRS=$(topo_in node ip -o addr show scope global | awk '{sub("/.*", "", $4
 NODE_ADDRS=${NODE_ADDRS% }
 echo "topology up: node addresses $NODE_ADDRS; SCTP sockets: $([ "$TOPO_SCTP" = 1 ] && echo yes || echo no)"
 
+# The node's sysctls start at values kube-natd must change (the kernel's defaults in a new namespace may be
+# inherited from the host): --once sets them as the daemon does, and nothing here sets them for it.
+sysctl_of() { topo_in node cat "/proc/sys/$1" 2> /dev/null; }
+topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 net.netfilter.nf_conntrack_tcp_timeout_established=1234 \
+    net.netfilter.nf_conntrack_tcp_timeout_close_wait=1234 > /dev/null
 program() {
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend libiptc --ip-family dual \
         > "$TMP/once.log" 2>&1 || { sed 's/^/     /' "$TMP/once.log"; return 1; }
 }
 check "kube-natd --once --backend libiptc --ip-family dual programs the node namespace" program
+sysctls_set() {
+    local v
+    v=$(sysctl_of net/ipv4/conf/all/route_localnet); [ "$v" = 1 ] || { echo "     route_localnet=$v"; return 1; }
+    v=$(sysctl_of net/netfilter/nf_conntrack_tcp_timeout_established)
+    [ "$v" = 86400 ] || { echo "     nf_conntrack_tcp_timeout_established=$v (config: 24h)"; return 1; }
+    v=$(sysctl_of net/netfilter/nf_conntrack_tcp_timeout_close_wait)
+    [ "$v" = 3600 ] || { echo "     nf_conntrack_tcp_timeout_close_wait=$v (config: 1h)"; return 1; }
+    grep -q 'set sysctl net.ipv4.conf.all.route_localnet = 1' "$TMP/once.log" || { echo "     not logged"; return 1; }
+}
+check "--once sets route_localnet (localhost NodePorts) and the conntrack timeouts, as the daemon does, and logs them" sysctls_set
 NODE_RE=$(node_addr_re)
 
 # --- ClusterIP ------------------------------------------------------------------------------------------
