@@ -20,10 +20,10 @@ import Ruleset
 /// watchdog. All its state is confined to this actor, which runs on a thread of its own so that a sync's
 /// blocking kernel calls never hold up the source or the HTTP servers.
 public actor ProxyDaemon {
-    public let source: ClusterSource
-    public let store = ClusterStore()
-    public let metrics: ProxyMetrics
-    public let health: ProxyHealth
+    public nonisolated let source: ClusterSource
+    public nonisolated let store = ClusterStore()
+    public nonisolated let metrics: ProxyMetrics
+    public nonisolated let health: ProxyHealth
     let path: SyncPath
     let runner: SyncRunner<ContinuousClock>
     var logger: Logger

@@ -1,3 +1,4 @@
+import Foundation
 import KubeModel
 import Ruleset
 
@@ -9,8 +10,9 @@ import Ruleset
 /// what `--dry-run` prints, and tests can change it behind the daemon's back (`edit`) as another tool would.
 ///
 /// Each apply's report carries the `iptables-restore --noflush` text that takes an empty namespace to the
-/// applied state (`report.text`) when `rendersText` is set.
-public final class TextBackend: KernelBackend {
+/// applied state (`report.text`) when `rendersText` is set. Thread-safe, so a test may edit the tables while a
+/// daemon applies to them, as another tool would.
+public final class TextBackend: KernelBackend, @unchecked Sendable {
     /// One table: chains in creation order, each with its rule lines (the text after `-A CHAIN `).
     public struct TableState: Equatable, Sendable {
         public var order: [String] = []
@@ -31,10 +33,15 @@ public final class TextBackend: KernelBackend {
         }
     }
 
-    public private(set) var tables: [IPFamily: [Table: TableState]] = [:]
-    public var rendersText: Bool
+    private let lock = NSLock()
+    private var state: [IPFamily: [Table: TableState]] = [:]
+    private var changes = 0
+    public let rendersText: Bool
+
+    /// The tables as they are now.
+    public var tables: [IPFamily: [Table: TableState]] { self.lock.withLock { self.state } }
     /// How many applies changed something (a test's view of "commits").
-    public private(set) var commits = 0
+    public var commits: Int { self.lock.withLock { self.changes } }
 
     public init(rendersText: Bool = false) { self.rendersText = rendersText }
 
@@ -42,9 +49,11 @@ public final class TextBackend: KernelBackend {
 
     /// Changes the in-memory tables as another tool would (tests: flush a chain, delete one, add a rule).
     public func edit(_ family: IPFamily, _ table: Table, _ body: (inout TableState) -> Void) {
-        var t = self.tables[family]?[table] ?? Self.fresh()
-        body(&t)
-        self.tables[family, default: [:]][table] = t
+        self.lock.withLock {
+            var t = self.state[family]?[table] ?? Self.fresh()
+            body(&t)
+            self.state[family, default: [:]][table] = t
+        }
     }
 
     static func fresh() -> TableState {
@@ -57,21 +66,25 @@ public final class TextBackend: KernelBackend {
 
     public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
         var report = ApplyReport()
-        var changed = false
-        for ruleset in rulesets {
-            for table in ruleset.tables {
-                var t = self.tables[ruleset.family]?[table.table] ?? Self.fresh()
-                let r = Self.apply(table, family: ruleset.family, to: &t)
-                changed = changed || r.committed
-                report.tables.append(r)
-                self.tables[ruleset.family, default: [:]][table.table] = t
+        self.lock.withLock {
+            var changed = false
+            for ruleset in rulesets {
+                for table in ruleset.tables {
+                    var t = self.state[ruleset.family]?[table.table] ?? Self.fresh()
+                    let r = Self.apply(table, family: ruleset.family, to: &t)
+                    changed = changed || r.committed
+                    report.tables.append(r)
+                    self.state[ruleset.family, default: [:]][table.table] = t
+                }
             }
-            if self.rendersText {
+            if changed { self.changes += 1 }
+        }
+        if self.rendersText {
+            for ruleset in rulesets {
                 let prefix = rulesets.count > 1 ? "# \(ruleset.family.rawValue)\n" : ""
                 report.text = (report.text ?? "") + prefix + TextRenderer.render(ruleset)
             }
         }
-        if changed { self.commits += 1 }
         return report
     }
 
@@ -134,8 +147,9 @@ public final class TextBackend: KernelBackend {
 
     public func readOwned(family: IPFamily) throws -> OwnedState {
         var state = OwnedState(family: family)
+        let tables = self.tables
         for table in Ownership.canaryTables {
-            guard let t = self.tables[family]?[table] else { continue }
+            guard let t = tables[family]?[table] else { continue }
             var chains: [String: ChainDigest] = [:]
             for name in t.order where Ownership.isReadBack(name) {
                 chains[name] = ChainDigest(lines: (t.rules[name] ?? []).map { Substring($0) })
@@ -160,10 +174,12 @@ public final class TextBackend: KernelBackend {
     }
 
     public func cleanup(families: [IPFamily]) throws -> ApplyReport {
+        self.lock.lock()
+        defer { self.lock.unlock() }
         var report = ApplyReport()
         for family in families {
             for table in Ownership.canaryTables {
-                guard var t = self.tables[family]?[table] else { continue }
+                guard var t = self.state[family]?[table] else { continue }
                 var r = ApplyReport.TableReport(family: family, table: table)
                 let jumps = Set(Ownership.upstreamJumps(table).map { Self.line($0.rule) })
                 for jump in Ownership.upstreamJumps(table) {
@@ -175,7 +191,7 @@ public final class TextBackend: KernelBackend {
                     t.delete(name)
                     r.chainsDeleted += 1
                 }
-                self.tables[family]![table] = t
+                self.state[family]![table] = t
                 report.tables.append(r)
             }
         }
