@@ -3,7 +3,9 @@ import ProxyConfig
 import Ruleset
 
 /// Puts fragments and the fixed rules together in upstream's chain and rule order: `add` each Service's
-/// fragment in order, then take the `ruleset()`.
+/// fragment in order, then take the `ruleset()`. The fixed chains, fixed rules and base jumps are the layout's
+/// (`NodeSettings.ruleLayout`); a fixed chain of `Ownership.fixedChains` the layout does not declare is listed as
+/// deleted, so switching layouts on a running node leaves nothing of the other behind.
 struct Assembly {
     let settings: NodeSettings
 
@@ -26,8 +28,10 @@ struct Assembly {
 
     var mark: UInt32 { settings.masqueradeMark }
     var isIPv4: Bool { settings.family == .ipv4 }
-    /// KUBE-FIREWALL (kubelet's anti-martian duplicate) exists for IPv4 with localhost NodePorts.
-    var writesKubeletFirewall: Bool { isIPv4 && settings.localhostNodePorts }
+    var isV1_23: Bool { settings.ruleLayout == .v1_23 }
+    /// KUBE-FIREWALL (kubelet's anti-martian duplicate) is declared for IPv4 with localhost NodePorts, in today's
+    /// layout only: v1.23 relies on kubelet's own chain, which it ensures and never declares.
+    var writesKubeletFirewall: Bool { !isV1_23 && isIPv4 && settings.localhostNodePorts }
 
     /// Appends one Service's rules to the shared chains and its own chains after the others.
     mutating func add(_ f: ServiceFragment) {
@@ -53,25 +57,28 @@ struct Assembly {
             Chain("KUBE-EXTERNAL-SERVICES", filterExternalServices),
             Chain("KUBE-FORWARD", forwardRules()),
             Chain("KUBE-NODEPORTS", filterNodePorts),
-            Chain("KUBE-PROXY-FIREWALL", filterProxyFirewall),
         ]
-        if writesKubeletFirewall {
-            chains.append(Chain("KUBE-FIREWALL", [Rule([
-                .comment("block incoming localnet connections"),
-                .destination(.cidr(CIDR("127.0.0.0/8")!), negated: false),
-                .source(.cidr(CIDR("127.0.0.0/8")!), negated: true),
-                .conntrackState([.related, .established, .dnat], negated: true),
-            ], .drop)]))
-        }
-        return TableRuleset(table: .filter, chains: chains, baseJumps: BaseJumps.filter(kubeletFirewall: writesKubeletFirewall))
+        // v1.23 dropped source-range misses in nat (KUBE-FW ends in KUBE-MARK-DROP); KUBE-PROXY-FIREWALL is 1.25's.
+        if !isV1_23 { chains.append(Chain(Ownership.proxyFirewall, filterProxyFirewall)) }
+        if writesKubeletFirewall { chains.append(Chain(Ownership.kubeletFirewall, [KubeletRules.localnetDrop])) }
+        let jumps = isV1_23 ? BaseJumps.v1_23Filter : BaseJumps.filter(kubeletFirewall: writesKubeletFirewall)
+        return TableRuleset(
+            table: .filter, chains: chains, baseJumps: jumps, deletedChains: Self.undeclaredFixedChains(.filter, chains),
+            ensured: isV1_23 ? KubeletRules.filter(family: settings.family) : [])
+    }
+
+    /// The fixed chains either layout may own that this one does not declare.
+    static func undeclaredFixedChains(_ table: Table, _ chains: [Chain]) -> [String] {
+        (Ownership.fixedChains[table] ?? []).filter { name in !chains.contains { $0.name == name } }
     }
 
     func forwardRules() -> [Rule] {
         var rules: [Rule] = []
-        // Without tcp_be_liberal, INVALID packets can reset connections (kubernetes #74839, #117924).
-        if !settings.conntrackTCPBeLiberal {
+        // Without tcp_be_liberal, INVALID packets can reset connections (kubernetes #74839, #117924). v1.23
+        // wrote the drop unconditionally and had no nfacct counter (legacy-layout §2.1).
+        if isV1_23 || !settings.conntrackTCPBeLiberal {
             var m: [Match] = [.conntrackState([.invalid], negated: false)]
-            if settings.features.nfacctCounters { m.append(.nfacct(name: "ct_state_invalid_dropped_pkts")) }
+            if !isV1_23 && settings.features.nfacctCounters { m.append(.nfacct(name: "ct_state_invalid_dropped_pkts")) }
             rules.append(Rule(m, .drop))
         }
         rules.append(Rule([.comment("kubernetes forwarding rules"), .mark(value: mark, mask: mark, negated: false)], .accept))
@@ -96,7 +103,9 @@ struct Assembly {
         natNodePorts = []
         let chains = natChains
         natChains = []
-        return TableRuleset(table: .nat, chains: chains, baseJumps: BaseJumps.nat)
+        return TableRuleset(
+            table: .nat, chains: chains, baseJumps: BaseJumps.nat,
+            deletedChains: Self.undeclaredFixedChains(.nat, chains), ensured: isV1_23 ? KubeletRules.nat : [])
     }
 
     /// The last rule(s) of nat KUBE-SERVICES: hand locally-addressed traffic to KUBE-NODEPORTS.
@@ -105,16 +114,17 @@ struct Assembly {
         switch settings.nodePortAddresses {
         case .all:
             var m: [Match] = [comment, .addrTypeLocal(.destination)]
-            // Localhost NodePorts never work on IPv6, and on IPv4 only with route_localnet.
-            if !isIPv4 {
+            // Localhost NodePorts never work on IPv6, and on IPv4 only with route_localnet. v1.23 had no
+            // localhostNodePorts option and excluded no loopback destination (legacy-layout §2.1).
+            if !isV1_23 && !isIPv4 {
                 m.append(.destination(.cidr(CIDR("::1/128")!), negated: true))
-            } else if !settings.localhostNodePorts {
+            } else if !isV1_23 && !settings.localhostNodePorts {
                 m.append(.destination(.cidr(CIDR("127.0.0.0/8")!), negated: true))
             }
             return [Rule(m, .jump("KUBE-NODEPORTS"))]
         case .addresses(let ips):
             return ips.filter { $0.family == settings.family }
-                .filter { !$0.isLoopback || (isIPv4 && settings.localhostNodePorts) }
+                .filter { isV1_23 || !$0.isLoopback || (isIPv4 && settings.localhostNodePorts) }
                 .map { Rule([comment, .destination(.ip($0), negated: false)], .jump("KUBE-NODEPORTS")) }
         }
     }
@@ -147,4 +157,8 @@ public enum BaseJumps {
     }
 
     public static let nat: [BaseChainJump] = finalOrder(Ownership.upstreamJumps(.nat))
+
+    /// v1.23's filter jumps (no KUBE-PROXY-FIREWALL). kubelet's KUBE-FIREWALL jumps are only ensured in that
+    /// layout: kubelet owns them, and on a v1.23 node they sit below kube-proxy's jumps (legacy-layout §1.3).
+    public static let v1_23Filter: [BaseChainJump] = finalOrder(Ownership.v1_23Jumps(.filter))
 }

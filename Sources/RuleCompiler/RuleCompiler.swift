@@ -14,7 +14,9 @@ public struct CompileStats: Sendable, Equatable {
     public var noLocalEndpointsExternal = 0
 }
 
-/// Compiles cluster state into the rules upstream kube-proxy (iptables mode) would write on this node.
+/// Compiles cluster state into the rules upstream kube-proxy (iptables mode) would write on this node, in the
+/// layout `settings.ruleLayout` names (today's, or v1.23's: the layout is a choice inside the per-rule-family
+/// methods of `ServicePortRules` and in `Assembly`; caching and patching are the same for both).
 ///
 /// The result is a pure function of `(ClusterState, NodeSettings)`. The instance only memoises: per-Service
 /// fragments keyed by the Service's generation, and the assembled ruleset, which it patches in place for the
@@ -47,6 +49,8 @@ public final class RuleCompiler {
 
     public init(settings: NodeSettings) {
         self.settings = settings
+        sharedChains = settings.ruleLayout == .v1_23
+            ? [(0, 0), (0, 1), (0, 3), nil, (1, 0), (1, 1)] : [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1)]
     }
 
     /// The ruleset the last compile returned (what the last commit wrote, for drift checks).
@@ -151,8 +155,9 @@ public final class RuleCompiler {
     }
 
     /// Where fragment rules live in the assembled ruleset: (table index, chain index), in `FragmentCounts` order.
-    private static let sharedChains: [(Int, Int)] = [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1)]
-    /// Per-service nat chains follow the four fixed nat chains.
+    /// The v1.23 layout has no KUBE-PROXY-FIREWALL (its fragments never hold rules for it).
+    private let sharedChains: [(Int, Int)?]
+    /// Per-service nat chains follow the four fixed nat chains (in both layouts).
     private static let natFixedChains = 4
 
     private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment) {
@@ -160,7 +165,8 @@ public final class RuleCompiler {
         let newParts = FragmentCounts.parts(new)
         var offsets = SIMD8<Int>()
         counts.withUnsafeBufferPointer { for j in 0..<index { offsets &+= $0[j].lanes } }
-        for (k, (t, c)) in Self.sharedChains.enumerated() where !(oldParts[k].isEmpty && newParts[k].isEmpty) {
+        for (k, place) in sharedChains.enumerated() where !(oldParts[k].isEmpty && newParts[k].isEmpty) {
+            guard let (t, c) = place else { preconditionFailure("a fragment holds rules for a chain its layout lacks") }
             let offset = offsets[k]
             rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldParts[k].count, with: newParts[k])
         }
