@@ -14,7 +14,7 @@ import XCTest
 /// `iptables-legacy-restore`. Run with UPDATE_GOLDEN=1 to rewrite the expectations.
 final class GoldenTests: XCTestCase {
     /// Each set of cases and the layout it is compiled in.
-    static let caseSets: [(directory: String, layout: RuleLayout)] = [("cases", .current)]
+    static let caseSets: [(directory: String, layout: RuleLayout)] = [("cases", .current), ("cases-v1.23", .v1_23)]
     static let caseFiles: Set<String> = ["config.yaml", "cluster.yaml", "expected-ipv4.txt", "expected-ipv6.txt"]
 
     static var goldenDirectory: URL { Bundle.module.url(forResource: "Golden", withExtension: nil)! }
@@ -48,6 +48,7 @@ final class GoldenTests: XCTestCase {
 
     func testEveryCaseMatchesItsGoldenOutput() throws {
         XCTAssertGreaterThanOrEqual(try Self.cases("cases").count, 20)
+        XCTAssertGreaterThanOrEqual(try Self.cases("cases-v1.23").count, 15)
         let update = ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1"
         for (set, layout) in Self.caseSets {
             for name in try Self.cases(set) {
