@@ -6,10 +6,11 @@ import XCTest
 
 @testable import RuleCompiler
 
-/// Both layouts must treat traffic the same: every golden case's cluster is compiled in today's layout and in
-/// v1.23's, and a generated set of flows (to each ClusterIP, external IP, LB VIP, NodePort and health-check port,
-/// from a pod, the node, an endpoint itself, and outside clients inside and outside the LB source ranges) gets
-/// the same verdict from the hook tracer: endpoints reached, masquerade, passed/dropped/rejected. Each case runs
+/// Both layouts must treat traffic the same: every golden case's cluster (both case sets) is compiled in today's
+/// layout and in v1.23's, and a generated set of flows (to each ClusterIP, external IP, LB VIP, NodePort and
+/// health-check port, from a pod, the node, an endpoint itself, and outside clients inside and outside the LB
+/// source ranges) gets the same verdict from the hook tracer: endpoints reached, masquerade, passed/dropped/
+/// rejected. Each case runs
 /// twice: with LB VIPs and external IPs routed through the node (forwarded), and with them assigned to the node
 /// (delivered locally, as on clouds that add the VIP to the node).
 ///
@@ -157,9 +158,13 @@ final class LayoutFlowTests: XCTestCase {
     func testEveryGoldenClusterGetsTheSameVerdictsInBothLayouts() throws {
         var seen: [Difference: Int] = [:]
         var compared = 0
-        let cases = GoldenTests.goldenDirectory.appendingPathComponent("cases")
-        for name in try GoldenTests.cases("cases") {
-            let dir = cases.appendingPathComponent(name)
+        let dirs = try GoldenTests.caseSets.flatMap { set in
+            try GoldenTests.cases(set.directory).map {
+                GoldenTests.goldenDirectory.appendingPathComponent(set.directory).appendingPathComponent($0)
+            }
+        }
+        for dir in dirs {
+            let name = dir.deletingLastPathComponent().lastPathComponent + "/" + dir.lastPathComponent
             let state = try GoldenTests.clusterState(caseDirectory: dir)
             for family in IPFamily.allCases {
                 let current = try GoldenTests.settings(caseDirectory: dir, family: family, layout: .current)
