@@ -89,6 +89,42 @@ final class V123UpstreamFixtureTests: XCTestCase {
         try assertMatchesUpstream(F.compile([svc], [], settings: Self.settings()), "load-balancer-reject")
     }
 
+    /// §7.5's note: `TestHealthCheckNodePort` is `TestLoadBalancerReject` with healthCheckNodePort 30000 and
+    /// nodePortAddresses ["127.0.0.1/16"]: one more filter rule, and the tail jumps for `-d 127.0.0.1` (v1.23 did not
+    /// skip loopback addresses).
+    func testHealthCheckNodePortMatchesV123() throws {
+        let svc = F.service(
+            "ns1", "svc1", type: .loadBalancer, clusterIP: "10.20.30.41",
+            ports: [ServicePort(name: "p80", port: 80, nodePort: 3001)], lbIPs: ["1.2.3.4"], etp: .local, hcnp: 30000,
+            affinity: 10800)
+        var settings = Self.settings()
+        settings.nodePortAddresses = .addresses([F.ip("127.0.0.1")])
+        let tail =
+            "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\""
+        let expected = try golden("upstream-v1.23/load-balancer-reject/upstream-expected.txt")
+            .replacingOccurrences(
+                of: "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n",
+                with:
+                    "-A KUBE-NODEPORTS -m comment --comment \"ns1/svc1:p80 health check node port\" -m tcp -p tcp --dport 30000 -j ACCEPT\n"
+                    + "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n"
+            )
+            .replacingOccurrences(of: tail + " -m addrtype --dst-type LOCAL -j", with: tail + " -d 127.0.0.1 -j")
+        let payload = TextRenderer.render(restorePayload(F.compile([svc], [], settings: settings)))
+        assertSameLines(legacySorted(payload), legacySorted(expected))
+    }
+
+    /// Settings v1.23 did not have leave its rules alone: localhostNodePorts (no loopback exclusion in the tail),
+    /// conntrack.tcpBeLiberal and nfacct counters (the INVALID drop is unconditional and uncounted).
+    func testSettingsV123DidNotHaveDoNotChangeItsRules() {
+        let (services, slices) = Self.overallCluster()
+        let plain = TextRenderer.render(F.compile(services, slices, settings: Self.settings()))
+        var settings = Self.settings()
+        settings.localhostNodePorts = false
+        settings.conntrackTCPBeLiberal = true
+        settings.features.nfacctCounters = true
+        XCTAssertEqual(TextRenderer.render(F.compile(services, slices, settings: settings)), plain)
+    }
+
     /// Upstream also checked `sync_proxy_rules_iptables_total{table="nat"}` against the payload's nat rules.
     func testNatRuleCountEqualsTheNatRulesOfTheExpectedPayload() throws {
         let (services, slices) = Self.overallCluster()
