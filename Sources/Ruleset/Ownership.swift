@@ -19,7 +19,7 @@ public enum Ownership {
     /// The fixed chains either layout declares, per table. A layout that does not use one of them lists it as a
     /// deleted chain, so switching layouts leaves nothing of the other behind.
     public static let fixedChains: [Table: [String]] = [
-        .filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"],
+        .filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", proxyFirewall],
         .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
         .mangle: [],
     ]
@@ -34,6 +34,17 @@ public enum Ownership {
     public static let kubeletFirewall = "KUBE-FIREWALL"
     /// kubelet's drop-mark chain (nat), which only the v1.23 layout uses (ensured, never owned).
     public static let kubeletMarkDrop = "KUBE-MARK-DROP"
+    /// The mark kubelet's KUBE-MARK-DROP sets and its KUBE-FIREWALL drops: `1 << 15`, kubelet's default
+    /// `--iptables-drop-bit` (legacy-layout §2.2). The v1.23 layout ensures kubelet's rules with this mark.
+    public static let kubeletDropMark: UInt32 = 1 << 15
+
+    /// kube-proxy's load-balancer source-range firewall (filter), declared by the current layout only; the
+    /// v1.23 layout lists it as deleted and does not install the jumps to it.
+    public static let proxyFirewall = "KUBE-PROXY-FIREWALL"
+
+    /// The built-in chains. kube-natd never owns one: it keeps its jumps first in them and adds ensured rules
+    /// right after those jumps (`EnsuredRule`).
+    public static let baseChains: Set<String> = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
 
     /// True for every chain a backend reads back for drift checks: the fixed, per-service and canary chains, and
     /// the kubelet chains a layout writes into (a ruleset may declare or ensure rules in them).
@@ -61,9 +72,9 @@ public enum Ownership {
                 jump("FORWARD", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
                 jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
                 jump("FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", newOnly: false),
-                jump("INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
-                jump("OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
-                jump("FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall", newOnly: true),
+                jump("INPUT", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
+                jump("OUTPUT", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
+                jump("FORWARD", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
             ]
         case .nat:
             [
@@ -73,6 +84,14 @@ public enum Ownership {
             ]
         case .mangle: []
         }
+    }
+
+    /// The base-chain jumps kube-proxy v1.23 installs (`iptablesJumpChains`, legacy-layout §1.3): upstream's
+    /// list without the KUBE-PROXY-FIREWALL jumps, which came with that chain in 1.25 (#110289). A subset of
+    /// `upstreamJumps`, so deleting those (as `--cleanup` does) removes either layout's jumps. kubelet's own
+    /// `-j KUBE-FIREWALL` jumps are not here: the v1.23 layout only ensures them (`EnsuredRule`).
+    public static func v1_23Jumps(_ table: Table) -> [BaseChainJump] {
+        upstreamJumps(table).filter { $0.rule.target != .jump(proxyFirewall) }
     }
 
     static func jump(_ base: String, _ to: String, _ comment: String, newOnly: Bool) -> BaseChainJump {
