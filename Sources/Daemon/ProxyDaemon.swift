@@ -250,8 +250,8 @@ public actor ProxyDaemon {
     }
 }
 
-/// An executor of its own for the daemon's actor: a serial dispatch queue, so syncs (seconds of blocking kernel
-/// calls at 10k Services) run beside Swift's cooperative threads, not on them.
+/// An executor of its own for the daemon's actor: a serial dispatch queue, so syncs (blocking kernel calls that
+/// take long on large clusters) run beside Swift's cooperative threads, not on them.
 final class DedicatedExecutor: SerialExecutor, @unchecked Sendable {
     private let queue: DispatchQueue
 

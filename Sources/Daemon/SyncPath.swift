@@ -78,7 +78,9 @@ public final class SyncPath {
     /// One turn. `full` says the turn rewrites everything (for metrics and the log; the compiler and backends
     /// decide by themselves what actually changed).
     public func run(_ snapshot: ClusterStore.Snapshot, full: Bool) -> Outcome {
-        let localhost = self.compilers[.ipv4]?.settings.localhostNodePorts ?? false
+        // Localhost NodePorts need route_localnet; the v1.23 layout DNATs them whatever the setting, and kube-proxy
+        // v1.23 turned it on unconditionally.
+        let localhost = self.compilers[.ipv4].map { $0.settings.localhostNodePorts || $0.settings.ruleLayout == .v1_23 } ?? false
         if self.preparedFor != localhost {
             self.node.prepare(self.setup.configuration, localhostNodePorts: localhost, logger: self.logger)
             self.preparedFor = localhost

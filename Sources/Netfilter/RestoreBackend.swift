@@ -58,6 +58,24 @@ public final class RestoreBackend: KernelBackend {
             }
             report.tables.append(r)
         }
+        // Before the restore: chains the rules jump to but kube-natd only ensures (kubelet's KUBE-MARK-DROP in the
+        // v1.23 layout) must exist, and kube-natd's jumps into chains about to be deleted (a layout switch) must go.
+        let binary = self.tool(ruleset.family, "")
+        for (i, table) in ruleset.tables.enumerated() {
+            for chain in Set(table.ensured.map(\.chain)) where !Ownership.baseChains.contains(chain) {
+                _ = try Command.run([binary, "-w", "-t", table.table.rawValue, "-N", chain])  // fails when it exists
+            }
+            let doomed = Set(payload.tables[i].deletedChains)
+            for jump in Ownership.upstreamJumps(table.table) where !table.baseJumps.contains(jump) {
+                guard case .jump(let to) = jump.rule.target, doomed.contains(to) else { continue }
+                let args = Self.arguments(jump.rule)
+                for _ in 0..<8 {  // bounded: a jump is normally there once
+                    let out = try Command.run([binary, "-w", "-t", table.table.rawValue, "-D", jump.baseChain] + args)
+                    if out.status != 0 { break }
+                    report.tables[i].rulesDeleted += 1
+                }
+            }
+        }
         let text = TextRenderer.renderBytes(payload)
         let restore = self.tool(ruleset.family, "-restore")
         // Like upstream, wait for /run/xtables.lock (`-w 5 -W 100000`) rather than fail when another agent holds it.
@@ -201,9 +219,7 @@ public final class RestoreBackend: KernelBackend {
         return SavedTable(parsing: save.stdout)
     }
 
-    static func isBaseChain(_ name: String) -> Bool {
-        ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].contains(name)
-    }
+    static func isBaseChain(_ name: String) -> Bool { Ownership.baseChains.contains(name) }
 
     /// A rule as an argv (the rendered `-A CHAIN ...` line, split the way iptables-restore would).
     static func arguments(_ rule: Rule) -> [String] {

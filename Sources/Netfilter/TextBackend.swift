@@ -58,7 +58,7 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
 
     static func fresh() -> TableState {
         var t = TableState()
-        for base in ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"] { t.create(base) }
+        for base in ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"] { t.create(base) }  // as iptables lists them
         return t
     }
 
@@ -134,7 +134,7 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
             let l = line(e.rule)
             if !t.has(e.chain) { t.create(e.chain) }
             if t.rules[e.chain]!.contains(l) { continue }
-            let isBase = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].contains(e.chain)
+            let isBase = Ownership.baseChains.contains(e.chain)
             let at = isBase ? want.baseJumps.filter { $0.baseChain == e.chain }.count : t.rules[e.chain]!.count
             t.rules[e.chain]!.insert(l, at: min(at, t.rules[e.chain]!.count))
             r.rulesAppended += 1
