@@ -16,8 +16,8 @@ struct Assembly {
     private var natServices: [Rule] = []
     private var natNodePorts: [Rule] = []
     /// The fixed nat chains (filled in by `ruleset()`), then each Service's own chains as they are added.
-    private var natChains = [Chain("KUBE-SERVICES"), Chain("KUBE-NODEPORTS"), Chain("KUBE-POSTROUTING"),
-                             Chain("KUBE-MARK-MASQ")]
+    private var natChains = [Chain(Ownership.services), Chain(Ownership.nodePorts), Chain(Ownership.postrouting),
+                             Chain(Ownership.markMasq)]
 
     /// `services` sizes the shared chains (about two KUBE-SERVICES rules and five chains per Service).
     init(settings: NodeSettings, services: Int = 0) {
@@ -53,10 +53,10 @@ struct Assembly {
 
     func filter() -> TableRuleset {
         var chains = [
-            Chain("KUBE-SERVICES", filterServices),
-            Chain("KUBE-EXTERNAL-SERVICES", filterExternalServices),
-            Chain("KUBE-FORWARD", forwardRules()),
-            Chain("KUBE-NODEPORTS", filterNodePorts),
+            Chain(Ownership.services, filterServices),
+            Chain(Ownership.externalServices, filterExternalServices),
+            Chain(Ownership.forward, forwardRules()),
+            Chain(Ownership.nodePorts, filterNodePorts),
         ]
         // v1.23 dropped source-range misses in nat (KUBE-FW ends in KUBE-MARK-DROP); KUBE-PROXY-FIREWALL is 1.25's.
         if !isV1_23 { chains.append(Chain(Ownership.proxyFirewall, filterProxyFirewall)) }
@@ -121,11 +121,11 @@ struct Assembly {
             } else if !isV1_23 && !settings.localhostNodePorts {
                 m.append(.destination(.cidr(CIDR("127.0.0.0/8")!), negated: true))
             }
-            return [Rule(m, .jump("KUBE-NODEPORTS"))]
+            return [Rule(m, .jump(Ownership.nodePorts))]
         case .addresses(let ips):
             return ips.filter { $0.family == settings.family }
                 .filter { isV1_23 || !$0.isLoopback || (isIPv4 && settings.localhostNodePorts) }
-                .map { Rule([comment, .destination(.ip($0), negated: false)], .jump("KUBE-NODEPORTS")) }
+                .map { Rule([comment, .destination(.ip($0), negated: false)], .jump(Ownership.nodePorts)) }
         }
     }
 }
@@ -136,7 +136,7 @@ struct Assembly {
 public enum BaseJumps {
     /// kubelet's jumps to KUBE-FIREWALL: no comment, no match.
     static func kubeletJump(_ base: String) -> BaseChainJump {
-        BaseChainJump(baseChain: base, rule: Rule([], .jump("KUBE-FIREWALL")))
+        BaseChainJump(baseChain: base, rule: Rule([], .jump(Ownership.kubeletFirewall)))
     }
 
     /// Final order after prepending each listed jump: grouped by base chain, reversed within it.

@@ -45,7 +45,7 @@ extension ServicePortRules {
                 svc.append(
                     Rule(
                         frontend(comment, ip, port.port, then: LocalMatch.ifNotLocal(settings.localDetector)),
-                        .jump("KUBE-MARK-MASQ")))
+                        .jump(Ownership.markMasq)))
             }
             f.natServices.append(Rule(frontend(comment, ip, port.port), .jump(externalPolicyChain)))
         }
@@ -67,7 +67,7 @@ extension ServicePortRules {
                 continue
             }
             f.natServices.append(Rule(frontend(comment, ip, port.port), .jump(fwChain)))
-            if !port.externalPolicyLocal { firewall.append(Rule([c], .jump("KUBE-MARK-MASQ"))) }
+            if !port.externalPolicyLocal { firewall.append(Rule([c], .jump(Ownership.markMasq))) }
             if port.loadBalancerSourceRanges.isEmpty {
                 firewall.append(Rule([c], .jump(externalPolicyChain)))
             } else {
@@ -104,9 +104,9 @@ extension ServicePortRules {
         let match: [Match] = [.comment(port.name), .proto(port.proto), .destinationPort(port.nodePort)]
         if port.externalPolicyLocal {
             let loopback = CIDR(settings.family == .ipv4 ? "127.0.0.0/8" : "::1/128")!
-            f.natNodePorts.append(Rule(match + [.source(.cidr(loopback), negated: false)], .jump("KUBE-MARK-MASQ")))
+            f.natNodePorts.append(Rule(match + [.source(.cidr(loopback), negated: false)], .jump(Ownership.markMasq)))
         } else {
-            svc.append(Rule(match, .jump("KUBE-MARK-MASQ")))
+            svc.append(Rule(match, .jump(Ownership.markMasq)))
         }
         f.natNodePorts.append(Rule(match, .jump(externalPolicyChain)))
     }
@@ -133,7 +133,7 @@ extension ServicePortRules {
             rules.append(
                 Rule(
                     [.comment("masquerade LOCAL traffic for \(port.name) LB IP"), .addrTypeLocal(.source)],
-                    .jump("KUBE-MARK-MASQ")))
+                    .jump(Ownership.markMasq)))
             rules.append(
                 Rule(
                     [

@@ -70,12 +70,12 @@ struct ServicePortRules {
         // v1.23 sent every LB VIP of a Service with endpoints through KUBE-FW; today only with source ranges.
         let usesFWChain = cats.hasAny && !port.loadBalancerVIPs.isEmpty
             && (v1_23 || !port.loadBalancerSourceRanges.isEmpty)
-        svcChain = hash.chainName("KUBE-SVC-")
-        svlChain = !v1_23 && (port.internalPolicyLocal || port.externalPolicyLocal) ? hash.chainName("KUBE-SVL-") : ""
-        extChain = !v1_23 && port.externallyAccessible ? hash.chainName("KUBE-EXT-") : ""
+        svcChain = hash.chainName(Ownership.svcPrefix)
+        svlChain = !v1_23 && (port.internalPolicyLocal || port.externalPolicyLocal) ? hash.chainName(Ownership.svlPrefix) : ""
+        extChain = !v1_23 && port.externallyAccessible ? hash.chainName(Ownership.extPrefix) : ""
         // v1.23 declared KUBE-XLB for every eTP=Local port, even one without endpoints (legacy-layout §3.3).
-        xlbChain = v1_23 && port.externalPolicyLocal ? hash.chainName("KUBE-XLB-") : ""
-        fwChain = usesFWChain ? hash.chainName("KUBE-FW-") : ""
+        xlbChain = v1_23 && port.externalPolicyLocal ? hash.chainName(Ownership.xlbPrefix) : ""
+        fwChain = usesFWChain ? hash.chainName(Ownership.fwPrefix) : ""
         endpointChains = Self.endpointChains(endpoints, cats.allReachable, port.name, proto)
 
         // v1.23 had no per-policy "no local endpoints" filter rules: internalTrafficPolicy filtered the endpoints
@@ -121,7 +121,7 @@ struct ServicePortRules {
         _ endpoints: [EndpointInfo], _ reachable: [Int], _ portName: String, _ proto: String
     ) -> [String] {
         var chains = [String](repeating: "", count: endpoints.count)
-        for i in reachable { chains[i] = ChainHash(portName, proto, endpoints[i].text).chainName("KUBE-SEP-") }
+        for i in reachable { chains[i] = ChainHash(portName, proto, endpoints[i].text).chainName(Ownership.sepPrefix) }
         return chains
     }
 
@@ -228,7 +228,7 @@ struct ServicePortRules {
             guard let m = LocalMatch.ifNotLocal(settings.localDetector) else { return nil }
             notLocal = m
         }
-        return Rule(frontend(clusterIPComment, port.clusterIP, port.port, then: notLocal), .jump("KUBE-MARK-MASQ"))
+        return Rule(frontend(clusterIPComment, port.clusterIP, port.port, then: notLocal), .jump(Ownership.markMasq))
     }
 
     func writeExternalChain(into f: inout ServiceFragment) {
@@ -236,14 +236,14 @@ struct ServicePortRules {
         var rules: [Rule] = []
         if !port.externalPolicyLocal {
             rules.append(Rule([.comment("masquerade traffic for \(port.name) external destinations")],
-                              .jump("KUBE-MARK-MASQ")))
+                              .jump(Ownership.markMasq)))
         } else {
             if let local = LocalMatch.ifLocal(settings.localDetector) {
                 rules.append(Rule([.comment("pod traffic for \(port.name) external destinations"), local],
                                   .jump(svcChain)))
             }
             rules.append(Rule([.comment("masquerade LOCAL traffic for \(port.name) external destinations"),
-                               .addrTypeLocal(.source)], .jump("KUBE-MARK-MASQ")))
+                               .addrTypeLocal(.source)], .jump(Ownership.markMasq)))
             rules.append(Rule([.comment("route LOCAL traffic for \(port.name) external destinations"),
                                .addrTypeLocal(.source)], .jump(svcChain)))
         }
@@ -318,7 +318,7 @@ struct ServicePortRules {
                 ? commented(port.name, .recentSet(name: chain), .proto(port.proto))
                 : commented(port.name, .proto(port.proto))
             f.natChains.append(Chain(chain, [
-                Rule(commented(port.name, .source(.ip(ep.ip), negated: false)), .jump("KUBE-MARK-MASQ")),
+                Rule(commented(port.name, .source(.ip(ep.ip), negated: false)), .jump(Ownership.markMasq)),
                 Rule(dnat, .dnat(ep.ip, port: ep.port)),
             ]))
         }

@@ -8,8 +8,25 @@ import KubeModel
 /// declared), the canary chains, and its own jump rules in base chains (kept once each, at the top). It never
 /// owns a base chain, a policy, or a rule it did not write.
 public enum Ownership {
+    // The fixed chains, as upstream names them.
+    public static let services = "KUBE-SERVICES"
+    public static let externalServices = "KUBE-EXTERNAL-SERVICES"
+    public static let forward = "KUBE-FORWARD"
+    public static let nodePorts = "KUBE-NODEPORTS"
+    public static let postrouting = "KUBE-POSTROUTING"
+    public static let markMasq = "KUBE-MARK-MASQ"
+
+    // The per-service-port chain prefixes (the rest of the name is upstream's hash).
+    public static let svcPrefix: StaticString = "KUBE-SVC-"
+    public static let svlPrefix: StaticString = "KUBE-SVL-"
+    public static let extPrefix: StaticString = "KUBE-EXT-"
+    public static let fwPrefix: StaticString = "KUBE-FW-"
+    public static let sepPrefix: StaticString = "KUBE-SEP-"
+    /// v1.23's externalTrafficPolicy Local chain.
+    public static let xlbPrefix: StaticString = "KUBE-XLB-"
+
     /// Per-service-port chain prefixes of either layout (upstream's `isServiceChainName`, plus v1.23's KUBE-XLB).
-    public static let servicePrefixes = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", "KUBE-XLB-"]
+    public static let servicePrefixes = [svcPrefix, svlPrefix, extPrefix, fwPrefix, sepPrefix, xlbPrefix].map(\.description)
 
     /// True for a per-service chain, which kube-natd owns and garbage-collects.
     public static func isServiceChain(_ name: String) -> Bool {
@@ -19,8 +36,8 @@ public enum Ownership {
     /// The fixed chains either layout declares, per table. A layout that does not use one of them lists it as a
     /// deleted chain, so switching layouts leaves nothing of the other behind.
     public static let fixedChains: [Table: [String]] = [
-        .filter: ["KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", proxyFirewall],
-        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"],
+        .filter: [services, externalServices, forward, nodePorts, proxyFirewall],
+        .nat: [services, nodePorts, postrouting, markMasq],
         .mangle: [],
     ]
 
@@ -65,22 +82,22 @@ public enum Ownership {
         switch table {
         case .filter:
             [
-                jump("INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
+                jump("INPUT", externalServices, "kubernetes externally-visible service portals", newOnly: true),
                 jump(
-                    "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", newOnly: true),
-                jump("INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports", newOnly: false),
-                jump("FORWARD", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
-                jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: true),
-                jump("FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", newOnly: false),
+                    "FORWARD", externalServices, "kubernetes externally-visible service portals", newOnly: true),
+                jump("INPUT", nodePorts, "kubernetes health check service ports", newOnly: false),
+                jump("FORWARD", services, "kubernetes service portals", newOnly: true),
+                jump("OUTPUT", services, "kubernetes service portals", newOnly: true),
+                jump("FORWARD", forward, "kubernetes forwarding rules", newOnly: false),
                 jump("INPUT", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
                 jump("OUTPUT", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
                 jump("FORWARD", proxyFirewall, "kubernetes load balancer firewall", newOnly: true),
             ]
         case .nat:
             [
-                jump("OUTPUT", "KUBE-SERVICES", "kubernetes service portals", newOnly: false),
-                jump("PREROUTING", "KUBE-SERVICES", "kubernetes service portals", newOnly: false),
-                jump("POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", newOnly: false),
+                jump("OUTPUT", services, "kubernetes service portals", newOnly: false),
+                jump("PREROUTING", services, "kubernetes service portals", newOnly: false),
+                jump("POSTROUTING", postrouting, "kubernetes postrouting rules", newOnly: false),
             ]
         case .mangle: []
         }
