@@ -68,7 +68,7 @@ for FAMILY in ipv4 ipv6; do
     check "$FAMILY: libiptc and restore give identical iptables-save" same_files "$TMP/a1" "$TMP/b1"
     digests a > "$TMP/da1"; digests b > "$TMP/db1"
     check "$FAMILY: libiptc and restore give identical raw entries (digests)" same_files "$TMP/da1" "$TMP/db1"
-    KNAT_TEST_LIST_VIA_LIBIPTC=1 digests a > "$TMP/da1lib"
+    KNAT_TEST_READ_VIA_LIBIPTC=1 digests a > "$TMP/da1lib"
     check "$FAMILY: the raw-entry reader lists what libiptc lists (chains, order, digests)" \
         same_files "$TMP/da1" "$TMP/da1lib"
     check "$FAMILY: every IR element present" grep -q -- '--probability 0.33333333349' "$TMP/a1"
@@ -315,7 +315,7 @@ for FAMILY in ipv4 ipv6; do
     save c > "$TMP/c0"
     check "$FAMILY: check: foreign chains and trailing foreign rules leave it unchanged" \
         expect_check "filter=unchanged nat=unchanged"
-    digests c > "$TMP/dc"; KNAT_TEST_LIST_VIA_LIBIPTC=1 digests c > "$TMP/dclib"
+    digests c > "$TMP/dc"; KNAT_TEST_READ_VIA_LIBIPTC=1 digests c > "$TMP/dclib"
     check "$FAMILY: the raw-entry reader lists what libiptc lists, foreign chains included" \
         same_files "$TMP/dc" "$TMP/dclib"
     # Tables read ahead of the apply (as --once does while decoding): a change in between is seen by size.
