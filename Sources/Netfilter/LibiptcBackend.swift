@@ -147,6 +147,7 @@ public final class LibiptcBackend: RulesetBackend {
         }
         for name in table.deletedChains { program.deleteChain(name) }
         for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
+        for (i, rule) in table.ensured.enumerated() { try program.ensureRule(rule, table: table.table, index: i + 1) }
     }
 
     static func run(
