@@ -32,7 +32,8 @@ int knat_list_table(int family, const char *table, int lock_timeout_ms, knat_cha
     const knat_family *f = knat_family_of(family);
     if (!f) return result->error = knat_fail(result, EINVAL, "family must be 4 or 6, got %d", family);
     int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
-    if (fd < 0) return result->error = knat_fail(result, -fd, "%s: cannot take /run/xtables.lock: %s", table, strerror(-fd));
+    if (fd < 0)
+        return result->error = knat_fail(result, -fd, "%s: cannot take /run/xtables.lock: %s", table, strerror(-fd));
     knat_snapshot s = {0};
     int rc = knat_read(f, table, 0, &s, result);
     knat_unlock(fd); /* what was read is ours now (the blob, or libiptc's cache) */
@@ -73,8 +74,12 @@ int knat_digest_program(int family, const uint8_t *program, size_t length, knat_
         uint64_t digest = KNAT_FNV_INIT;
         uint32_t rules = 0;
         while (!rc && knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
-            if ((rc = knat_rule_encode(f, &rd, &b, result))) rc = knat_rule_error(result, rc, "program", name, rules + 1);
-            else digest = knat_rule_digest(f, digest, b.entry, b.label, b.module), rules++;
+            if ((rc = knat_rule_encode(f, &rd, &b, result))) {
+                rc = knat_rule_error(result, rc, "program", name, rules + 1);
+            } else {
+                digest = knat_rule_digest(f, digest, b.entry, b.label, b.module);
+                rules++;
+            }
         }
         if (!rc) rc = add(out, &cap, name, rules, 0, digest);
     }

@@ -43,6 +43,10 @@ typedef struct planner {
     knat_rule_buf b;
 } planner;
 
+static int same(const planner *pl, const knat_rule *r, const knat_rule_buf *b) {
+    return knat_rule_same(pl->f, r->entry, r->label, b);
+}
+
 static int declared_cmp(const void *a, const void *b) { return strcmp(a, b); }
 
 static int grow(void **items, size_t *cap, size_t count, size_t size) {
@@ -62,22 +66,26 @@ static int step(planner *pl, uint8_t what, uint32_t at, uint32_t index, uint64_t
     return 0;
 }
 
-static int declare(planner *pl, const char *name, int owned) {
+/* Records a chain the program creates or keeps; *c: the table's chain of that name, or NULL. */
+static int declare(planner *pl, const char *name, int owned, const knat_chain **c) {
     knat_plan *p = pl->p;
     if (grow((void **)&p->declared, &p->declared_cap, p->ndeclared, sizeof(*p->declared))) return ENOMEM;
     knat_declared *d = &p->declared[p->ndeclared++];
     memset(d, 0, sizeof(*d));
     strcpy(d->name, name); /* read_program checked the length */
     d->owned = (uint8_t)owned;
-    const knat_chain *c = knat_find_chain(pl->s, name);
-    if (c) pl->marks[c - pl->s->chains] |= MARK_DECLARED;
+    if ((*c = knat_find_chain(pl->s, name))) pl->marks[*c - pl->s->chains] |= MARK_DECLARED;
     return 0;
 }
 
+/* Sorted only once the plan is known to write something (a steady state never looks names up). */
 static const knat_declared *find_declared(const knat_plan *p, const char *name) {
     knat_declared key = {{0}, 0};
     snprintf(key.name, sizeof(key.name), "%s", name);
-    return p->ndeclared ? bsearch(&key, p->declared, p->ndeclared, sizeof(key), declared_cmp) : NULL;
+    if (p->sorted) return p->ndeclared ? bsearch(&key, p->declared, p->ndeclared, sizeof(key), declared_cmp) : NULL;
+    for (size_t i = 0; i < p->ndeclared; i++)
+        if (!strcmp(p->declared[i].name, name)) return &p->declared[i];
+    return NULL;
 }
 
 int knat_plan_declares(const knat_plan *p, const char *name) { return find_declared(p, name) != NULL; }
@@ -85,9 +93,9 @@ int knat_plan_declares(const knat_plan *p, const char *name) { return find_decla
 /* A KNAT_OP_CHAIN or KNAT_OP_ENSURE_CHAIN and the rules that follow it. */
 static int plan_chain(planner *pl, uint32_t at, int kind, const char *name, knat_reader *rd) {
     const knat_snapshot *s = pl->s;
-    int rc = declare(pl, name, kind == KNAT_OP_CHAIN);
+    const knat_chain *c;
+    int rc = declare(pl, name, kind == KNAT_OP_CHAIN, &c);
     if (rc) return rc;
-    const knat_chain *c = knat_find_chain(s, name);
     if (!c) {
         if ((rc = step(pl, KNAT_DO_CREATE, at, 0, 0))) return rc;
         if (kind == KNAT_OP_CHAIN && (rc = step(pl, KNAT_DO_FILL, at, 0, 0))) return rc;
@@ -97,14 +105,14 @@ static int plan_chain(planner *pl, uint32_t at, int kind, const char *name, knat
     if (c->builtin) return knat_fail(pl->res, EPERM, "%s: refusing to flush base chain %s", s->table, name);
     /* A chain that already holds exactly its rules is left alone: no flush, no refill. */
     uint32_t i = 0;
-    int same = 1;
-    while (same && knat_peek_kind(rd) >= KNAT_E_COMMENT) {
-        if ((rc = knat_rule_encode(pl->f, rd, &pl->b, pl->res))) return knat_rule_error(pl->res, rc, s->table, name, i + 1);
-        const knat_rule *r = &s->rules[c->first + i];
-        same = i < c->count && knat_rule_same(pl->f, r->entry, r->label, &pl->b);
-        i += same;
+    int held = 1;
+    while (held && knat_peek_kind(rd) >= KNAT_E_COMMENT) {
+        if ((rc = knat_rule_encode(pl->f, rd, &pl->b, pl->res)))
+            return knat_rule_error(pl->res, rc, s->table, name, i + 1);
+        held = i < c->count && same(pl, &s->rules[c->first + i], &pl->b);
+        i += held;
     }
-    if (same && i == c->count) {
+    if (held && i == c->count) {
         pl->p->unchanged++;
         return 0;
     }
@@ -120,10 +128,8 @@ static int add_edit(planner *pl, uint32_t at, int kind, const char *name, knat_r
     e->kind = (uint16_t)kind;
     strcpy(e->chain, name);
     if (kind == KNAT_OP_DELETE_CHAIN) return knat_skip_rules(rd);
-    if (kind == KNAT_OP_ENSURE_RULE) {
-        int rc = declare(pl, name, 0); /* an ensured rule's chain is kept, never stale */
-        if (rc) return rc;
-    }
+    const knat_chain *c;
+    if (kind == KNAT_OP_ENSURE_RULE && declare(pl, name, 0, &c)) return ENOMEM; /* kept, never stale */
     if (!(e->rule.entry = malloc(KNAT_ENTRY_CAP))) return ENOMEM;
     int rc = knat_rule_encode(pl->f, rd, &e->rule, pl->res);
     return rc ? knat_rule_error(pl->res, rc, pl->s->table, name, 1) : 0;
@@ -187,10 +193,11 @@ static int add_doom(planner *pl, uint32_t index, int moved_only, const knat_rule
     return 0;
 }
 
+/* The rule is the one of some `kind` record for this chain. */
 static int matches_any(planner *pl, const knat_rule *r, const char *chain, int kind) {
     for (size_t k = 0; k < pl->nedits; k++) {
         const edit *e = &pl->edits[k];
-        if (e->kind == kind && !strcmp(e->chain, chain) && knat_rule_same(pl->f, r->entry, r->label, &e->rule)) return 1;
+        if (e->kind == kind && !strcmp(e->chain, chain) && same(pl, r, &e->rule)) return 1;
     }
     return 0;
 }
@@ -238,7 +245,7 @@ static int plan_chain_edits(planner *pl, const char *chain, uint32_t name_at) {
             for (size_t k = 0; k < pl->nedits; k++) {
                 const edit *e = &pl->edits[k];
                 if (e->kind != KNAT_OP_JUMP || strcmp(e->chain, chain) || seen++ != kept) continue;
-                if (!knat_rule_same(pl->f, r->entry, r->label, &e->rule)) in_place = 0;
+                if (!same(pl, r, &e->rule)) in_place = 0;
                 break;
             }
         } else if (ours) {
@@ -261,7 +268,7 @@ static int plan_chain_edits(planner *pl, const char *chain, uint32_t name_at) {
         int present = 0; /* anywhere in the chain, unless deleted above */
         for (uint32_t i = 0; i < c->count && !present; i++) {
             const knat_rule *r = &s->rules[c->first + i];
-            present = knat_rule_same(pl->f, r->entry, r->label, &e->rule) && !matches_any(pl, r, chain, KNAT_OP_DELETE_RULE);
+            present = same(pl, r, &e->rule) && !matches_any(pl, r, chain, KNAT_OP_DELETE_RULE);
         }
         if (present) continue;
         rc = step(pl, KNAT_DO_INSERT, e->at, ensure_at, 0);
@@ -276,7 +283,6 @@ int knat_plan_make(const knat_snapshot *s, const uint8_t *prog, size_t len, knat
     pl.marks = calloc(s->nchains + 1, 1);
     pl.b.entry = malloc(KNAT_ENTRY_CAP);
     int rc = pl.marks && pl.b.entry ? read_program(&pl, prog, len) : ENOMEM;
-    if (!rc && p->ndeclared) qsort(p->declared, p->ndeclared, sizeof(*p->declared), declared_cmp);
     if (!rc) rc = plan_stale(&pl);
     for (size_t g = 0; g < pl.nedits && !rc; g++) {
         const edit *e = &pl.edits[g];
@@ -285,7 +291,12 @@ int knat_plan_make(const knat_snapshot *s, const uint8_t *prog, size_t len, knat
             first = pl.edits[k].kind == KNAT_OP_DELETE_CHAIN || strcmp(pl.edits[k].chain, e->chain);
         if (first) rc = plan_chain_edits(&pl, e->chain, e->at);
     }
-    if (rc == ENOMEM && !res->message[0]) knat_fail(res, rc, "%s: out of memory", s->table);
+    if (!rc && (p->nsteps || p->nstale)) { /* the executor checks jump targets against them */
+        qsort(p->declared, p->ndeclared, sizeof(*p->declared), declared_cmp);
+        p->sorted = 1;
+    }
+    if (rc && !res->message[0])
+        knat_fail(res, rc, "%s: %s", s->table, rc == ENOMEM ? "out of memory" : "malformed program");
     for (size_t i = 0; i < pl.nedits; i++) free(pl.edits[i].rule.entry);
     free(pl.edits);
     free(pl.dooms);

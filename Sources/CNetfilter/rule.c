@@ -6,21 +6,24 @@
 #include <net/if.h>
 #include <linux/netfilter/x_tables.h>
 
-static void copy_name(char *dst, size_t cap, const char *src) {
-    size_t n = strnlen(src, cap - 1);
+/* Names here are short NUL-terminated constants or labels: strlen is enough (and cheaper per rule). */
+static inline void copy_name(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
 }
 
 /* Appends an extension (or, with no descriptor, the standard target named label) and room for its blob; returns
    the blob, NULL when the entry is full. Matches and targets share the header layout. */
-static void *add_extension(const knat_family *f, knat_rule_buf *b, const knat_xt_desc *d, const char *label,
+static inline void *add_extension(const knat_family *f, knat_rule_buf *b, const knat_xt_desc *d, const char *label,
                            size_t blob) {
     int target = d ? d->is_target : 1;
     size_t size = XT_ALIGN(sizeof(struct xt_entry_match)) + blob;
     if (b->used + size > KNAT_ENTRY_CAP) return NULL;
     struct xt_entry_match *m = (void *)(b->entry + b->used);
-    memset(m, 0, size); /* a verdict's padding too: libiptc hands the entry to the kernel as it is */
+    /* the header; an extension's fill function zeroes its blob, a verdict (and its padding) is zeroed here */
+    memset(m, 0, d ? XT_ALIGN(sizeof(*m)) : size);
     m->u.user.match_size = (uint16_t)size;
     copy_name(m->u.user.name, sizeof(m->u.user.name), d ? d->name : label);
     m->u.user.revision = d ? d->revision : 0;
@@ -30,7 +33,7 @@ static void *add_extension(const knat_family *f, knat_rule_buf *b, const knat_xt
     return m->data;
 }
 
-static void *add_match(const knat_family *f, knat_rule_buf *b, knat_xt_kind kind) {
+static inline void *add_match(const knat_family *f, knat_rule_buf *b, knat_xt_kind kind) {
     return add_extension(f, b, knat_xt_describe(kind), NULL, knat_xt_size(kind, f->family));
 }
 

@@ -162,6 +162,7 @@ typedef struct knat_plan {
     size_t nstale, stale_cap;
     knat_declared *declared; /* sorted by name: chains the program creates or keeps */
     size_t ndeclared, declared_cap;
+    int sorted;
     unsigned unchanged; /* declared chains that already hold exactly their rules */
 } knat_plan;
 

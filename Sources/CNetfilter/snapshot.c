@@ -163,8 +163,7 @@ static int index_raw(knat_snapshot *s) {
         if (error) {
             if (off + next == s->size) break; /* the table's end */
             const struct xt_error_target *et = (const void *)t;
-            if (t->u.target_size < sizeof(*et) || strnlen(et->errorname, sizeof(et->errorname)) == sizeof(et->errorname))
-                return EBADMSG;
+            if (t->u.target_size < sizeof(*et) || !memchr(et->errorname, 0, sizeof(et->errorname))) return EBADMSG;
             if (add_chain(s, et->errorname, off + next, 0)) return ENOMEM;
             open_hook = -1;
         } else {
@@ -236,6 +235,8 @@ static void reset(knat_snapshot *s, const knat_family *f, const char *table) {
 int knat_read_raw(const knat_family *f, const char *table, knat_snapshot *s, knat_result *res) {
     reset(s, f, table);
     int rc = read_entries(f, table, s, res);
+    /* every entry but the heads, feet and the final ERROR is a rule: one allocation instead of regrowth */
+    if (!rc && !(s->rules = malloc((s->rule_cap = s->num_entries + 1) * sizeof(*s->rules)))) rc = ENOMEM;
     if (!rc) rc = index_raw(s);
     if (!rc) rc = hash_names(s);
     if (rc == EBADMSG) reset(s, f, table); /* holds nothing: no blob */
@@ -257,7 +258,7 @@ int knat_read(const knat_family *f, const char *table, int via_libiptc, knat_sna
 
 void knat_snapshot_release(knat_snapshot *s) {
     if (s->blob) munmap(s->blob, s->blob_length);
-    if (s->handle) s->f->iptc.ops->free(s->handle); /* after the chains: their names live in it */
+    if (s->handle) s->f->iptc.ops->free(s->handle);
     free(s->chains);
     free(s->rules);
     free(s->slots);
