@@ -1,8 +1,6 @@
 /* knat_apply_table: under the xtables lock, read the table, plan, and (only when the plan is not empty) execute it
    through libiptc; a round that ends in EAGAIN starts over from the read. And the snapshots it can start from. */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 
 int knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_snapshot **out,
                        knat_result *result) {

@@ -6,8 +6,6 @@
  * ignores the lock changed the table in between) the round ends with EAGAIN and the apply reads and plans again.
  */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 
 typedef struct exec {
     const knat_family *f;

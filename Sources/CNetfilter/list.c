@@ -1,17 +1,9 @@
 /* The listers: every chain of a table with its digest (read by the same reader the apply uses), the digests a
    program's chains will have once applied, and a table's size from IPT_SO_GET_INFO alone. */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 
 static int add(knat_chain_list *out, size_t *cap, const char *name, uint32_t rules, int builtin, uint64_t digest) {
-    if (out->count == *cap) {
-        size_t n = *cap ? *cap * 2 : 256;
-        knat_chain_digest *p = realloc(out->chains, n * sizeof(*p));
-        if (!p) return ENOMEM;
-        out->chains = p;
-        *cap = n;
-    }
+    if (knat_grow((void **)&out->chains, cap, out->count, sizeof(*out->chains))) return ENOMEM;
     knat_chain_digest *c = &out->chains[out->count++];
     snprintf(c->name, sizeof(c->name), "%s", name);
     c->rules = rules;

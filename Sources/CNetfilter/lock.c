@@ -1,8 +1,6 @@
 /* /run/xtables.lock, taken as the iptables binaries take it, the clock the reports use, and the test pauses. The
    lock fd is the shim's only state, and it lives only for one call. */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <time.h>

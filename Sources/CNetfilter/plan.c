@@ -9,8 +9,6 @@
  * rules are only added when missing. Everything else in the table is foreign and left where it is.
  */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 
 enum { MARK_DECLARED = 1, MARK_STALE = 2 }; /* per chain of the snapshot */
 
@@ -40,6 +38,7 @@ typedef struct planner {
     size_t nedits, edit_cap;
     doom *dooms;
     size_t ndooms, doom_cap;
+    const edit **group; /* one chain's jumps, deletes and ensured rules: 3 * nedits */
     knat_rule_buf b;
 } planner;
 
@@ -49,19 +48,9 @@ static int same(const planner *pl, const knat_rule *r, const knat_rule_buf *b) {
 
 static int declared_cmp(const void *a, const void *b) { return strcmp(a, b); }
 
-static int grow(void **items, size_t *cap, size_t count, size_t size) {
-    if (count < *cap) return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    void *p = realloc(*items, n * size);
-    if (!p) return ENOMEM;
-    *items = p;
-    *cap = n;
-    return 0;
-}
-
 static int step(planner *pl, uint8_t what, uint32_t at, uint32_t index, uint64_t digest) {
     knat_plan *p = pl->p;
-    if (grow((void **)&p->steps, &p->step_cap, p->nsteps, sizeof(*p->steps))) return ENOMEM;
+    if (knat_grow((void **)&p->steps, &p->step_cap, p->nsteps, sizeof(*p->steps))) return ENOMEM;
     p->steps[p->nsteps++] = (knat_step){at, index, digest, what};
     return 0;
 }
@@ -69,7 +58,7 @@ static int step(planner *pl, uint8_t what, uint32_t at, uint32_t index, uint64_t
 /* Records a chain the program creates or keeps; *c: the table's chain of that name, or NULL. */
 static int declare(planner *pl, const char *name, int owned, const knat_chain **c) {
     knat_plan *p = pl->p;
-    if (grow((void **)&p->declared, &p->declared_cap, p->ndeclared, sizeof(*p->declared))) return ENOMEM;
+    if (knat_grow((void **)&p->declared, &p->declared_cap, p->ndeclared, sizeof(*p->declared))) return ENOMEM;
     knat_declared *d = &p->declared[p->ndeclared++];
     memset(d, 0, sizeof(*d));
     strcpy(d->name, name); /* read_program checked the length */
@@ -121,7 +110,7 @@ static int plan_chain(planner *pl, uint32_t at, int kind, const char *name, knat
 }
 
 static int add_edit(planner *pl, uint32_t at, int kind, const char *name, knat_reader *rd) {
-    if (grow((void **)&pl->edits, &pl->edit_cap, pl->nedits, sizeof(*pl->edits))) return ENOMEM;
+    if (knat_grow((void **)&pl->edits, &pl->edit_cap, pl->nedits, sizeof(*pl->edits))) return ENOMEM;
     edit *e = &pl->edits[pl->nedits++];
     memset(e, 0, sizeof(*e));
     e->at = at;
@@ -180,25 +169,22 @@ static int plan_stale(planner *pl) {
         for (size_t k = 0; k < pl->nprefixes && !c->builtin && !(pl->marks[i] & MARK_DECLARED); k++)
             if (!strncmp(c->name, pl->prefixes[k], pl->prefix_len[k])) pl->marks[i] |= MARK_STALE;
         if (!(pl->marks[i] & MARK_STALE)) continue;
-        if (grow((void **)&p->stale, &p->stale_cap, p->nstale, sizeof(knat_name))) return ENOMEM;
+        if (knat_grow((void **)&p->stale, &p->stale_cap, p->nstale, sizeof(knat_name))) return ENOMEM;
         snprintf(p->stale[p->nstale++], sizeof(knat_name), "%s", c->name);
     }
     return 0;
 }
 
 static int add_doom(planner *pl, uint32_t index, int moved_only, const knat_rule *r) {
-    if (grow((void **)&pl->dooms, &pl->doom_cap, pl->ndooms, sizeof(*pl->dooms))) return ENOMEM;
+    if (knat_grow((void **)&pl->dooms, &pl->doom_cap, pl->ndooms, sizeof(*pl->dooms))) return ENOMEM;
     uint64_t digest = knat_rule_digest(pl->f, KNAT_FNV_INIT, r->entry, r->label, knat_entry_module(pl->f, r->entry));
     pl->dooms[pl->ndooms++] = (doom){index, (uint8_t)moved_only, digest};
     return 0;
 }
 
-/* The rule is the one of some `kind` record for this chain. */
-static int matches_any(planner *pl, const knat_rule *r, const char *chain, int kind) {
-    for (size_t k = 0; k < pl->nedits; k++) {
-        const edit *e = &pl->edits[k];
-        if (e->kind == kind && !strcmp(e->chain, chain) && same(pl, r, &e->rule)) return 1;
-    }
+static int matches_any(const planner *pl, const knat_rule *r, const edit *const *list, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (same(pl, r, &list[k]->rule)) return 1;
     return 0;
 }
 
@@ -209,70 +195,53 @@ static int matches_any(planner *pl, const knat_rule *r, const char *chain, int k
 static int plan_chain_edits(planner *pl, const char *chain, uint32_t name_at) {
     const knat_snapshot *s = pl->s;
     const knat_chain *c = knat_find_chain(s, chain);
-    size_t njumps = 0, nensured = 0;
-    int rc = 0;
+    const edit **jumps = pl->group, **deletes = jumps + pl->nedits, **ensured = deletes + pl->nedits;
+    size_t nj = 0, nd = 0, ne = 0;
     for (size_t k = 0; k < pl->nedits; k++) {
-        if (strcmp(pl->edits[k].chain, chain)) continue;
-        njumps += pl->edits[k].kind == KNAT_OP_JUMP;
-        nensured += pl->edits[k].kind == KNAT_OP_ENSURE_RULE;
+        const edit *e = &pl->edits[k];
+        if (strcmp(e->chain, chain)) continue;
+        if (e->kind == KNAT_OP_JUMP) jumps[nj++] = e;
+        if (e->kind == KNAT_OP_DELETE_RULE) deletes[nd++] = e;
+        if (e->kind == KNAT_OP_ENSURE_RULE) ensured[ne++] = e;
     }
     const knat_declared *d = find_declared(pl->p, chain);
-    if (nensured && d && d->owned)
+    if (ne && d && d->owned)
         return knat_fail(pl->res, EINVAL, "%s: chain %s is both declared and ensured", s->table, chain);
-    if (njumps && !c) return knat_fail(pl->res, ENOENT, "%s: base chain %s does not exist", s->table, chain);
-    if (!c) { /* nothing to delete; ensured rules go into a new chain */
-        if (nensured) rc = step(pl, KNAT_DO_CREATE, name_at, 0, 0);
-        for (size_t k = 0; k < pl->nedits && !rc; k++)
-            if (pl->edits[k].kind == KNAT_OP_ENSURE_RULE && !strcmp(pl->edits[k].chain, chain))
-                rc = step(pl, KNAT_DO_INSERT, pl->edits[k].at, KNAT_APPEND, 0);
-        return rc;
-    }
+    if (nj && !c) return knat_fail(pl->res, ENOENT, "%s: base chain %s does not exist", s->table, chain);
+    int rc = !c && ne ? step(pl, KNAT_DO_CREATE, name_at, 0, 0) : 0;
+    for (size_t k = 0; !c && k < ne && !rc; k++) rc = step(pl, KNAT_DO_INSERT, ensured[k]->at, KNAT_APPEND, 0);
+    if (!c || (pl->marks[c - s->chains] & MARK_STALE)) return rc; /* nothing to delete in a new (or doomed) chain */
 
     int in_place = 1;
     size_t kept = 0;
     pl->ndooms = 0;
     for (uint32_t i = 0; i < c->count && !rc; i++) {
         const knat_rule *r = &s->rules[c->first + i];
-        if (matches_any(pl, r, chain, KNAT_OP_DELETE_RULE)) {
+        if (matches_any(pl, r, deletes, nd)) {
             rc = add_doom(pl, i, 0, r);
             continue;
         }
-        int ours = njumps && matches_any(pl, r, chain, KNAT_OP_JUMP);
-        const knat_chain *target = !ours && njumps && r->label && r->label[0] ? knat_find_chain(s, r->label) : NULL;
-        ours = ours || (target && (pl->marks[target - s->chains] & MARK_STALE));
-        if (kept < njumps) {
-            size_t seen = 0; /* the kept-th jump of this chain */
-            for (size_t k = 0; k < pl->nedits; k++) {
-                const edit *e = &pl->edits[k];
-                if (e->kind != KNAT_OP_JUMP || strcmp(e->chain, chain) || seen++ != kept) continue;
-                if (!same(pl, r, &e->rule)) in_place = 0;
-                break;
-            }
-        } else if (ours) {
-            in_place = 0;
-        }
+        const knat_chain *target = nj && r->label && r->label[0] ? knat_find_chain(s, r->label) : NULL;
+        int ours = matches_any(pl, r, jumps, nj) || (target && (pl->marks[target - s->chains] & MARK_STALE));
+        if (kept < nj ? !same(pl, r, &jumps[kept]->rule) : ours) in_place = 0;
         kept++;
         if (ours) rc = add_doom(pl, i, 1, r);
     }
-    if (kept < njumps) in_place = 0;
+    if (kept < nj) in_place = 0;
     for (size_t k = pl->ndooms; k-- > 0 && !rc;) /* from the bottom: the indices above stay valid */
         if (!pl->dooms[k].moved_only || !in_place)
             rc = step(pl, KNAT_DO_DELETE, name_at, pl->dooms[k].index, pl->dooms[k].digest);
-    uint32_t jump = 0, ensure_at = c->builtin ? (uint32_t)njumps : KNAT_APPEND;
-    for (size_t k = 0; k < pl->nedits && !rc; k++) {
-        const edit *e = &pl->edits[k];
-        if (strcmp(e->chain, chain)) continue;
-        if (e->kind == KNAT_OP_JUMP && !in_place) rc = step(pl, KNAT_DO_INSERT, e->at, jump, 0);
-        jump += e->kind == KNAT_OP_JUMP;
-        if (e->kind != KNAT_OP_ENSURE_RULE) continue;
+    for (uint32_t k = 0; k < nj && !in_place && !rc; k++) rc = step(pl, KNAT_DO_INSERT, jumps[k]->at, k, 0);
+    uint32_t at = c->builtin ? (uint32_t)nj : KNAT_APPEND;
+    for (size_t k = 0; k < ne && !rc; k++) {
         int present = 0; /* anywhere in the chain, unless deleted above */
         for (uint32_t i = 0; i < c->count && !present; i++) {
             const knat_rule *r = &s->rules[c->first + i];
-            present = same(pl, r, &e->rule) && !matches_any(pl, r, chain, KNAT_OP_DELETE_RULE);
+            present = same(pl, r, &ensured[k]->rule) && !matches_any(pl, r, deletes, nd);
         }
         if (present) continue;
-        rc = step(pl, KNAT_DO_INSERT, e->at, ensure_at, 0);
-        if (ensure_at != KNAT_APPEND) ensure_at++;
+        rc = step(pl, KNAT_DO_INSERT, ensured[k]->at, at, 0);
+        if (at != KNAT_APPEND) at++;
     }
     return rc;
 }
@@ -284,6 +253,7 @@ int knat_plan_make(const knat_snapshot *s, const uint8_t *prog, size_t len, knat
     pl.b.entry = malloc(KNAT_ENTRY_CAP);
     int rc = pl.marks && pl.b.entry ? read_program(&pl, prog, len) : ENOMEM;
     if (!rc) rc = plan_stale(&pl);
+    if (!rc && pl.nedits && !(pl.group = malloc(3 * pl.nedits * sizeof(*pl.group)))) rc = ENOMEM;
     for (size_t g = 0; g < pl.nedits && !rc; g++) {
         const edit *e = &pl.edits[g];
         int first = e->kind != KNAT_OP_DELETE_CHAIN;
@@ -300,6 +270,7 @@ int knat_plan_make(const knat_snapshot *s, const uint8_t *prog, size_t len, knat
     for (size_t i = 0; i < pl.nedits; i++) free(pl.edits[i].rule.entry);
     free(pl.edits);
     free(pl.dooms);
+    free(pl.group);
     free(pl.marks);
     free(pl.b.entry);
     if (rc) knat_plan_free(p);

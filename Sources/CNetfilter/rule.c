@@ -1,7 +1,6 @@
 /* One rule: program records -> the family's entry bytes (as iptables hands them to libiptc), and the comparison
    and digest of an entry against them. The extension blobs come from knat_xtinfo.h (shared with nf_tables). */
 #include "shim.h"
-#include <errno.h>
 #include <netinet/in.h>
 #include <net/if.h>
 #include <linux/netfilter/x_tables.h>
@@ -16,8 +15,8 @@ static inline void copy_name(char *dst, size_t cap, const char *src) {
 
 /* Appends an extension (or, with no descriptor, the standard target named label) and room for its blob; returns
    the blob, NULL when the entry is full. Matches and targets share the header layout. */
-static inline void *add_extension(const knat_family *f, knat_rule_buf *b, const knat_xt_desc *d, const char *label,
-                           size_t blob) {
+static inline void *add_extension(const knat_family *f, knat_rule_buf *b, const knat_xt_desc *d,
+                                  const char *label, size_t blob) {
     int target = d ? d->is_target : 1;
     size_t size = XT_ALIGN(sizeof(struct xt_entry_match)) + blob;
     if (b->used + size > KNAT_ENTRY_CAP) return NULL;

@@ -7,10 +7,12 @@
  */
 #ifndef KNAT_SHIM_H
 #define KNAT_SHIM_H
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <libiptc/xtcshared.h>
 #include "cnetfilter.h"
@@ -62,6 +64,16 @@ static inline int knat_fail(knat_result *r, int err, const char *fmt, ...) {
     vsnprintf(r->message, sizeof(r->message), fmt, ap);
     va_end(ap);
     return err;
+}
+/* Room for one more item in a growable array (doubling); 0 or ENOMEM. */
+static inline int knat_grow(void **items, size_t *cap, size_t count, size_t size) {
+    if (count < *cap) return 0;
+    size_t n = *cap ? *cap * 2 : 256;
+    void *p = realloc(*items, n * size);
+    if (!p) return ENOMEM;
+    *items = p;
+    *cap = n;
+    return 0;
 }
 double knat_now(void);
 /* Takes /run/xtables.lock (LOCK_EX). The fd, or -errno; waited seconds in *waited. */

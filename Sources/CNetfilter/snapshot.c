@@ -7,8 +7,6 @@
  * decision engine and the lister never know which reader ran.
  */
 #include "shim.h"
-#include <errno.h>
-#include <stdlib.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -17,17 +15,22 @@
 static const char *const hook_names[NF_INET_NUMHOOKS] = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT",
                                                         "POSTROUTING"};
 
+/* One getsockopt on a raw socket of the family: the x_tables read interface. 0 or an errno. */
+static int xt_get(const knat_family *f, int option, void *buf, socklen_t len) {
+    int fd = socket(f->af, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (fd < 0) return errno;
+    int rc = getsockopt(fd, f->level, option, buf, &len) < 0 ? errno : 0;
+    close(fd);
+    return rc;
+}
+
 /* GET_INFO: struct ipt_getinfo and ip6t_getinfo are the same layout (family.c asserts it). */
 int knat_get_info(const knat_family *f, const char *table, knat_snapshot *s, knat_result *res) {
     struct ipt_getinfo info;
     if (strlen(table) >= sizeof(info.name)) return knat_fail(res, ENAMETOOLONG, "%s: table name too long", table);
-    int fd = socket(f->af, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-    if (fd < 0) return knat_fail(res, errno, "%s: socket: %s", table, strerror(errno));
     memset(&info, 0, sizeof(info));
     strcpy(info.name, table);
-    socklen_t len = sizeof(info);
-    int rc = getsockopt(fd, f->level, f->so_get_info, &info, &len) < 0 ? errno : 0;
-    close(fd);
+    int rc = xt_get(f, f->so_get_info, &info, sizeof(info));
     if (rc) return knat_fail(res, rc, "%s: reading table info: %s", table, strerror(rc));
     s->size = info.size;
     s->num_entries = info.num_entries;
@@ -56,11 +59,7 @@ static int read_entries(const knat_family *f, const char *table, knat_snapshot *
         madvise(g, total, MADV_HUGEPAGE);
         strcpy(g->name, table);
         g->size = s->size;
-        socklen_t len = (socklen_t)total;
-        int fd = socket(f->af, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-        rc = fd < 0 ? errno : getsockopt(fd, f->level, f->so_get_entries, g, &len) < 0 ? errno : 0;
-        if (fd >= 0) close(fd);
-        if (!rc) {
+        if (!(rc = xt_get(f, f->so_get_entries, g, (socklen_t)total))) {
             s->blob = g;
             s->blob_length = total;
             return 0;
@@ -72,25 +71,13 @@ static int read_entries(const knat_family *f, const char *table, knat_snapshot *
 }
 
 static int add_chain(knat_snapshot *s, const char *name, uint32_t offset, int builtin) {
-    if (s->nchains == s->chain_cap) {
-        size_t cap = s->chain_cap ? s->chain_cap * 2 : 1024;
-        knat_chain *p = realloc(s->chains, cap * sizeof(*p));
-        if (!p) return ENOMEM;
-        s->chains = p;
-        s->chain_cap = cap;
-    }
+    if (knat_grow((void **)&s->chains, &s->chain_cap, s->nchains, sizeof(*s->chains))) return ENOMEM;
     s->chains[s->nchains++] = (knat_chain){name, (uint32_t)s->nrules, 0, offset, (uint8_t)builtin};
     return 0;
 }
 
 static int add_rule(knat_snapshot *s, const uint8_t *entry, const char *label) {
-    if (s->nrules == s->rule_cap) {
-        size_t cap = s->rule_cap ? s->rule_cap * 2 : 4096;
-        knat_rule *p = realloc(s->rules, cap * sizeof(*p));
-        if (!p) return ENOMEM;
-        s->rules = p;
-        s->rule_cap = cap;
-    }
+    if (knat_grow((void **)&s->rules, &s->rule_cap, s->nrules, sizeof(*s->rules))) return ENOMEM;
     s->rules[s->nrules++] = (knat_rule){entry, label};
     return 0;
 }
