@@ -172,9 +172,9 @@ typedef struct knat_plan {
     size_t nsteps, step_cap;
     knat_name *stale; /* chains to flush and delete */
     size_t nstale, stale_cap;
-    knat_declared *declared; /* sorted by name: chains the program creates or keeps */
+    knat_declared *declared; /* chains the program creates or keeps */
     size_t ndeclared, declared_cap;
-    int sorted;
+    int sorted; /* declared is sorted by name (done only for a plan that writes: the executor looks names up) */
     unsigned unchanged; /* declared chains that already hold exactly their rules */
 } knat_plan;
 
