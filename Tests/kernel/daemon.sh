@@ -213,7 +213,8 @@ EOF
 }
 has_extra() { N iptables-legacy -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.50/32'; }
 # A SEP chain of the `extra` Service (other Services use the same pods) DNATing to $1:8080.
-has_sep() { N iptables-legacy-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -q -- "--to-destination $1:8080"; }
+# (grep without -q reads to the end: with pipefail, an early exit would make the save's SIGPIPE the result)
+has_sep() { N iptables-legacy-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -- "--to-destination $1:8080" > /dev/null; }
 sleep 0.5 # let the startup syncs settle so the next sync line is the change's
 L0=$(log_lines)
 extra 10.244.1.10 > "$TMP/manifests/extra.yaml"
@@ -251,7 +252,7 @@ has_sep 10.244.1.11 && echo "     (note: the rewrite was picked up before SIGHUP
 sighup() {
     kill -HUP "$DAEMON_PID" 2> /dev/null || { echo "     cannot signal the daemon"; return 1; }
     until_true 20 has_sep 10.244.1.11 || { echo "     no KUBE-SEP to 10.244.1.11 after SIGHUP"; return 1; }
-    ! N iptables-legacy-save -t nat | grep -- '--to-destination 10.244.1.10:8080' | grep -q extra ||
+    ! N iptables-legacy-save -t nat | grep -- '--to-destination 10.244.1.10:8080' | grep extra > /dev/null ||
         { echo "     extra still has its old endpoint"; return 1; }
 }
 check "change: SIGHUP picks up an edit made with the old mtime kept (touch -r)" sighup

@@ -217,9 +217,13 @@ check "SCTP: the kernel holds the sctp DNAT to 10.244.1.12:9999" \
 
 # The same rules through iptables-restore of the dry-run text, in a scratch namespace, give the same tables.
 RESTORES=0
-equivalent() { # equivalent [LAYOUT]: the node's tables equal a scratch namespace restored from the dry run
-    local rf=no layout=${1:-$LAYOUT} restore
-    topo_in node iptables-legacy-save | grep -q -- --random-fully && rf=yes
+# equivalent [LAYOUT [kubelet-aside]]: the node's tables equal a scratch namespace restored from the dry run. With
+# kubelet-aside, kubelet's chains (KUBE-FIREWALL, KUBE-MARK-DROP) and the jumps to them are left out of the
+# comparison: a layout switch leaves the rules kube-natd only ensures where they are (they may be kubelet's).
+equivalent() {
+    local rf=no layout=${1:-$LAYOUT} aside=${2:-} restore saved
+    saved=$(topo_in node iptables-legacy-save)
+    case "$saved" in *--random-fully*) rf=yes;; esac
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --dry-run --ip-family dual --random-fully "$rf" \
         --rule-layout "$layout" \
         > "$TMP/dry.txt" 2> "$TMP/dry.log" || { cat "$TMP/dry.log"; return 1; }
@@ -235,6 +239,9 @@ equivalent() { # equivalent [LAYOUT]: the node's tables equal a scratch namespac
         for t in filter nat; do
             topo_in node "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/a.$fam.$t"
             topo_in "$restore" "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/b.$fam.$t"
+            if [ -n "$aside" ]; then
+                sed -i -E '/KUBE-FIREWALL|KUBE-MARK-DROP/d' "$TMP/a.$fam.$t" "$TMP/b.$fam.$t"
+            fi
             cmp -s "$TMP/a.$fam.$t" "$TMP/b.$fam.$t" || { diff -u "$TMP/a.$fam.$t" "$TMP/b.$fam.$t" | head -20; diffs=1; }
         done
     done
@@ -266,7 +273,18 @@ switch_to() { # switch_to LAYOUT: --once with it while a client keeps connecting
     commits=$(grep -cE 'commit=[0-9.]+s' "$TMP/switch-$to.log")
     [ "$commits" -le 4 ] || { echo "     $commits commits for two tables in two families"; return 1; }
     every_answer "$TMP/switch-$to" "pod-(a|b|remote) .*" || return 1
-    equivalent "$to"
+    equivalent "$to" kubelet-aside || return 1
+    # kubelet's rules: each exactly once (ensured, never duplicated), and the ones the layout needs are there.
+    local dup need
+    dup=$(topo_in node iptables-legacy-save | grep -E '^-A .*(KUBE-FIREWALL|KUBE-MARK-DROP)' | sort | uniq -d)
+    [ -z "$dup" ] || { echo "     duplicated: $dup"; return 1; }
+    if [ "$to" = v1.23 ]; then
+        local saved; saved=$(topo_in node iptables-legacy-save)
+        for need in '-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000' '-A INPUT -j KUBE-FIREWALL' \
+            '-A OUTPUT -j KUBE-FIREWALL' 'kubernetes firewall for dropping marked packets'; do
+            grep -qF -- "$need" <<< "$saved" || { echo "     missing: $need"; return 1; }
+        done
+    fi
 }
 other=current; [ "$LAYOUT" = current ] && other=v1.23
 check "layout switch $LAYOUT -> $other under traffic: one commit per table, every try answered, no stale chain left" \
