@@ -135,6 +135,11 @@ public final class SyncPath {
                     m.observeNetworkProgramming(family: family, seconds: max(0, Date().timeIntervalSince(t)))
                 }
             }
+            if !snapshot.triggerTimes.isEmpty {
+                let done = Date()
+                let ms = snapshot.triggerTimes.map { String(format: "%.1f", max(0, done.timeIntervalSince($0)) * 1000) }
+                self.logger.debug("network programming \(family.rawValue): \(ms.count) endpoint changes, ms: \(ms.joined(separator: " "))")
+            }
             self.logger.info(
                 "synced \(family.rawValue) (\(full ? "full" : "partial")) through \(self.backend.name): \(stats.services) Services, \(stats.endpoints) endpoints, \(stats.fragmentsCompiled) re-derived; filter \(ruleset[.filter]?.ruleCount ?? 0) rules, nat \(ruleset[.nat]?.ruleCount ?? 0) rules; compile \(Self.ms(o.compileSeconds)) ms, apply \(Self.ms(o.applySeconds)) ms")
         }

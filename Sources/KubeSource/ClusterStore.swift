@@ -113,7 +113,6 @@ public final class ClusterStore: @unchecked Sendable {
         self.replace(
             kind, services: results.compactMap(\.service), slices: results.compactMap(\.slice),
             invalid: invalid)
-        self.rememberTriggers(results.compactMap(\.slice))
     }
 
     /// A whole manifest load: every kind at once, then both marked listed. `keep` names objects whose files
@@ -129,7 +128,6 @@ public final class ClusterStore: @unchecked Sendable {
         self.replace(.endpointSlice, slices: load.slices.filter { !$0.fromEndpoints },
                      invalid: invalid[.endpointSlice] ?? [:])
         self.replace(.endpoints, slices: load.slices.filter(\.fromEndpoints), invalid: invalid[.endpoints] ?? [:])
-        self.rememberTriggers(load.slices)
         self.markSynced(.service)
         self.markSynced(.endpointSlice)
     }
@@ -143,11 +141,13 @@ public final class ClusterStore: @unchecked Sendable {
                 return (1, 0)
             }
         } else if let s = result.slice {
+            var changed = false
             self.mutate { state in
+                changed = (s.fromEndpoints ? state.endpointsSlice(of: s.service) : state.slices[s.name]) != s
                 state.upsert(s)
                 return (0, 1)
             }
-            self.rememberTriggers([s])
+            if changed { self.rememberTriggers([s]) }
         } else if case .rejected(_, let name?) = result.object {
             self.report(kind, name, result.issues.filter { $0.severity == .error })
         }
@@ -199,6 +199,9 @@ public final class ClusterStore: @unchecked Sendable {
     private func replace(_ kind: ResourceKind, services: [Service] = [], slices: [EndpointSlice] = [],
                          invalid: [ObjectName: [DecodeIssue]]) {
         var reports: [InvalidObject] = []
+        // Only slices that changed carry their trigger time to the next sync: a relist repeats every slice, and
+        // upstream observes the programming latency of changes only.
+        var changedSlices: [EndpointSlice] = []
         self.mutate { state in
             var changes = 0
             switch kind {
@@ -225,6 +228,7 @@ public final class ClusterStore: @unchecked Sendable {
                 }
                 for s in wanted.values where state.slices[s.name] != s {
                     state.upsert(s)
+                    changedSlices.append(s)
                     changes += 1
                 }
                 for (name, issues) in invalid where wanted[name] == nil {
@@ -241,6 +245,7 @@ public final class ClusterStore: @unchecked Sendable {
                 }
                 for (service, s) in wanted where state.endpointsSlice(of: service) != s {
                     state.upsert(s)
+                    changedSlices.append(s)
                     changes += 1
                 }
                 for (name, issues) in invalid where wanted[name] == nil {
@@ -250,6 +255,7 @@ public final class ClusterStore: @unchecked Sendable {
                 return (0, changes)
             }
         }
+        self.rememberTriggers(changedSlices)
         let notify = self.lock.withLock { self.onInvalid }
         for r in reports.sorted(by: { $0.name < $1.name }) { notify(r) }
     }

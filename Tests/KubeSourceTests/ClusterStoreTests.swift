@@ -62,6 +62,23 @@ final class ClusterStoreTests: XCTestCase {
         XCTAssertEqual(store.take().triggerTimes.count, 0, "observed once")
     }
 
+    func testARelistCarriesTriggerTimesOfChangedSlicesOnly() {
+        let store = ClusterStore()
+        var a = EndpointSlice(name: ObjectName(namespace: "ns", name: "a-1"), serviceName: "a")
+        a.lastChangeTriggerTime = "2026-11-22T10:00:00Z"
+        var b = EndpointSlice(name: ObjectName(namespace: "ns", name: "b-1"), serviceName: "b")
+        b.lastChangeTriggerTime = "2026-11-22T10:00:00Z"
+        store.apply(.replaceAll(.endpointSlice, [DecodeResult(object: .endpointSlice(a)), DecodeResult(object: .endpointSlice(b))]))
+        XCTAssertEqual(store.take().triggerTimes.count, 2)
+        b.endpoints = [Endpoint(addresses: [IPAddress("10.0.0.1")!])]
+        b.lastChangeTriggerTime = "2026-11-22T11:00:00Z"
+        // A relist after a 410 repeats a unchanged: its old trigger time is no programming latency.
+        store.apply(.replaceAll(.endpointSlice, [DecodeResult(object: .endpointSlice(a)), DecodeResult(object: .endpointSlice(b))]))
+        XCTAssertEqual(store.take().triggerTimes, [RFC3339.parse("2026-11-22T11:00:00Z")!])
+        store.apply(.upsert(.endpointSlice, DecodeResult(object: .endpointSlice(b))))
+        XCTAssertEqual(store.take().triggerTimes, [], "an upsert that changes nothing carries no trigger time")
+    }
+
     // MARK: - The last-good rule, through every path
 
     func testAnInvalidWatchUpdateKeepsTheLastGoodVersion() {

@@ -4,8 +4,13 @@
 // resourceVersions it never issued) and discovery as the real apiserver does. The test drives it
 // through a small control API:
 //
-//   PUT    /control/objects                      body: one object; creates or replaces it
+//   PUT    /control/objects                      body: one object, or a List (`items`); creates or replaces each
 //   DELETE /control/objects/<kind>/<ns>/<name>   ns "-" for cluster-scoped kinds
+//   POST   /control/cut-watches                  ends every open watch (as a proxy or a network cut would)
+//   POST   /control/compact                      forgets the event history: a watch that resumes from an older
+//                                                resourceVersion gets 410 Gone and must relist
+//   POST   /control/latency?ms=N                 delays every list and watch answer by N ms (0: none)
+//   GET    /control/state                        every object held, as a List (for a restart with --preload)
 //
 // Everything runs on one event loop, so the store needs no locks.
 import Foundation
@@ -84,7 +89,11 @@ final class Watcher {
 final class Store {
     var rv: Int
     /// The oldest resourceVersion a watch may resume from (everything after it is in `history`).
-    let firstRV: Int
+    var firstRV: Int
+    /// Added to every list and watch answer (`/control/latency`).
+    var latency: TimeAmount = .zero
+    /// No line per change on stdout (a soak makes thousands).
+    var quiet = false
     var objects: [String: [String: Any]] = [:]  // "Kind/ns/name"
     var history: [Event] = []
     var watchers: [ObjectIdentifier: Watcher] = [:]
@@ -232,12 +241,35 @@ final class Handler: ChannelInboundHandler {
                 guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                     throw ControlError.bad("body must be a JSON object")
                 }
-                let key = try store.put(object)
-                print("fake-apiserver: put \(key) at resourceVersion \(store.rv)")
+                for item in (object["items"] as? [[String: Any]]) ?? [object] {
+                    let key = try store.put(item)
+                    if !store.quiet { print("fake-apiserver: put \(key) at resourceVersion \(store.rv)") }
+                }
                 reply(200, ["resourceVersion": "\(store.rv)"], context: context)
             } catch {
                 reply(400, status(400, "BadRequest", "\(error)"), context: context)
             }
+        case (.POST, "/control/cut-watches"):
+            let n = store.watchers.count
+            for w in Array(store.watchers.values) {
+                store.end(w)
+                w.context.close(promise: nil)
+            }
+            print("fake-apiserver: cut \(n) watches")
+            reply(200, ["cut": n], context: context)
+        case (.POST, "/control/compact"):
+            store.history.removeAll()
+            store.firstRV = store.rv
+            print("fake-apiserver: history compacted at resourceVersion \(store.rv)")
+            reply(200, ["resourceVersion": "\(store.rv)"], context: context)
+        case (.POST, "/control/latency"):
+            store.latency = .milliseconds(Int64(query["ms"] ?? "") ?? 0)
+            print("fake-apiserver: latency \(query["ms"] ?? "0") ms")
+            reply(200, ["ms": Int(query["ms"] ?? "") ?? 0], context: context)
+        case (.GET, "/control/state"):
+            let items = store.objects.sorted { $0.key < $1.key }.map(\.value)
+            reply(200, ["kind": "List", "apiVersion": "v1", "metadata": ["resourceVersion": "\(store.rv)"],
+                        "items": items], context: context)
         case (.DELETE, _) where parts.count == 5 && parts[0] == "control" && parts[1] == "objects":
             if store.delete(kind: parts[2], ns: parts[3] == "-" ? "" : parts[3], name: parts[4]) {
                 print("fake-apiserver: deleted \(parts[2])/\(parts[3])/\(parts[4]) at resourceVersion \(store.rv)")
@@ -251,10 +283,17 @@ final class Handler: ChannelInboundHandler {
                 return
             }
             let filter = Filter(query: query)
-            if query["watch"] == "true" || query["watch"] == "1" {
-                watch(k, filter: filter, query: query, context: context)
+            let answer = { [self] in
+                if query["watch"] == "true" || query["watch"] == "1" {
+                    watch(k, filter: filter, query: query, context: context)
+                } else {
+                    list(k, filter: filter, query: query, context: context)
+                }
+            }
+            if store.latency == .zero {
+                answer()
             } else {
-                list(k, filter: filter, query: query, context: context)
+                context.eventLoop.scheduleTask(in: store.latency) { answer() }
             }
         default:
             reply(405, status(405, "MethodNotAllowed", "\(head.method) \(path)"), context: context)
@@ -329,6 +368,7 @@ final class Handler: ChannelInboundHandler {
 var listen = "127.0.0.1:6443"
 var startRV = 1
 var preload: [String] = []
+var quietFlag = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -336,8 +376,9 @@ while let a = args.popFirst() {
     case "--start-resource-version": startRV = Int(args.popFirst() ?? "") ?? startRV
     // An apiserver that comes back after a restart still has its objects (they live in etcd).
     case "--preload": preload.append(args.popFirst() ?? "")
+    case "--quiet": quietFlag = true
     default:
-        FileHandle.standardError.write("usage: fake-apiserver [--listen HOST:PORT] [--start-resource-version N] [--preload OBJECT-or-LIST.json]...\n".data(using: .utf8)!)
+        FileHandle.standardError.write("usage: fake-apiserver [--listen HOST:PORT] [--start-resource-version N] [--preload OBJECT-or-LIST.json]... [--quiet]\n".data(using: .utf8)!)
         exit(2)
     }
 }
@@ -350,6 +391,7 @@ setvbuf(stdout, nil, _IOLBF, 0)
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let store = Store(startRV: startRV)
+store.quiet = quietFlag
 // A preload file holds one object, or a List (`items`) of them, as `natd-bench generate` writes a cluster.
 for file in preload {
     guard let data = FileManager.default.contents(atPath: file),
