@@ -111,8 +111,23 @@ public final class ClusterStore: @unchecked Sendable {
     public func replace(_ kind: ResourceKind, with results: [DecodeResult]) {
         let invalid = Self.invalid(kind, in: results)
         self.replace(
-            kind, services: results.compactMap(\.service), slices: results.compactMap(\.slice),
-            invalid: invalid)
+            kind, services: results.compactMap(\.service).map(Self.content),
+            slices: results.compactMap(\.slice).map(Self.content), invalid: invalid)
+    }
+
+    /// Objects are held without their resourceVersion: a relist that only renumbers objects (an apiserver
+    /// restored from a backup, a test apiserver restarted) is no change, re-derives nothing and observes no
+    /// programming latency.
+    static func content(_ s: Service) -> Service {
+        var s = s
+        s.resourceVersion = ""
+        return s
+    }
+
+    static func content(_ s: EndpointSlice) -> EndpointSlice {
+        var s = s
+        s.resourceVersion = ""
+        return s
     }
 
     /// A whole manifest load: every kind at once, then both marked listed. `keep` names objects whose files
@@ -124,23 +139,24 @@ public final class ClusterStore: @unchecked Sendable {
             invalid[kind, default: [:]][name, default: []].append(issue)
         }
         for (kind, name) in keep where invalid[kind]?[name] == nil { invalid[kind, default: [:]][name] = [] }
-        self.replace(.service, services: load.services, invalid: invalid[.service] ?? [:])
-        self.replace(.endpointSlice, slices: load.slices.filter { !$0.fromEndpoints },
+        self.replace(.service, services: load.services.map(Self.content), invalid: invalid[.service] ?? [:])
+        self.replace(.endpointSlice, slices: load.slices.filter { !$0.fromEndpoints }.map(Self.content),
                      invalid: invalid[.endpointSlice] ?? [:])
-        self.replace(.endpoints, slices: load.slices.filter(\.fromEndpoints), invalid: invalid[.endpoints] ?? [:])
+        self.replace(.endpoints, slices: load.slices.filter(\.fromEndpoints).map(Self.content),
+                     invalid: invalid[.endpoints] ?? [:])
         self.markSynced(.service)
         self.markSynced(.endpointSlice)
     }
 
     /// A watch or poll upsert: a valid object replaces what is held; an invalid one is reported and ignored.
     public func upsert(_ kind: ResourceKind, _ result: DecodeResult) {
-        if let s = result.service {
+        if let s = result.service.map(Self.content) {
             self.mutate { state in
                 guard state.services[s.name] != s else { return (0, 0) }
                 state.upsert(s)
                 return (1, 0)
             }
-        } else if let s = result.slice {
+        } else if let s = result.slice.map(Self.content) {
             var changed = false
             self.mutate { state in
                 changed = (s.fromEndpoints ? state.endpointsSlice(of: s.service) : state.slices[s.name]) != s

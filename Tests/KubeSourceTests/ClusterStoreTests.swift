@@ -77,6 +77,13 @@ final class ClusterStoreTests: XCTestCase {
         XCTAssertEqual(store.take().triggerTimes, [RFC3339.parse("2026-11-22T11:00:00Z")!])
         store.apply(.upsert(.endpointSlice, DecodeResult(object: .endpointSlice(b))))
         XCTAssertEqual(store.take().triggerTimes, [], "an upsert that changes nothing carries no trigger time")
+        // An apiserver restarted with the same objects under new resourceVersions: no change at all.
+        a.resourceVersion = "900001"
+        b.resourceVersion = "900002"
+        store.apply(.replaceAll(.endpointSlice, [DecodeResult(object: .endpointSlice(a)), DecodeResult(object: .endpointSlice(b))]))
+        let snap = store.take()
+        XCTAssertEqual(snap.endpointChanges, 0, "renumbered objects are not changes")
+        XCTAssertEqual(snap.triggerTimes, [])
     }
 
     // MARK: - The last-good rule, through every path
