@@ -64,13 +64,17 @@ del() { # del KIND NS NAME
     local code; code=$(api -X DELETE "$API/control/objects/$1/$2/$3")
     [ "$code" = 200 ] || { echo "     DELETE $1 $2/$3: HTTP $code"; return 1; }
 }
-start_fake() { # start_fake START_RESOURCE_VERSION
+start_fake() { # start_fake START_RESOURCE_VERSION: the apiserver (a new process) with every object kept
     local args=(--listen "127.0.0.1:$PORT" --start-resource-version "$1") f
     for f in "$TMP"/objects/*.json; do [ -e "$f" ] && args+=(--preload "$f"); done
-    topo_in node timeout 150 "$FAKE" "${args[@]}" >> "$TMP/fake.log" 2>&1 &
+    # Not through topo_in: a shell function in the background is a subshell, and $! would be that subshell, which
+    # `stop` would kill while the apiserver went on (the restart then failed to bind, and nothing restarted).
+    ip netns exec "$(topo_ns node)" timeout 150 "$FAKE" "${args[@]}" >> "$TMP/fake.log" 2>&1 &
     FAKE_PID=$!
-    wait_for 10 topo_in node timeout 2 curl -sf -o /dev/null "$API/apis/discovery.k8s.io/v1" \
-        || { echo "apiserver-e2e: fake-apiserver did not come up"; cat "$TMP/fake.log"; return 1; }
+    START_RV=$1
+    listening() { kill -0 "$FAKE_PID" 2> /dev/null && grep -q "listening on 127.0.0.1:$PORT, resourceVersion $START_RV\$" "$TMP/fake.log"; }
+    wait_for 10 listening && topo_in node timeout 2 curl -sf -o /dev/null "$API/apis/discovery.k8s.io/v1" \
+        || { echo "apiserver-e2e: fake-apiserver (resourceVersion $1) did not come up"; tail -5 "$TMP/fake.log"; return 1; }
 }
 
 service() { # service NAME CLUSTER_IP PORT
@@ -173,9 +177,11 @@ EOF2
 
 start_fake 1 || exit 1
 put Node - node-1 "$NODE_JSON" || exit 1
-topo_in node timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --backend libiptc \
-    > "$TMP/natd.log" 2>&1 &
-NATD_PID=$!
+start_natd() { # start_natd LOG: the daemon in the node namespace, following the fake apiserver
+    ip netns exec "$(topo_ns node)" timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --backend libiptc > "$1" 2>&1 &
+    NATD_PID=$!
+}
+start_natd "$TMP/natd.log"
 synced_count() { grep -c 'synced' "$TMP/natd.log"; }
 if ! wait_for 20 grep -qi 'synced ipv4' "$TMP/natd.log"; then
     echo "apiserver-e2e: kube-natd never synced"; sed 's/^/     /' "$TMP/natd.log" | tail -30; exit 1
@@ -273,9 +279,59 @@ t5() {
 check "broken Service (port 0) logged by name and field, other Services' rules intact" t5
 grep 'e2e/broken' "$TMP/natd.log" | tail -1 | cut -c1-240 | sed 's/^/     log: /'
 
+# --- 6. an invalid update keeps the last good version, through the watch and through a relist -------------------
+# e2e/other is valid and answered; then updated with port 0. Its rules must stay: on the watch event, and after the
+# apiserver is restarted (the daemon's watch resumes from a resourceVersion the new apiserver never issued: 410,
+# relist holding the invalid version). Each time the invalid version is seen it is logged and counted.
+invalid_count() {
+    topo_in node curl -s --max-time 5 http://127.0.0.1:10249/metrics \
+        | awk '/^kubenatd_invalid_objects_total\{kind="Service"\}/ {print $2}'
+}
+t6() {
+    local before c0 c1 c2 n0 n1
+    before=$(kube_rules | grep 'e2e/other')
+    [ -n "$before" ] || { echo "     no rules for e2e/other"; return 1; }
+    c0=$(invalid_count); n0=$(grep -c 'e2e/other.*invalid update ignored' "$TMP/natd.log")
+    put Service e2e other "$(service other 10.96.0.20 0)" || return 1
+    counted() { c1=$(invalid_count); awk -v a="${c1:-0}" -v b="${c0:-0}" 'BEGIN{exit !(a > b)}'; }
+    wait_for 10 counted || { echo "     kubenatd_invalid_objects_total{kind=Service} did not move (${c0:-?})"; return 1; }
+    grep -q 'e2e/other: spec.ports\[0\].port.*invalid update ignored' "$TMP/natd.log" \
+        || { echo "     the watch event was not logged with object, field and the last-good decision"; return 1; }
+    sleep 1
+    [ "$(kube_rules | grep 'e2e/other')" = "$before" ] || { echo "     rules changed on the watch event"; return 1; }
+    answered_only "pod-dns" 10.96.0.20 80 || { echo "     not answered after the watch event: $LAST"; return 1; }
+    # The restarted apiserver holds the invalid version; its resourceVersions start far above the old ones.
+    stop "$FAKE_PID"; FAKE_PID=""
+    start_fake 500000 || return 1
+    relisted() { grep -q 'expired (410 Gone); relisting' "$TMP/natd.log"; }
+    wait_for 30 relisted || { echo "     no relist after the restart"; return 1; }
+    seen_again() {
+        n1=$(grep -c 'e2e/other.*invalid update ignored' "$TMP/natd.log"); [ "$n1" -ge $((n0 + 2)) ]
+    }
+    wait_for 15 seen_again || { echo "     the relist's invalid version was not logged again ($n0 -> $n1)"; return 1; }
+    c2=$(invalid_count)
+    awk -v a="${c2:-0}" -v b="${c1:-0}" 'BEGIN{exit !(a > b)}' || { echo "     not counted again (${c1:-?} -> ${c2:-?})"; return 1; }
+    sleep 1
+    [ "$(kube_rules | grep 'e2e/other')" = "$before" ] || { echo "     rules changed after the relist"; return 1; }
+    answered_only "pod-dns" 10.96.0.20 80 || { echo "     not answered after the relist: $LAST"; return 1; }
+}
+check "an invalid update (port 0) keeps the last good rules through the watch and through a 410 relist; logged and counted each time" t6
+
 if ! kill -0 "$NATD_PID" 2> /dev/null; then
     bad "kube-natd exited during the test"; tail -20 "$TMP/natd.log" | sed 's/^/     /'
 fi
+# A fresh start knows no last good version: the invalid Service gets no rules, and the log says so.
+t7() {
+    stop "$NATD_PID"; NATD_PID=""
+    : > "$TMP/natd2.log"
+    start_natd "$TMP/natd2.log" || return 1
+    fresh() { grep -q 'e2e/other.*no last good version' "$TMP/natd2.log"; }
+    wait_for 30 fresh || { echo "     no 'no last good version' line for e2e/other"; grep other "$TMP/natd2.log" | tail -3; return 1; }
+    synced() { grep -q 'first sync done' "$TMP/natd2.log"; }
+    wait_for 30 synced || return 1
+    ! kube_rules | grep 'e2e/other' > /dev/null || { echo "     e2e/other still has rules after a fresh start"; return 1; }
+}
+check "a fresh start with only the invalid version: no rules for it, logged as having no last good version" t7
 if [ "$FAIL" -gt 0 ]; then
     echo "--- kube-natd log (last 40 lines)"; tail -40 "$TMP/natd.log" | cut -c1-300
 fi
