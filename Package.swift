@@ -40,8 +40,15 @@ let package = Package(
                 .linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl"),
             ]
         ),
+        // The nf_tables shim: the same rules as iptables-nft's expressions, one netlink batch per sync.
+        .target(
+            name: "CNftables",
+            dependencies: ["CRuleProgram"],
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+        ),
         .target(name: "Netfilter", dependencies: [
-            "KubeModel", "Ruleset", "CRuleProgram", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+            "KubeModel", "Ruleset", "CRuleProgram", "CNetfilter", "CNftables",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
@@ -87,6 +94,7 @@ let package = Package(
                     ],
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
+        .testTarget(name: "NftablesTests", dependencies: ["Netfilter", "Ruleset", "KubeModel", "CNftables", "CRuleProgram"]),
         .testTarget(name: "KubeSourceTests", dependencies: [
             "KubeSource", "KubeModel",
             .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,984 @@
+/*
+ * The decision: one table's program against what the model says the kernel holds, written as the messages
+ * that make the difference, in an order the kernel accepts within one transaction:
+ *
+ *   1. the table, missing user chains, missing base chains (iptables-nft's type, hook, priority, policy ACCEPT;
+ *      an existing base chain is never sent again, which would reset its policy);
+ *   2. base chains and chains with ensured rules: stray or misplaced kube-natd jumps out, missing jumps in at
+ *      the top in order, missing ensured rules right after them (foreign rules keep their order below);
+ *   3. declared chains: new ones filled; changed ones edited rule by rule (replace by handle, delete by
+ *      handle, insert before a kept rule) or flushed and refilled, whichever takes fewer messages;
+ *   4. deleted and stale chains, each after every chain that jumps to it (a chain a foreign rule still
+ *      jumps to is flushed and kept, with a warning).
+ *
+ * Rules of owned chains are compared by kube-natd's tag (written with them, see encode.c), everything else
+ * (jumps, ensured rules, rules to delete) by content, so rules another tool wrote identically count as present.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include "internal.h"
+
+/* ---- base chains as iptables-nft creates them (its xtables_ipv4/ipv6 tables; the same for both) ---------- */
+
+typedef struct builtin {
+    const char *table, *chain, *type;
+    uint32_t hook;
+    int32_t prio;
+} builtin;
+
+static const builtin builtins[] = {
+    {"nat", "PREROUTING", "nat", NF_INET_PRE_ROUTING, -100},
+    {"nat", "INPUT", "nat", NF_INET_LOCAL_IN, 100},
+    {"nat", "OUTPUT", "nat", NF_INET_LOCAL_OUT, -100},
+    {"nat", "POSTROUTING", "nat", NF_INET_POST_ROUTING, 100},
+    {"filter", "INPUT", "filter", NF_INET_LOCAL_IN, 0},
+    {"filter", "FORWARD", "filter", NF_INET_FORWARD, 0},
+    {"filter", "OUTPUT", "filter", NF_INET_LOCAL_OUT, 0},
+    {"mangle", "PREROUTING", "filter", NF_INET_PRE_ROUTING, -150},
+    {"mangle", "INPUT", "filter", NF_INET_LOCAL_IN, -150},
+    {"mangle", "FORWARD", "filter", NF_INET_FORWARD, -150},
+    {"mangle", "OUTPUT", "route", NF_INET_LOCAL_OUT, -150},
+    {"mangle", "POSTROUTING", "filter", NF_INET_POST_ROUTING, -150},
+    {"raw", "PREROUTING", "filter", NF_INET_PRE_ROUTING, -300},
+    {"raw", "OUTPUT", "filter", NF_INET_LOCAL_OUT, -300},
+    {"security", "INPUT", "filter", NF_INET_LOCAL_IN, 150},
+    {"security", "FORWARD", "filter", NF_INET_FORWARD, 150},
+    {"security", "OUTPUT", "filter", NF_INET_LOCAL_OUT, 150},
+};
+
+static const builtin *find_builtin(const char *table, const char *chain) {
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        if (!strcmp(builtins[i].table, table) && !strcmp(builtins[i].chain, chain)) return &builtins[i];
+    return NULL;
+}
+
+
+/* ---- the plan: model changes to make once the batch committed, and the memory the batch's origins use -- */
+
+enum { CH_SET, CH_DELETE, CH_TABLE };
+
+typedef struct change {
+    int op;
+    knft_table *table;
+    char *chain;       /* owned by the plan */
+    int base;
+    knft_rule *rules;  /* owned by the plan (CH_SET) */
+    uint32_t nrules;
+} change;
+
+struct knft_plan {
+    change *changes;
+    size_t n, cap;
+    void **allocs; /* strings and arrays the batch's origins point into */
+    size_t nallocs, capallocs;
+};
+
+knft_plan *knft_plan_new(void) { return calloc(1, sizeof(knft_plan)); }
+
+void knft_plan_free(knft_plan *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n; i++) free(p->changes[i].rules);
+    for (size_t i = 0; i < p->nallocs; i++) free(p->allocs[i]);
+    free(p->changes);
+    free(p->allocs);
+    free(p);
+}
+
+static void *keep(knft_plan *p, void *mem) {
+    if (!mem) return NULL;
+    if (p->nallocs == p->capallocs) {
+        size_t cap = p->capallocs ? p->capallocs * 2 : 64;
+        void **a = realloc(p->allocs, cap * sizeof(*a));
+        if (!a) {
+            free(mem);
+            return NULL;
+        }
+        p->allocs = a;
+        p->capallocs = cap;
+    }
+    p->allocs[p->nallocs++] = mem;
+    return mem;
+}
+
+static change *add_change(knft_plan *p, int op, knft_table *t, const char *chain) {
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        change *c = realloc(p->changes, cap * sizeof(*c));
+        if (!c) return NULL;
+        p->changes = c;
+        p->cap = cap;
+    }
+    change *c = &p->changes[p->n];
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->table = t;
+    c->chain = chain ? keep(p, strdup(chain)) : NULL;
+    if (chain && !c->chain) return NULL;
+    p->n++;
+    return c;
+}
+
+void knft_plan_apply(knft_plan *p, knft_model *m) {
+    for (size_t i = 0; i < p->n; i++) {
+        change *c = &p->changes[i];
+        if (c->op == CH_TABLE) {
+            c->table->exists = 1;
+            continue;
+        }
+        if (c->op == CH_DELETE) {
+            knft_chain *k = knft_table_chain(c->table, c->chain);
+            if (k) {
+                k->dead = 1;
+                k->nrules = 0;
+            }
+            continue;
+        }
+        knft_chain *k = knft_table_add_chain(c->table, c->chain, c->base);
+        if (!k) {
+            m->valid = 0; /* out of memory: the next call reads the kernel */
+            continue;
+        }
+        free(k->rules);
+        k->rules = c->rules;
+        k->nrules = k->cap = c->nrules;
+        c->rules = NULL;
+    }
+}
+
+/* ---- the wanted state, parsed from one program ---------------------------------------------------------- */
+
+typedef struct want_rule {
+    knft_span span;
+    uint64_t tag, target, content;
+} want_rule;
+
+typedef struct named_rule { /* a jump, ensured rule or rule to delete */
+    const char *chain;
+    want_rule rule;
+} named_rule;
+
+typedef struct want_chain {
+    const char *name;
+    int ensure_only; /* KNAT_OP_ENSURE_CHAIN: created if missing, never filled */
+    size_t first, count; /* into wanted.rules */
+} want_chain;
+
+typedef struct wanted {
+    want_chain *chains;
+    size_t nchains;
+    want_rule *rules;
+    size_t nrules;
+    const char **deleted, **prefixes;
+    size_t ndeleted, nprefixes;
+    named_rule *jumps, *ensured, *delrules;
+    size_t njumps, nensured, ndelrules;
+    int delete_own_jumps;
+} wanted;
+
+#define GROW(arr, n, cap)                                                   \
+    do {                                                                    \
+        if ((n) == (cap)) {                                                 \
+            size_t c_ = (cap) ? (cap) * 2 : 16;                             \
+            void *p_ = realloc((arr), c_ * sizeof(*(arr)));                 \
+            if (!p_) return ENOMEM;                                         \
+            (arr) = p_;                                                     \
+            (cap) = c_;                                                     \
+        }                                                                   \
+    } while (0)
+
+static void wanted_free(wanted *w) {
+    free(w->chains);
+    free(w->rules);
+    free(w->deleted);
+    free(w->prefixes);
+    free(w->jumps);
+    free(w->ensured);
+    free(w->delrules);
+}
+
+static int parse(knft_plan *plan, const knft_program *p, knft_form form, wanted *w, knft_result *res) {
+    memset(w, 0, sizeof(*w));
+    size_t capc = 0, capr = 0, capd = 0, capp = 0, capj = 0, cape = 0, capx = 0;
+    knat_reader rd = {p->bytes, p->length, 0};
+    knat_record rec = {0};
+    int n;
+    while ((n = knat_next(&rd, &rec)) == 1) {
+        char *name = NULL;
+        if (rec.kind != KNAT_OP_DELETE_OWN_JUMPS) {
+            if (rec.length == 0 || rec.length >= KNFT_NAME_MAX) goto malformed;
+            name = keep(plan, strndup((const char *)rec.payload, rec.length));
+            if (!name) return ENOMEM;
+        }
+        switch (rec.kind) {
+        case KNAT_OP_CHAIN:
+        case KNAT_OP_ENSURE_CHAIN: {
+            GROW(w->chains, w->nchains, capc);
+            want_chain *c = &w->chains[w->nchains++];
+            c->name = name;
+            c->ensure_only = rec.kind == KNAT_OP_ENSURE_CHAIN;
+            c->first = w->nrules;
+            c->count = 0;
+            while (!c->ensure_only && knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
+                GROW(w->rules, w->nrules, capr);
+                want_rule *r = &w->rules[w->nrules];
+                memset(r, 0, sizeof(*r));
+                if (knft_rule_span(&rd, &r->span, &r->target)) goto malformed;
+                r->tag = knft_rule_tag(&r->span, form, p->family, KNFT_ROLE_OWNED);
+                w->nrules++;
+                c->count++;
+            }
+            break;
+        }
+        case KNAT_OP_DELETE_CHAIN:
+            GROW(w->deleted, w->ndeleted, capd);
+            w->deleted[w->ndeleted++] = name;
+            break;
+        case KNAT_OP_STALE_PREFIX:
+            GROW(w->prefixes, w->nprefixes, capp);
+            w->prefixes[w->nprefixes++] = name;
+            break;
+        case KNAT_OP_DELETE_OWN_JUMPS:
+            w->delete_own_jumps = 1;
+            break;
+        case KNAT_OP_JUMP:
+        case KNAT_OP_ENSURE_RULE:
+        case KNAT_OP_DELETE_RULE: {
+            named_rule nr = {.chain = name};
+            if (knft_rule_span(&rd, &nr.rule.span, &nr.rule.target)) goto malformed;
+            nr.rule.tag = knft_rule_tag(&nr.rule.span, form, p->family, KNFT_ROLE_JUMP);
+            char why[160] = "";
+            int rc = knft_wanted_content(&nr.rule.span, form, p->family, &nr.rule.content, why, sizeof(why));
+            if (rc) {
+                knft_set_message(res, "ipv%d %s: chain %s: %s", p->family, p->table, name, why[0] ? why : strerror(rc));
+                return rc;
+            }
+            if (rec.kind == KNAT_OP_JUMP) {
+                GROW(w->jumps, w->njumps, capj);
+                w->jumps[w->njumps++] = nr;
+            } else if (rec.kind == KNAT_OP_ENSURE_RULE) {
+                GROW(w->ensured, w->nensured, cape);
+                w->ensured[w->nensured++] = nr;
+            } else {
+                GROW(w->delrules, w->ndelrules, capx);
+                w->delrules[w->ndelrules++] = nr;
+            }
+            break;
+        }
+        default:
+            goto malformed;
+        }
+    }
+    if (n < 0) goto malformed;
+    return 0;
+malformed:
+    knft_set_message(res, "ipv%d %s: malformed program (record kind %u)", p->family, p->table, rec.kind);
+    return EINVAL;
+}
+
+/* ---- messages --------------------------------------------------------------------------------------------- */
+
+typedef struct emitter {
+    knft_batch *bt;
+    knft_table *t;
+    knft_form form;
+    knft_table_report *report;
+    knft_result *res;
+} emitter;
+
+static knft_origin origin(const emitter *em, const char *chain, int rule) {
+    knft_origin o = {.family = (uint8_t)em->t->family, .table = em->t->name, .chain = chain, .rule = rule};
+    return o;
+}
+
+static void counted(emitter *em) { em->report->messages++; }
+
+static int emit_table(emitter *em) {
+    knft_origin o = origin(em, NULL, 0);
+    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWTABLE, em->t->family, NLM_F_CREATE, &o);
+    struct nftnl_table *tb = nftnl_table_alloc();
+    if (!nlh || !tb) {
+        if (tb) nftnl_table_free(tb);
+        return ENOMEM;
+    }
+    nftnl_table_set_str(tb, NFTNL_TABLE_NAME, em->t->name);
+    nftnl_table_nlmsg_build_payload(nlh, tb);
+    nftnl_table_free(tb);
+    knft_batch_commit_msg(em->bt);
+    counted(em);
+    return 0;
+}
+
+static int emit_chain(emitter *em, const char *name, const builtin *b) {
+    knft_origin o = origin(em, name, 0);
+    /* a user chain as `iptables -N` (fails if it appeared meanwhile); a base chain as iptables-nft adds it */
+    uint16_t flags = b ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL;
+    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWCHAIN, em->t->family, flags, &o);
+    struct nftnl_chain *c = nftnl_chain_alloc();
+    if (!nlh || !c) {
+        if (c) nftnl_chain_free(c);
+        return ENOMEM;
+    }
+    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, em->t->name);
+    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
+    if (b) {
+        nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, b->hook);
+        nftnl_chain_set_u32(c, NFTNL_CHAIN_PRIO, (uint32_t)b->prio);
+        nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+        nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, b->type);
+    }
+    nftnl_chain_nlmsg_build_payload(nlh, c);
+    nftnl_chain_free(c);
+    knft_batch_commit_msg(em->bt);
+    counted(em);
+    return 0;
+}
+
+enum { AT_TAIL, AT_HEAD, BEFORE, AFTER, REPLACE };
+
+/* A by-handle operation without a handle would address the wrong rule (a DELRULE without one flushes). */
+static int no_handle(emitter *em, const char *chain) {
+    knft_set_message(em->res, "ipv%d %s: chain %s: a rule's handle is not known", em->t->family, em->t->name, chain);
+    return EIO;
+}
+
+/* NEWRULE: appended, at the head, before/after the rule with handle `ref`, or replacing it. */
+static int emit_rule(emitter *em, const char *chain, int index, const want_rule *r, int role, int where,
+                     uint64_t ref) {
+    knft_origin o = origin(em, chain, index);
+    if (where != AT_TAIL && where != AT_HEAD && !ref) return no_handle(em, chain);
+    uint16_t flags = NLM_F_CREATE;
+    if (where == AT_TAIL || where == AFTER) flags |= NLM_F_APPEND;
+    if (where == REPLACE) flags |= NLM_F_REPLACE;
+    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWRULE, em->t->family, flags, &o);
+    struct nftnl_rule *nr = nftnl_rule_alloc();
+    if (!nlh || !nr) {
+        if (nr) nftnl_rule_free(nr);
+        return ENOMEM;
+    }
+    nftnl_rule_set_str(nr, NFTNL_RULE_TABLE, em->t->name);
+    nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, chain);
+    if (where == REPLACE) nftnl_rule_set_u64(nr, NFTNL_RULE_HANDLE, ref);
+    if (where == BEFORE || where == AFTER) nftnl_rule_set_u64(nr, NFTNL_RULE_POSITION, ref);
+    char why[160] = "";
+    int rc = knft_encode_rule(nr, &r->span, em->form, em->t->family, why, sizeof(why));
+    if (rc) {
+        nftnl_rule_free(nr);
+        knft_set_message(em->res, "ipv%d %s: chain %s rule %d: %s", em->t->family, em->t->name, chain, index,
+                         why[0] ? why : strerror(rc));
+        return rc;
+    }
+    if (role) {
+        /* kube-natd's tag: private TLV (type, length, value = role + 64-bit tag) */
+        uint8_t udata[11] = {KNFT_UDATA_TAG, 9, (uint8_t)role};
+        memcpy(udata + 3, &r->tag, 8);
+        nftnl_rule_set_data(nr, NFTNL_RULE_USERDATA, udata, sizeof(udata));
+    }
+    nftnl_rule_nlmsg_build_payload(nlh, nr);
+    nftnl_rule_free(nr);
+    knft_batch_commit_msg(em->bt);
+    counted(em);
+    return 0;
+}
+
+/* DELRULE by handle, or a flush of the chain (handle 0). */
+static int emit_delrule(emitter *em, const char *chain, uint64_t handle) {
+    knft_origin o = origin(em, chain, 0);
+    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_DELRULE, em->t->family, 0, &o);
+    struct nftnl_rule *nr = nftnl_rule_alloc();
+    if (!nlh || !nr) {
+        if (nr) nftnl_rule_free(nr);
+        return ENOMEM;
+    }
+    nftnl_rule_set_str(nr, NFTNL_RULE_TABLE, em->t->name);
+    nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, chain);
+    if (handle) nftnl_rule_set_u64(nr, NFTNL_RULE_HANDLE, handle);
+    nftnl_rule_nlmsg_build_payload(nlh, nr);
+    nftnl_rule_free(nr);
+    knft_batch_commit_msg(em->bt);
+    counted(em);
+    return 0;
+}
+
+/* DELCHAIN without NLM_F_NONREC: the kernel removes the chain's rules with it (it refuses while anything
+   still jumps to it). */
+static int emit_delchain(emitter *em, const char *chain) {
+    knft_origin o = origin(em, chain, 0);
+    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_DELCHAIN, em->t->family, 0, &o);
+    struct nftnl_chain *c = nftnl_chain_alloc();
+    if (!nlh || !c) {
+        if (c) nftnl_chain_free(c);
+        return ENOMEM;
+    }
+    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, em->t->name);
+    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain);
+    nftnl_chain_nlmsg_build_payload(nlh, c);
+    nftnl_chain_free(c);
+    knft_batch_commit_msg(em->bt);
+    counted(em);
+    return 0;
+}
+
+static knft_rule model_rule(const want_rule *r, int role) {
+    knft_rule k = {.tag = r->tag, .content = r->content, .target = r->target, .flags = KNFT_R_TAGGED};
+    if (role == KNFT_ROLE_JUMP) k.flags |= KNFT_R_JUMP;
+    return k;
+}
+
+/* Every rule of the chain has a known handle; re-reads the chain when one is missing. */
+static int need_handles(knft_context *ctx, knft_table *t, knft_chain *c, knft_result *res) {
+    for (uint32_t i = 0; i < c->nrules; i++)
+        if (!c->rules[i].handle) return knft_read_chain(ctx, t, c, res);
+    return 0;
+}
+
+/* ---- 2: base chains and chains holding ensured rules --------------------------------------------------- */
+
+static int same_content(const knft_rule *k, const want_rule *w) { return k->content && k->content == w->content; }
+
+static int plan_edited_chain(knft_context *ctx, emitter *em, knft_plan *plan, const wanted *w, const char *name,
+                             int base, int full_sync) {
+    knft_table *t = em->t;
+    knft_chain *c = knft_table_chain(t, name);
+    uint32_t n = c ? c->nrules : 0;
+    /* this chain's wanted jumps and ensured rules, and the rules to delete from it */
+    size_t nj = 0, ne = 0, nd = 0;
+    const named_rule **jumps = NULL, **ens = NULL, **dels = NULL;
+    int rc = 0;
+    uint8_t *del = NULL;
+    knft_rule *out = NULL;
+    jumps = calloc(w->njumps + 1, sizeof(*jumps));
+    ens = calloc(w->nensured + 1, sizeof(*ens));
+    dels = calloc(w->ndelrules + 1, sizeof(*dels));
+    if (!jumps || !ens || !dels) { rc = ENOMEM; goto done; }
+    for (size_t i = 0; i < w->njumps; i++) if (!strcmp(w->jumps[i].chain, name)) jumps[nj++] = &w->jumps[i];
+    for (size_t i = 0; i < w->nensured; i++) if (!strcmp(w->ensured[i].chain, name)) ens[ne++] = &w->ensured[i];
+    for (size_t i = 0; i < w->ndelrules; i++) if (!strcmp(w->delrules[i].chain, name)) dels[nd++] = &w->delrules[i];
+
+    for (int pass = 0; pass < 2; pass++) {
+        n = c ? c->nrules : 0;
+        free(del);
+        del = calloc(n + 1, 1);
+        if (!del) { rc = ENOMEM; goto done; }
+        /* kube-natd's jumps already in place at the top, in order */
+        uint32_t kept = 0;
+        while (kept < n && kept < nj && same_content(&c->rules[kept], &jumps[kept]->rule)) kept++;
+        int changes = kept < nj;
+        for (uint32_t i = kept; i < n; i++) {
+            const knft_rule *k = &c->rules[i];
+            int wanted_jump = 0, ensured = 0;
+            for (size_t j = 0; j < nj && !wanted_jump; j++) wanted_jump = same_content(k, &jumps[j]->rule);
+            for (size_t j = 0; j < ne && !ensured; j++) ensured = same_content(k, &ens[j]->rule);
+            /* misplaced or duplicate jump; or a jump kube-natd wrote that is no longer wanted */
+            if (wanted_jump) del[i] = 1;
+            else if (k->flags & KNFT_R_JUMP && !ensured && (full_sync || w->delete_own_jumps)) del[i] = 1;
+            for (size_t j = 0; j < nd && !del[i]; j++) del[i] = same_content(k, &dels[j]->rule);
+            changes |= del[i];
+        }
+        for (size_t j = 0; j < ne && !changes; j++) {
+            int present = 0;
+            for (uint32_t i = 0; i < n && !present; i++) present = !del[i] && same_content(&c->rules[i], &ens[j]->rule);
+            changes = !present;
+        }
+        if (!changes) goto done;
+        /* deletions and positions go by handle: learn them first if the model lacks some */
+        if (pass == 0 && c) {
+            int missing = 0;
+            for (uint32_t i = 0; i < n && !missing; i++) missing = !c->rules[i].handle;
+            if (missing) {
+                if ((rc = need_handles(ctx, t, c, em->res))) goto done;
+                continue;
+            }
+        }
+        /* the messages, and the chain as it will be */
+        out = calloc((size_t)n + nj + ne + 1, sizeof(*out));
+        if (!out) { rc = ENOMEM; goto done; }
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (del[i]) {
+                if (!c->rules[i].handle) { rc = no_handle(em, name); goto done; }
+                if ((rc = emit_delrule(em, name, c->rules[i].handle))) goto done;
+                em->report->rules_deleted++;
+            }
+        for (uint32_t i = 0; i < kept; i++) out[m++] = c->rules[i];
+        /* jumps after the last one in place (or at the head), last first so they end up in order */
+        for (size_t j = nj; j-- > kept;) {
+            if (kept) rc = emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AFTER, c->rules[kept - 1].handle);
+            else rc = emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AT_HEAD, 0);
+            if (rc) goto done;
+            em->report->jumps_inserted++;
+        }
+        for (size_t j = kept; j < nj; j++) out[m++] = model_rule(&jumps[j]->rule, KNFT_ROLE_JUMP);
+        /* ensured rules: right after kube-natd's jumps in a base chain (before the first rule that stays), at the
+           end elsewhere */
+        uint32_t anchor = n;
+        if (base)
+            for (uint32_t i = kept; i < n; i++)
+                if (!del[i]) { anchor = i; break; }
+        for (uint32_t i = kept; i <= n; i++) {
+            if (i == anchor) {
+                for (size_t j = 0; j < ne; j++) {
+                    int present = 0;
+                    for (uint32_t q = 0; q < n && !present; q++)
+                        present = !del[q] && same_content(&c->rules[q], &ens[j]->rule);
+                    /* two identical ensured rules need only one */
+                    for (size_t q = 0; q < j && !present; q++) present = ens[q]->rule.content == ens[j]->rule.content;
+                    if (present) continue;
+                    if (anchor < n) rc = emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, BEFORE, c->rules[anchor].handle);
+                    else rc = emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, AT_TAIL, 0);
+                    if (rc) goto done;
+                    em->report->ensured_added++;
+                    knft_rule k = {.content = ens[j]->rule.content, .target = ens[j]->rule.target};
+                    out[m++] = k;
+                }
+            }
+            if (i < n && !del[i]) out[m++] = c->rules[i];
+        }
+        change *ch = add_change(plan, CH_SET, t, name);
+        if (!ch) { rc = ENOMEM; goto done; }
+        ch->base = base;
+        ch->rules = out;
+        ch->nrules = m;
+        out = NULL;
+        break;
+    }
+done:
+    free(jumps);
+    free(ens);
+    free(dels);
+    free(del);
+    free(out);
+    return rc;
+}
+
+/* ---- 3: declared chains -------------------------------------------------------------------------------- */
+
+/* Positions of a's rules by tag, for matching b's rules in order (earliest unused match after the last). */
+typedef struct tag_index {
+    uint32_t *slots; /* a tag's first position + 1 (identifies the slot's tag) */
+    uint32_t *cur;   /* the tag's earliest position not yet passed + 1, 0 when none is left */
+    uint32_t *next;  /* the next position with the same tag */
+    size_t nslots;
+} tag_index;
+
+static int index_build(tag_index *ix, const knft_rule *a, uint32_t lo, uint32_t hi) {
+    size_t need = 16;
+    while (need < (size_t)(hi - lo) * 2) need *= 2;
+    ix->nslots = need;
+    ix->slots = calloc(need, sizeof(uint32_t));
+    ix->cur = calloc(need, sizeof(uint32_t));
+    ix->next = calloc((size_t)(hi - lo) + 1, sizeof(uint32_t));
+    if (!ix->slots || !ix->cur || !ix->next) return ENOMEM;
+    /* inserted from the back, so each tag's list is in ascending order */
+    for (uint32_t i = hi; i-- > lo;) {
+        size_t s = a[i].tag & (need - 1);
+        while (ix->slots[s] && a[ix->slots[s] - 1].tag != a[i].tag) s = (s + 1) & (need - 1);
+        ix->next[i - lo] = ix->cur[s];
+        ix->slots[s] = ix->cur[s] = i + 1;
+    }
+    return 0;
+}
+
+static void index_free(tag_index *ix) {
+    free(ix->slots);
+    free(ix->cur);
+    free(ix->next);
+}
+
+/* The earliest position > after with this tag, or UINT32_MAX. */
+static uint32_t index_find(tag_index *ix, const knft_rule *a, uint32_t lo, uint64_t tag, int64_t after) {
+    size_t s = tag & (ix->nslots - 1);
+    while (ix->slots[s] && a[ix->slots[s] - 1].tag != tag) s = (s + 1) & (ix->nslots - 1);
+    if (!ix->slots[s]) return UINT32_MAX;
+    uint32_t p = ix->cur[s];
+    while (p && (int64_t)(p - 1) <= after) p = ix->next[p - 1 - lo];
+    ix->cur[s] = p; /* positions at or before `after` are never useful again: `after` only grows */
+    return p ? p - 1 : UINT32_MAX;
+}
+
+static int plan_declared(knft_context *ctx, emitter *em, knft_plan *plan, const wanted *w, const want_chain *wc,
+                         int created) {
+    knft_table *t = em->t;
+    const want_rule *b = w->rules + wc->first;
+    uint32_t nb = (uint32_t)wc->count;
+    knft_chain *c = created ? NULL : knft_table_chain(t, wc->name);
+    uint32_t na = c ? c->nrules : 0;
+    int rc = 0;
+    if (c && na == nb) {
+        uint32_t i = 0;
+        while (i < nb && c->rules[i].tag == b[i].tag) i++;
+        if (i == nb) {
+            em->report->chains_unchanged++;
+            return 0;
+        }
+    }
+    knft_rule *out = calloc((size_t)nb + 1, sizeof(*out));
+    uint32_t *match = calloc((size_t)nb + 1, sizeof(uint32_t)); /* b index -> a index or UINT32_MAX */
+    if (!out || !match) {
+        free(out);
+        free(match);
+        return ENOMEM;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        na = c ? c->nrules : 0;
+        const knft_rule *a = c ? c->rules : NULL;
+        int use_edit = 0;
+        if (c && na) {
+            /* common prefix and suffix, then the middle matched greedily by tag */
+            uint32_t p = 0;
+            while (p < na && p < nb && a[p].tag == b[p].tag) p++;
+            uint32_t s = 0;
+            while (s < na - p && s < nb - p && a[na - 1 - s].tag == b[nb - 1 - s].tag) s++;
+            for (uint32_t i = 0; i < nb; i++) match[i] = UINT32_MAX;
+            for (uint32_t i = 0; i < p; i++) match[i] = i;
+            for (uint32_t i = 0; i < s; i++) match[nb - 1 - i] = na - 1 - i;
+            if (na - p - s > 0 && nb - p - s > 0) {
+                tag_index ix = {0};
+                if ((rc = index_build(&ix, a, p, na - s))) {
+                    index_free(&ix);
+                    break;
+                }
+                int64_t last = (int64_t)p - 1;
+                for (uint32_t j = p; j < nb - s; j++) {
+                    uint32_t q = index_find(&ix, a, p, b[j].tag, last);
+                    if (q != UINT32_MAX) {
+                        match[j] = q;
+                        last = q;
+                    }
+                }
+                index_free(&ix);
+            }
+            /* cost of editing: per gap between kept rules, max(unmatched a, unmatched b) messages */
+            size_t cost = 0;
+            int missing_handle = 0;
+            uint32_t ai = 0;
+            for (uint32_t j = 0; j <= nb; j++) {
+                if (j < nb && match[j] == UINT32_MAX) continue;
+                uint32_t anext = j < nb ? match[j] : na;
+                uint32_t bstart = j;
+                while (bstart > 0 && match[bstart - 1] == UINT32_MAX) bstart--;
+                size_t la = anext - ai, lb = j - bstart;
+                cost += la > lb ? la : lb;
+                for (uint32_t q = ai; q < anext; q++) missing_handle |= !a[q].handle;
+                if (lb > la && j < nb) missing_handle |= !a[anext].handle;
+                ai = anext + 1;
+            }
+            use_edit = cost <= (size_t)nb + 1;
+            if (use_edit && missing_handle && pass == 0) {
+                if ((rc = need_handles(ctx, t, c, em->res))) break;
+                continue;
+            }
+        }
+        if (!use_edit) {
+            /* new chain, or flush and refill */
+            if (c && na && (rc = emit_delrule(em, wc->name, 0))) break;
+            for (uint32_t j = 0; j < nb; j++) {
+                if ((rc = emit_rule(em, wc->name, (int)j + 1, &b[j], KNFT_ROLE_OWNED, AT_TAIL, 0))) break;
+                out[j] = model_rule(&b[j], KNFT_ROLE_OWNED);
+            }
+            if (rc) break;
+            em->report->rules_written += nb;
+        } else {
+            /* gap by gap: replace pairwise, delete the extra old rules, insert the extra new ones before the
+               next kept rule (or at the end) */
+            uint32_t ai = 0, bj = 0;
+            for (uint32_t j = 0; j <= nb && !rc; j++) {
+                if (j < nb && match[j] == UINT32_MAX) continue;
+                uint32_t anext = j < nb ? match[j] : na;
+                uint32_t la = anext - ai, lb = j - bj, pairs = la < lb ? la : lb;
+                for (uint32_t q = 0; q < pairs && !rc; q++) {
+                    rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, REPLACE, a[ai + q].handle);
+                    out[bj + q] = model_rule(&b[bj + q], KNFT_ROLE_OWNED);
+                    out[bj + q].handle = a[ai + q].handle;
+                    em->report->rules_written++;
+                }
+                for (uint32_t q = pairs; q < la && !rc; q++) {
+                    rc = a[ai + q].handle ? emit_delrule(em, wc->name, a[ai + q].handle) : no_handle(em, wc->name);
+                    em->report->rules_deleted++;
+                }
+                for (uint32_t q = pairs; q < lb && !rc; q++) {
+                    if (j < nb) rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, BEFORE, a[anext].handle);
+                    else rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, AT_TAIL, 0);
+                    out[bj + q] = model_rule(&b[bj + q], KNFT_ROLE_OWNED);
+                    em->report->rules_written++;
+                }
+                if (j < nb) out[j] = a[anext];
+                ai = anext + 1;
+                bj = j + 1;
+            }
+            if (rc) break;
+        }
+        if (c) em->report->chains_rewritten++;
+        change *ch = add_change(plan, CH_SET, t, wc->name);
+        if (!ch) { rc = ENOMEM; break; }
+        ch->rules = out;
+        ch->nrules = nb;
+        out = NULL;
+        break;
+    }
+    free(out);
+    free(match);
+    return rc;
+}
+
+/* ---- sets of chain names (by hash) ------------------------------------------------------------------------ */
+
+typedef struct name_set {
+    uint64_t *h;
+    size_t n;
+} name_set;
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* owned: declared chains only; kept: declared, canary (ensure-only) and ensured-rule chains (never deleted). */
+static int set_build(name_set *s, const wanted *w, int kept) {
+    s->n = 0;
+    s->h = malloc((w->nchains + w->nensured + 1) * sizeof(uint64_t));
+    if (!s->h) return ENOMEM;
+    for (size_t i = 0; i < w->nchains; i++)
+        if (kept || !w->chains[i].ensure_only) s->h[s->n++] = knft_hash_str(w->chains[i].name);
+    if (kept)
+        for (size_t i = 0; i < w->nensured; i++) s->h[s->n++] = knft_hash_str(w->ensured[i].chain);
+    qsort(s->h, s->n, sizeof(uint64_t), cmp_u64);
+    return 0;
+}
+
+static int set_has(const name_set *s, uint64_t h) {
+    return s->n && bsearch(&h, s->h, s->n, sizeof(uint64_t), cmp_u64) != NULL;
+}
+
+/* ---- 4: deleted and stale chains ------------------------------------------------------------------------- */
+
+typedef struct doomed {
+    knft_chain *chain;
+    uint32_t refs;   /* references from other doomed chains still to be deleted */
+    int blocked;     /* a rule that stays jumps to it */
+    int done;
+} doomed;
+
+static int has_prefix(const char *name, const wanted *w) {
+    for (size_t i = 0; i < w->nprefixes; i++)
+        if (!strncmp(name, w->prefixes[i], strlen(w->prefixes[i]))) return 1;
+    return 0;
+}
+
+/* The rules a chain will hold after the batch, when the plan changes it; else NULL. */
+static const change *planned(const knft_plan *plan, const knft_table *t, const char *name) {
+    for (size_t i = plan->n; i-- > 0;)
+        if (plan->changes[i].table == t && plan->changes[i].chain && !strcmp(plan->changes[i].chain, name))
+            return &plan->changes[i];
+    return NULL;
+}
+
+static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const name_set *owned_set,
+                          const name_set *kept_set) {
+    knft_table *t = em->t;
+    doomed *d = calloc(t->nchains + 1, sizeof(*d));
+    if (!d) return ENOMEM;
+    size_t nd = 0;
+    /* which chains go: listed deletions and stale service chains, never a base chain or a declared one */
+    for (size_t i = 0; i < t->nchains; i++) {
+        knft_chain *c = &t->chains[i];
+        if (c->dead || c->base || set_has(kept_set, c->name_hash)) continue;
+        int go = has_prefix(c->name, w);
+        for (size_t k = 0; k < w->ndeleted && !go; k++) go = !strcmp(w->deleted[k], c->name);
+        if (go) d[nd++].chain = c;
+    }
+    int rc = 0;
+    if (!nd) goto out;
+    /* name hash -> doomed index, to resolve jump targets */
+    size_t nslots = 16;
+    while (nslots < nd * 2) nslots *= 2;
+    uint32_t *slots = calloc(nslots, sizeof(uint32_t));
+    if (!slots) { rc = ENOMEM; goto out; }
+#define FIND(h, res_)                                                                 \
+    do {                                                                              \
+        size_t s_ = (h) & (nslots - 1);                                               \
+        res_ = -1;                                                                    \
+        while (slots[s_]) {                                                           \
+            if (d[slots[s_] - 1].chain->name_hash == (h)) { res_ = (long)slots[s_] - 1; break; } \
+            s_ = (s_ + 1) & (nslots - 1);                                             \
+        }                                                                             \
+    } while (0)
+    for (size_t k = 0; k < nd; k++) {
+        size_t s = d[k].chain->name_hash & (nslots - 1);
+        while (slots[s]) s = (s + 1) & (nslots - 1);
+        slots[s] = (uint32_t)k + 1;
+    }
+    /* references from the rules that stay: chains kube-natd does not own (as the plan leaves them) */
+    for (size_t i = 0; i < t->nchains; i++) {
+        knft_chain *c = &t->chains[i];
+        if (c->dead) continue;
+        long self;
+        FIND(c->name_hash, self);
+        if (self >= 0) continue;
+        /* declared chains hold the program's rules, which jump only to declared chains */
+        if (set_has(owned_set, c->name_hash)) continue;
+        const change *ch = planned(plan, t, c->name);
+        const knft_rule *rules = ch ? ch->rules : c->rules;
+        uint32_t n = ch ? ch->nrules : c->nrules;
+        for (uint32_t r = 0; r < n; r++) {
+            if (!rules[r].target) continue;
+            long hit;
+            FIND(rules[r].target, hit);
+            if (hit >= 0 && !d[hit].blocked) {
+                d[hit].blocked = 1;
+                em->res->warnings++;
+                knft_set_message(em->res, "ipv%d %s: chain %s kept (flushed): chain %s still jumps to it", t->family,
+                                 t->name, d[hit].chain->name, c->name);
+            }
+        }
+    }
+    /* a blocked chain is flushed first, which drops its own references */
+    for (size_t k = 0; k < nd && !rc; k++) {
+        if (!d[k].blocked) continue;
+        d[k].done = 1;
+        if (d[k].chain->nrules) {
+            rc = emit_delrule(em, d[k].chain->name, 0);
+            change *ch = add_change(plan, CH_SET, t, d[k].chain->name);
+            if (!ch) rc = ENOMEM;
+        }
+    }
+    /* references among the chains that go: each is deleted after every chain that jumps to it */
+    for (size_t k = 0; k < nd; k++) {
+        if (d[k].done) continue;
+        for (uint32_t r = 0; r < d[k].chain->nrules; r++) {
+            long hit;
+            FIND(d[k].chain->rules[r].target, hit);
+            if (hit >= 0 && hit != (long)k) d[hit].refs++;
+        }
+    }
+    size_t left = 0;
+    for (size_t k = 0; k < nd; k++) left += !d[k].done;
+    while (left && !rc) {
+        size_t progress = 0;
+        for (size_t k = 0; k < nd && !rc; k++) {
+            if (d[k].done || d[k].refs) continue;
+            d[k].done = 1;
+            left--;
+            progress++;
+            rc = emit_delchain(em, d[k].chain->name);
+            em->report->chains_deleted++;
+            if (!add_change(plan, CH_DELETE, t, d[k].chain->name)) rc = ENOMEM;
+            for (uint32_t r = 0; r < d[k].chain->nrules; r++) {
+                long hit;
+                FIND(d[k].chain->rules[r].target, hit);
+                if (hit >= 0 && hit != (long)k && d[hit].refs) d[hit].refs--;
+            }
+        }
+        if (!progress) {
+            /* a cycle cannot be in the kernel; delete the rest and let the kernel say what is wrong */
+            for (size_t k = 0; k < nd; k++) d[k].refs = 0;
+        }
+    }
+#undef FIND
+    free(slots);
+out:
+    free(d);
+    return rc;
+}
+
+/* ---- one table ------------------------------------------------------------------------------------------- */
+
+static int in_program(const wanted *w, const char *name) {
+    for (size_t i = 0; i < w->nchains; i++)
+        if (!strcmp(w->chains[i].name, name)) return 1;
+    return 0;
+}
+
+int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
+                    knft_batch *bt, knft_plan *plan, knft_table_report *report, knft_result *res) {
+    wanted w;
+    name_set owned = {0}, kept = {0};
+    uint8_t *created = NULL;
+    int rc = parse(plan, program, form, &w, res);
+    if (rc) goto done;
+    if ((rc = set_build(&owned, &w, 0)) || (rc = set_build(&kept, &w, 1))) goto done;
+    emitter em = {.bt = bt, .t = t, .form = form, .report = report, .res = res};
+    int full_sync = owned.n > 0;
+    int creates = w.nchains || w.njumps || w.nensured;
+    if (!t->exists && !creates) goto done; /* nothing of ours can be in a missing table */
+    size_t first_change = plan->n;
+
+    /* 1: the table and the chains */
+    if (!t->exists) {
+        if ((rc = emit_table(&em))) goto done;
+        if (!add_change(plan, CH_TABLE, t, NULL)) { rc = ENOMEM; goto done; }
+    }
+    created = calloc(w.nchains + 1, 1);
+    if (!created) { rc = ENOMEM; goto done; }
+    for (size_t i = 0; i < w.nchains && !rc; i++) {
+        if (knft_table_chain(t, w.chains[i].name)) continue;
+        created[i] = 1;
+        rc = emit_chain(&em, w.chains[i].name, NULL);
+        report->chains_created++;
+        if (!rc && w.chains[i].ensure_only && !add_change(plan, CH_SET, t, w.chains[i].name)) rc = ENOMEM;
+    }
+    /* chains named by jumps and ensured rules: base chains as iptables-nft makes them, others as -N */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        const named_rule *list = pass ? w.ensured : w.jumps;
+        size_t count = pass ? w.nensured : w.njumps;
+        for (size_t i = 0; i < count && !rc; i++) {
+            const char *name = list[i].chain;
+            if (knft_table_chain(t, name) || in_program(&w, name) || planned(plan, t, name)) continue;
+            const builtin *b = find_builtin(t->name, name);
+            if (!b && pass == 0) {
+                knft_set_message(res, "ipv%d %s: %s is not a base chain of this table", t->family, t->name, name);
+                rc = EINVAL;
+                break;
+            }
+            rc = emit_chain(&em, name, b);
+            if (!b) report->chains_created++;
+            change *ch = add_change(plan, CH_SET, t, name);
+            if (!ch) rc = ENOMEM;
+            else ch->base = b != NULL;
+        }
+    }
+    if (rc) goto done;
+
+    /* 2: base chains (kube-natd's jumps, its stray jumps, ensured rules, rules to delete), and other chains
+       holding ensured rules or rules to delete */
+    for (size_t i = 0; i < t->nchains && !rc; i++) {
+        knft_chain *c = &t->chains[i];
+        if (c->dead || set_has(&owned, c->name_hash)) continue;
+        int touched = c->base;
+        for (size_t k = 0; k < w.nensured && !touched; k++) touched = !strcmp(w.ensured[k].chain, c->name);
+        for (size_t k = 0; k < w.ndelrules && !touched; k++) touched = !strcmp(w.delrules[k].chain, c->name);
+        if (touched) rc = plan_edited_chain(ctx, &em, plan, &w, c->name, c->base, full_sync);
+    }
+    /* the chains this batch creates for jumps and ensured rules (the changes recorded in step 1) */
+    size_t upto = plan->n;
+    for (size_t i = first_change; i < upto && !rc; i++) {
+        if (plan->changes[i].op != CH_SET || knft_table_chain(t, plan->changes[i].chain)) continue;
+        char *name = plan->changes[i].chain; /* owned by the plan; the array may move below */
+        int base = plan->changes[i].base;
+        int named = 0;
+        for (size_t k = 0; k < w.njumps && !named; k++) named = !strcmp(w.jumps[k].chain, name);
+        for (size_t k = 0; k < w.nensured && !named; k++) named = !strcmp(w.ensured[k].chain, name);
+        if (named) rc = plan_edited_chain(ctx, &em, plan, &w, name, base, full_sync);
+    }
+
+    /* 3: declared chains */
+    for (size_t i = 0; i < w.nchains && !rc; i++) {
+        if (w.chains[i].ensure_only) continue;
+        rc = plan_declared(ctx, &em, plan, &w, &w.chains[i], created[i]);
+    }
+
+    /* 4: deletions */
+    if (!rc) rc = plan_deletions(&em, plan, &w, &owned, &kept);
+done:
+    free(created);
+    free(owned.h);
+    free(kept.h);
+    wanted_free(&w);
+    return rc;
+}

@@ -1,0 +1,329 @@
+import CNftables
+import CRuleProgram
+import Dispatch
+import Foundation
+import KubeModel
+import Logging
+import Ruleset
+
+/// Writes kube-proxy's rules natively into nf_tables through libnftnl, exactly as iptables-nft encodes them, so
+/// the host's `iptables-nft-save`, `-C` and `-D` see them as their own (reference nftables.md).
+///
+/// Every apply is one netlink batch for all tables and families, begun with the generation id read before the
+/// decision: another writer committing in between makes the kernel refuse it whole (ERESTART), and the apply
+/// reads again, decides again and retries. Only what differs is sent (new and deleted chains, the changed rules
+/// of changed chains, missing or misplaced jumps); when nothing differs nothing is sent.
+///
+/// The object keeps what it last read or wrote (chains, rule handles and tags): while the kernel's generation id
+/// is still the one its last commit produced, nothing changed in the netns and it decides without a dump.
+public final class NftablesBackend: KernelBackend {
+    public var name: String { "libnftnl" }
+    /// The expression form written (the host's iptables release, see `NftablesForm`).
+    public let form: NftablesForm
+    /// Batches refused with ERESTART are retried this many times in all.
+    public var maxAttempts: Int32 = 5
+    /// Dump the kernel on every call instead of trusting what this object wrote (the stateless path, for tests).
+    public var alwaysRead = false
+    public var logger: Logger
+    private var context: OpaquePointer?
+
+    /// `form` nil: `KNAT_NFT_FORM` if set, else from the host's `iptables --version`.
+    public init(form: NftablesForm? = nil, logger: Logger = Logger(label: "kube-natd.nftables")) {
+        if let form {
+            self.form = form
+        } else {
+            self.form = NftablesForm.detect(environment: ProcessInfo.processInfo.environment).form
+        }
+        self.logger = logger
+    }
+
+    deinit { knft_close(self.context) }
+
+    private func open() throws -> OpaquePointer {
+        if let c = self.context { return c }
+        var result = knft_result()
+        guard let c = knft_open(&result) else { throw NftablesError(result) }
+        self.context = c
+        return c
+    }
+
+    // MARK: - KernelBackend
+
+    public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
+        let started = DispatchTime.now().uptimeNanoseconds
+        var programs: [NftablesProgram] = []
+        for ruleset in rulesets {
+            for table in ruleset.tables {
+                programs.append(try NftablesProgram(ruleset.family, table.table) { try Self.encode(table, into: &$0) })
+            }
+        }
+        let encoded = DispatchTime.now().uptimeNanoseconds
+        var report = try self.run(programs)
+        if !report.tables.isEmpty { report.tables[0].encodeSeconds = Double(encoded - started) / 1e9 }
+        self.log(report)
+        return report
+    }
+
+    public func readOwned(family: IPFamily) throws -> OwnedState {
+        let context = try self.open()
+        let tables = Ownership.canaryTables.map(\.rawValue)
+        let names = Set(Ownership.fixedChains.values.joined()).sorted()
+            + [Ownership.canary, Ownership.kubeletFirewall, Ownership.kubeletMarkDrop]
+        var result = knft_result()
+        var out: UnsafeMutablePointer<knft_chain_digest>?
+        let n = withKnftStrings(tables) { t in
+            withKnftStrings(Ownership.servicePrefixes) { p in
+                withKnftStrings(names) { s in
+                    var selection = knft_selection(
+                        prefixes: p.baseAddress, nprefixes: p.count, names: s.baseAddress, nnames: s.count)
+                    return knft_read_owned(
+                        context, family.cValue, t.baseAddress, t.count, &selection,
+                        self.alwaysRead ? Int32(KNFT_APPLY_READ) : 0, &out, &result)
+                }
+            }
+        }
+        defer { free(out) }
+        guard n >= 0 else { throw NftablesError(result) }
+        var state = OwnedState(family: family)
+        for table in Ownership.canaryTables { state.tables[table] = [:] }
+        for d in UnsafeBufferPointer(start: out, count: n) {
+            guard let table = Table(rawValue: knftString(d.table)) else { continue }
+            state.tables[table, default: [:]][knftString(d.name)] = ChainDigest(
+                ruleCount: Int(d.rules), digest: d.digest)
+        }
+        return state
+    }
+
+    public func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState {
+        let programs = try ruleset.tables.map { table in
+            try NftablesProgram(ruleset.family, table.table) { try Self.encode(table, into: &$0) }
+        }
+        var result = knft_result()
+        var out: UnsafeMutablePointer<knft_chain_digest>?
+        let n = NftablesProgram.withDescriptors(programs) { knft_expected_owned($0, $1, self.form.cValue, &out, &result) }
+        defer { free(out) }
+        guard n >= 0 else { throw NftablesError(result) }
+        var state = OwnedState(family: ruleset.family)
+        for table in ruleset.tables { state.tables[table.table] = [:] }
+        for d in UnsafeBufferPointer(start: out, count: n) {
+            guard let table = Table(rawValue: knftString(d.table)) else { continue }
+            state.tables[table, default: [:]][knftString(d.name)] = ChainDigest(
+                ruleCount: Int(d.rules), digest: d.digest)
+        }
+        return state
+    }
+
+    public func ensureCanaries(family: IPFamily) throws {
+        let programs = try Ownership.canaryTables.map { table in
+            try NftablesProgram(family, table) { $0.ensureChain(Ownership.canary) }
+        }
+        self.log(try self.run(programs))
+    }
+
+    public func cleanup(families: [IPFamily]) throws -> ApplyReport {
+        var programs: [NftablesProgram] = []
+        for family in families {
+            for table in [Table.nat, .filter, .mangle] {
+                programs.append(try NftablesProgram(family, table) { try Self.encodeCleanup(table, into: &$0) })
+            }
+        }
+        let report = try self.run(programs)
+        self.log(report)
+        return report
+    }
+
+    // MARK: - Diagnostics
+
+    /// Every chain and rule of one table in a canonical text form (expressions with their attributes, xt blobs in
+    /// hex; handles, counters and kube-natd's tag left out): equal text means equal kernel rules.
+    public func dump(family: IPFamily, table: String) throws -> String {
+        let context = try self.open()
+        var result = knft_result()
+        var out: UnsafeMutablePointer<CChar>?
+        let n = knft_dump_table(context, family.cValue, table, &out, &result)
+        defer { free(out) }
+        guard n >= 0, let out else { throw NftablesError(result) }
+        return String(cString: out)
+    }
+
+    /// The kernel's ruleset generation id (bumped by every commit in the netns).
+    public func generation() throws -> UInt32 {
+        let context = try self.open()
+        var result = knft_result()
+        var genid: UInt32 = 0
+        guard knft_generation(context, &genid, &result) == 0 else { throw NftablesError(result) }
+        return genid
+    }
+
+    // MARK: - Encoding
+
+    /// A declared table: stale service chains, declared chains and rules, deleted chains (and kube-proxy's own
+    /// jumps into them, written before kube-natd took over), kube-natd's jumps, ensured rules.
+    static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
+        for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
+        for chain in table.chains {
+            program.chain(chain.name)
+            for (i, rule) in chain.rules.enumerated() {
+                try program.rule(rule, table: table.table, chain: chain.name, index: i + 1)
+            }
+        }
+        for name in table.deletedChains { program.deleteChain(name) }
+        let deleted = Set(table.deletedChains)
+        for jump in Ownership.upstreamJumps(table.table) {
+            if case .jump(let to) = jump.rule.target, deleted.contains(to) {
+                try program.deleteRule(in: jump.baseChain, jump.rule, table: table.table)
+            }
+        }
+        for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
+        for (i, e) in table.ensured.enumerated() { try program.ensureRule(e, table: table.table, index: i + 1) }
+    }
+
+    /// `--cleanup`: kube-proxy's jumps wherever they are (whoever wrote them), every jump kube-natd wrote itself
+    /// (so kubelet's KUBE-FIREWALL jumps go only where kube-natd's layout wrote them), every service chain, the
+    /// fixed chains and the canary. KUBE-FIREWALL, KUBE-MARK-DROP and ensured rules stay.
+    static func encodeCleanup(_ table: Table, into program: inout TableProgram) throws(EncodingError) {
+        for jump in Ownership.upstreamJumps(table) {
+            try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
+        }
+        program.record(Int32(KNAT_OP_DELETE_OWN_JUMPS)) { _ in }
+        for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
+        for name in Ownership.cleanupChains(table) { program.deleteChain(name) }
+    }
+
+    // MARK: - The call into the shim
+
+    private func run(_ programs: [NftablesProgram]) throws -> ApplyReport {
+        let context = try self.open()
+        var result = knft_result()
+        let flags = self.alwaysRead ? Int32(KNFT_APPLY_READ) : 0
+        let rc = NftablesProgram.withDescriptors(programs) {
+            knft_apply(context, $0, $1, self.form.cValue, self.maxAttempts, flags, &result)
+        }
+        guard rc == 0 else { throw NftablesError(result) }
+        return Self.report(result)
+    }
+
+    static func report(_ r: knft_result) -> ApplyReport {
+        var report = ApplyReport()
+        report.messages = Int(r.messages)
+        report.batches = Int(r.batches)
+        var tables = r.tables
+        let count = min(Int(r.ntables), Int(KNFT_MAX_TABLES))
+        withUnsafeBytes(of: &tables) { raw in
+            let reports = raw.bindMemory(to: knft_table_report.self)
+            for i in 0..<count {
+                let t = reports[i]
+                var table = ApplyReport.TableReport(
+                    family: t.family == 6 ? .ipv6 : .ipv4, table: Table(rawValue: knftString(t.table)) ?? .filter)
+                table.attempts = Int(r.attempts)
+                table.chainsCreated = Int(t.chains_created)
+                table.chainsFlushed = Int(t.chains_rewritten)
+                table.chainsUnchanged = Int(t.chains_unchanged)
+                table.chainsDeleted = Int(t.chains_deleted)
+                table.rulesAppended = Int(t.rules_written + t.ensured_added)
+                table.jumpsInserted = Int(t.jumps_inserted)
+                table.rulesDeleted = Int(t.rules_deleted)
+                table.committed = r.batches > 0 && t.messages > 0
+                table.check = t.messages > 0 ? .differed : .unchanged
+                report.tables.append(table)
+            }
+        }
+        // One read, one decision and one batch serve every table: the times go on the first.
+        if !report.tables.isEmpty {
+            report.tables[0].initSeconds = r.read_seconds
+            report.tables[0].buildSeconds = r.decide_seconds
+            report.tables[0].commitSeconds = r.send_seconds
+            report.tables[0].checkSeconds = r.read_seconds
+        }
+        if r.warnings > 0, !report.tables.isEmpty {
+            report.tables[0].warnings.append("\(r.warnings) warning(s), last: \(knftString(r.message))")
+        }
+        return report
+    }
+
+    private func log(_ report: ApplyReport) {
+        self.logger.debug(
+            "nf_tables batch",
+            metadata: [
+                "messages": "\(report.messages)", "batches": "\(report.batches)",
+                "attempts": "\(report.tables.first?.attempts ?? 0)",
+                "read": "\(report.tables.first?.initSeconds ?? 0)", "send": "\(report.tables.first?.commitSeconds ?? 0)",
+            ])
+        for t in report.tables {
+            for w in t.warnings {
+                self.logger.warning("\(w)", metadata: ["family": "\(t.family.flagName)", "table": "\(t.table.rawValue)"])
+            }
+        }
+    }
+}
+
+/// A failure of the nf_tables shim: the errno and where (family, table, chain, rule) and why.
+public struct NftablesError: Error, CustomStringConvertible, Sendable {
+    public var errno: Int32
+    public var message: String
+
+    init(_ result: knft_result) {
+        self.errno = result.error
+        self.message = knftString(result.message)
+    }
+
+    public var description: String { "nf_tables: \(self.message) (errno \(self.errno))" }
+}
+
+/// One (family, table) program, encoded.
+struct NftablesProgram {
+    var family: IPFamily
+    var table: Table
+    var bytes: [UInt8]
+
+    init(_ family: IPFamily, _ table: Table, _ fill: (inout TableProgram) throws -> Void) throws {
+        var program = TableProgram(family: family, capacity: 4096)
+        do {
+            try fill(&program)
+        } catch let error as EncodingError {
+            throw NetfilterError.encoding(error)
+        }
+        self.family = family
+        self.table = table
+        self.bytes = program.bytes
+    }
+
+    /// The C descriptors of the programs, valid inside `body`.
+    static func withDescriptors<R>(_ programs: [NftablesProgram], _ body: (UnsafePointer<knft_program>?, Int) -> R) -> R {
+        var all: [UInt8] = []
+        all.reserveCapacity(programs.reduce(0) { $0 + $1.bytes.count })
+        var offsets: [Int] = []
+        for p in programs {
+            offsets.append(all.count)
+            all += p.bytes
+        }
+        return all.withUnsafeBufferPointer { base in
+            var descriptors = programs.enumerated().map { i, p in
+                var d = knft_program()
+                d.family = p.family.cValue
+                withUnsafeMutableBytes(of: &d.table) { $0.copyBytes(from: p.table.rawValue.utf8.prefix(15)) }
+                d.bytes = base.baseAddress.map { $0 + offsets[i] }
+                d.length = p.bytes.count
+                return d
+            }
+            return descriptors.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
+        }
+    }
+}
+
+extension IPFamily {
+    var cValue: Int32 { self == .ipv4 ? 4 : 6 }
+}
+
+/// A fixed-size C char array as a String.
+func knftString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// C string arrays for the duration of `body`.
+func withKnftStrings<R>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    let pointers = copies.map { UnsafePointer($0) }
+    return pointers.withUnsafeBufferPointer { body($0) }
+}
