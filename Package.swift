@@ -73,6 +73,10 @@ let package = Package(
         // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
         .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"],
                           path: "Tools/netfilter-harness"),
+        // Kernel-test driver of the libnftnl backend: compiles as `kube-natd --once` does, applies, reads back.
+        .executableTarget(name: "nft-harness", dependencies: [
+            "Netfilter", "Ruleset", "KubeModel", "ProxyConfig", "RuleCompiler", "Daemon",
+        ], path: "Tools/nft-harness"),
         // Kernel e2e and soak: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API).
         .executableTarget(name: "fake-apiserver", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
