@@ -287,6 +287,11 @@ int knft_canon_rule(const struct nlmsghdr *nlh, knft_rule_view *view, knft_text 
                 view->tag_role = p[i + 2];
                 memcpy(&view->tag, p + i + 3, 8);
                 if (text) knft_text_printf(text, "tag ");
+            } else if (type == KNFT_UDATA_STAMP && len == 12) {
+                view->stamped = 1;
+                memcpy(&view->stamp_genid, p + i + 2, 4);
+                memcpy(&view->stamp_hash, p + i + 6, 8);
+                if (text) knft_text_printf(text, "stamp ");
             } else {
                 put_item(&s, 3, p + i, (uint32_t)len + 2);
                 if (text) {

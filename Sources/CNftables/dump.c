@@ -121,7 +121,7 @@ long knft_dump_table(knft_context *ctx, int family, const char *table, char **ou
     memset(res, 0, sizeof(*res));
     *out = NULL;
     dumping d = {.table = table};
-    char buf[1024];
+    char buf[1024] = {0};
     uint16_t proto = family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, proto, NLM_F_DUMP, 0);
     int rc = knft_dump(ctx, nlh, on_chain, &d, res);

@@ -417,7 +417,7 @@ int knft_wanted_content(const knft_span *span, knft_form form, int family, uint6
         nftnl_rule_set_str(r, NFTNL_RULE_TABLE, "x");
         nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
         size_t cap = 65536;
-        char *buf = malloc(cap);
+        char *buf = calloc(1, cap);
         if (!buf) rc = ENOMEM;
         else {
             struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_NEWRULE, family == 6 ? NFPROTO_IPV6 : NFPROTO_IPV4,

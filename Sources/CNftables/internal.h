@@ -16,6 +16,9 @@ struct nlmsghdr;
 
 #define KNFT_NAME_MAX 256 /* nf_tables' own limit on chain names (iptables uses 28) */
 
+/* The private TLV type of the stamp (see knft_stamp): u32 generation id, u64 programs hash. */
+#define KNFT_UDATA_STAMP 0xF1
+
 /* The private rule-userdata TLV type that carries kube-natd's tag. iptables-nft and nft ignore unknown types
    (reference nftables.md §a.5): the rule still saves, checks and deletes as iptables-nft's own. */
 #define KNFT_UDATA_TAG 0xF0
@@ -82,6 +85,7 @@ typedef struct knft_table {
     int family; /* 4 or 6 */
     char name[16];
     int exists;
+    int loaded; /* its chains and rules have been read */
     knft_chain *chains;
     size_t nchains, cap;
     uint32_t *slots; /* open addressing by name hash: chain index + 1, 0 empty */
@@ -123,6 +127,9 @@ typedef struct knft_rule_view {
     uint32_t tag_role;
     uint64_t content;
     uint64_t target;
+    int stamped;
+    uint32_t stamp_genid;
+    uint64_t stamp_hash;
 } knft_rule_view;
 
 /*
@@ -209,12 +216,26 @@ int knft_batch_send(knft_batch *bt, knft_context *ctx, uint32_t genid, knft_resu
 
 /* ---- reading the kernel (read.c) -------------------------------------------------------------------------- */
 
-/* Reads the tables (families[i], tables[i]) into a fresh model between two equal generation ids. */
-int knft_read_tables(knft_context *ctx, const int *families, const char *const *tables, size_t n, knft_result *res);
+/*
+ * Reads the tables (families[i], tables[i]) into the model between two equal generation ids. With `add`, the
+ * model is current and only the tables it lacks are read (at its generation id, else everything is read again).
+ */
+int knft_read_tables(knft_context *ctx, const int *families, const char *const *tables, size_t n, int add,
+                     knft_result *res);
+/* The stamp on the first rule of the stamp's chain (0, 0 when there is none). */
+int knft_read_stamp(knft_context *ctx, const knft_stamp *stamp, uint32_t *genid, uint64_t *hash, knft_result *res);
 /* Re-reads one chain's rules (to learn handles the model lacks). */
 int knft_read_chain(knft_context *ctx, knft_table *t, knft_chain *c, knft_result *res);
 
 /* ---- the decision (plan.c) --------------------------------------------------------------------------------- */
+
+/* The stamp a batch writes (see knft_stamp), and whether a message of the batch already carries it. */
+typedef struct knft_stamping {
+    const knft_stamp *where;
+    uint32_t genid; /* the generation the batch's commit produces */
+    uint64_t hash;  /* of the programs */
+    int written;
+} knft_stamping;
 
 /* A decided change to the model, applied to it once the batch committed. */
 typedef struct knft_plan knft_plan;
@@ -227,7 +248,13 @@ void knft_plan_apply(knft_plan *p, knft_model *m);
  * model changes in the plan. May dump single chains whose handles the model lacks. 0 or an errno value.
  */
 int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_table_report *report, knft_result *res);
+                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
+                    knft_result *res);
+
+/* When no message of the batch wrote the stamp's rule: a replacement of that rule (same rule, new stamp). */
+int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
+                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
+                    knft_result *res);
 
 /* Test hook: with KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS set, the first attempt sleeps that long between the
    decision and the send, so a kernel test can commit a foreign change in between and prove the ERESTART retry.

@@ -288,9 +288,17 @@ typedef struct emitter {
     knft_batch *bt;
     knft_table *t;
     knft_form form;
+    knft_stamping *stamping;
     knft_table_report *report;
     knft_result *res;
 } emitter;
+
+/* Is this the stamp's rule (the first rule of the stamp's chain)? */
+static int stamp_rule(const emitter *em, const char *chain, int index) {
+    const knft_stamping *s = em->stamping;
+    return s && s->where && index == 1 && s->where->family == em->t->family && !strcmp(s->where->table, em->t->name) &&
+           !strcmp(s->where->chain, chain);
+}
 
 static knft_origin origin(const emitter *em, const char *chain, int rule) {
     knft_origin o = {.family = (uint8_t)em->t->family, .table = em->t->name, .chain = chain, .rule = rule};
@@ -375,10 +383,19 @@ static int emit_rule(emitter *em, const char *chain, int index, const want_rule 
         return rc;
     }
     if (role) {
-        /* kube-natd's tag: private TLV (type, length, value = role + 64-bit tag) */
-        uint8_t udata[11] = {KNFT_UDATA_TAG, 9, (uint8_t)role};
+        /* kube-natd's tag: private TLV (type, length, value = role + 64-bit tag); on the stamp's rule, the stamp */
+        uint8_t udata[11 + 14] = {KNFT_UDATA_TAG, 9, (uint8_t)role};
+        size_t len = 11;
         memcpy(udata + 3, &r->tag, 8);
-        nftnl_rule_set_data(nr, NFTNL_RULE_USERDATA, udata, sizeof(udata));
+        if (role == KNFT_ROLE_OWNED && stamp_rule(em, chain, index)) {
+            udata[11] = KNFT_UDATA_STAMP;
+            udata[12] = 12;
+            memcpy(udata + 13, &em->stamping->genid, 4);
+            memcpy(udata + 17, &em->stamping->hash, 8);
+            len += 14;
+            em->stamping->written = 1;
+        }
+        nftnl_rule_set_data(nr, NFTNL_RULE_USERDATA, udata, (uint32_t)len);
     }
     nftnl_rule_nlmsg_build_payload(nlh, nr);
     nftnl_rule_free(nr);
@@ -895,15 +912,46 @@ static int in_program(const wanted *w, const char *name) {
     return 0;
 }
 
+int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
+                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
+                    knft_result *res) {
+    wanted w;
+    int rc = parse(plan, program, form, &w, res);
+    const want_chain *wc = NULL;
+    for (size_t i = 0; !rc && i < w.nchains && !wc; i++)
+        if (!w.chains[i].ensure_only && !strcmp(w.chains[i].name, stamping->where->chain)) wc = &w.chains[i];
+    knft_chain *c = wc && wc->count ? knft_table_chain(t, wc->name) : NULL;
+    if (!c) {
+        /* no such chain, or an empty one: nothing carries the stamp, and stateless callers read the kernel */
+        wanted_free(&w);
+        return rc;
+    }
+    /* the rule is kept by this batch (no message wrote it): replace it with itself, newly stamped */
+    const want_rule *first = &w.rules[wc->first];
+    uint64_t handle = 0;
+    for (int pass = 0; pass < 2 && !handle && !rc; pass++) {
+        for (uint32_t i = 0; i < c->nrules && !handle; i++)
+            if (c->rules[i].tag == first->tag) handle = c->rules[i].handle;
+        if (!handle && pass == 0) rc = knft_read_chain(ctx, t, c, res);
+    }
+    if (!rc && handle) {
+        emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
+        rc = emit_rule(&em, wc->name, 1, first, KNFT_ROLE_OWNED, REPLACE, handle);
+    }
+    wanted_free(&w);
+    return rc;
+}
+
 int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_table_report *report, knft_result *res) {
+                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
+                    knft_result *res) {
     wanted w;
     name_set owned = {0}, kept = {0};
     uint8_t *created = NULL;
     int rc = parse(plan, program, form, &w, res);
     if (rc) goto done;
     if ((rc = set_build(&owned, &w, 0)) || (rc = set_build(&kept, &w, 1))) goto done;
-    emitter em = {.bt = bt, .t = t, .form = form, .report = report, .res = res};
+    emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
     int full_sync = owned.n > 0;
     int creates = w.nchains || w.njumps || w.nensured;
     if (!t->exists && !creates) goto done; /* nothing of ours can be in a missing table */

@@ -92,7 +92,7 @@ static const char *ext_ack(const struct nlmsghdr *nlh) {
 }
 
 int knft_getgen(knft_context *ctx, uint32_t *genid, knft_result *res) {
-    char req[256];
+    char req[256] = {0};
     uint32_t seq = ++ctx->seq;
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(req, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
     if (mnl_socket_sendto(ctx->nl, nlh, nlh->nlmsg_len) < 0) {
@@ -172,6 +172,8 @@ int knft_batch_init(knft_batch *bt, knft_context *ctx) {
     memset(bt, 0, sizeof(*bt));
     bt->b = nftnl_batch_alloc(PAGE_SIZE_, PAGE_OVERRUN);
     if (!bt->b) return ENOMEM;
+    /* libmnl leaves attribute padding as it finds it: pages start zeroed so no stale heap bytes are sent */
+    memset(nftnl_batch_buffer(bt->b), 0, PAGE_SIZE_ + PAGE_OVERRUN);
     /* well above the sequence numbers single-chain dumps take while the batch is being decided */
     bt->seq0 = ctx->seq + (1u << 20);
     bt->next = bt->seq0 + 1;
@@ -202,9 +204,20 @@ struct nlmsghdr *knft_batch_msg(knft_batch *bt, uint16_t type, int family, uint1
                                  bt->next++);
 }
 
-void knft_batch_commit_msg(knft_batch *bt) {
-    if (nftnl_batch_update(bt->b) < 0) bt->failed = 1;
+/* Closes the message just built. When it did not fit, libnftnl moved it to a fresh page: the rest of that
+   page is zeroed like the first one. */
+static void advance(knft_batch *bt) {
+    const struct nlmsghdr *msg = nftnl_batch_buffer(bt->b);
+    size_t len = MNL_ALIGN(msg->nlmsg_len);
+    if (nftnl_batch_update(bt->b) < 0) {
+        bt->failed = 1;
+        return;
+    }
+    char *next = nftnl_batch_buffer(bt->b);
+    if (next != (const char *)msg + len) memset(next, 0, PAGE_SIZE_ + PAGE_OVERRUN - len);
 }
+
+void knft_batch_commit_msg(knft_batch *bt) { advance(bt); }
 
 static const char *msg_name(uint16_t type) {
     switch (type) {
@@ -258,11 +271,12 @@ int knft_batch_send(knft_batch *bt, knft_context *ctx, uint32_t genid, knft_resu
         return ENOMEM;
     }
     /* BEGIN goes first: it is built in a page of its own and prepended to the iovec. */
-    char begin[256];
+    char begin[256] = {0};
     struct nlmsghdr *b = nftnl_batch_begin(begin, bt->seq0);
     mnl_attr_put_u32(b, NFNL_BATCH_GENID, htonl(genid));
     nftnl_batch_end(nftnl_batch_buffer(bt->b), bt->next++);
-    if (nftnl_batch_update(bt->b) < 0) {
+    advance(bt);
+    if (bt->failed) {
         res->error = ENOMEM;
         knft_set_message(res, "out of memory building the batch");
         return ENOMEM;

@@ -25,6 +25,12 @@ public final class NftablesBackend: KernelBackend {
     /// Dump the kernel on every call instead of trusting what this object wrote (the stateless path, for tests).
     public var alwaysRead = false
     public var logger: Logger
+    /// Whether the last apply, read-back or cleanup dumped the kernel (false: the generation id showed that
+    /// nothing changed since this object last read or wrote, so it decided from what it knew).
+    public private(set) var lastCallReadKernel = false
+    /// Whether the last apply found the stamp current: nothing had changed in the netns since a batch of these
+    /// same rulesets (by this or another kube-natd process), so it sent nothing and read nothing else.
+    public private(set) var lastCallStampCurrent = false
     private var context: OpaquePointer?
 
     /// `form` nil: `KNAT_NFT_FORM` if set, else from the host's `iptables --version`.
@@ -58,7 +64,7 @@ public final class NftablesBackend: KernelBackend {
             }
         }
         let encoded = DispatchTime.now().uptimeNanoseconds
-        var report = try self.run(programs)
+        var report = try self.run(programs, stamp: Self.stampChain(rulesets))
         if !report.tables.isEmpty { report.tables[0].encodeSeconds = Double(encoded - started) / 1e9 }
         self.log(report)
         return report
@@ -83,6 +89,7 @@ public final class NftablesBackend: KernelBackend {
             }
         }
         defer { free(out) }
+        self.lastCallReadKernel = result.read_kernel != 0
         guard n >= 0 else { throw NftablesError(result) }
         var state = OwnedState(family: family)
         for table in Ownership.canaryTables { state.tables[table] = [:] }
@@ -192,13 +199,32 @@ public final class NftablesBackend: KernelBackend {
 
     // MARK: - The call into the shim
 
-    private func run(_ programs: [NftablesProgram]) throws -> ApplyReport {
+    /// Where batches leave their stamp for stateless callers (`knft_stamp`): the one rule of nat KUBE-MARK-MASQ,
+    /// which every layout declares in every family.
+    static func stampChain(_ rulesets: [Ruleset]) -> knft_stamp? {
+        for ruleset in rulesets {
+            guard let chain = ruleset[.nat]?.chain(named: "KUBE-MARK-MASQ"), !chain.rules.isEmpty else { continue }
+            var stamp = knft_stamp()
+            stamp.family = ruleset.family.cValue
+            withUnsafeMutableBytes(of: &stamp.table) { $0.copyBytes(from: "nat".utf8) }
+            withUnsafeMutableBytes(of: &stamp.chain) { $0.copyBytes(from: chain.name.utf8) }
+            return stamp
+        }
+        return nil
+    }
+
+    private func run(_ programs: [NftablesProgram], stamp: knft_stamp? = nil) throws -> ApplyReport {
         let context = try self.open()
         var result = knft_result()
         let flags = self.alwaysRead ? Int32(KNFT_APPLY_READ) : 0
-        let rc = NftablesProgram.withDescriptors(programs) {
-            knft_apply(context, $0, $1, self.form.cValue, self.maxAttempts, flags, &result)
+        let rc = NftablesProgram.withDescriptors(programs) { descriptors, count in
+            if var stamp {
+                return knft_apply(context, descriptors, count, self.form.cValue, &stamp, self.maxAttempts, flags, &result)
+            }
+            return knft_apply(context, descriptors, count, self.form.cValue, nil, self.maxAttempts, flags, &result)
         }
+        self.lastCallReadKernel = result.read_kernel != 0
+        self.lastCallStampCurrent = result.stamp_current != 0
         guard rc == 0 else { throw NftablesError(result) }
         return Self.report(result)
     }

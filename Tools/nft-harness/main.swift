@@ -4,8 +4,10 @@
 //   nft-harness apply    --source PATH --config FILE [--ip-family ipv4|ipv6|dual] [--form 1.8.7|1.8.9|1.8.10]
 //                        [--random-fully yes|no] [--nfacct yes|no] [--rule-layout current|v1.23] [--read]
 //                        [--then PATH|same]... [--inject-bad-rule]
-//        One backend object applies the source, then each --then source in turn (same: the previous one
-//        again), one report per apply. --read: dump the kernel every time (the stateless path).
+//        One backend object applies the source, then each --then step in turn: a source (same: the previous
+//        one again), `drift` (readOwned vs expectedOwned of the last source), `wait:PATH` (until PATH exists,
+//        at most 60 s: a test changes the kernel meanwhile). --read: dump the kernel every time (stateless).
+//        --kubelet-ensured: also ensure kubelet's v1.23 rules (KUBE-MARK-DROP, KUBE-FIREWALL and its jumps).
 //   nft-harness read     [--ip-family ...] [--read]          owned chains with digests, "family table chain rules digest"
 //   nft-harness drift    --source PATH --config FILE [--ip-family ...] [--form F]
 //                        exit 1 when a declared chain's digest read back differs from the expected one
@@ -33,6 +35,7 @@ struct Options {
     var read = false
     var then: [String] = []
     var injectBadRule = false
+    var kubeletEnsured = false
     var table = "nat"
 
     init(_ args: [String]) throws {
@@ -64,6 +67,7 @@ struct Options {
             case "--read": self.read = true
             case "--then": self.then.append(try value(arg))
             case "--inject-bad-rule": self.injectBadRule = true
+            case "--kubelet-ensured": self.kubeletEnsured = true
             case "--table": self.table = try value(arg)
             default: throw Usage("unknown argument \(arg)")
             }
@@ -85,6 +89,58 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
     }
+}
+
+/// kubelet's rules the v1.23 layout relies on, as `EnsuredRule`s (KUBE-FIREWALL's only where the ruleset does not
+/// declare that chain itself).
+func addKubeletEnsured(_ rulesets: inout [Ruleset]) {
+    for i in rulesets.indices {
+        for t in rulesets[i].tables.indices {
+            switch rulesets[i].tables[t].table {
+            case .nat:
+                rulesets[i].tables[t].ensured.append(
+                    EnsuredRule(chain: Ownership.kubeletMarkDrop, rule: Rule([], .markOr(0x8000))))
+            case .filter where rulesets[i].tables[t].chain(named: Ownership.kubeletFirewall) == nil:
+                rulesets[i].tables[t].ensured += [
+                    EnsuredRule(
+                        chain: Ownership.kubeletFirewall,
+                        rule: Rule(
+                            [
+                                .comment("kubernetes firewall for dropping marked packets"),
+                                .mark(value: 0x8000, mask: 0x8000, negated: false),
+                            ], .drop)),
+                    EnsuredRule(chain: "INPUT", rule: Rule([], .jump(Ownership.kubeletFirewall))),
+                    EnsuredRule(chain: "OUTPUT", rule: Rule([], .jump(Ownership.kubeletFirewall))),
+                ]
+            default: break
+            }
+        }
+    }
+}
+
+/// Waits (at most 60 s) until the file exists.
+func waitFor(_ path: String) {
+    for _ in 0..<600 where !FileManager.default.fileExists(atPath: path) { usleep(100_000) }
+}
+
+/// readOwned against expectedOwned for the declared chains; prints each difference, returns their count.
+func drift(_ backend: NftablesBackend, _ rulesets: [Ruleset]) throws -> Int {
+    var drifted = 0
+    for ruleset in rulesets {
+        let want = try backend.expectedOwned(ruleset)
+        let have = try backend.readOwned(family: ruleset.family)
+        for (table, chains) in want.tables {
+            for (name, d) in chains.sorted(by: { $0.key < $1.key }) where have.tables[table]?[name] != d {
+                let h = have.tables[table]?[name]
+                print(
+                    "drift: \(ruleset.family.rawValue) \(table.rawValue) \(name): want \(d.ruleCount) rules, have "
+                        + (h.map { "\($0.ruleCount) (digest \($0.digest == d.digest ? "same" : "differs"))" } ?? "no chain"))
+                drifted += 1
+            }
+        }
+    }
+    print(drifted == 0 ? "no drift (readKernel=\(backend.lastCallReadKernel))" : "\(drifted) chain(s) drifted (readKernel=\(backend.lastCallReadKernel))")
+    return drifted
 }
 
 /// A rule the kernel refuses (a jump to a chain that does not exist), appended to nat KUBE-SERVICES.
@@ -116,17 +172,32 @@ func run() throws -> Int32 {
     let o = try Options(Array(CommandLine.arguments.dropFirst()))
     let backend = NftablesBackend(form: o.form)
     backend.alwaysRead = o.read
+    var status: Int32 = 0
     switch o.command {
     case "apply":
         guard let source = o.source else { throw Usage("apply needs --source") }
-        var sources = [source]
-        for s in o.then { sources.append(s == "same" ? sources.last! : s) }
-        for (i, s) in sources.enumerated() {
-            var rulesets = try compile(o, source: s)
-            if o.injectBadRule && i == sources.count - 1 { injectBadRule(&rulesets) }
+        var last = source
+        var rulesets: [Ruleset] = []
+        var step = 0
+        for s in [source] + o.then {
+            if s == "drift" {
+                if try drift(backend, rulesets) > 0 { status = 1 }
+                continue
+            }
+            if s.hasPrefix("wait:") {
+                waitFor(String(s.dropFirst(5)))
+                continue
+            }
+            if s != "same" { last = s }
+            step += 1
+            rulesets = try compile(o, source: last)
+            if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
+            if o.injectBadRule && s == ([source] + o.then).last { injectBadRule(&rulesets) }
             let started = Date()
             let report = try backend.apply(rulesets)
-            printReport("apply \(i + 1) (\(backend.form.rawValue) form) \(String(format: "%.4fs", Date().timeIntervalSince(started)))", report)
+            printReport(
+                "apply \(step) (\(backend.form.rawValue) form) \(String(format: "%.4fs", Date().timeIntervalSince(started))) readKernel=\(backend.lastCallReadKernel) stampCurrent=\(backend.lastCallStampCurrent)",
+                report)
         }
     case "read":
         for family in o.families {
@@ -139,20 +210,9 @@ func run() throws -> Int32 {
         }
     case "drift":
         guard let source = o.source else { throw Usage("drift needs --source") }
-        var drifted = 0
-        for ruleset in try compile(o, source: source) {
-            let want = try backend.expectedOwned(ruleset)
-            let have = try backend.readOwned(family: ruleset.family)
-            for (table, chains) in want.tables {
-                for (name, d) in chains.sorted(by: { $0.key < $1.key }) where have.tables[table]?[name] != d {
-                    let h = have.tables[table]?[name]
-                    print("drift: \(ruleset.family.rawValue) \(table.rawValue) \(name): want \(d.ruleCount) rules, have \(h.map { "\($0.ruleCount)" } ?? "no chain")")
-                    drifted += 1
-                }
-            }
-        }
-        if drifted > 0 { return 1 }
-        print("no drift")
+        var rulesets = try compile(o, source: source)
+        if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
+        if try drift(backend, rulesets) > 0 { return 1 }
     case "cleanup":
         printReport("cleanup", try backend.cleanup(families: o.families))
     case "canaries":
@@ -165,7 +225,7 @@ func run() throws -> Int32 {
     default:
         throw Usage("unknown command \(o.command)")
     }
-    return 0
+    return status
 }
 
 do {

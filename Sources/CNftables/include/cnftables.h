@@ -55,7 +55,9 @@ typedef struct knft_table_report {
 typedef struct knft_result {
     int error;             /* 0, or an errno value (ERESTART: still raced after every attempt) */
     int attempts;          /* read..send rounds (a batch refused with ERESTART starts another) */
-    int read_kernel;       /* 1: the tables were dumped; 0: this context's model was current (generation id) */
+    int read_kernel;       /* 1: the tables were dumped; 0: this context's model was current (generation id), or
+                              the stamp said nothing changed since kube-natd last wrote these programs */
+    int stamp_current;     /* 1: the stamp showed the kernel as the last batch of these same programs left it */
     unsigned messages;     /* messages in the batch (BEGIN/END not counted); 0 when nothing differed */
     unsigned batches;      /* 1 when a batch was committed, else 0 */
     size_t batch_bytes;
@@ -79,18 +81,31 @@ void knft_close(knft_context *ctx);
 void knft_forget(knft_context *ctx);
 
 enum {
-    /* Do not use the model even when the generation id is unchanged (the stateless path, for tests). */
+    /* Use neither the model nor the stamp: dump the kernel (the stateless path without shortcut, for tests). */
     KNFT_APPLY_READ = 1,
 };
+
+/*
+ * The stamp: every batch writes, in the userdata of the first rule of this declared chain, the generation id
+ * its commit produces and a hash of the programs it applied. A caller with no model of its own (a new process)
+ * that finds the stamp equal to the kernel's generation id and to its own programs' hash knows that nothing in
+ * the netns changed since that batch and that the kernel holds exactly its programs: it sends nothing and reads
+ * nothing else. Any other commit in the netns moves the generation id and the next call reads the kernel.
+ */
+typedef struct knft_stamp {
+    int family;     /* 4 or 6 */
+    char table[16];
+    char chain[32]; /* a declared chain that always has a rule (kube-natd passes nat KUBE-MARK-MASQ) */
+} knft_stamp;
 
 /*
  * Makes each (family, table) hold its program's wanted state, all in one batch begun with the generation id
  * read before the decision; ERESTART (another writer committed in between) re-reads, re-decides and retries up
  * to max_attempts times. Nothing is sent when nothing differs (result->messages == 0).
- * flags: KNFT_APPLY_*. Returns 0 or an errno value.
+ * stamp: NULL for none. flags: KNFT_APPLY_*. Returns 0 or an errno value.
  */
-int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, knft_form form, int max_attempts,
-               int flags, knft_result *result);
+int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, knft_form form,
+               const knft_stamp *stamp, int max_attempts, int flags, knft_result *result);
 
 /* One chain of a table as read back: rule count and digest (see knft_read_owned). */
 typedef struct knft_chain_digest {
