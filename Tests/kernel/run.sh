@@ -34,6 +34,7 @@ run_suite traffic "$HERE/traffic.sh" "$BIN"
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
 run_suite daemon "$HERE/daemon.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
+run_suite nftables "$HERE/nftables.sh" "$BIN" "$BINDIR/nft-harness"
 
 echo "kernel: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
