@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-de
 BIN_DEBUG := .build/debug/kube-natd
 BIN_RELEASE := .build/release/kube-natd
 
-.PHONY: deps build release test unit-test kernel-test demo bench clean
+.PHONY: deps build release test unit-test kernel-test test-tsan demo bench clean
 
 ## deps: install the Debian packages the build and the tests need (apt-get only when something is missing)
 deps:
@@ -21,12 +21,20 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-## test: unit, golden and tracer tests (swift test), then the kernel tests in network namespaces (root)
+## test: unit, golden and tracer tests (swift test), the CLI contract, the kernel tests in network namespaces (root),
+## then the daemon and source tests again under ThreadSanitizer
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	bash Tests/cli.sh $(BIN_DEBUG)
 	bash Tests/kernel/run.sh $(BIN_DEBUG)
+	$(MAKE) --no-print-directory test-tsan
+
+## test-tsan: the daemon and source tests built with ThreadSanitizer (own build folder); any report fails
+test-tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan \
+		--filter 'DaemonTests|KubeSourceTests'
 
 unit-test: deps
 	$(SWIFT) test

@@ -15,9 +15,11 @@ LIB="$ROOT/Tests/kernel/lib"
 
 # shellcheck source=../Tests/kernel/lib/topology.sh
 source "$LIB/topology.sh"
+LOG=$(mktemp /tmp/knat-demo.XXXXXX)
 finish() {
     local made=${#TOPO_NAMESPACES[@]}
     topo_teardown
+    rm -f "$LOG"
     [ "$made" -gt 0 ] && echo "removed $made namespaces and the pods' servers"
 }
 trap finish EXIT
@@ -36,10 +38,16 @@ cat <<TOPOLOGY
    Every pod answers with its name and the source address it saw.
 TOPOLOGY
 
-step "kube-natd --once --backend libiptc --ip-family dual (in node-1's namespace)"
+# --backend auto: the backend this host would use (kube-proxy's wrapper-script decision: libiptc where the host's
+# rules are legacy x_tables, nf_tables otherwise).
+step "kube-natd --once --backend auto --ip-family dual (in node-1's namespace)"
 topo_in node "$KUBE_NATD" --config "$ROOT/Config/kube-proxy-config.yaml" --source "$ROOT/Config/example-cluster.yaml" \
-    --once --backend libiptc --ip-family dual 2>&1 | sed 's/^/   /'
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "demo: kube-natd failed"; exit 1; }
+    --once --backend auto --ip-family dual > "$LOG" 2>&1
+rc=$?
+sed 's/^/   /' "$LOG"
+LISTER=iptables-legacy
+grep -q 'libiptc backend' "$LOG" || LISTER=iptables-nft
+[ "$rc" = 0 ] || { echo "demo: kube-natd failed"; exit 1; }
 
 # request FROM PROTO HOST PORT COUNT LABEL: one line per request, "who answered (its address), source it saw".
 request() {
@@ -69,6 +77,6 @@ request client tcp 192.0.2.11 80 2 "LoadBalancer IP default/web-local, externalT
 request pod-a udp 10.96.0.53 53 1 "kube-system/kube-dns over UDP"
 request client tcp fd00:96::22 80 1 "dual-stack ClusterIP default/dual over IPv6"
 
-step "iptables-legacy -t nat -S KUBE-SERVICES (node-1)"
-topo_in node iptables-legacy -t nat -S KUBE-SERVICES | sed 's/^/   /'
+step "$LISTER -t nat -S KUBE-SERVICES (node-1)"
+topo_in node "$LISTER" -t nat -S KUBE-SERVICES | sed 's/^/   /'
 echo

@@ -75,6 +75,34 @@ diff -q "$TMP/out" "$TMP/clean.txt" >/dev/null && ok "written config round-trips
 run --config "$CFG" --validate --source "$TMP/cluster.yaml"
 expect "--validate lists object errors and exits 2" 2 yes 'team-a/broken'
 
+# Conflicting modes and invalid values are usage errors in every mode: exit 2, named, nothing on stdout.
+run --config "$CFG" --source "$EX" --dry-run --once
+expect "--dry-run with --once is refused, both named" 2 yes -- '--dry-run and --once cannot be combined'
+run --config "$CFG" --source "$EX" --cleanup --validate
+expect "--cleanup with --validate is refused" 2 yes -- '--cleanup and --validate cannot be combined'
+run --config "$CFG" --source "$EX" --dry-run --backend nosuch
+expect "--dry-run --backend nosuch: the unknown backend is an error" 2 yes "'nosuch' is invalid for '--backend"
+run --config "$CFG" --source "$EX" --dry-run --rule-layout v9
+expect "--rule-layout v9 is an error" 2 yes "'v9' is invalid for '--rule-layout"
+run --config "$CFG" --source "$EX" --dry-run --poll-interval soon
+expect "--poll-interval soon is an error even in a dry run" 2 yes -- '--poll-interval: expected a positive duration'
+run --config "$CFG" --source "$EX" --once --random-fully perhaps
+expect "--random-fully perhaps is an error" 2 yes "'perhaps' is invalid for '--random-fully"
+
+# --random-fully auto decides as kube-proxy does, from the host's iptables version (>= 1.6.2), in a dry run too:
+# the dry run prints what --once would write here.
+version=$(iptables --version 2> /dev/null)
+run --config "$CFG" --source "$EX" --dry-run
+case "$version" in
+iptables\ v1.[6-9]*|iptables\ v[2-9]*)
+    grep -q -- '-j MASQUERADE --random-fully' "$TMP/out" && ok "dry run with $version: MASQUERADE --random-fully" ||
+        bad "dry run with $version lacks --random-fully";;
+*) bad "iptables --version printed '$version': this test expects iptables >= 1.6.2 (make deps installs it)";;
+esac
+run --config "$CFG" --source "$EX" --dry-run --random-fully no
+grep -q -- '-j MASQUERADE$' "$TMP/out" && ! grep -q -- '--random-fully' "$TMP/out" &&
+    ok "--random-fully no: plain MASQUERADE" || bad "--random-fully no still prints --random-fully"
+
 UNIT="$TMP/kube-natd.service"
 sed "s#/usr/local/bin/kube-natd#$BIN#" "$ROOT/Config/kube-natd.service" >"$UNIT"
 if out=$(systemd-analyze verify "$UNIT" 2>&1); then ok "systemd-analyze verify accepts Config/kube-natd.service"; else bad "systemd unit rejected" "$out"; fi

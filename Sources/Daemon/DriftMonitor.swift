@@ -1,17 +1,16 @@
 import KubeModel
-import Logging
 import Netfilter
 import Ruleset
 
-/// Checks, every syncPeriod, that the kernel still holds what was last committed.
+/// Checks, every syncPeriod, that the kernel still holds what was last committed, through any backend.
 ///
 /// Upstream only watches KUBE-PROXY-CANARY chains (and missed a flushed nat table, kubernetes #129128). Here the
-/// canaries are checked in mangle, nat and filter, and each owned chain is read back through libiptc and
-/// compared by digest with what the last commit wrote, so a flushed KUBE-SERVICES or a deleted SEP chain is
-/// found too.
-public struct DriftMonitor {
+/// canaries are checked in mangle, nat and filter, and every owned chain the backend reads back is compared with
+/// what the backend says the last committed ruleset looks like in the kernel, so a flushed KUBE-SERVICES or a
+/// deleted SEP chain is found too.
+public enum DriftMonitor {
     /// What drifted, for one log line and the repair counter.
-    public struct Finding: Equatable, CustomStringConvertible {
+    public struct Finding: Equatable, CustomStringConvertible, Sendable {
         public var family: IPFamily
         public var table: Table
         public var chains: [String]
@@ -20,22 +19,23 @@ public struct DriftMonitor {
         }
     }
 
-    /// Canary chains missing from the kernel, and owned chains whose rules differ from the ruleset that was
-    /// last committed (missing, flushed, edited). Each table is read once: at 10k Services a read of nat is a
-    /// few hundred milliseconds of kernel time.
-    public static func check(family: IPFamily, expected ruleset: Ruleset?) -> [Finding] {
+    /// Missing canaries, and declared chains whose rules differ from the rulesets last committed (missing,
+    /// flushed, edited). A backend that cannot read a family is reported as an error, not as drift.
+    public static func check(_ backend: KernelBackend, committed: [Ruleset], families: [IPFamily]) throws -> [Finding] {
         var out: [Finding] = []
-        for table in [Table.mangle, .nat, .filter] {
-            let have = (try? TableReader.chains(family: family, table: table)) ?? []
-            if !have.contains(where: { $0.name == Ownership.canary }) {
+        for family in families {
+            let have = try backend.readOwned(family: family)
+            for table in Ownership.canaryTables where !have.hasCanary(table) {
                 out.append(Finding(family: family, table: table, chains: [Ownership.canary]))
             }
-            guard let wanted = ruleset?[table],
-                  let want = try? TableReader.expectedChains(family: family, table: wanted)
-            else { continue }
-            let actual = Dictionary(have.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let wrong = want.filter { !$0.isBuiltin && actual[$0.name] != $0 }.map(\.name)
-            if !wrong.isEmpty { out.append(Finding(family: family, table: table, chains: wrong)) }
+            guard let ruleset = committed.first(where: { $0.family == family }) else { continue }
+            let want = try backend.expectedOwned(ruleset)
+            for table in ruleset.tables {
+                let actual = have.tables[table.table] ?? [:]
+                let expected = want.tables[table.table] ?? [:]
+                let wrong = table.chains.map(\.name).filter { actual[$0] != expected[$0] }
+                if !wrong.isEmpty { out.append(Finding(family: family, table: table.table, chains: wrong)) }
+            }
         }
         return out
     }

@@ -95,6 +95,9 @@ public struct ClusterState: Sendable {
         if endpointsByService.removeValue(forKey: service) != nil { bump(service) }
     }
 
+    /// The slice converted from a Service's v1 Endpoints, if it has one.
+    public func endpointsSlice(of service: ObjectName) -> EndpointSlice? { endpointsByService[service] }
+
     /// Services that have a slice converted from v1 Endpoints.
     public var endpointsServices: [ObjectName] { Array(endpointsByService.keys) }
 

@@ -1,12 +1,6 @@
 import KubeModel
 import Ruleset
 
-/// Something that makes the kernel's tables match a Ruleset, touching only what kube-natd owns.
-public protocol RulesetBackend {
-    /// Applies one family's ruleset (each table in one transaction) and says what happened.
-    func apply(_ ruleset: Ruleset) throws -> ApplyReport
-}
-
 /// What one apply did, per table.
 public struct ApplyReport: Sendable, CustomStringConvertible {
     /// Whether the table was first compared from one raw read of its entries (libiptc backend).
@@ -96,27 +90,15 @@ public enum NetfilterError: Error, CustomStringConvertible, Sendable {
     case libiptc(family: IPFamily, table: Table, errno: Int32, message: String)
     /// An external command failed.
     case command(String, status: Int32, stderr: String)
+    /// The backend cannot do this (the message says why).
+    case unsupported(String)
 
     public var description: String {
         switch self {
         case .encoding(let e): "encoding: \(e)"
         case .libiptc(let family, _, let errno, let message): "\(family.flagName) libiptc: \(message) (errno \(errno))"
         case .command(let cmd, let status, let stderr): "\(cmd) exited \(status): \(stderr)"
+        case .unsupported(let why): why
         }
-    }
-}
-
-/// Prints instead of applying: the returned report carries the restore text, the kernel is untouched.
-public struct DryRunBackend: RulesetBackend {
-    public init() {}
-    public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
-        var report = ApplyReport()
-        report.text = TextRenderer.render(ruleset)
-        report.tables = ruleset.tables.map { t in
-            var r = ApplyReport.TableReport(family: ruleset.family, table: t.table)
-            r.rulesAppended = t.ruleCount
-            return r
-        }
-        return report
     }
 }

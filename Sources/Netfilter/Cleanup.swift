@@ -3,18 +3,9 @@ import CNetfilter
 import KubeModel
 import Ruleset
 
-/// `--cleanup`: removes what kube-proxy / kube-natd created (reference §1.11), one libiptc commit per table.
+/// `--cleanup` through libiptc: removes what `Ownership` says kube-proxy / kube-natd own (reference §1.11), one
+/// libiptc commit per table. Every service chain goes; kubelet's KUBE-FIREWALL and KUBE-MARK-DROP stay.
 public enum Cleanup {
-    /// Chains removed per table; every KUBE-SVC/SVL/EXT/FW/SEP-* chain in nat goes too. KUBE-FIREWALL stays.
-    public static let chains: [Table: [String]] = [
-        .nat: ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", Ownership.canary],
-        .filter: [
-            "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL",
-            Ownership.canary,
-        ],
-        .mangle: [Ownership.canary],
-    ]
-
     /// Opening a legacy table with libiptc instantiates it; a table the kernel does not list holds nothing of ours.
     static func tableExists(_ table: Table, family: IPFamily) -> Bool {
         let names = family == .ipv4 ? "/proc/net/ip_tables_names" : "/proc/net/ip6_tables_names"
@@ -41,7 +32,7 @@ public enum Cleanup {
                     throw NetfilterError.encoding(error)
                 }
                 if table == .nat { for p in Ownership.servicePrefixes { program.stalePrefix(p) } }
-                for name in chains[table] ?? [] { program.deleteChain(name) }
+                for name in Ownership.cleanupChains(table) { program.deleteChain(name) }
                 report.tables.append(
                     try LibiptcBackend.run(
                         program, family: family, table: table,

@@ -92,7 +92,7 @@ public enum HostModeDetector {
     /// Collects the evidence and decides. The nft side is two `*-nft-save` runs (their mangle sections carry
     /// kubelet's chains); the legacy side is read without tools: the mangle chain names through libiptc and the
     /// tables' entry counts from IPT_SO_GET_INFO. Only when nft holds rules too are the legacy tables saved in full,
-    /// to compare rule counts as the wrapper does. (Full saves of a 10k-Service table took ~0.5 s each.)
+    /// to compare rule counts as the wrapper does (full saves of a large table are slow; Benchmarks/README.md).
     public static func detect() -> Decision {
         func out(_ argv: [String]) -> String {
             guard let o = try? Command.run(argv), o.status == 0 else { return "" }

@@ -17,7 +17,7 @@ import Ruleset
 /// yet) is first compared with one raw read of the kernel's entries (`knat_snapshot`): when it already holds the
 /// wanted state, neither iptc_init (the read plus libiptc's parse, ~40% of it) nor a commit happens. A changed
 /// program goes to libiptc directly, so a real change never pays the extra read.
-public final class LibiptcBackend: RulesetBackend {
+public final class LibiptcBackend {
     /// Longest wait for /run/xtables.lock, in milliseconds (negative: forever).
     public var lockTimeoutMilliseconds: Int32
     /// init..commit rounds when commit returns EAGAIN because another writer replaced the table.
@@ -31,6 +31,8 @@ public final class LibiptcBackend: RulesetBackend {
     private var lastApplied: [String: Int] = [:]
     /// Snapshots taken ahead (`usePrefetched`), each used by the next apply of its table.
     private var prefetched: [String: TableSnapshot] = [:]
+    /// A read ahead started by `prefetch(families:)`, handed over at the next apply.
+    var pendingPrefetch: TablePrefetch?
 
     public init(
         lockTimeoutMilliseconds: Int32 = 5000, maxAttempts: Int32 = 5,
@@ -41,8 +43,13 @@ public final class LibiptcBackend: RulesetBackend {
         self.logger = logger
     }
 
+    /// Applies one family's ruleset, one commit per table.
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
         var report = ApplyReport()
+        if let p = self.pendingPrefetch {
+            self.pendingPrefetch = nil
+            for (family, snapshots) in p.wait() { self.usePrefetched(snapshots, family: family) }
+        }
         for table in ruleset.tables {
             var program = self.takeProgram(family: ruleset.family)
             defer { self.program = program }
@@ -96,7 +103,7 @@ public final class LibiptcBackend: RulesetBackend {
     }
 
     /// Creates the empty `KUBE-PROXY-CANARY` chain in each table if it is missing (the monitor's canary).
-    public func ensureCanaries(family: IPFamily, tables: [Table] = [.mangle, .nat, .filter]) throws -> ApplyReport {
+    public func createCanaries(family: IPFamily, tables: [Table] = Ownership.canaryTables) throws -> ApplyReport {
         var report = ApplyReport()
         for table in tables {
             var program = TableProgram(family: family, capacity: 64)
@@ -143,6 +150,7 @@ public final class LibiptcBackend: RulesetBackend {
         }
         for name in table.deletedChains { program.deleteChain(name) }
         for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
+        for (i, e) in table.ensured.enumerated() { try program.ensureRule(e, table: table.table, index: i + 1) }
     }
 
     static func run(

@@ -1,9 +1,9 @@
 /// SHA-256 (FIPS 180-4) for the short inputs chain names hash, with the message assembled in a temporary
 /// buffer and the state kept in locals.
 ///
-/// A 10k-Service compile hashes ~50k names of 20-60 bytes. Through swift-crypto each hash paid for a digest
-/// context, a `[UInt8]` and several Strings, about twice the cost of the compression itself; this version
-/// allocates nothing but the chain name it returns (and, past a few hundred bytes, the message buffer).
+/// A compile hashes several names of 20-60 bytes per Service. Through swift-crypto each hash paid for a digest
+/// context, a `[UInt8]` and several Strings, more than the compression itself; this version allocates nothing
+/// but the chain name it returns (and, past a few hundred bytes, the message buffer).
 struct ChainHash {
     /// The message `a + b + c` (UTF-8), padded as FIPS 180-4 §5.1.1 says, handed to `body`.
     @inline(__always)

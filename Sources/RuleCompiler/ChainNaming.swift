@@ -1,5 +1,6 @@
 import Foundation
 import KubeModel
+import Ruleset
 
 /// Upstream kube-proxy's chain names and probability text, to the letter.
 public enum ChainNaming {
@@ -9,21 +10,21 @@ public enum ChainNaming {
     }
 
     public static func serviceChain(_ spn: String, _ proto: String) -> String {
-        ChainHash(spn, proto).chainName("KUBE-SVC-")
+        ChainHash(spn, proto).chainName(Ownership.svcPrefix)
     }
     public static func localServiceChain(_ spn: String, _ proto: String) -> String {
-        ChainHash(spn, proto).chainName("KUBE-SVL-")
+        ChainHash(spn, proto).chainName(Ownership.svlPrefix)
     }
     public static func externalChain(_ spn: String, _ proto: String) -> String {
-        ChainHash(spn, proto).chainName("KUBE-EXT-")
+        ChainHash(spn, proto).chainName(Ownership.extPrefix)
     }
     public static func firewallChain(_ spn: String, _ proto: String) -> String {
-        ChainHash(spn, proto).chainName("KUBE-FW-")
+        ChainHash(spn, proto).chainName(Ownership.fwPrefix)
     }
 
     /// `servicePortEndpointChainName`: KUBE-SEP- + hash of servicePortName + protocol + `ip:port`.
     public static func endpointChain(_ spn: String, _ proto: String, _ endpoint: String) -> String {
-        ChainHash(spn, proto, endpoint).chainName("KUBE-SEP-")
+        ChainHash(spn, proto, endpoint).chainName(Ownership.sepPrefix)
     }
 
     /// `computeProbability`: `fmt.Sprintf("%0.10f", 1.0/float64(n))`.

@@ -11,14 +11,17 @@ struct ServiceFragment {
     var filterExternalServices: [Rule] = []
     var filterNodePorts: [Rule] = []
     var filterProxyFirewall: [Rule] = []
-    /// EXT, FW, SVC, SVL and SEP chains, in upstream's declaration order.
+    /// The Service's own nat chains, in upstream's declaration order: EXT, FW, SVC, SVL, SEP today; SEP, SVC,
+    /// XLB, FW in the v1.23 layout.
     var natChains: [Chain] = []
     var noLocalEndpointsInternal = 0
     var noLocalEndpointsExternal = 0
 }
 
 /// Builds the rules of one service port. One method per rule family, each short, following the
-/// corresponding block of upstream's `syncProxyRules`.
+/// corresponding block of upstream's `syncProxyRules`. The v1.23 layout's rule families are in
+/// `LegacyServicePortRules.swift`; what both layouts share (names, the ClusterIP jump, the health-check port,
+/// endpoint chains, balancing and affinity) is here.
 ///
 /// Everything several rules share (chain names, comments) is derived once per port or per endpoint and
 /// shared between the rules: Strings are copy-on-write, so a shared comment costs a retain, not a copy.
@@ -31,10 +34,12 @@ struct ServicePortRules {
     let largeClusterMode: Bool
 
     let proto: String
-    /// Chain names, each empty when this port never writes or jumps to that chain.
+    /// Chain names, each empty when this port never writes or jumps to that chain (SVL and EXT only exist in
+    /// today's layout, XLB only in v1.23's).
     let svcChain: String
     let svlChain: String
     let extChain: String
+    let xlbChain: String
     let fwChain: String
     /// The KUBE-SEP chain of each endpoint in `cats.allReachable` (empty for the others), by position.
     let endpointChains: [String]
@@ -55,28 +60,37 @@ struct ServicePortRules {
         self.endpoints = endpoints
         self.settings = settings
         self.largeClusterMode = largeClusterMode
-        let cats = EndpointCategories(endpoints, port)
+        let v1_23 = settings.ruleLayout == .v1_23
+        let cats = v1_23 ? EndpointCategories(v1_23: endpoints, port) : EndpointCategories(endpoints, port)
         self.cats = cats
         let proto = port.proto.lowercased
         self.proto = proto
-        // SVC, SVL, EXT and FW names all carry the same hash of `servicePortName + protocol`.
+        // SVC, SVL, EXT, XLB and FW names all carry the same hash of `servicePortName + protocol`.
         let hash = ChainHash(port.name, proto)
-        let usesFWChain = cats.hasAny && !port.loadBalancerVIPs.isEmpty && !port.loadBalancerSourceRanges.isEmpty
-        svcChain = hash.chainName("KUBE-SVC-")
-        svlChain = port.internalPolicyLocal || port.externalPolicyLocal ? hash.chainName("KUBE-SVL-") : ""
-        extChain = port.externallyAccessible ? hash.chainName("KUBE-EXT-") : ""
-        fwChain = usesFWChain ? hash.chainName("KUBE-FW-") : ""
+        // v1.23 sent every LB VIP of a Service with endpoints through KUBE-FW; today only with source ranges.
+        let usesFWChain = cats.hasAny && !port.loadBalancerVIPs.isEmpty
+            && (v1_23 || !port.loadBalancerSourceRanges.isEmpty)
+        svcChain = hash.chainName(Ownership.svcPrefix)
+        svlChain = !v1_23 && (port.internalPolicyLocal || port.externalPolicyLocal) ? hash.chainName(Ownership.svlPrefix) : ""
+        extChain = !v1_23 && port.externallyAccessible ? hash.chainName(Ownership.extPrefix) : ""
+        // v1.23 declared KUBE-XLB for every eTP=Local port, even one without endpoints (legacy-layout §3.3).
+        xlbChain = v1_23 && port.externalPolicyLocal ? hash.chainName(Ownership.xlbPrefix) : ""
+        fwChain = usesFWChain ? hash.chainName(Ownership.fwPrefix) : ""
         endpointChains = Self.endpointChains(endpoints, cats.allReachable, port.name, proto)
 
+        // v1.23 had no per-policy "no local endpoints" filter rules: internalTrafficPolicy filtered the endpoints
+        // (`EndpointCategories(v1_23:)`) and eTP=Local with no local endpoint marked for drop in KUBE-XLB.
         var hasInternal = cats.hasAny
         var internalChain = svcChain
-        if port.internalPolicyLocal {
+        if port.internalPolicyLocal && !v1_23 {
             internalChain = svlChain
             if cats.local.isEmpty { hasInternal = false }
         }
         var hasExternal = cats.hasAny
         var externalPolicyChain = svcChain
-        if port.externalPolicyLocal {
+        if port.externalPolicyLocal && v1_23 {
+            externalPolicyChain = xlbChain
+        } else if port.externalPolicyLocal {
             externalPolicyChain = svlChain
             if cats.local.isEmpty { hasExternal = false }
         }
@@ -84,7 +98,7 @@ struct ServicePortRules {
         self.externalPolicyChain = externalPolicyChain
         hasInternalEndpoints = hasInternal
         hasExternalEndpoints = hasExternal
-        usesExternalTrafficChain = cats.hasAny && port.externallyAccessible
+        usesExternalTrafficChain = !v1_23 && cats.hasAny && port.externallyAccessible
         self.usesFWChain = usesFWChain
         clusterIPComment = hasInternal ? TextJoin.join(port.name, " cluster IP") : ""
 
@@ -107,18 +121,22 @@ struct ServicePortRules {
         _ endpoints: [EndpointInfo], _ reachable: [Int], _ portName: String, _ proto: String
     ) -> [String] {
         var chains = [String](repeating: "", count: endpoints.count)
-        for i in reachable { chains[i] = ChainHash(portName, proto, endpoints[i].text).chainName("KUBE-SEP-") }
+        for i in reachable { chains[i] = ChainHash(portName, proto, endpoints[i].text).chainName(Ownership.sepPrefix) }
         return chains
     }
 
     /// `-m comment --comment C -m P -p P -d IP --dport N`, the start every frontend rule shares, then `extra`.
-    private func frontend(_ comment: String, _ ip: IPAddress, _ dport: Int, then extra: Match? = nil) -> [Match] {
+    func frontend(_ comment: String, _ ip: IPAddress, _ dport: Int, then extra: Match? = nil) -> [Match] {
         let c = Match.comment(comment), p = Match.proto(port.proto), d = Match.destination(.ip(ip), negated: false)
         guard let extra else { return [c, p, d, .destinationPort(dport)] }
         return [c, p, d, .destinationPort(dport), extra]
     }
 
     func write(into f: inout ServiceFragment) {
+        if settings.ruleLayout == .v1_23 {
+            writeV1_23(into: &f)
+            return
+        }
         writeClusterIP(into: &f)
         writeExternalIPs(into: &f)
         writeLoadBalancerIPs(into: &f)
@@ -210,7 +228,7 @@ struct ServicePortRules {
             guard let m = LocalMatch.ifNotLocal(settings.localDetector) else { return nil }
             notLocal = m
         }
-        return Rule(frontend(clusterIPComment, port.clusterIP, port.port, then: notLocal), .jump("KUBE-MARK-MASQ"))
+        return Rule(frontend(clusterIPComment, port.clusterIP, port.port, then: notLocal), .jump(Ownership.markMasq))
     }
 
     func writeExternalChain(into f: inout ServiceFragment) {
@@ -218,14 +236,14 @@ struct ServicePortRules {
         var rules: [Rule] = []
         if !port.externalPolicyLocal {
             rules.append(Rule([.comment("masquerade traffic for \(port.name) external destinations")],
-                              .jump("KUBE-MARK-MASQ")))
+                              .jump(Ownership.markMasq)))
         } else {
             if let local = LocalMatch.ifLocal(settings.localDetector) {
                 rules.append(Rule([.comment("pod traffic for \(port.name) external destinations"), local],
                                   .jump(svcChain)))
             }
             rules.append(Rule([.comment("masquerade LOCAL traffic for \(port.name) external destinations"),
-                               .addrTypeLocal(.source)], .jump("KUBE-MARK-MASQ")))
+                               .addrTypeLocal(.source)], .jump(Ownership.markMasq)))
             rules.append(Rule([.comment("route LOCAL traffic for \(port.name) external destinations"),
                                .addrTypeLocal(.source)], .jump(svcChain)))
         }
@@ -270,7 +288,11 @@ struct ServicePortRules {
         var rules: [Rule] = []
         rules.reserveCapacity(1 + positions.count * (port.stickyMaxAgeSeconds == nil ? 1 : 2))
         if let lead { rules.append(lead) }
-        let comments = positions.map { largeClusterMode ? "" : TextJoin.join(port.name, " -> ", endpoints[$0].text) }
+        // v1.23 commented these rules with the bare port name; `N -> ip:port` came later (legacy-layout §3.9).
+        let bare = settings.ruleLayout == .v1_23
+        let comments = positions.map {
+            largeClusterMode ? "" : bare ? port.name : TextJoin.join(port.name, " -> ", endpoints[$0].text)
+        }
         if let seconds = port.stickyMaxAgeSeconds {
             for (i, comment) in zip(positions, comments) {
                 let chain = endpointChains[i]
@@ -296,7 +318,7 @@ struct ServicePortRules {
                 ? commented(port.name, .recentSet(name: chain), .proto(port.proto))
                 : commented(port.name, .proto(port.proto))
             f.natChains.append(Chain(chain, [
-                Rule(commented(port.name, .source(.ip(ep.ip), negated: false)), .jump("KUBE-MARK-MASQ")),
+                Rule(commented(port.name, .source(.ip(ep.ip), negated: false)), .jump(Ownership.markMasq)),
                 Rule(dnat, .dnat(ep.ip, port: ep.port)),
             ]))
         }

@@ -184,6 +184,22 @@ struct EndpointCategories {
         allReachable = Self.union(cluster, local)
     }
 
+    /// kube-proxy v1.23's endpoint selection (legacy-layout §3.1), which the v1.23 layout's rules are derived
+    /// from: only Ready endpoints count (its ProxyTerminatingEndpoints gate was alpha, off by default), `cluster`
+    /// feeds KUBE-SVC and `local` (eTP=Local only) KUBE-XLB. internalTrafficPolicy Local was applied by
+    /// `FilterEndpoints` before anything else: unless the Service is eTP=Local (which returned every endpoint), only
+    /// this node's endpoints remain, for every frontend, and none left means "has no endpoints" (the
+    /// behaviour #106497 changed in 1.24; the spec marks the 1.23 code as not re-read, this follows 1.22/1.23's
+    /// `FilterEndpoints` as the spec's §9 describes it).
+    init(v1_23 endpoints: [EndpointInfo], _ port: ServicePortInfo) {
+        let onlyLocal = port.internalPolicyLocal && !port.externalPolicyLocal
+        cluster = endpoints.indices.filter { endpoints[$0].ready && (!onlyLocal || endpoints[$0].isLocal) }
+        hasAny = !cluster.isEmpty
+        if port.externalPolicyLocal { local = cluster.filter { endpoints[$0].isLocal } }
+        // Every local endpoint is also a cluster one: SEP chains exist for exactly the SVC chain's endpoints.
+        allReachable = cluster
+    }
+
     /// The union of two ascending position lists, ascending.
     static func union(_ a: [Int], _ b: [Int]) -> [Int] {
         var out: [Int] = []

@@ -29,22 +29,27 @@ public enum TextRenderer {
         return out.string
     }
 
+    /// One table as the text that takes an empty namespace to the synced state: owned chains declared and
+    /// filled, base jumps appended, then the ensured rules where a backend puts them (`EnsuredRule`): in a base
+    /// chain right after the jumps, elsewhere in their chain, which is declared unless the table owns it.
     static func write(_ table: TableRuleset, family: IPFamily, into out: inout TextBuffer) {
         out.append("*")
         out.append(table.table.rawValue)
         out.newline()
-        for chain in table.chains {
-            out.append(":")
-            out.append(chain.name)
-            out.append(" - [0:0]\n")
-        }
-        for name in table.deletedChains {
-            out.append(":")
-            out.append(name)
-            out.append(" - [0:0]\n")
+        for chain in table.chains { declare(chain.name, into: &out) }
+        for name in table.deletedChains { declare(name, into: &out) }
+        let ensured = table.ensured.isEmpty ? [] : ensuredToAdd(table)
+        var ensuredChains: [String] = []
+        for e in ensured where !Ownership.baseChains.contains(e.chain) && !ensuredChains.contains(e.chain) {
+            ensuredChains.append(e.chain)
+            if table.chain(named: e.chain) == nil { declare(e.chain, into: &out) }
         }
         for jump in table.baseJumps {
             write(chain: jump.baseChain, rule: jump.rule, into: &out)
+            out.newline()
+        }
+        for e in ensured where Ownership.baseChains.contains(e.chain) {
+            write(chain: e.chain, rule: e.rule, into: &out)
             out.newline()
         }
         for chain in table.chains {
@@ -53,12 +58,34 @@ public enum TextRenderer {
                 out.newline()
             }
         }
+        for e in ensured where !Ownership.baseChains.contains(e.chain) {
+            write(chain: e.chain, rule: e.rule, into: &out)
+            out.newline()
+        }
         for name in table.deletedChains {
             out.append("-X ")
             out.append(name)
             out.newline()
         }
         out.append("COMMIT\n")
+    }
+
+    static func declare(_ chain: String, into out: inout TextBuffer) {
+        out.append(":")
+        out.append(chain)
+        out.append(" - [0:0]\n")
+    }
+
+    /// The ensured rules a backend adds to a table that holds only this ruleset: each once, and none that is
+    /// already one of the table's owned rules or jumps in the same chain ("no identical rule exists").
+    static func ensuredToAdd(_ table: TableRuleset) -> [EnsuredRule] {
+        var out: [EnsuredRule] = []
+        for e in table.ensured where !out.contains(e) {
+            if table.chain(named: e.chain)?.rules.contains(e.rule) == true { continue }
+            if table.baseJumps.contains(where: { $0.baseChain == e.chain && $0.rule == e.rule }) { continue }
+            out.append(e)
+        }
+        return out
     }
 
     static func write(chain: String, rule: Rule, into out: inout TextBuffer) {

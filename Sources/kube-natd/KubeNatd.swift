@@ -13,10 +13,10 @@ import Ruleset
 struct KubeNatd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kube-natd",
-        abstract: "A drop-in replacement for kube-proxy's iptables mode that commits each table atomically through libiptc.",
+        abstract: "A drop-in replacement for kube-proxy's iptables mode that writes each table atomically.",
         discussion: """
             kube-natd learns Services and EndpointSlices (from an apiserver or from manifest files), compiles the \
-            KUBE-* chains kube-proxy would write on this node, and writes each table in one commit.
+            KUBE-* chains kube-proxy would write on this node, and writes them in one transaction per table.
 
               kube-natd --config FILE --source PATH --dry-run     print the rules as iptables-restore text
               kube-natd --config FILE --source PATH --once        program the kernel once and exit
@@ -30,6 +30,50 @@ struct KubeNatd: AsyncParsableCommand {
     @Option(name: [.customShort("v"), .customLong("v")], help: "Log level verbosity (0-10), as kube-proxy's -v.")
     var verbosity: Int?
 
+    /// Usage errors (unknown values, conflicting modes) exit 2, like configuration errors, not ArgumentParser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand { try await async.run() } else { try command.run() }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                Stderr.line(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+
+    /// What this run does; exactly one at a time.
+    enum Mode: String {
+        case daemon, dryRun = "--dry-run", once = "--once", cleanup = "--cleanup", validate = "--validate",
+             writeConfig = "--write-config-to"
+    }
+
+    func validate() throws {
+        _ = try self.mode()
+        _ = try self.source.durations()
+    }
+
+    func mode() throws -> Mode {
+        var modes: [Mode] = []
+        if rules.dryRun { modes.append(.dryRun) }
+        if rules.once { modes.append(.once) }
+        if rules.cleanup { modes.append(.cleanup) }
+        if config.validate { modes.append(.validate) }
+        if config.writeConfigTo != nil { modes.append(.writeConfig) }
+        guard modes.count <= 1 else {
+            throw ValidationError("\(modes.map(\.rawValue).joined(separator: " and ")) cannot be combined: choose one")
+        }
+        return modes.first ?? .daemon
+    }
+
+    var logger: Logger {
+        var logger = Logger(label: "kube-natd")
+        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
+        return logger
+    }
+
     mutating func run() async throws {
         var setup: NodeSetup
         do {
@@ -41,58 +85,51 @@ struct KubeNatd: AsyncParsableCommand {
         }
         for w in setup.warnings { Stderr.line("warning: \(w)") }
 
-        if let path = config.writeConfigTo {
-            try setup.configuration.render().write(toFile: path, atomically: true, encoding: .utf8)
-            return
-        }
-        if config.validate {
+        switch try self.mode() {
+        case .writeConfig:
+            try setup.configuration.render().write(toFile: config.writeConfigTo!, atomically: true, encoding: .utf8)
+        case .validate:
             if let path = source.source {
                 let load = try loadManifests(path)
                 for issue in load.issues { Stderr.line(issue.description) }
                 if !load.errors.isEmpty { throw ExitCode(2) }
             }
-            return
-        }
-        if rules.cleanup {
-            do {
-                try Cleanup.run(families: [.ipv4, .ipv6])
-                Stderr.line("kube-natd: cleanup done (IPv4 and IPv6)")
-            } catch {
-                Stderr.line("kube-natd: cleanup failed: \(error)")
-                throw ExitCode(1)
-            }
-            return
-        }
-        if rules.dryRun {
+        case .cleanup:
+            try cleanup()
+        case .dryRun:
             try dryRun(setup)
-            return
-        }
-        if rules.once {
+        case .once:
             try once(setup)
-            return
+        case .daemon:
+            try await runDaemon(setup)
         }
-        try await runDaemon(setup)
+    }
+
+    /// `--cleanup`: every backend that may hold rules of an earlier proxy removes what kube-natd owns.
+    func cleanup() throws {
+        var failed = false
+        for backend in BackendFactory.cleanupBackends(logger: logger) {
+            do {
+                let report = try backend.cleanup(families: [.ipv4, .ipv6])
+                let n = report.tables.reduce(0) { $0 + $1.chainsDeleted + $1.rulesDeleted }
+                Stderr.line("kube-natd: cleanup through \(backend.name): \(n) chains and jumps removed")
+            } catch {
+                Stderr.line("kube-natd: cleanup through \(backend.name) failed: \(error)")
+                failed = true
+            }
+        }
+        if failed { throw ExitCode(1) }
+        Stderr.line("kube-natd: cleanup done (IPv4 and IPv6)")
     }
 
     /// The long-running mode: follow the source, keep the kernel in step; SIGTERM/SIGINT stop (rules stay),
     /// SIGHUP re-reads manifest files.
     func runDaemon(_ setup: NodeSetup) async throws {
-        var logger = Logger(label: "kube-natd")
-        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
-        guard let choice = BackendChoice(rawValue: rules.backend) else {
-            Stderr.line("kube-natd: --backend: must be auto, libiptc or restore, got \"\(rules.backend)\"")
-            throw ExitCode(2)
-        }
-        func duration(_ text: String, _ flag: String) throws -> Duration {
-            guard let d = GoDuration(parsing: text), d.nanoseconds > 0 else {
-                Stderr.line("kube-natd: \(flag): expected a positive duration such as 30s, got \"\(text)\"")
-                throw ExitCode(2)
-            }
-            return .nanoseconds(d.nanoseconds)
-        }
-        let sourceChoice: ClusterSourceChoice
+        let logger = self.logger
+        let durations = try source.durations()
+        let clusterSource: ClusterSource
         if let path = source.source {
-            sourceChoice = .manifests(path: path, recheck: try duration(source.manifestRecheck, "--manifest-recheck-interval"))
+            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, logger: logger)
         } else {
             let c = setup.configuration.clientConnection.kubeconfig
             // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
@@ -106,21 +143,11 @@ struct KubeNatd: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             var options = KubeSource.SourceOptions(nodeName: setup.nodeName)
-            if source.sourceMode == .poll { options.mode = .poll(interval: try duration(source.pollInterval, "--poll-interval")) }
-            sourceChoice = .apiserver(credentials, options)
+            if source.sourceMode == .poll { options.mode = .poll(interval: durations.poll) }
+            clusterSource = APIServerClusterSource(credentials: credentials, options: options, logger: logger)
         }
-        let backend: RulesetBackend
-        do {
-            let (b, why) = try BackendFactory.make(choice, logger: logger)
-            logger.info("\(why)")
-            backend = b
-        } catch {
-            Stderr.line("kube-natd: \(error)")
-            throw ExitCode(1)
-        }
-        let daemon = ProxyDaemon(setup: setup, families: rules.ipFamily.families, backend: backend,
-                                 features: features(probe: true), source: sourceChoice, logger: logger)
-        daemon.conntrackCleanup = rules.conntrackCleanup
+        let path = try syncPath(setup, node: Sysctls())
+        let daemon = ProxyDaemon(path: path, source: clusterSource, logger: logger)
         let task = Task { try await daemon.run() }
         var signalSources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
@@ -128,8 +155,8 @@ struct KubeNatd: AsyncParsableCommand {
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
                 if sig == SIGHUP {
-                    logger.info("SIGHUP: re-reading the manifests")
-                    daemon.requestReload()
+                    logger.info("SIGHUP: reading the source again")
+                    daemon.reload()
                 } else {
                     logger.info("signal \(sig): stopping")
                     task.cancel()
@@ -145,57 +172,76 @@ struct KubeNatd: AsyncParsableCommand {
         signalSources.forEach { $0.cancel() }
     }
 
-    func once(_ setup: NodeSetup) throws {
-        guard let path = source.source else {
-            Stderr.line("kube-natd: --once needs --source PATH (manifest files)")
-            throw ExitCode(2)
-        }
-        var logger = Logger(label: "kube-natd")
-        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
-        guard let choice = BackendChoice(rawValue: rules.backend) else {
-            Stderr.line("kube-natd: --backend: must be auto, libiptc or restore, got \"\(rules.backend)\"")
-            throw ExitCode(2)
-        }
+    /// The sync path of `--once` and the daemon: the chosen backend, features decided on this machine.
+    func syncPath(_ setup: NodeSetup, node: NodePreparation) throws -> SyncPath {
         let clock = ContinuousClock()
         let started = clock.now
-        let backend: RulesetBackend
+        let backend: KernelBackend
         do {
-            let (b, why) = try BackendFactory.make(choice, logger: logger)
+            let (b, why) = try BackendFactory.make(rules.backend, logger: logger)
             logger.info("\(why) (decided in \(Self.ms(clock.now - started)) ms)")
             backend = b
         } catch {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
+        return SyncPath(setup: setup, families: rules.ipFamily.families, backend: backend, features: features,
+                        node: node, logger: logger, conntrackCleanup: rules.conntrackCleanup)
+    }
+
+    /// `--once`: one turn of the daemon's sync path, from manifest files, then exit.
+    func once(_ setup: NodeSetup) throws {
+        guard let path = source.source else {
+            Stderr.line("kube-natd: --once needs --source PATH (manifest files)")
+            throw ExitCode(2)
+        }
+        let sync = try syncPath(setup, node: Sysctls())
         // The kernel's copy of the tables is read on the second core while the manifests are decoded: the apply
-        // then only compares (and writes through libiptc when something differs).
-        let prefetch = (backend as? LibiptcBackend).map { _ in
-            TablePrefetch(families: rules.ipFamily.families, tables: [.filter, .nat])
-        }
+        // then only compares (and writes when something differs).
+        sync.prefetch()
+        let clock = ContinuousClock()
         let readFrom = clock.now
-        let state: ClusterState
-        do {
-            let load = try loadManifests(path)
-            for issue in load.issues { Stderr.line(issue.description) }
-            state = load.clusterState  // the decoded objects go once the state holds them
-        }
-        let loaded = clock.now
-        logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(loaded - readFrom)) ms")
-        if let prefetch, let libiptc = backend as? LibiptcBackend {
-            for (family, snapshots) in prefetch.wait() { libiptc.usePrefetched(snapshots, family: family) }
-            logger.debug("tables read ahead in \(String(format: "%.1f", prefetch.seconds * 1000)) ms, \(Self.ms(clock.now - loaded)) ms waited")
-        }
-        do {
-            try OneShot(setup: setup, features: features(probe: true), backend: backend, logger: logger,
-                        conntrackCleanup: rules.conntrackCleanup)
-                .run(state: state, families: rules.ipFamily.families)
-        } catch {
-            Stderr.line("kube-natd: \(error)")
+        let load = try loadManifests(path)
+        for issue in load.issues { Stderr.line(issue.description) }
+        let state = load.clusterState
+        logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(clock.now - readFrom)) ms")
+        let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
+        guard outcome.succeeded else {
+            Stderr.line("kube-natd: rules not written, the kernel keeps its previous rules: \(outcome.error.map { "\($0)" } ?? "")")
             throw ExitCode(1)
         }
-        // Done: the process exits now instead of releasing the cluster state object by object on the way out
-        // (~0.1 s at 10k Services, ~0.3 s at 30k). exit() still flushes stdio.
+        // Done: the process exits now instead of releasing the cluster state object by object on the way out.
+        // exit() still flushes stdio.
         Foundation.exit(0)
+    }
+
+    /// `--dry-run`: the same turn with the text backend and nothing on the node changed.
+    func dryRun(_ setup: NodeSetup) throws {
+        guard let path = source.source else {
+            Stderr.line("kube-natd: --dry-run needs --source PATH (manifest files)")
+            throw ExitCode(2)
+        }
+        let load = try loadManifests(path)
+        for issue in load.issues { Stderr.line(issue.description) }
+        let state = load.clusterState
+        let text = TextBackend(rendersText: true)
+        let sync = SyncPath(setup: setup, families: rules.ipFamily.families, backend: text, features: features,
+                            node: NoNodePreparation(), logger: Logger(label: "kube-natd", factory: { _ in SwiftLogNoOpLogHandler() }),
+                            conntrackCleanup: false)
+        let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
+        guard outcome.succeeded else {
+            Stderr.line("kube-natd: \(outcome.error.map { "\($0)" } ?? "dry run failed")")
+            throw ExitCode(1)
+        }
+        FileHandle.standardOutput.write(Data((outcome.report.text ?? "").utf8))
+        let skipped = load.issues.filter { $0.severity == .error }.count
+        let ignored = load.issues.count - skipped
+        Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
+    }
+
+    /// Optional rule features, decided the same way for every mode (a dry run prints what `--once` would write).
+    var features: KernelFeatures {
+        KernelFeatures.decide(randomFully: rules.randomFully, nfacctCounters: rules.nfacctCounters)
     }
 
     static func ms(_ d: Duration) -> String { String(format: "%.1f", d.secondsValue * 1000) }
@@ -205,32 +251,6 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line(e.description)
             throw ExitCode(e.exitCode)
         }
-    }
-
-    func features(probe: Bool) -> KernelFeatures {
-        KernelFeatures(randomFully: rules.randomFully == .yes || (rules.randomFully == .auto && probe && KernelProbe.hasRandomFully()),
-                       nfacctCounters: rules.nfacctCounters == .yes)
-    }
-
-    func dryRun(_ setup: NodeSetup) throws {
-        guard let path = source.source else {
-            Stderr.line("kube-natd: --dry-run needs --source PATH (manifest files)")
-            throw ExitCode(2)
-        }
-        let load = try loadManifests(path)
-        for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
-        let families = rules.ipFamily.families
-        var out = [UInt8]()
-        for family in families {
-            let compiler = RuleCompiler(settings: setup.settings(for: family, features: features(probe: false)))
-            if families.count > 1 { out += Array("# \(family.rawValue)\n".utf8) }
-            out += TextRenderer.renderBytes(compiler.compile(state))
-        }
-        FileHandle.standardOutput.write(Data(out))
-        let skipped = load.issues.filter { $0.severity == .error }.count
-        let ignored = load.issues.count - skipped
-        Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
     }
 }
 

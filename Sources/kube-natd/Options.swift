@@ -113,6 +113,17 @@ struct SourceOptions: ParsableArguments {
 
     @Option(name: .customLong("manifest-recheck-interval"), help: "With --source in the long-running mode: how often the files are checked for changes (SIGHUP re-reads at once).")
     var manifestRecheck: String = "1s"
+
+    /// The duration options, checked in every mode.
+    func durations() throws -> (recheck: Duration, poll: Duration) {
+        func duration(_ text: String, _ flag: String) throws -> Duration {
+            guard let d = GoDuration(parsing: text), d.nanoseconds > 0 else {
+                throw ValidationError("\(flag): expected a positive duration such as 30s, got \"\(text)\"")
+            }
+            return .nanoseconds(d.nanoseconds)
+        }
+        return (try duration(manifestRecheck, "--manifest-recheck-interval"), try duration(pollInterval, "--poll-interval"))
+    }
 }
 
 enum SourceMode: String, ExpressibleByArgument, CaseIterable {
@@ -137,21 +148,19 @@ struct RuleOptions: ParsableArguments {
     var ruleLayout: RuleLayout = .current
 
     @Option(name: .customLong("backend"), help: "How rules reach the kernel: auto, libiptc or restore.")
-    var backend: String = "auto"
+    var backend: BackendChoice = .auto
 
-    @Option(name: .customLong("random-fully"), help: "Whether MASQUERADE gets --random-fully: auto (probe the kernel; no for --dry-run), yes or no.")
-    var randomFully: Tristate = .auto
+    @Option(name: .customLong("random-fully"), help: "Whether MASQUERADE gets --random-fully: auto (as kube-proxy: iptables >= 1.6.2, also for --dry-run), yes or no.")
+    var randomFully: FeatureChoice = .auto
 
     @Option(name: .customLong("nfacct-counters"), help: "Whether the nfacct counters ct_state_invalid_dropped_pkts and localhost_nps_accepted_pkts are used: auto (no), yes or no.")
-    var nfacctCounters: Tristate = .auto
+    var nfacctCounters: FeatureChoice = .auto
 
     @Option(name: .customLong("conntrack-cleanup"), help: "After the rules are written, delete UDP conntrack entries of Services whose reply source is no longer a serving endpoint (true|false).")
     var conntrackCleanup: Bool = true
 }
 
-enum Tristate: String, ExpressibleByArgument, CaseIterable {
-    case auto, yes, no
-}
-
 extension FamilySelection: ExpressibleByArgument {}
+extension BackendChoice: ExpressibleByArgument {}
+extension FeatureChoice: ExpressibleByArgument {}
 extension RuleLayout: ExpressibleByArgument {}

@@ -26,6 +26,7 @@ final class ProxyMetricsTests: XCTestCase {
         "kubeproxy_proxy_healthz_total": "counter",
         "kubeproxy_proxy_livez_total": "counter",
         "kubenatd_drift_repairs_total": "counter",
+        "kubenatd_invalid_objects_total": "counter",
         "process_resident_memory_bytes": "gauge",
         "process_virtual_memory_bytes": "gauge",
         "process_cpu_seconds_total": "counter",

@@ -1,87 +1,123 @@
 import Foundation
-import KubeModel
 import XCTest
 
 @testable import Daemon
 
-/// kube-proxy's BoundedFrequencyRunner semantics. Assertions are upper bounds on how often syncs run and
-/// bounded waits for them to happen, not timing targets.
-final class SyncRunnerTests: XCTestCase {
-    final class Log: @unchecked Sendable {
-        let lock = NSLock()
-        var runs: [(full: Bool, at: ContinuousClock.Instant)] = []
-        var fail = 0
-        func add(_ full: Bool) -> Bool {
-            lock.lock(); defer { lock.unlock() }
-            runs.append((full, .now))
-            if fail > 0 { fail -= 1; return false }
-            return true
-        }
-        var count: Int { lock.lock(); defer { lock.unlock() }; return runs.count }
-        var snapshot: [(full: Bool, at: ContinuousClock.Instant)] { lock.lock(); defer { lock.unlock() }; return runs }
-    }
-
-    func start(_ runner: SyncRunner, _ log: Log, ready: @escaping @Sendable () -> Bool = { true }) -> Task<Void, Never> {
-        Task { await runner.run(ready: ready, idle: {}, sync: { full in SyncRunner.Outcome(succeeded: log.add(full)) }) }
-    }
-
-    func waitUntil(_ what: String, timeout: Double = 5, _ cond: () -> Bool) {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !cond() && Date() < deadline { usleep(5_000) }
-        XCTAssertTrue(cond(), "timed out waiting for \(what)")
-    }
+/// kube-proxy's BoundedFrequencyRunner semantics, on a clock the tests move by hand: no real sleeps, no timing.
+final class SyncScheduleTests: XCTestCase {
+    typealias Schedule = SyncSchedule<ManualClock.Instant>
+    let t0 = ManualClock.Instant(offset: .zero)
+    func at(_ ms: Int) -> ManualClock.Instant { t0.advanced(by: .milliseconds(ms)) }
 
     func testNoSyncBeforeTheInitialListsThenAFullOne() {
-        let runner = SyncRunner(minInterval: .milliseconds(50), maxInterval: .seconds(60))
-        let log = Log()
-        let ready = ManagedAtomicFlag()
-        let task = start(runner, log, ready: { ready.value })
-        usleep(200_000)
-        XCTAssertEqual(log.count, 0, "synced before both initial lists were complete")
-        ready.value = true
-        waitUntil("the first sync") { log.count == 1 }
-        XCTAssertEqual(log.snapshot.first?.full, true)
-        task.cancel()
+        var s = Schedule(minInterval: .seconds(1), maxInterval: .seconds(30))
+        XCTAssertFalse(s.isDue(at: at(0), ready: false), "synced before both initial lists were complete")
+        XCTAssertTrue(s.isDue(at: at(0), ready: true))
+        XCTAssertTrue(s.start(at: at(0)), "the first sync is full")
     }
 
     func testBurstsOfRequestsCoalesceAndRespectMinInterval() {
-        let runner = SyncRunner(minInterval: .milliseconds(300), maxInterval: .seconds(60))
-        let log = Log()
-        let task = start(runner, log)
-        waitUntil("the first sync") { log.count == 1 }
-        for _ in 0..<100 { runner.request(); usleep(1_000) }
-        waitUntil("the coalesced sync") { log.count == 2 }
-        usleep(100_000)
-        XCTAssertEqual(log.count, 2, "100 requests must coalesce into one sync")
-        let runs = log.snapshot
-        XCTAssertGreaterThanOrEqual(runs[1].at - runs[0].at, .milliseconds(300), "two syncs closer than minSyncPeriod")
-        XCTAssertEqual(runs[1].full, false)
-        task.cancel()
+        var s = Schedule(minInterval: .milliseconds(300), maxInterval: .seconds(60))
+        _ = s.start(at: at(0))
+        s.finish(succeeded: true, at: at(50))
+        for _ in 0..<100 { s.request() }
+        XCTAssertFalse(s.isDue(at: at(299), ready: true), "two syncs closer than minSyncPeriod")
+        XCTAssertTrue(s.isDue(at: at(300), ready: true))
+        XCTAssertFalse(s.start(at: at(300)), "a requested sync is partial")
+        s.finish(succeeded: true, at: at(310))
+        XCTAssertFalse(s.isDue(at: at(10_000), ready: true), "100 requests coalesced into one sync")
     }
 
     func testAFullSyncHappensEverySyncPeriodWithoutRequests() {
-        let runner = SyncRunner(minInterval: .milliseconds(10), maxInterval: .milliseconds(300))
-        let log = Log()
-        let task = start(runner, log)
-        waitUntil("three periodic syncs") { log.count >= 3 }
-        XCTAssertTrue(log.snapshot.allSatisfy(\.full), "periodic syncs are full")
-        task.cancel()
+        var s = Schedule(minInterval: .milliseconds(10), maxInterval: .milliseconds(300))
+        _ = s.start(at: at(0))
+        s.finish(succeeded: true, at: at(1))
+        XCTAssertFalse(s.isDue(at: at(299), ready: true))
+        XCTAssertTrue(s.isDue(at: at(300), ready: true))
+        XCTAssertTrue(s.start(at: at(300)), "periodic syncs are full")
     }
 
-    func testAFailedSyncIsRetriedWithBackoffAndTheRetryIsFull() {
-        let runner = SyncRunner(minInterval: .milliseconds(100), maxInterval: .seconds(60))
+    func testARequestedFullSyncIsFull() {
+        var s = Schedule(minInterval: .milliseconds(10), maxInterval: .seconds(30))
+        _ = s.start(at: at(0))
+        s.finish(succeeded: true, at: at(1))
+        s.request(full: true)
+        s.request()
+        XCTAssertTrue(s.isDue(at: at(10), ready: true))
+        XCTAssertTrue(s.start(at: at(10)))
+    }
+
+    func testAFailedSyncIsRetriedWithDoublingBackoffCappedAtSyncPeriodAndTheRetryIsFull() {
+        var s = Schedule(minInterval: .milliseconds(100), maxInterval: .milliseconds(500))
+        _ = s.start(at: at(0))
+        s.finish(succeeded: false, at: at(0))
+        s.request()
+        XCTAssertFalse(s.isDue(at: at(99), ready: true), "changes wait for the retry")
+        XCTAssertTrue(s.isDue(at: at(100), ready: true), "first retry after minSyncPeriod")
+        XCTAssertTrue(s.start(at: at(100)), "a retry is full")
+        s.finish(succeeded: false, at: at(100))
+        XCTAssertFalse(s.isDue(at: at(299), ready: true))
+        XCTAssertTrue(s.isDue(at: at(300), ready: true), "second retry after twice minSyncPeriod")
+        _ = s.start(at: at(300))
+        s.finish(succeeded: false, at: at(300))
+        _ = s.start(at: at(700))
+        s.finish(succeeded: false, at: at(700))
+        XCTAssertFalse(s.isDue(at: at(1199), ready: true))
+        XCTAssertTrue(s.isDue(at: at(1200), ready: true), "backoff capped at syncPeriod")
+        XCTAssertTrue(s.start(at: at(1200)))
+        s.finish(succeeded: true, at: at(1200))
+        XCTAssertFalse(s.isDue(at: at(1300), ready: true), "no more syncs once one succeeded and nothing was requested")
+    }
+}
+
+final class SyncRunnerTests: XCTestCase {
+    final class Log: @unchecked Sendable {
+        let lock = NSLock()
+        var runs: [Bool] = []
+        var fail = 0
+        func add(_ full: Bool) -> Bool {
+            lock.withLock {
+                runs.append(full)
+                if fail > 0 { fail -= 1; return false }
+                return true
+            }
+        }
+        var count: Int { lock.withLock { runs.count } }
+        var snapshot: [Bool] { lock.withLock { runs } }
+    }
+
+    /// The runner's loop on a manual clock: each step advances time and waits until the loop sleeps again.
+    func testTheLoopFollowsTheScheduleOnTheInjectedClock() async {
+        let clock = ManualClock()
+        let runner = SyncRunner(minInterval: .milliseconds(100), maxInterval: .seconds(1), tick: .milliseconds(10),
+                                clock: clock)
         let log = Log()
-        log.fail = 2
-        let task = start(runner, log)
-        waitUntil("two retries") { log.count >= 3 }
-        let runs = log.snapshot
-        XCTAssertTrue(runs.allSatisfy(\.full))
-        // Backoff doubles from minSyncPeriod: 100 ms, then 200 ms.
-        XCTAssertGreaterThanOrEqual(runs[1].at - runs[0].at, .milliseconds(100))
-        XCTAssertGreaterThanOrEqual(runs[2].at - runs[1].at, .milliseconds(200))
-        usleep(300_000)
-        XCTAssertEqual(log.count, 3, "no more syncs once one succeeded and nothing was requested")
+        let ready = ManagedAtomicFlag()
+        let task = Task {
+            await runner.run(ready: { ready.value }, idle: {}, sync: { full in .init(succeeded: log.add(full)) })
+        }
+        await clock.waitForSleepers()
+        XCTAssertEqual(log.count, 0, "no sync before the initial lists")
+        ready.value = true
+        clock.advance(by: .milliseconds(10))
+        await clock.waitForSleepers()
+        XCTAssertEqual(log.snapshot, [true], "the first sync is full")
+        for _ in 0..<50 { runner.request() }
+        for _ in 0..<9 {
+            clock.advance(by: .milliseconds(10))
+            await clock.waitForSleepers()
+        }
+        XCTAssertEqual(log.count, 1, "requested sync ran before minSyncPeriod")
+        clock.advance(by: .milliseconds(10))
+        await clock.waitForSleepers()
+        XCTAssertEqual(log.snapshot, [true, false], "50 requests coalesced into one partial sync")
+        for _ in 0..<100 {
+            clock.advance(by: .milliseconds(10))
+            await clock.waitForSleepers()
+        }
+        XCTAssertEqual(log.snapshot, [true, false, true], "a periodic full sync once a syncPeriod passed")
         task.cancel()
+        await task.value
     }
 }
 
@@ -90,41 +126,7 @@ final class ManagedAtomicFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var v = false
     var value: Bool {
-        get { lock.lock(); defer { lock.unlock() }; return v }
-        set { lock.lock(); v = newValue; lock.unlock() }
-    }
-}
-
-final class ClusterStoreTests: XCTestCase {
-    func svc(_ name: String, _ ip: String) -> Service {
-        Service(name: ObjectName(namespace: "ns", name: name), clusterIPs: [IPAddress(ip)!], ports: [ServicePort(port: 80)])
-    }
-
-    func testReplaceCountsOnlyDifferencesAndGatesOnBothLists() {
-        let store = ClusterStore()
-        XCTAssertFalse(store.isInitialized)
-        store.replace(.service, services: [svc("a", "10.0.0.1"), svc("b", "10.0.0.2")])
-        store.markSynced(.service)
-        XCTAssertFalse(store.isInitialized, "endpoints not listed yet")
-        store.markSynced(.endpointSlice)
-        XCTAssertTrue(store.isInitialized)
-        XCTAssertEqual(store.take().serviceChanges, 2)
-        store.replace(.service, services: [svc("a", "10.0.0.1"), svc("b", "10.0.0.3")])
-        XCTAssertEqual(store.take().serviceChanges, 1, "only b changed")
-        store.replace(.service, services: [svc("a", "10.0.0.1")])
-        let snap = store.take()
-        XCTAssertEqual(snap.serviceChanges, 1, "b went away")
-        XCTAssertEqual(snap.state.services.count, 1)
-    }
-
-    func testTriggerTimesTravelToTheNextSync() {
-        let store = ClusterStore()
-        var slice = EndpointSlice(name: ObjectName(namespace: "ns", name: "a-1"), serviceName: "a")
-        slice.lastChangeTriggerTime = "2026-11-22T10:00:00Z"
-        store.upsert(slice)
-        let snap = store.take()
-        XCTAssertEqual(snap.triggerTimes.count, 1)
-        XCTAssertEqual(snap.endpointChanges, 1)
-        XCTAssertEqual(store.take().triggerTimes.count, 0, "observed once")
+        get { lock.withLock { v } }
+        set { lock.withLock { v = newValue } }
     }
 }

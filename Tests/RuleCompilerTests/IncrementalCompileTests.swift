@@ -40,13 +40,22 @@ final class IncrementalCompileTests: XCTestCase {
     }
 
     func testRandomChangesGiveTheSameRulesAsAFreshCompile() {
+        assertRandomChangesGiveTheSameRulesAsAFreshCompile(layout: .current)
+    }
+
+    func testRandomChangesGiveTheSameRulesAsAFreshCompileInTheV123Layout() {
+        assertRandomChangesGiveTheSameRulesAsAFreshCompile(layout: .v1_23)
+    }
+
+    func assertRandomChangesGiveTheSameRulesAsAFreshCompile(layout: RuleLayout) {
+        let settings = F.settings(layout: layout)
         var rng = Rng(state: 0x1234_5678_9abc_def1)
         var state = ClusterState()
         for i in 0..<40 {
             state.upsert(service(i, &rng))
             state.upsert(slice(i, &rng))
         }
-        let compiler = RuleCompiler(settings: F.settings())
+        let compiler = RuleCompiler(settings: settings)
         _ = compiler.compile(state)
         for step in 0..<150 {
             let i = rng.next(45)
@@ -58,31 +67,35 @@ final class IncrementalCompileTests: XCTestCase {
             }
             if rng.next(4) == 0 { state.upsert(slice(rng.next(45), &rng)) }
             let incremental = compiler.compile(state)
-            let fresh = RuleCompiler(settings: F.settings()).compile(state)
+            let fresh = RuleCompiler(settings: settings).compile(state)
             if incremental != fresh {
-                XCTFail("step \(step): incremental result differs from a fresh compile")
+                XCTFail("\(layout) step \(step): incremental result differs from a fresh compile")
                 assertSameLines(TextRenderer.render(incremental), TextRenderer.render(fresh))
                 return
             }
-            XCTAssertEqual(compiler.lastStats.services, RuleCompiler(settings: F.settings()).compileStats(state).services)
+            XCTAssertEqual(compiler.lastStats.services, RuleCompiler(settings: settings).compileStats(state).services)
         }
     }
 
     func testAnUnchangedStateRecompilesNothing() {
         let (services, slices) = UpstreamFixtureTests.overallCluster()
         let state = ClusterState(services: services, slices: slices)
-        let compiler = RuleCompiler(settings: F.settings())
-        let first = compiler.compile(state)
-        XCTAssertEqual(compiler.compile(state), first)
-        XCTAssertEqual(compiler.lastStats.fragmentsCompiled, 0)
+        for layout in RuleLayout.allCases {
+            let compiler = RuleCompiler(settings: F.settings(layout: layout))
+            let first = compiler.compile(state)
+            XCTAssertEqual(compiler.compile(state), first)
+            XCTAssertEqual(compiler.lastStats.fragmentsCompiled, 0)
+        }
     }
 
     func testAnotherStateLineageIsNotMistakenForAChange() {
-        let compiler = RuleCompiler(settings: F.settings())
-        let (services, slices) = UpstreamFixtureTests.overallCluster()
-        _ = compiler.compile(ClusterState(services: services, slices: slices))
-        let other = ClusterState(services: Array(services.prefix(2)), slices: Array(slices.prefix(2)))
-        XCTAssertEqual(compiler.compile(other), RuleCompiler(settings: F.settings()).compile(other))
+        for layout in RuleLayout.allCases {
+            let compiler = RuleCompiler(settings: F.settings(layout: layout))
+            let (services, slices) = UpstreamFixtureTests.overallCluster()
+            _ = compiler.compile(ClusterState(services: services, slices: slices))
+            let other = ClusterState(services: Array(services.prefix(2)), slices: Array(slices.prefix(2)))
+            XCTAssertEqual(compiler.compile(other), RuleCompiler(settings: F.settings(layout: layout)).compile(other))
+        }
     }
 }
 

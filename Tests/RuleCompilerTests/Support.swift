@@ -36,11 +36,11 @@ enum Fixture {
     }
 
     /// `NewFakeProxier`'s settings: test-node, 192.168.0.2, cluster CIDR 10.0.0.0/8, nfacct counters present.
-    static func settings(family: IPFamily = .ipv4, nfacct: Bool = true) -> NodeSettings {
+    static func settings(family: IPFamily = .ipv4, nfacct: Bool = true, layout: RuleLayout = .current) -> NodeSettings {
         NodeSettings(family: family, nodeName: "test-node",
                      nodeIPs: family == .ipv4 ? [ip("192.168.0.2")] : [ip("2001:db8::1")],
                      localDetector: .cidr(CIDR(family == .ipv4 ? "10.0.0.0/8" : "fd00:10::/64")!),
-                     features: KernelFeatures(randomFully: false, nfacctCounters: nfacct))
+                     features: KernelFeatures(randomFully: false, nfacctCounters: nfacct), ruleLayout: layout)
     }
 
     static func compile(_ services: [Service], _ slices: [EndpointSlice], settings: NodeSettings = settings()) -> Ruleset {
@@ -72,6 +72,9 @@ func upstreamSorted(_ rs: Ruleset) -> String {
     return TextRenderer.render(Ruleset(family: rs.family, tables: tables))
 }
 
+/// `Golden/` in the source tree, where UPDATE_GOLDEN=1 writes.
+let goldenInSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
 func golden(_ name: String) throws -> String {
     let url = Bundle.module.url(forResource: "Golden", withExtension: nil)!.appendingPathComponent(name)
     return try String(contentsOf: url, encoding: .utf8)
@@ -88,5 +91,72 @@ func assertSameLines(_ actual: String, _ expected: String, file: StaticString = 
             XCTFail("line \(i + 1) differs:\n  actual:   \(x)\n  expected: \(y)\n--- actual ---\n\(actual)", file: file, line: line)
             return
         }
+    }
+}
+
+/// kube-proxy 1.23's `sortIPTablesRules` (legacy-layout §7): per table, the chain lines sorted by name, then the
+/// KUBE-NODEPORTS rules and the KUBE-SERVICES rules each grouped by the first word of their comment (the service
+/// port name, or "kubernetes" for the tail rule) with the groups sorted, then every other chain's rules by chain
+/// name. Rule order within a chain, and within a service's group, is kept: only the order Go's map iteration gave
+/// the Services is taken out. Works on restore text, so the spec's verbatim expectations go through it as they are.
+func legacySorted(_ text: String) -> String {
+    var out: [String] = []
+    var chains: [String] = []
+    var rules: [(chain: String, line: String)] = []
+    func firstCommentWord(_ line: String) -> String {
+        guard let r = line.range(of: "--comment ") else { return "" }
+        return String(line[r.upperBound...].drop { $0 == "\"" }.prefix { $0 != " " && $0 != "\"" })
+    }
+    func flush() {
+        out += chains.sorted()
+        for chain in ["KUBE-NODEPORTS", "KUBE-SERVICES"] {
+            let mine = rules.filter { $0.chain == chain }.map(\.line)
+            let groups = Dictionary(grouping: mine, by: firstCommentWord)
+            for key in groups.keys.sorted() { out += groups[key]! }
+        }
+        let others = rules.filter { $0.chain != "KUBE-NODEPORTS" && $0.chain != "KUBE-SERVICES" }
+        for chain in Set(others.map(\.chain)).sorted() { out += others.filter { $0.chain == chain }.map(\.line) }
+        chains = []
+        rules = []
+    }
+    for line in text.split(separator: "\n").map(String.init) {
+        if line.hasPrefix(":") {
+            chains.append(line)
+        } else if line.hasPrefix("-A ") {
+            rules.append((String(line.dropFirst(3).prefix { $0 != " " }), line))
+        } else if line == "COMMIT" {
+            flush()
+            out.append(line)
+        } else {
+            out.append(line)
+        }
+    }
+    return out.joined(separator: "\n") + "\n"
+}
+
+/// A Ruleset as upstream's restore payload: no base jumps (kube-proxy ensures them with `iptables -I`), no
+/// ensured rules (kubelet's), no deleted fixed chains (kube-natd's switch-over cleanup).
+func restorePayload(_ rs: Ruleset) -> Ruleset {
+    var rs = rs
+    for t in rs.tables.indices {
+        rs.tables[t].baseJumps = []
+        rs.tables[t].ensured = []
+        rs.tables[t].deletedChains = []
+    }
+    return rs
+}
+
+/// Compares with a golden file under `Golden/` whole; UPDATE_GOLDEN=1 rewrites it in the source tree instead.
+func assertGolden(_ actual: String, _ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+        let url = goldenInSource.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try actual.write(to: url, atomically: true, encoding: .utf8)
+        return
+    }
+    let expected = try golden(path)
+    if actual != expected {
+        XCTFail("golden \(path) differs", file: file, line: line)
+        assertSameLines(actual, expected, file: file, line: line)
     }
 }

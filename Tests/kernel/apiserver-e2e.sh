@@ -95,13 +95,22 @@ probe() {
         | sed 's/ ms=[0-9]*$//'
 }
 answerers() { probe "$@" | awk '/^pod-/ {print $1}' | sort -u | tr '\n' ' '; }
-answered_only() { # answered_only "POD..." [HOST PORT]: 10 attempts, every one answered, by exactly these pods
-    local want=$1 got; shift
-    got=$(probe 10 "$@")
-    if ! echo "$got" | grep -qv '^pod-' && [ "$(echo "$got" | awk '{print $1}' | sort -u | tr '\n' ' ')" = "$want " ]; then
-        return 0
-    fi
-    LAST="$(echo "$got" | sort | uniq -c | tr '\n' ';')"
+answered_only() { # answered_only "POD..." [HOST PORT]: every attempt answered, only by these pods, each of them seen
+    # Balancing is random: ten tries to a two-endpoint Service all reach one pod with probability 1/512 (that made
+    # this check flaky). So tries go on, ten at a time and at most 100, until every wanted pod has answered; an
+    # attempt that is not answered, or answered by another pod, fails at once.
+    local want=$1 got="" batch seen i; shift
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        batch=$(probe 10 "$@")
+        got="$got$batch"$'\n'
+        seen=$(echo "$got" | awk '/^pod-/ {print $1}' | sort -u | tr '\n' ' ')
+        if echo "$batch" | grep -qv '^pod-' || [ -z "$batch" ]; then break; fi
+        local extra=0 pod
+        for pod in $seen; do case " $want " in *" $pod "*) ;; *) extra=1 ;; esac; done
+        [ "$extra" = 1 ] && break
+        [ "$seen" = "$(echo "$want" | tr ' ' '\n' | sort -u | tr '\n' ' ')" ] && return 0
+    done
+    LAST="$(echo "$got" | grep -v '^$' | sort | uniq -c | tr '\n' ';')"
     return 1
 }
 silent() { # silent [HOST PORT]: 3 attempts, none answered

@@ -95,6 +95,8 @@ with open(sys.argv[2], "a", buffering=1) as out:
 EOF
 NOTIFY_PID=$!
 until_true 50 test -S "$NOTIFY"
+# route_localnet starts off (a new namespace may inherit the host's): the daemon must turn it on itself.
+topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 > /dev/null
 ip netns exec "$(topo_ns node)" env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 \
     timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
     --backend libiptc > "$TMP/daemon.log" 2>&1 &
@@ -149,12 +151,14 @@ watchdog_fed() {
 }
 check "systemd: the sync loop feeds the watchdog (WATCHDOG=1 at least twice)" watchdog_fed
 sysctl_set() {
-    local v; v=$(N cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait)
+    local v; v=$(N cat /proc/sys/net/ipv4/conf/all/route_localnet)
+    [ "$v" = 1 ] || { echo "     route_localnet is $v, want 1 (localhostNodePorts)"; return 1; }
+    v=$(N cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait)
     [ "$v" = 3600 ] || { echo "     nf_conntrack_tcp_timeout_close_wait is $v, want 3600 (conntrack.tcpCloseWaitTimeout 1h)"; return 1; }
     grep -q 'set sysctl net.netfilter.nf_conntrack_tcp_timeout_close_wait = 3600' "$TMP/daemon.log" \
         || { echo "     the sysctl was not logged"; return 1; }
 }
-check "node: conntrack sysctls from the config are set in the namespace and logged" sysctl_set
+check "node: route_localnet and the conntrack sysctls from the config are set in the namespace and logged" sysctl_set
 check "startup: TCP to web 10.96.0.10:80 from the client is answered" web_answers
 
 # --- 2. metrics ---------------------------------------------------------------------------------------------
@@ -360,6 +364,27 @@ sigterm() {
 check "SIGTERM: exits 0 within 5 s" sigterm
 rules_stay() { has_web && has_extra || { echo "     rules gone after SIGTERM"; return 1; }; }
 check "SIGTERM: the rules stay in the kernel" rules_stay
+
+# --- 8. the same daemon through the restore backend: drift and canaries work through the backend protocol ----
+ip netns exec "$(topo_ns node)" timeout -k 2 60 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
+    --backend restore > "$TMP/daemon.log" 2>&1 &
+RUNNER_PID=$!
+restore_started() {
+    until_true 50 find_daemon || { echo "     the daemon did not start"; return 1; }
+    synced() { grep -q 'first sync done' "$TMP/daemon.log"; }
+    until_true 100 synced || { echo "     no first sync"; tail -5 "$TMP/daemon.log" | sed 's/^/     /'; return 1; }
+    grep -q 'restore backend (iptables-legacy-restore)' "$TMP/daemon.log" || { echo "     not the restore backend"; return 1; }
+}
+check "restore backend: the daemon starts and syncs through iptables-legacy-restore" restore_started
+sleep 0.5
+owned > "$TMP/owned.before"
+drift "nat -F KUBE-SERVICES (restore backend)" nat flush_services
+drift "mangle canary deleted (restore backend)" mangle delete_canary
+check "restore backend: TCP to web 10.96.0.10:80 answered after the repairs" web_answers
+kill -TERM "$DAEMON_PID" 2> /dev/null
+timeout 5 tail --pid="$DAEMON_PID" -f /dev/null
+wait "$RUNNER_PID"
+DAEMON_PID=""; RUNNER_PID=""
 
 if [ "$FAIL" -gt 0 ]; then
     echo "     daemon log (last 15 lines):"

@@ -3,8 +3,9 @@
 #
 #   Tests/kernel/equivalence.sh path/to/kube-natd
 #
-# - Equivalence: for every golden case and both families, `--once` (libiptc) in namespace A and
-#   `iptables-legacy-restore --noflush` of `--dry-run` in namespace B give identical iptables-save output.
+# - Equivalence: for every golden case of both rule layouts (cases/ today's, cases-v1.23/ with --rule-layout v1.23)
+#   and both families, `--once` (libiptc) in namespace A and `iptables-legacy-restore --noflush` of `--dry-run` in
+#   namespace B give identical iptables-save output.
 # - Every golden expectation passes `iptables-legacy-restore --test`.
 # - Ownership: foreign rules in nat/filter/mangle are byte-identical after --once, a changed --once and --cleanup.
 # - Idempotence and change: a second --once changes nothing; removing a Service removes its chains;
@@ -14,6 +15,7 @@ BIN=$(readlink -f "${1:-.build/debug/kube-natd}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CASES="$ROOT/Tests/RuleCompilerTests/Golden/cases"
+CASES_V123="$ROOT/Tests/RuleCompilerTests/Golden/cases-v1.23"
 [ -x "$BIN" ] || { echo "equivalence: $BIN not found (swift build first)"; exit 2; }
 
 PASS=0
@@ -37,12 +39,15 @@ save() { local ns=$1 fam=$2; local tool=iptables-legacy-save; [ "$fam" = ipv6 ] 
 restore() { [ "$1" = ipv6 ] && echo ip6tables-legacy-restore || echo iptables-legacy-restore; }
 natd() { local ns=$1; shift; X "$ns" "$BIN" "$@"; }
 
-echo "equivalence: --once vs iptables-legacy-restore of --dry-run, per golden case and family"
-for dir in "$CASES"/*/; do
+echo "equivalence: --once vs iptables-legacy-restore of --dry-run, per golden case, layout and family"
+for dir in "$CASES"/*/ "$CASES_V123"/*/; do
     name=$(basename "$dir")
+    layout=current
+    case "$dir" in "$CASES_V123"/*) layout=v1.23; name="v1.23/$name";; esac
     for fam in ipv4 ipv6; do
         newns a; newns b
-        args=(--config "$dir/config.yaml" --source "$dir/cluster.yaml" --ip-family "$fam" --random-fully yes)
+        args=(--config "$dir/config.yaml" --source "$dir/cluster.yaml" --ip-family "$fam" --random-fully yes
+              --rule-layout "$layout")
         if ! out=$(natd a "${args[@]}" --once --backend libiptc 2>&1); then
             bad "$name/$fam: --once failed" "$out"; delns a; delns b; continue
         fi

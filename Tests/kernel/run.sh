@@ -31,6 +31,7 @@ run_suite() { # run_suite NAME SCRIPT ARGS...
 run_suite netfilter-backend "$HERE/netfilter-backend.sh" "$BINDIR/netfilter-harness"
 run_suite equivalence "$HERE/equivalence.sh" "$BIN"
 run_suite traffic "$HERE/traffic.sh" "$BIN"
+run_suite traffic-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
 run_suite daemon "$HERE/daemon.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"

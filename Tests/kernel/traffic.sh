@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Kernel test of kube-natd with real traffic, in throwaway network namespaces only (run as root).
 #
-#   Tests/kernel/traffic.sh [path/to/kube-natd]
+#   Tests/kernel/traffic.sh [path/to/kube-natd] [current|v1.23]
+#
+# The second argument picks the rule layout (default current); the suite then reports as traffic-v1.23. The two
+# layouts reach, masquerade and refuse the same flows; where v1.23 drops elsewhere (nat KUBE-MARK-DROP and
+# kubelet's filter KUBE-FIREWALL instead of KUBE-PROXY-FIREWALL / KUBE-EXTERNAL-SERVICES), the check says so.
 #
 # Builds the topology of lib/topology.sh (clients, a node namespace that routes and holds the rules, one
 # namespace per pod whose server answers "<pod-name> <source-it-saw>"), programs the node once with
@@ -9,12 +13,15 @@
 # Config/example-cluster.yaml with TCP and UDP connections. Everything it creates goes on exit, Ctrl-C or failure.
 set -uo pipefail
 KUBE_NATD=$(readlink -f "${1:-.build/debug/kube-natd}")
+LAYOUT=${2:-current}
+SUITE=traffic
+[ "$LAYOUT" = current ] || SUITE="traffic-$LAYOUT"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CONFIG="$ROOT/Config/kube-proxy-config.yaml"
 CLUSTER="$ROOT/Config/example-cluster.yaml"
-[ -x "$KUBE_NATD" ] || { echo "traffic: $KUBE_NATD not found (swift build first)"; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "traffic: needs root (network namespaces)"; exit 2; }
+[ -x "$KUBE_NATD" ] || { echo "$SUITE: $KUBE_NATD not found (swift build first)"; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "$SUITE: needs root (network namespaces)"; exit 2; }
 STARTED=$(date +%s)
 
 # shellcheck source=lib/topology.sh
@@ -68,11 +75,26 @@ NODE_ADDRS=$(topo_in node ip -o addr show scope global | awk '{sub("/.*", "", $4
 NODE_ADDRS=${NODE_ADDRS% }
 echo "topology up: node addresses $NODE_ADDRS; SCTP sockets: $([ "$TOPO_SCTP" = 1 ] && echo yes || echo no)"
 
+# The node's sysctls start at values kube-natd must change (the kernel's defaults in a new namespace may be
+# inherited from the host): --once sets them as the daemon does, and nothing here sets them for it.
+sysctl_of() { topo_in node cat "/proc/sys/$1" 2> /dev/null; }
+topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 net.netfilter.nf_conntrack_tcp_timeout_established=1234 \
+    net.netfilter.nf_conntrack_tcp_timeout_close_wait=1234 > /dev/null
 program() {
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend libiptc --ip-family dual \
-        > "$TMP/once.log" 2>&1 || { sed 's/^/     /' "$TMP/once.log"; return 1; }
+        --rule-layout "$LAYOUT" > "$TMP/once.log" 2>&1 || { sed 's/^/     /' "$TMP/once.log"; return 1; }
 }
-check "kube-natd --once --backend libiptc --ip-family dual programs the node namespace" program
+check "kube-natd --once --backend libiptc --ip-family dual --rule-layout $LAYOUT programs the node namespace" program
+sysctls_set() {
+    local v
+    v=$(sysctl_of net/ipv4/conf/all/route_localnet); [ "$v" = 1 ] || { echo "     route_localnet=$v"; return 1; }
+    v=$(sysctl_of net/netfilter/nf_conntrack_tcp_timeout_established)
+    [ "$v" = 86400 ] || { echo "     nf_conntrack_tcp_timeout_established=$v (config: 24h)"; return 1; }
+    v=$(sysctl_of net/netfilter/nf_conntrack_tcp_timeout_close_wait)
+    [ "$v" = 3600 ] || { echo "     nf_conntrack_tcp_timeout_close_wait=$v (config: 1h)"; return 1; }
+    grep -q 'set sysctl net.ipv4.conf.all.route_localnet = 1' "$TMP/once.log" || { echo "     not logged"; return 1; }
+}
+check "--once sets route_localnet (localhost NodePorts) and the conntrack timeouts, as the daemon does, and logs them" sysctls_set
 NODE_RE=$(node_addr_re)
 
 # --- ClusterIP ------------------------------------------------------------------------------------------
@@ -107,13 +129,18 @@ check "externalIP 192.0.2.20:80 from the client answered by pod-b" every_answer 
 probe client tcp 192.0.2.10 80 3 2 > "$TMP/lb-allowed"
 check "LB IP 192.0.2.10:80 from the allowed client (192.168.10.0/24) answered by pod-b" \
     every_answer "$TMP/lb-allowed" "pod-b .*"
-fw_before=$(drop_counter filter KUBE-PROXY-FIREWALL "DROP .*192\.0\.2\.10")
+# v1.23 marks the packet in nat (KUBE-FW -> KUBE-MARK-DROP, kubelet's mark, ensured by kube-natd); today's layout
+# drops it in filter KUBE-PROXY-FIREWALL. The VIP is not the node's own address here, so v1.23's marked packet is
+# routed on, un-NATed, to the sink: it reaches no endpoint either way.
+if [ "$LAYOUT" = v1.23 ]; then fw_table=nat fw_chain=KUBE-MARK-DROP fw_rule="MARK .*0x8000"
+else fw_table=filter fw_chain=KUBE-PROXY-FIREWALL fw_rule="DROP .*192\.0\.2\.10"; fi
+fw_before=$(drop_counter $fw_table $fw_chain "$fw_rule")
 probe blocked tcp 192.0.2.10 80 1 1.5 > "$TMP/lb-blocked"
-fw_after=$(drop_counter filter KUBE-PROXY-FIREWALL "DROP .*192\.0\.2\.10")
+fw_after=$(drop_counter $fw_table $fw_chain "$fw_rule")
 check "LB IP 192.0.2.10:80 from the blocked client (192.168.20.2): no answer (timeout)" \
     every_answer "$TMP/lb-blocked" TIMEOUT
-check "LB IP 192.0.2.10 from the blocked client: dropped by KUBE-PROXY-FIREWALL" \
-    counted "$fw_before" "$fw_after" "KUBE-PROXY-FIREWALL DROP"
+check "LB IP 192.0.2.10 from the blocked client: caught by $fw_table $fw_chain" \
+    counted "$fw_before" "$fw_after" "$fw_chain $fw_rule"
 probe blocked tcp 10.96.0.10 80 1 2 > "$TMP/blocked-cip"
 check "the blocked client's link works: ClusterIP 10.96.0.10:80 answers it" \
     every_answer "$TMP/blocked-cip" "pod-(a|b|remote) .*"
@@ -125,12 +152,15 @@ check "externalTrafficPolicy Local: LB IP 192.0.2.11 answered only by pod-a, whi
 probe client tcp "$TOPO_NODE_IP" 30082 10 2 > "$TMP/etp-np"
 check "externalTrafficPolicy Local: NodePort 30082 answered only by pod-a, which sees the client 192.168.10.2" \
     every_answer "$TMP/etp-np" "pod-a 192\.168\.10\.2"
-etp_before=$(drop_counter filter KUBE-EXTERNAL-SERVICES "DROP .*dpt:30083")
+# v1.23: KUBE-XLB marks it, kubelet's KUBE-FIREWALL (ensured by kube-natd) drops it in INPUT.
+if [ "$LAYOUT" = v1.23 ]; then etp_chain=KUBE-FIREWALL etp_rule="DROP .*mark match 0x8000"
+else etp_chain=KUBE-EXTERNAL-SERVICES etp_rule="DROP .*dpt:30083"; fi
+etp_before=$(drop_counter filter $etp_chain "$etp_rule")
 probe client tcp "$TOPO_NODE_IP" 30083 1 1.5 > "$TMP/etp-none"
-etp_after=$(drop_counter filter KUBE-EXTERNAL-SERVICES "DROP .*dpt:30083")
+etp_after=$(drop_counter filter $etp_chain "$etp_rule")
 check "externalTrafficPolicy Local without local endpoints: NodePort 30083 gets no answer (dropped)" \
     every_answer "$TMP/etp-none" TIMEOUT
-check "NodePort 30083: dropped by KUBE-EXTERNAL-SERVICES" counted "$etp_before" "$etp_after" "KUBE-EXTERNAL-SERVICES DROP"
+check "NodePort 30083: dropped by filter $etp_chain" counted "$etp_before" "$etp_after" "$etp_chain DROP"
 
 # --- internalTrafficPolicy Local, session affinity, no endpoints ----------------------------------------
 probe pod-dns tcp 10.96.0.17 80 20 2 > "$TMP/itp"
@@ -186,22 +216,25 @@ check "SCTP: the kernel holds the sctp DNAT to 10.244.1.12:9999" \
     grep -qE -- '-p sctp .*-j DNAT --to-destination 10\.244\.1\.12:9999' "$TMP/node.v4"
 
 # The same rules through iptables-restore of the dry-run text, in a scratch namespace, give the same tables.
-equivalent() {
-    local rf=no
-    grep -q -- --random-fully "$TMP/node.v4" && rf=yes
+RESTORES=0
+equivalent() { # equivalent [LAYOUT]: the node's tables equal a scratch namespace restored from the dry run
+    local rf=no layout=${1:-$LAYOUT} restore
+    topo_in node iptables-legacy-save | grep -q -- --random-fully && rf=yes
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --dry-run --ip-family dual --random-fully "$rf" \
+        --rule-layout "$layout" \
         > "$TMP/dry.txt" 2> "$TMP/dry.log" || { cat "$TMP/dry.log"; return 1; }
     sed '/^# IPv6/,$d' "$TMP/dry.txt" > "$TMP/dry.v4"
     sed -n '/^# IPv6/,$p' "$TMP/dry.txt" > "$TMP/dry.v6"
-    topo_add_ns restore || return 1
-    topo_in restore iptables-legacy-restore --noflush < "$TMP/dry.v4" || return 1
-    topo_in restore ip6tables-legacy-restore --noflush < "$TMP/dry.v6" || return 1
+    RESTORES=$((RESTORES + 1)); restore="restore$RESTORES"
+    topo_add_ns "$restore" || return 1
+    topo_in "$restore" iptables-legacy-restore --noflush < "$TMP/dry.v4" || return 1
+    topo_in "$restore" ip6tables-legacy-restore --noflush < "$TMP/dry.v6" || return 1
     local fam save diffs=0
     for fam in v4 v6; do
         save=iptables-legacy-save; [ $fam = v6 ] && save=ip6tables-legacy-save
         for t in filter nat; do
             topo_in node "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/a.$fam.$t"
-            topo_in restore "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/b.$fam.$t"
+            topo_in "$restore" "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/b.$fam.$t"
             cmp -s "$TMP/a.$fam.$t" "$TMP/b.$fam.$t" || { diff -u "$TMP/a.$fam.$t" "$TMP/b.$fam.$t" | head -20; diffs=1; }
         done
     done
@@ -218,5 +251,28 @@ else
     echo "skip SCTP traffic: this kernel has no SCTP sockets (rule-level checks above only)"
 fi
 
-echo "traffic: $PASS passed, $FAIL failed ($(($(date +%s) - STARTED)) s)"
+# --- switching layouts on a loaded node --------------------------------------------------------------------
+# Restarting with the other --rule-layout replaces one layout with the other in one commit per table: traffic to a
+# ClusterIP is answered throughout, and the result equals the other layout restored into an empty namespace
+# (nothing of the first layout is left behind). Then back again.
+switch_to() { # switch_to LAYOUT: --once with it while a client keeps connecting; every attempt answered
+    local to=$1 commits
+    probe client tcp 10.96.0.10 80 400 2 > "$TMP/switch-$to" &
+    local prober=$!
+    sleep 0.2
+    topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend libiptc --ip-family dual \
+        --rule-layout "$to" -v 4 > "$TMP/switch-$to.log" 2>&1 || { sed 's/^/     /' "$TMP/switch-$to.log"; return 1; }
+    wait "$prober"
+    commits=$(grep -cE 'commit=[0-9.]+s' "$TMP/switch-$to.log")
+    [ "$commits" -le 4 ] || { echo "     $commits commits for two tables in two families"; return 1; }
+    every_answer "$TMP/switch-$to" "pod-(a|b|remote) .*" || return 1
+    equivalent "$to"
+}
+other=current; [ "$LAYOUT" = current ] && other=v1.23
+check "layout switch $LAYOUT -> $other under traffic: one commit per table, every try answered, no stale chain left" \
+    switch_to "$other"
+check "layout switch $other -> $LAYOUT under traffic: one commit per table, every try answered, no stale chain left" \
+    switch_to "$LAYOUT"
+
+echo "$SUITE: $PASS passed, $FAIL failed ($(($(date +%s) - STARTED)) s)"
 [ "$FAIL" = 0 ]

@@ -392,11 +392,11 @@ do {
                         using: .utf8)!)
             }
         }
-        let backend: RulesetBackend
+        let backend: KernelBackend
         switch options.backend {
         case "restore-legacy": backend = RestoreBackend(mode: .legacy)
         case "restore-nft": backend = RestoreBackend(mode: .nft)
-        case "dry-run": backend = DryRunBackend()
+        case "dry-run": backend = TextBackend(rendersText: true)
         default:
             let libiptc = LibiptcBackend(lockTimeoutMilliseconds: options.lockTimeoutMilliseconds)
             libiptc.checkFirst = !options.noCheck
@@ -413,7 +413,7 @@ do {
             }
             backend = libiptc
         }
-        let report = try backend.apply(ruleset)
+        let report = try backend.apply([ruleset])
         if options.backend == "dry-run" {
             print(report.text ?? "", terminator: "")
         } else {
@@ -424,7 +424,7 @@ do {
             FileHandle.standardError.write((r.description + "\n").data(using: .utf8)!)
         }
     case "canary":
-        let r = try LibiptcBackend().ensureCanaries(family: options.family)
+        let r = try LibiptcBackend().createCanaries(family: options.family)
         FileHandle.standardError.write((r.description + "\n").data(using: .utf8)!)
     case "list":
         for c in try TableReader.chains(family: options.family, table: options.table) {

@@ -102,6 +102,11 @@ public final class ProxyMetrics: @unchecked Sendable {
         self.counter(Name.driftRepairs, [("table", table)]).increment(by: count)
     }
 
+    /// The source saw an invalid `kind` object (each time it is seen); its last good version keeps its rules.
+    public func invalidObjectSeen(kind: String) {
+        self.counter(Name.invalidObjects, [("kind", kind)]).increment()
+    }
+
     // MARK: Health endpoints
 
     /// `/healthz` answered `code`.
@@ -211,6 +216,7 @@ public final class ProxyMetrics: @unchecked Sendable {
             _ = self.counter(Name.livezTotal, [("code", code)])
         }
         for table in ["filter", "nat"] { _ = self.counter(Name.driftRepairs, [("table", table)]) }
+        for kind in ["Service", "EndpointSlice", "Endpoints"] { _ = self.counter(Name.invalidObjects, [("kind", kind)]) }
         _ = FloatingPointCounter(label: Name.cpuSeconds, factory: self.factory)
         self.refreshProcessMetrics()
     }
@@ -256,6 +262,7 @@ extension ProxyMetrics {
         public static let healthzTotal = "kubeproxy_proxy_healthz_total"
         public static let livezTotal = "kubeproxy_proxy_livez_total"
         public static let driftRepairs = "kubenatd_drift_repairs_total"
+        public static let invalidObjects = "kubenatd_invalid_objects_total"
         public static let residentMemory = "process_resident_memory_bytes"
         public static let virtualMemory = "process_virtual_memory_bytes"
         public static let cpuSeconds = "process_cpu_seconds_total"
@@ -321,6 +328,10 @@ extension ProxyMetrics {
         Spec(name: Name.livezTotal, help: "Cumulative proxy livez HTTP status"),
         Spec(
             name: Name.driftRepairs, help: "Rules or chains kube-natd restored after something else changed them",
+            plainHelp: true),
+        Spec(
+            name: Name.invalidObjects,
+            help: "Invalid objects seen, each time one is seen; the last good version of each keeps its rules",
             plainHelp: true),
         Spec(name: Name.residentMemory, help: "Resident memory size in bytes.", plainHelp: true),
         Spec(name: Name.virtualMemory, help: "Virtual memory size in bytes.", plainHelp: true),

@@ -3,7 +3,7 @@
 #
 #   source Tests/kernel/lib/topology.sh
 #   trap topo_teardown EXIT INT TERM
-#   topo_setup "knat-$$-" || exit 2      # namespaces, links, addresses, routes, sysctls (node namespace only)
+#   topo_setup "knat-$$-" || exit 2      # namespaces, links, addresses, routes, forwarding (node namespace only)
 #   topo_start_servers 150 || exit 2     # one answering server per pod, each exits by itself after 150 s
 #   topo_in node iptables-legacy -t nat -S
 #   topo_teardown                        # kills the servers, deletes every namespace it made
@@ -74,8 +74,8 @@ topo_setup() { # topo_setup PREFIX
     local n c b p pod
     _topo_newns node || return 1
     n=$(topo_ns node)
-    _topo_do ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.route_localnet=1 \
-        net.ipv6.conf.all.forwarding=1 > /dev/null || return 1
+    # Routing only: route_localnet and the conntrack settings are kube-natd's to set (the tests check that it does).
+    _topo_do ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 > /dev/null || return 1
     # The default route leads to a sink namespace that forwards nothing and has no route back.
     _topo_newns sink || return 1
     _topo_link upstream sink || return 1

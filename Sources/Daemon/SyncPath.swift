@@ -1,0 +1,170 @@
+import Foundation
+import KubeModel
+import KubeSource
+import Logging
+import Netfilter
+import ProxyConfig
+import RuleCompiler
+import Ruleset
+
+/// One turn of kube-natd's work: node set-up (sysctls) → compile (each family) → backend apply (every family at
+/// once) → UDP conntrack cleanup → metrics. The daemon runs it on every sync, `--once` runs it once, and
+/// `--dry-run` runs it once with the text backend and no node set-up. Not thread-safe: one owner drives it.
+public final class SyncPath {
+    public let backend: KernelBackend
+    public let families: [IPFamily]
+    public let features: KernelFeatures
+    public private(set) var setup: NodeSetup
+    let node: NodePreparation
+    var logger: Logger
+    /// `--conntrack-cleanup`: delete stale UDP conntrack entries after commits that changed endpoints.
+    public var conntrackCleanup: Bool
+    /// Where metrics go (the daemon's); nil for one-shot runs.
+    public var metrics: ProxyMetrics?
+    /// The UDP conntrack reconciler (tests replace it).
+    var reconcileConntrack: (UDPServiceFrontends) -> UDPConntrackReport = { UDPConntrackReconciler().reconcile($0) }
+    private var compilers: [IPFamily: RuleCompiler] = [:]
+    /// The `localhostNodePorts` the node was last prepared for (nil: not yet).
+    private var preparedFor: Bool?
+    private var prefetched = false
+    /// The rulesets of the last successful apply: what drift checks compare the kernel with.
+    public private(set) var committed: [Ruleset] = []
+
+    /// What one turn did.
+    public struct Outcome {
+        public var succeeded: Bool
+        public var report = ApplyReport()
+        public var error: Error?
+        public var rulesets: [Ruleset] = []
+        public var stats: [IPFamily: CompileStats] = [:]
+        public var compileSeconds = 0.0
+        public var applySeconds = 0.0
+    }
+
+    public init(setup: NodeSetup, families: [IPFamily], backend: KernelBackend, features: KernelFeatures,
+                node: NodePreparation, logger: Logger, conntrackCleanup: Bool = true) {
+        self.setup = setup
+        self.families = families
+        self.backend = backend
+        self.features = features
+        self.node = node
+        self.logger = logger
+        self.conntrackCleanup = conntrackCleanup
+        for f in families { self.compilers[f] = RuleCompiler(settings: setup.settings(for: f, features: features)) }
+    }
+
+    /// The settings each family compiles with.
+    public func settings(for family: IPFamily) -> NodeSettings? { self.compilers[family]?.settings }
+
+    /// Starts reading what the first apply compares against while the caller still decodes or compiles.
+    public func prefetch() {
+        guard !self.prefetched else { return }
+        self.prefetched = true
+        self.backend.prefetch(families: self.families)
+    }
+
+    /// Takes a new node setup (the Node's pod CIDR or addresses changed); true when the rules change with it,
+    /// so the caller asks for a full sync.
+    public func update(setup: NodeSetup) -> Bool {
+        self.setup = setup
+        var changed = false
+        for f in self.families where self.compilers[f]?.settings != setup.settings(for: f, features: self.features) {
+            self.compilers[f] = RuleCompiler(settings: setup.settings(for: f, features: self.features))
+            changed = true
+        }
+        return changed
+    }
+
+    /// One turn. `full` says the turn rewrites everything (for metrics and the log; the compiler and backends
+    /// decide by themselves what actually changed).
+    public func run(_ snapshot: ClusterStore.Snapshot, full: Bool) -> Outcome {
+        // Localhost NodePorts need route_localnet; the v1.23 layout DNATs them whatever the setting, and kube-proxy
+        // v1.23 turned it on unconditionally.
+        let localhost = self.compilers[.ipv4].map { $0.settings.localhostNodePorts || $0.settings.ruleLayout == .v1_23 } ?? false
+        if self.preparedFor != localhost {
+            self.node.prepare(self.setup.configuration, localhostNodePorts: localhost, logger: self.logger)
+            self.preparedFor = localhost
+        }
+        self.prefetch()
+        var outcome = Outcome(succeeded: false)
+        let clock = ContinuousClock()
+        let started = clock.now
+        for family in self.families {
+            let compiler = self.compilers[family]!
+            outcome.rulesets.append(compiler.compile(snapshot.state))
+            outcome.stats[family] = compiler.lastStats
+        }
+        let compiled = clock.now
+        outcome.compileSeconds = (compiled - started).secondsValue
+        do {
+            outcome.report = try self.backend.apply(outcome.rulesets)
+            outcome.succeeded = true
+            self.committed = outcome.rulesets
+        } catch {
+            outcome.error = error
+            self.committed = []
+        }
+        let applied = clock.now
+        outcome.applySeconds = (applied - compiled).secondsValue
+        self.record(outcome, snapshot: snapshot, full: full, seconds: (applied - started).secondsValue)
+        if outcome.succeeded { self.cleanConntrack(snapshot, full: full) }
+        return outcome
+    }
+
+    private func record(_ o: Outcome, snapshot: ClusterStore.Snapshot, full: Bool, seconds: Double) {
+        guard o.succeeded else {
+            for f in self.families { self.metrics?.restoreFailed(family: f, partial: !full) }
+            self.logger.error(
+                "sync failed, the kernel keeps its previous rules: \(o.error.map { "\($0)" } ?? "unknown error")")
+            return
+        }
+        let now = WallTime.now()
+        for ruleset in o.rulesets {
+            let family = ruleset.family
+            guard let stats = o.stats[family] else { continue }
+            if let m = self.metrics {
+                m.observeSync(family: family, seconds: seconds, full: full)
+                m.syncSucceeded(family: family, at: now)
+                for t in [Table.filter, .nat] {
+                    let n = ruleset[t]?.ruleCount ?? 0
+                    m.setRuleCounts(family: family, table: t.rawValue, total: n, written: n)
+                }
+                m.setNoLocalEndpoints(family: family, internalPolicy: stats.noLocalEndpointsInternal,
+                                      externalPolicy: stats.noLocalEndpointsExternal)
+                for t in snapshot.triggerTimes {
+                    m.observeNetworkProgramming(family: family, seconds: max(0, Date().timeIntervalSince(t)))
+                }
+            }
+            self.logger.info(
+                "synced \(family.rawValue) (\(full ? "full" : "partial")) through \(self.backend.name): \(stats.services) Services, \(stats.endpoints) endpoints, \(stats.fragmentsCompiled) re-derived; filter \(ruleset[.filter]?.ruleCount ?? 0) rules, nat \(ruleset[.nat]?.ruleCount ?? 0) rules; compile \(Self.ms(o.compileSeconds)) ms, apply \(Self.ms(o.applySeconds)) ms")
+        }
+        self.logger.debug("\(o.report)")
+    }
+
+    /// Stale UDP flows can only appear when endpoints or Services changed (or after a restart: the first sync is
+    /// full). Reading the conntrack table on every idle sync is what kubernetes #129982 complains about. As
+    /// upstream, only after the rules are in, so a deleted flow's next packet meets the new DNAT.
+    private func cleanConntrack(_ snapshot: ClusterStore.Snapshot, full: Bool) {
+        guard self.conntrackCleanup, full || snapshot.endpointChanges + snapshot.serviceChanges > 0 else { return }
+        for family in self.families {
+            guard let settings = self.compilers[family]?.settings else { continue }
+            let report = self.reconcileConntrack(RuleCompiler.udpFrontends(snapshot.state, settings: settings))
+            self.metrics?.conntrackReconciled(family: family, seconds: report.durationSeconds, deleted: Int(report.deleted))
+            if report.error != nil {
+                self.logger.error("\(report)")
+            } else if report.deleted > 0 {
+                self.logger.info("\(report)")
+            }
+        }
+    }
+
+    static func ms(_ seconds: Double) -> String { String(format: "%.1f", seconds * 1000) }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    public var secondsValue: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}
