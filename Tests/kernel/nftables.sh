@@ -3,8 +3,12 @@
 #
 #   Tests/kernel/nftables.sh path/to/kube-natd [path/to/nft-harness]
 #
-# - Equivalence: for every golden case and both families, the backend in namespace A and iptables-nft-restore
-#   --noflush of `kube-natd --dry-run` in namespace B give the same `nft -j list ruleset`, the same
+# Rules are written with `kube-natd --once --backend libnftnl` and removed with `kube-natd --cleanup`; nft-harness
+# (Tools/nft-harness) serves what the CLI does not show: batch sizes and reads of one backend object across
+# several applies, readOwned/expectedOwned, canaries, a refused batch, the canonical dump.
+#
+# - Equivalence: for every golden case of both layouts and both families, `--once` in namespace A and
+#   iptables-nft-restore --noflush of `--dry-run` in namespace B give the same `nft -j list ruleset`, the same
 #   iptables-nft-save and the same rules expression by expression and xt blob by blob (nft-harness dump);
 #   foreign iptables-nft rules and foreign native nft tables placed before stay byte-identical.
 # - Forms: the 1.8.7 (all-compat) and 1.8.10 encodings load, save exactly as the 1.8.9 form, and
@@ -20,6 +24,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 HARNESS=$(readlink -f "${2:-$(dirname "$BIN")/nft-harness}")
 BENCH=$(dirname "$HARNESS")/natd-bench
 CASES="$ROOT/Tests/RuleCompilerTests/Golden/cases"
+CASES_V123="$ROOT/Tests/RuleCompilerTests/Golden/cases-v1.23"
 NORMALIZE="$HERE/lib/nft-normalize.py"
 SECTIONS=${SECTIONS:-"equivalence forms ownership incremental concurrency drift cleanup canaries ensured scale valgrind"}
 [ -x "$BIN" ] || { echo "nftables: $BIN not found (swift build first)"; exit 2; }
@@ -58,6 +63,13 @@ ruleset() { X "$1" nft -j list ruleset | python3 "$NORMALIZE"; }
 dump() { for t in filter nat mangle; do X "$1" "$HARNESS" dump --family "$2" --table $t; done | sed -E 's/\t(tag )?(stamp )?$/\t/'; }
 H() { local ns=$1; shift; X "$ns" "$HARNESS" "$@"; }
 natd() { local ns=$1; shift; X "$ns" "$BIN" "$@"; }
+# kube-natd --once through this backend, in the given expression form (the host's is 1.8.9)
+once() { local ns=$1 form=$2; shift 2; KNAT_NFT_FORM=$form X "$ns" "$BIN" --once --backend libnftnl "$@"; }
+case_args() { # DIR FAMILY: the golden case's flags (layout from its directory)
+    local layout=current; case "$1" in "$CASES_V123"/*) layout=v1.23;; esac
+    echo --config "$1/config.yaml" --source "$1/cluster.yaml" --ip-family "$2" --random-fully yes --rule-layout $layout
+}
+case_name() { case "$1" in "$CASES_V123"/*) echo "v1.23/$(basename "$1")";; *) basename "$1";; esac; }
 
 # Foreign state that must survive every apply: a native inet table and a native ip table (nft), iptables-nft
 # rules in base chains kube-natd does not use, a foreign user chain.
@@ -86,18 +98,18 @@ foreign_state() { # NS FAMILY: everything of the foreign setup, byte for byte
 
 # ------------------------------------------------------------------------------------------------------------
 if want equivalence; then
-echo "equivalence: libnftnl backend vs iptables-nft-restore of --dry-run, per golden case and family"
-for dir in "$CASES"/*/; do
-    name=$(basename "$dir")
+echo "equivalence: --once --backend libnftnl vs iptables-nft-restore of --dry-run, per golden case, layout and family"
+for dir in "$CASES"/*/ "$CASES_V123"/*/; do
+    dir=${dir%/}; name=$(case_name "$dir")
     for fam in ipv4 ipv6; do
         newns a; newns b
         foreign_setup a $fam; foreign_setup b $fam
         foreign_state a $fam > "$TMP/foreign.before"
-        args=(--config "$dir/config.yaml" --source "$dir/cluster.yaml" --ip-family "$fam")
-        if ! out=$(H a apply "${args[@]}" --random-fully yes --form 1.8.9 2>&1); then
-            bad "$name/$fam: apply failed" "$out"; delns a; delns b; continue
+        read -ra args <<< "$(case_args "$dir" $fam)"
+        if ! out=$(once a 1.8.9 "${args[@]}" 2>&1); then
+            bad "$name/$fam: --once failed" "$out"; delns a; delns b; continue
         fi
-        natd b "${args[@]}" --random-fully yes --dry-run > "$TMP/dry.txt" 2>/dev/null
+        natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2>/dev/null
         if ! out=$(X b "$(tool $fam -restore)" --noflush < "$TMP/dry.txt" 2>&1); then
             bad "$name/$fam: iptables-nft-restore of the dry run failed" "$out"; delns a; delns b; continue
         fi
@@ -138,18 +150,18 @@ check_every_rule() { # NS FAMILY
 
 if want forms; then
 echo "forms: the 1.8.7 (all-compat) and 1.8.10 encodings save as the 1.8.9 form does and pass iptables-nft -C"
-for dir in "$CASES"/*/; do
-    name=$(basename "$dir")
+for dir in "$CASES"/*/ "$CASES_V123"/*/; do
+    dir=${dir%/}; name=$(case_name "$dir")
     for fam in ipv4 ipv6; do
-        args=(--config "$dir/config.yaml" --source "$dir/cluster.yaml" --ip-family "$fam")
+        read -ra args <<< "$(case_args "$dir" $fam)"
         newns b
-        natd b "${args[@]}" --random-fully yes --dry-run > "$TMP/dry.txt" 2>/dev/null
+        natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2>/dev/null
         X b "$(tool $fam -restore)" --noflush < "$TMP/dry.txt"
         save b $fam > "$TMP/sb"
         dump b $fam > "$TMP/db"
         for form in 1.8.7 1.8.9 1.8.10; do
             newns a
-            if ! out=$(H a apply "${args[@]}" --random-fully yes --form $form 2>&1); then
+            if ! out=$(once a $form "${args[@]}" 2>&1); then
                 bad "$name/$fam/$form: the kernel refused the form" "$out"; delns a; continue
             fi
             save a $fam > "$TMP/sa"
@@ -213,7 +225,7 @@ done
 X own iptables-nft -P FORWARD DROP
 fstate() { foreign_state own ipv4; { save own ipv4; save own ipv6; } | grep -e 'foreign ' -e '^:FORWARD'; }
 fstate > "$TMP/f0"
-check "apply (dual) over foreign rules" H own apply --config "$CFG" --source "$EX" --ip-family dual
+check "--once (dual) over foreign rules" once own 1.8.9 --config "$CFG" --source "$EX" --ip-family dual
 fstate > "$TMP/f1"
 check "foreign rules, tables and the FORWARD DROP policy byte-identical after apply" same "$TMP/f0" "$TMP/f1"
 jumps_on_top() { # every base chain: kube-natd's jumps first, then the foreign rule
@@ -231,7 +243,7 @@ jumps_on_top() { # every base chain: kube-natd's jumps first, then the foreign r
 }
 check "kube-natd's jumps first in every base chain, foreign rules after them" jumps_on_top
 check "FORWARD policy still DROP" bash -c "ip netns exec knft-$$-own iptables-nft -S FORWARD | grep -qx -- '-P FORWARD DROP'"
-check "re-apply with another source (clusterip)" H own apply --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --ip-family dual
+check "--once with another source (clusterip)" once own 1.8.9 --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --ip-family dual
 fstate > "$TMP/f2"
 check "foreign rules byte-identical after a changed apply" same "$TMP/f0" "$TMP/f2"
 # A foreign rule inserted above kube-natd's jump: the jump goes back to the top, the foreign rule stays below.
@@ -252,7 +264,7 @@ line=$(save own ipv4 | grep -m1 -- '^-A KUBE-SERVICES .*-j KUBE-SVC-')
 delete_by_spec() {
     eval "X own iptables-nft -t nat -D ${line#-A }" || return 1
     save own ipv4 | grep -qxF -- "$line" && { echo "still there: $line"; return 1; }
-    H own apply --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --ip-family dual > /dev/null || return 1
+    once own 1.8.9 --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --ip-family dual > /dev/null 2>&1 || return 1
     save own ipv4 | grep -qxF -- "$line"
 }
 check "iptables-nft -D deletes a kube-natd rule by its spec; the next apply puts it back" delete_by_spec
@@ -371,13 +383,13 @@ check "a racer flushing KUBE-SERVICES in the window: retried ($(field attempts <
     bash -c "[ $rc = 0 ] && $(declare -f same); same '$TMP/s' '$TMP/r'"
 delns ref
 # A batch the kernel refuses (a jump to a chain that does not exist): nothing of it is applied.
-X race nft list ruleset > "$TMP/before.nft"; save race ipv4 > "$TMP/before.save"; g0=$(H race genid)
+X race nft list ruleset 2>/dev/null > "$TMP/before.nft"; save race ipv4 > "$TMP/before.save"; g0=$(H race genid)
 if H race apply --config "$(GCFG)" --source "$GEN/v1" --inject-bad-rule > "$TMP/bad.out" 2>&1; then
     bad "a batch with a rule the kernel refuses succeeded"
 else
     check "the refused batch's error names family, table, chain and rule" grep -qE 'ipv4 nat: chain KUBE-SERVICES rule [0-9]+ \(NEWRULE\): No such file or directory' "$TMP/bad.out"
 fi
-X race nft list ruleset > "$TMP/after.nft"; save race ipv4 > "$TMP/after.save"; g1=$(H race genid)
+X race nft list ruleset 2>/dev/null > "$TMP/after.nft"; save race ipv4 > "$TMP/after.save"; g1=$(H race genid)
 check "after the refused batch: nft list ruleset byte-identical" same "$TMP/before.nft" "$TMP/after.nft"
 check "after the refused batch: nothing committed (generation $g0 -> $g1)" [ "$g0" = "$g1" ]
 delns race
@@ -389,7 +401,7 @@ EX="$ROOT/Config/example-cluster.yaml"
 CFG="$ROOT/Config/kube-proxy-config.yaml"
 newns d; newns ref
 args=(--config "$CFG" --source "$EX")
-H d apply "${args[@]}" > /dev/null
+once d 1.8.9 "${args[@]}" > /dev/null 2>&1
 reference ref ipv4 "$EX" "$CFG"; save ref ipv4 > "$TMP/ref"
 check "freshly applied: no drift" H d drift "${args[@]}"
 drifted() { # NAME...: the drift command fails and names each chain
@@ -397,7 +409,7 @@ drifted() { # NAME...: the drift command fails and names each chain
     local c; for c in "$@"; do grep -q "nat $c:" "$TMP/drift.out" || { cat "$TMP/drift.out"; return 1; }; done
 }
 repaired() {
-    H d apply "${args[@]}" > "$TMP/repair.out" 2>&1 || { cat "$TMP/repair.out"; return 1; }
+    once d 1.8.9 "${args[@]}" > "$TMP/repair.out" 2>&1 || { cat "$TMP/repair.out"; return 1; }
     save d ipv4 > "$TMP/now"; same "$TMP/now" "$TMP/ref" && H d drift "${args[@]}" > /dev/null
 }
 X d nft flush chain ip nat KUBE-SERVICES
@@ -434,8 +446,8 @@ for who in kubelet kube-natd; do
     fi
     { foreign_state c ipv4; save c ipv4 | grep -v KUBE-; } > "$TMP/c0"
     save c ipv4 | grep 'KUBE-FIREWALL' > "$TMP/k0"
-    H c apply --config "$CFG" --source "$EX" --ip-family dual > /dev/null
-    H c cleanup --ip-family dual > "$TMP/cleanup.out" 2>&1 || bad "$who: cleanup failed" "$(cat "$TMP/cleanup.out")"
+    once c 1.8.9 --config "$CFG" --source "$EX" --ip-family dual > /dev/null 2>&1
+    natd c --cleanup > "$TMP/cleanup.out" 2>&1 || bad "$who: kube-natd --cleanup failed" "$(cat "$TMP/cleanup.out")"
     { foreign_state c ipv4; save c ipv4 | grep -v KUBE-; } > "$TMP/c1"
     check "$who: foreign rules, chains, tables byte-identical after cleanup" same "$TMP/c0" "$TMP/c1"
     left=$({ save c ipv4; save c ipv6; } | grep 'KUBE-' | grep -v -e '^:KUBE-FIREWALL ' -e '^-A KUBE-FIREWALL ' || true)
@@ -448,8 +460,9 @@ for who in kubelet kube-natd; do
         check "kube-natd: every KUBE-* jump gone (its own KUBE-FIREWALL jumps too), only the KUBE-FIREWALL chain left" \
             bash -c "[ -z '$left' ] && ip netns exec knft-$$-c iptables-nft-save | grep -q '^:KUBE-FIREWALL '"
     fi
-    H c cleanup --ip-family dual > "$TMP/cleanup2.out" 2>&1
-    check "$who: a second cleanup sends nothing" grep -q 'messages=0 batches=0' "$TMP/cleanup2.out"
+    g0=$(H c genid); natd c --cleanup > "$TMP/cleanup2.out" 2>&1; g1=$(H c genid)
+    check "$who: a second cleanup removes nothing and commits nothing" bash -c \
+        "grep -q 'cleanup through libnftnl: 0 chains and jumps removed' '$TMP/cleanup2.out' && [ $g0 = $g1 ]"
     delns c
 done
 fi
@@ -469,35 +482,39 @@ delns k
 fi
 
 if want ensured; then
-echo "ensured rules: created when missing, after kube-natd's jumps in a base chain, never removed"
+echo "ensured rules (the v1.23 layout's kubelet rules): created when missing, after kube-natd's jumps, never removed"
 newns e
-X e ip6tables-nft -A INPUT -s 2001:db8::9 -m comment --comment "foreign INPUT" -j ACCEPT
-eargs=(--config "$CASES/clusterip/config.yaml" --source "$CASES/clusterip/cluster.yaml" --ip-family ipv6 --kubelet-ensured)
-check "apply with kubelet's ensured rules (ipv6)" H e apply "${eargs[@]}"
+X e iptables-nft -A INPUT -s 192.0.2.9 -m comment --comment "foreign INPUT" -j ACCEPT
+E="$CASES_V123/loadbalancer-source-ranges"
+eargs=(--config "$E/config.yaml" --source "$E/cluster.yaml" --rule-layout v1.23)
+check "--once --rule-layout v1.23 (ensures KUBE-MARK-DROP, KUBE-FIREWALL and its jumps)" once e 1.8.9 "${eargs[@]}"
 ensured_in_place() {
-    local input; input=$(X e ip6tables-nft -S INPUT | grep '^-A' | awk '
+    local input; input=$(X e iptables-nft -S INPUT | grep '^-A' | awk '
         /comment "foreign / { printf "foreign "; next }
         / -j / { sub(/.* -j /, ""); printf "%s ", $1; next }')
-    [ "$input" = "KUBE-PROXY-FIREWALL KUBE-NODEPORTS KUBE-EXTERNAL-SERVICES KUBE-FIREWALL foreign " ] || { echo "INPUT: $input"; return 1; }
-    X e ip6tables-nft -t nat -S KUBE-MARK-DROP | grep -q -- '-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000' \
-        && X e ip6tables-nft -S KUBE-FIREWALL | grep -q -- '--mark 0x8000/0x8000 -j DROP'
+    [ "$input" = "KUBE-NODEPORTS KUBE-EXTERNAL-SERVICES KUBE-FIREWALL foreign " ] || { echo "INPUT: $input"; return 1; }
+    X e iptables-nft -t nat -S KUBE-MARK-DROP | grep -q -- '-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000' \
+        && X e iptables-nft -S KUBE-FIREWALL | grep -q -- '--mark 0x8000/0x8000 -j DROP'
 }
-check "ensured rules created, INPUT's right after kube-natd's jumps, foreign rule last" ensured_in_place
-H e apply "${eargs[@]}" > "$TMP/e2.out"
-check "again: nothing sent" grep -q 'messages=0 batches=0' "$TMP/e2.out"
-X e ip6tables-nft -D INPUT -j KUBE-FIREWALL
-X e ip6tables-nft -A OUTPUT -s 2001:db8::10 -j ACCEPT
-X e ip6tables-nft -D OUTPUT -j KUBE-FIREWALL
-X e ip6tables-nft -A OUTPUT -j KUBE-FIREWALL
-H e apply "${eargs[@]}" > "$TMP/e3.out"
+check "ensured rules created, INPUT's right after kube-natd's jumps, the foreign rule last" ensured_in_place
+g0=$(H e genid); once e 1.8.9 "${eargs[@]}" > /dev/null 2>&1; g1=$(H e genid)
+check "again: nothing committed" [ "$g0" = "$g1" ]
+X e iptables-nft -D INPUT -j KUBE-FIREWALL
+X e iptables-nft -A OUTPUT -s 192.0.2.10 -j ACCEPT
+X e iptables-nft -D OUTPUT -j KUBE-FIREWALL
+X e iptables-nft -A OUTPUT -j KUBE-FIREWALL
+once e 1.8.9 "${eargs[@]}" > /dev/null 2>&1
 readded_not_moved() {
     ensured_in_place || return 1
-    [ "$(X e ip6tables-nft -S OUTPUT | grep -c -- '-j KUBE-FIREWALL')" = 1 ] && X e ip6tables-nft -S OUTPUT | tail -1 | grep -q -- '-j KUBE-FIREWALL'
+    [ "$(X e iptables-nft -S OUTPUT | grep -c -- '-j KUBE-FIREWALL')" = 1 ] && X e iptables-nft -S OUTPUT | tail -1 | grep -q -- '-j KUBE-FIREWALL'
 }
-check "a removed ensured rule is added again, one present elsewhere in its chain is left where it is" readded_not_moved
-H e cleanup --ip-family ipv6 > /dev/null
-check "cleanup leaves the ensured rules and kubelet's chains" bash -c \
-    "ip netns exec knft-$$-e ip6tables-nft -S INPUT | grep -q -- '-A INPUT -j KUBE-FIREWALL' && ip netns exec knft-$$-e ip6tables-nft -t nat -S KUBE-MARK-DROP | grep -q MARK && ! ip netns exec knft-$$-e ip6tables-nft-save | grep -q KUBE-SERVICES"
+check "a removed ensured rule is added again; one present elsewhere in its chain is left where it is" readded_not_moved
+natd e --cleanup > /dev/null 2>&1
+kept_after_cleanup() {
+    X e iptables-nft -S INPUT | grep -q -- '-A INPUT -j KUBE-FIREWALL' && X e iptables-nft -t nat -S KUBE-MARK-DROP | grep -q MARK \
+        && ! X e iptables-nft-save | grep -q -e KUBE-SERVICES -e KUBE-NODEPORTS
+}
+check "kube-natd --cleanup leaves the ensured rules and kubelet's chains" kept_after_cleanup
 delns e
 fi
 

@@ -2,7 +2,7 @@
 // network namespaces only; never run it in the host netns. Rules are compiled exactly as `kube-natd --once` does.
 //
 //   nft-harness apply    --source PATH --config FILE [--ip-family ipv4|ipv6|dual] [--form 1.8.7|1.8.9|1.8.10]
-//                        [--random-fully yes|no] [--nfacct yes|no] [--rule-layout current|v1.23] [--read]
+//                        [--random-fully auto|yes|no] [--nfacct auto|yes|no] [--rule-layout current|v1.23] [--read]
 //                        [--then PATH|same]... [--inject-bad-rule]
 //        One backend object applies the source, then each --then step in turn: a source (same: the previous
 //        one again), `drift` (readOwned vs expectedOwned of the last source), `wait:PATH` (until PATH exists,
@@ -29,8 +29,8 @@ struct Options {
     var config: String?
     var families: [IPFamily] = [.ipv4]
     var form: NftablesForm?
-    var randomFully = false
-    var nfacct = false
+    var randomFully = FeatureChoice.auto
+    var nfacct = FeatureChoice.auto
     var layout = RuleLayout.current
     var read = false
     var then: [String] = []
@@ -58,8 +58,10 @@ struct Options {
                 let v = try value(arg)
                 guard let f = NftablesForm(name: v) else { throw Usage("--form: a release such as 1.8.7, 1.8.9, 1.8.10") }
                 self.form = f
-            case "--random-fully": self.randomFully = try value(arg) == "yes"
-            case "--nfacct": self.nfacct = try value(arg) == "yes"
+            case "--random-fully", "--nfacct":
+                let v = try value(arg)
+                guard let c = FeatureChoice(rawValue: v) else { throw Usage("\(arg): auto, yes or no") }
+                if arg == "--nfacct" { self.nfacct = c } else { self.randomFully = c }
             case "--rule-layout":
                 let v = try value(arg)
                 guard let l = RuleLayout(rawValue: v) else { throw Usage("--rule-layout: current or v1.23") }
@@ -85,7 +87,7 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     var setup = try NodeSetup.load(configPath: o.config, overrides: ConfigOverrides())
     setup.ruleLayout = o.layout
     let state = try ManifestInput.load(source).clusterState
-    let features = KernelFeatures(randomFully: o.randomFully, nfacctCounters: o.nfacct)
+    let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct)
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
     }
