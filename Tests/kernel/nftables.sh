@@ -26,7 +26,7 @@ BENCH=$(dirname "$HARNESS")/natd-bench
 CASES="$ROOT/Tests/RuleCompilerTests/Golden/cases"
 CASES_V123="$ROOT/Tests/RuleCompilerTests/Golden/cases-v1.23"
 NORMALIZE="$HERE/lib/nft-normalize.py"
-SECTIONS=${SECTIONS:-"equivalence forms ownership incremental concurrency drift cleanup canaries ensured scale valgrind"}
+SECTIONS=${SECTIONS:-"equivalence forms ownership incremental concurrency drift cleanup canaries ensured traffic scale valgrind"}
 [ -x "$BIN" ] || { echo "nftables: $BIN not found (swift build first)"; exit 2; }
 [ -x "$HARNESS" ] || { echo "nftables: $HARNESS not found (swift build first)"; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "nftables: needs root (network namespaces)"; exit 2; }
@@ -36,8 +36,10 @@ FAIL=0
 NAMESPACES=()
 TMP=$(mktemp -d /tmp/knft-test.XXXXXX)
 BGPIDS=()
+TOPO_UP=0
 cleanup() {
     for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null; done
+    [ "$TOPO_UP" = 1 ] && topo_teardown
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$TMP"
 }
@@ -516,6 +518,69 @@ kept_after_cleanup() {
 }
 check "kube-natd --cleanup leaves the ensured rules and kubelet's chains" kept_after_cleanup
 delns e
+fi
+
+if want traffic; then
+echo "traffic: packets through the nf_tables rules (lib/topology.sh), --once and the daemon (drift repair, canaries)"
+# shellcheck source=lib/topology.sh
+source "$HERE/lib/topology.sh"
+TOPO_UP=1
+if topo_setup "knft-$$-t-" && topo_start_servers 150; then
+    CFG="$ROOT/Config/kube-proxy-config.yaml"
+    EX="$ROOT/Config/example-cluster.yaml"
+    NODE=${TOPO_PREFIX}node
+    probe() { local ns=$1; shift; timeout 60 ip netns exec "$(topo_ns "$ns")" python3 "$HERE/lib/probe.py" "$@"; }
+    pods() { sed 's/ ms=[0-9]*$//' "$1" | awk '{print $1}' | sort -u | tr '\n' ' '; }
+    all_answered() { [ -s "$1" ] && ! sed 's/ ms=[0-9]*$//' "$1" | grep -qvE "^($2)\$" || { echo "got: $(pods "$1")"; return 1; }; }
+    check "--once --backend libnftnl --ip-family dual programs the node" bash -c \
+        "KNAT_NFT_FORM=1.8.9 timeout 60 ip netns exec $NODE '$BIN' --once --backend libnftnl --ip-family dual --config '$CFG' --source '$EX' > '$TMP/t-once.log' 2>&1"
+    probe client tcp 10.96.0.10 80 40 2 > "$TMP/t-cip"
+    check "ClusterIP 10.96.0.10:80 from the client reaches pod-a, pod-b and pod-remote, every try answered" bash -c \
+        "[ \"\$(sed 's/ ms=[0-9]*\$//' '$TMP/t-cip' | awk '{print \$1}' | sort -u | tr '\n' ' ')\" = 'pod-a pod-b pod-remote ' ] && ! grep -qv '^pod-' '$TMP/t-cip'"
+    probe client tcp "$TOPO_NODE_IP" 30080 5 2 > "$TMP/t-np"
+    check "NodePort $TOPO_NODE_IP:30080 from the client answered, source masqueraded to the node" \
+        all_answered "$TMP/t-np" "pod-(a|remote) (192\.168\.10\.1|10\.244\.1\.1)"
+    probe pod-a udp 10.96.0.53 53 3 2 > "$TMP/t-dns"
+    check "kube-dns 10.96.0.53:53 UDP from a pod answered by pod-dns" all_answered "$TMP/t-dns" "pod-dns .*"
+    probe client tcp fd00:96::22 80 3 2 > "$TMP/t-v6"
+    check "IPv6 ClusterIP [fd00:96::22]:80 answered by pod-a" all_answered "$TMP/t-v6" "pod-a .*"
+    probe client tcp 10.96.0.18 80 1 3 > "$TMP/t-rej"
+    check "a Service without endpoints is refused at once (REJECT)" grep -q '^REFUSED' "$TMP/t-rej"
+
+    # The daemon keeps one backend object: syncs without re-reading, repairs drift, recreates canaries.
+    sed -e 's/^\(\s*syncPeriod:\).*/\1 2s/' -e 's/^\(\s*minSyncPeriod:\).*/\1 200ms/' \
+        -e 's/^healthzBindAddress:.*/healthzBindAddress: 127.0.0.1:10256/' \
+        -e 's/^metricsBindAddress:.*/metricsBindAddress: 127.0.0.1:10249/' "$CFG" > "$TMP/t-config.yaml"
+    mkdir -p "$TMP/t-manifests"; cp "$EX" "$TMP/t-manifests/cluster.yaml"
+    KNAT_NFT_FORM=1.8.9 ip netns exec "$NODE" timeout -k 2 90 "$BIN" --config "$TMP/t-config.yaml" \
+        --source "$TMP/t-manifests" --backend libnftnl --ip-family dual > "$TMP/t-daemon.log" 2>&1 &
+    DPID=$!; BGPIDS+=("$DPID")
+    synced() { grep -q 'first sync done' "$TMP/t-daemon.log"; }
+    for i in $(seq 1 100); do synced && break; sleep 0.1; done
+    check "daemon: first sync through libnftnl" bash -c "grep -q 'through libnftnl' '$TMP/t-daemon.log' && grep -q 'first sync done' '$TMP/t-daemon.log'"
+    owned_nft() { ip netns exec "$NODE" iptables-nft-save | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' | sed 's/\[[0-9]*:[0-9]*\]//'; }
+    owned_nft > "$TMP/t-owned"
+    repaired_within() { # TENTHS: owned rules back as they were
+        local i; for i in $(seq 1 "$1"); do owned_nft | cmp -s - "$TMP/t-owned" && return 0; sleep 0.1; done
+        owned_nft | diff "$TMP/t-owned" - | head -10; return 1
+    }
+    ip netns exec "$NODE" nft flush chain ip nat KUBE-SERVICES
+    check "daemon: nft flush chain ip nat KUBE-SERVICES repaired within one syncPeriod" repaired_within 45
+    svc=$(ip netns exec "$NODE" iptables-nft -t nat -S KUBE-SERVICES | grep -- '-d 10.96.0.10/32' | grep -o 'KUBE-SVC-[A-Z0-9]*' | head -1)
+    sep=$(ip netns exec "$NODE" iptables-nft -t nat -S "$svc" | grep -o 'KUBE-SEP-[A-Z0-9]*' | head -1)
+    ip netns exec "$NODE" nft flush chain ip nat "$svc"; ip netns exec "$NODE" nft delete chain ip nat "$sep"
+    check "daemon: a deleted SEP chain repaired within one syncPeriod" repaired_within 45
+    ip netns exec "$NODE" iptables-nft -t mangle -X KUBE-PROXY-CANARY
+    check "daemon: a deleted mangle canary recreated" bash -c \
+        "for i in \$(seq 1 45); do ip netns exec $NODE iptables-nft -t mangle -S KUBE-PROXY-CANARY >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1"
+    probe client tcp 10.96.0.10 80 10 2 > "$TMP/t-cip2"
+    check "daemon: ClusterIP answered after the repairs" all_answered "$TMP/t-cip2" "pod-(a|b|remote) .*"
+    kill -TERM "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null
+    check "daemon: the sync log names no error" bash -c "! grep -E ' error ' '$TMP/t-daemon.log'"
+else
+    bad "traffic topology could not be set up"
+fi
+topo_teardown; TOPO_UP=0
 fi
 
 if want scale; then
