@@ -32,6 +32,8 @@ public final class NftablesBackend: KernelBackend {
     /// same rulesets (by this or another kube-natd process), so it sent nothing and read nothing else.
     public private(set) var lastCallStampCurrent = false
     private var context: OpaquePointer?
+    /// A read ahead started by `prefetch(families:)`, taken over at the next call.
+    private var pending: NftablesPrefetch?
 
     /// `form` nil: `KNAT_NFT_FORM` if set, else from the host's `iptables --version`.
     public init(form: NftablesForm? = nil, logger: Logger = Logger(label: "kube-natd.nftables")) {
@@ -43,9 +45,13 @@ public final class NftablesBackend: KernelBackend {
         self.logger = logger
     }
 
-    deinit { knft_close(self.context) }
+    deinit {
+        if let p = self.pending { knft_close(p.wait()) }
+        knft_close(self.context)
+    }
 
     private func open() throws -> OpaquePointer {
+        self.adoptPrefetch()
         if let c = self.context { return c }
         var result = knft_result()
         guard let c = knft_open(&result) else { throw NftablesError(result) }
@@ -54,6 +60,29 @@ public final class NftablesBackend: KernelBackend {
     }
 
     // MARK: - KernelBackend
+
+    /// Reads the tables on another thread while the caller compiles (a new process: `--once`, a daemon's
+    /// first sync), unless the stamp shows the kernel as a batch of kube-natd left it. The next call takes the
+    /// model over when this object has none of its own; a long-lived object's current model needs no read.
+    public func prefetch(families: [IPFamily]) {
+        guard self.pending == nil, !families.isEmpty else { return }
+        if let c = self.context, knft_has_model(c) != 0 { return }
+        self.pending = NftablesPrefetch(families: families)
+    }
+
+    /// Waits for a read ahead and keeps its model when this object has none.
+    private func adoptPrefetch() {
+        guard let p = self.pending else { return }
+        self.pending = nil
+        guard let read = p.wait() else { return }
+        let mine = self.context.map { knft_has_model($0) != 0 } ?? false
+        if mine || knft_has_model(read) == 0 {
+            knft_close(read)
+            return
+        }
+        knft_close(self.context)
+        self.context = read
+    }
 
     public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
         let started = DispatchTime.now().uptimeNanoseconds
@@ -203,14 +232,18 @@ public final class NftablesBackend: KernelBackend {
     /// which every layout declares in every family.
     static func stampChain(_ rulesets: [Ruleset]) -> knft_stamp? {
         for ruleset in rulesets {
-            guard let chain = ruleset[.nat]?.chain(named: "KUBE-MARK-MASQ"), !chain.rules.isEmpty else { continue }
-            var stamp = knft_stamp()
-            stamp.family = ruleset.family.cValue
-            withUnsafeMutableBytes(of: &stamp.table) { $0.copyBytes(from: "nat".utf8) }
-            withUnsafeMutableBytes(of: &stamp.chain) { $0.copyBytes(from: chain.name.utf8) }
-            return stamp
+            guard let chain = ruleset[.nat]?.chain(named: Ownership.markMasq), !chain.rules.isEmpty else { continue }
+            return Self.stamp(ruleset.family)
         }
         return nil
+    }
+
+    static func stamp(_ family: IPFamily) -> knft_stamp {
+        var stamp = knft_stamp()
+        stamp.family = family.cValue
+        withUnsafeMutableBytes(of: &stamp.table) { $0.copyBytes(from: Table.nat.rawValue.utf8) }
+        withUnsafeMutableBytes(of: &stamp.chain) { $0.copyBytes(from: Ownership.markMasq.utf8) }
+        return stamp
     }
 
     private func run(_ programs: [NftablesProgram], stamp: knft_stamp? = nil) throws -> ApplyReport {
@@ -280,6 +313,36 @@ public final class NftablesBackend: KernelBackend {
                 self.logger.warning("\(w)", metadata: ["family": "\(t.family.flagName)", "table": "\(t.table.rawValue)"])
             }
         }
+    }
+}
+
+/// A read of filter and nat of each family in a context of its own, on its own thread (see `prefetch`).
+final class NftablesPrefetch: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var context: OpaquePointer?
+
+    init(families: [IPFamily]) {
+        Thread.detachNewThread { [self] in
+            var result = knft_result()
+            if let c = knft_open(&result) {
+                let pairs = families.flatMap { f in [Table.filter, .nat].map { (f, $0) } }
+                var fams = pairs.map { $0.0.cValue }
+                var stamp = NftablesBackend.stamp(families[0])
+                let rc = withKnftStrings(pairs.map { $0.1.rawValue }) { tables in
+                    knft_prefetch(c, &fams, tables.baseAddress, tables.count, &stamp, &result)
+                }
+                // a failed read leaves no model: the apply reads (and reports) itself
+                if rc != 0 { knft_forget(c) }
+                self.context = c
+            }
+            self.done.signal()
+        }
+    }
+
+    /// Blocks until the read is done; the caller owns the context. Call once.
+    func wait() -> OpaquePointer? {
+        self.done.wait()
+        return self.context
     }
 }
 

@@ -107,6 +107,17 @@ typedef struct knft_stamp {
 int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, knft_form form,
                const knft_stamp *stamp, int max_attempts, int flags, knft_result *result);
 
+/*
+ * Reads ahead (e.g. on another thread, in a context of its own, while the caller compiles): the tables
+ * (families[i], tables[i]) into the context's model, unless the stamp shows the kernel as a batch of kube-natd
+ * left it (then the apply's stamp check is all it needs). knft_has_model says which happened.
+ */
+int knft_prefetch(knft_context *ctx, const int *families, const char *const *tables, size_t n,
+                  const knft_stamp *stamp, knft_result *result);
+/* 1 when the context holds a model read or written at some generation (it is checked against the kernel's at
+   use), else 0. */
+int knft_has_model(const knft_context *ctx);
+
 /* One chain of a table as read back: rule count and digest (see knft_read_owned). */
 typedef struct knft_chain_digest {
     int family;
