@@ -78,7 +78,8 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         tables[i] = programs[i].table;
     }
     int rc = 0;
-    knft_stamping stamping = {.where = stamp, .hash = stamp ? programs_hash(programs, count, form) : 0};
+    uint64_t hash = programs_hash(programs, count, form);
+    knft_stamping stamping = {.where = stamp, .hash = hash};
     for (int attempt = 1; attempt <= max_attempts; attempt++) {
         res->attempts = attempt;
         res->error = 0;
@@ -110,6 +111,11 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         double t1 = knft_now();
         res->read_seconds = t1 - t0;
         uint32_t genid = ctx->model.genid;
+        if (!res->read_kernel && ctx->applied == hash) {
+            /* nothing committed since the model was known to hold exactly these programs */
+            res->genid = genid;
+            return 0;
+        }
 
         knft_batch bt;
         knft_plan *plan = knft_plan_new();
@@ -138,6 +144,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         if (!rc && messages == 0) {
             /* the kernel already holds the wanted state: nothing to send */
             res->genid = genid;
+            ctx->applied = hash;
             knft_batch_free(&bt);
             knft_plan_free(plan);
             return 0;
@@ -152,6 +159,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
             knft_plan_apply(plan, &ctx->model);
             /* our commit is the one that moved the generation: nothing else can have committed in between */
             ctx->model.genid = genid + 1 ? genid + 1 : 1;
+            ctx->applied = hash;
             res->genid = ctx->model.genid;
             res->messages = messages;
             res->batches = 1;

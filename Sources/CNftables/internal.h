@@ -190,6 +190,7 @@ struct knft_context {
     uint32_t seq;
     int sndbuf, rcvbuf; /* what the socket buffers are set to */
     knft_model model;
+    uint64_t applied;   /* hash of the programs the model is known to hold (0: none) */
     uint8_t *buf;       /* receive buffer */
     size_t buflen;
 };

@@ -141,7 +141,10 @@ int knft_read_tables(knft_context *ctx, const int *families, const char *const *
                      knft_result *res) {
     uint32_t current = ctx->model.genid;
     for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-        if (!add || attempt > 0) knft_model_clear(&ctx->model);
+        if (!add || attempt > 0) {
+            knft_model_clear(&ctx->model);
+            ctx->applied = 0;
+        }
         for (size_t i = 0; i < n; i++)
             if (!knft_model_table(&ctx->model, families[i], tables[i], 1)) return ENOMEM;
         uint32_t before, after;
@@ -151,6 +154,7 @@ int knft_read_tables(knft_context *ctx, const int *families, const char *const *
         if (!rc) rc = knft_getgen(ctx, &after, res);
         if (rc) {
             knft_model_clear(&ctx->model);
+            ctx->applied = 0;
             return rc;
         }
         /* an addition is only valid at the generation the rest of the model was read or written at */
@@ -163,6 +167,7 @@ int knft_read_tables(knft_context *ctx, const int *families, const char *const *
         }
     }
     knft_model_clear(&ctx->model);
+    ctx->applied = 0;
     res->error = EAGAIN;
     knft_set_message(res, "the ruleset kept changing while it was read (%d reads)", READ_ATTEMPTS);
     return EAGAIN;

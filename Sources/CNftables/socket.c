@@ -76,7 +76,10 @@ void knft_close(knft_context *ctx) {
     free(ctx);
 }
 
-void knft_forget(knft_context *ctx) { knft_model_clear(&ctx->model); }
+void knft_forget(knft_context *ctx) {
+    knft_model_clear(&ctx->model);
+    ctx->applied = 0;
+}
 
 /* The text of an NLMSG_ERROR's extended ack, if any. */
 static const char *ext_ack(const struct nlmsghdr *nlh) {
