@@ -17,68 +17,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <libmnl/libmnl.h>
-#include <libnftnl/chain.h>
-#include <libnftnl/rule.h>
-#include <libnftnl/table.h>
-#include <linux/netfilter.h>
-#include <linux/netfilter/nf_tables.h>
-#include "internal.h"
-
-/* ---- base chains as iptables-nft creates them (its xtables_ipv4/ipv6 tables; the same for both) ---------- */
-
-typedef struct builtin {
-    const char *table, *chain, *type;
-    uint32_t hook;
-    int32_t prio;
-} builtin;
-
-static const builtin builtins[] = {
-    {"nat", "PREROUTING", "nat", NF_INET_PRE_ROUTING, -100},
-    {"nat", "INPUT", "nat", NF_INET_LOCAL_IN, 100},
-    {"nat", "OUTPUT", "nat", NF_INET_LOCAL_OUT, -100},
-    {"nat", "POSTROUTING", "nat", NF_INET_POST_ROUTING, 100},
-    {"filter", "INPUT", "filter", NF_INET_LOCAL_IN, 0},
-    {"filter", "FORWARD", "filter", NF_INET_FORWARD, 0},
-    {"filter", "OUTPUT", "filter", NF_INET_LOCAL_OUT, 0},
-    {"mangle", "PREROUTING", "filter", NF_INET_PRE_ROUTING, -150},
-    {"mangle", "INPUT", "filter", NF_INET_LOCAL_IN, -150},
-    {"mangle", "FORWARD", "filter", NF_INET_FORWARD, -150},
-    {"mangle", "OUTPUT", "route", NF_INET_LOCAL_OUT, -150},
-    {"mangle", "POSTROUTING", "filter", NF_INET_POST_ROUTING, -150},
-    {"raw", "PREROUTING", "filter", NF_INET_PRE_ROUTING, -300},
-    {"raw", "OUTPUT", "filter", NF_INET_LOCAL_OUT, -300},
-    {"security", "INPUT", "filter", NF_INET_LOCAL_IN, 150},
-    {"security", "FORWARD", "filter", NF_INET_FORWARD, 150},
-    {"security", "OUTPUT", "filter", NF_INET_LOCAL_OUT, 150},
-};
-
-static const builtin *find_builtin(const char *table, const char *chain) {
-    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
-        if (!strcmp(builtins[i].table, table) && !strcmp(builtins[i].chain, chain)) return &builtins[i];
-    return NULL;
-}
-
+#include "plan.h"
 
 /* ---- the plan: model changes to make once the batch committed, and the memory the batch's origins use -- */
-
-enum { CH_SET, CH_DELETE, CH_TABLE };
-
-typedef struct change {
-    int op;
-    knft_table *table;
-    char *chain;       /* owned by the plan */
-    int base;
-    knft_rule *rules;  /* owned by the plan (CH_SET) */
-    uint32_t nrules;
-} change;
-
-struct knft_plan {
-    change *changes;
-    size_t n, cap;
-    void **allocs; /* strings and arrays the batch's origins point into */
-    size_t nallocs, capallocs;
-};
 
 knft_plan *knft_plan_new(void) { return calloc(1, sizeof(knft_plan)); }
 
@@ -91,7 +32,7 @@ void knft_plan_free(knft_plan *p) {
     free(p);
 }
 
-static void *keep(knft_plan *p, void *mem) {
+void *knft_plan_keep(knft_plan *p, void *mem) {
     if (!mem) return NULL;
     if (p->nallocs == p->capallocs) {
         size_t cap = p->capallocs ? p->capallocs * 2 : 64;
@@ -107,7 +48,7 @@ static void *keep(knft_plan *p, void *mem) {
     return mem;
 }
 
-static change *add_change(knft_plan *p, int op, knft_table *t, const char *chain) {
+change *knft_plan_change(knft_plan *p, int op, knft_table *t, const char *chain) {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
         change *c = realloc(p->changes, cap * sizeof(*c));
@@ -119,7 +60,7 @@ static change *add_change(knft_plan *p, int op, knft_table *t, const char *chain
     memset(c, 0, sizeof(*c));
     c->op = op;
     c->table = t;
-    c->chain = chain ? keep(p, strdup(chain)) : NULL;
+    c->chain = chain ? knft_plan_keep(p, strdup(chain)) : NULL;
     if (chain && !c->chain) return NULL;
     p->n++;
     return c;
@@ -152,295 +93,15 @@ void knft_plan_apply(knft_plan *p, knft_model *m) {
     }
 }
 
-/* ---- the wanted state, parsed from one program ---------------------------------------------------------- */
-
-typedef struct want_rule {
-    knft_span span;
-    uint64_t tag, target, content;
-} want_rule;
-
-typedef struct named_rule { /* a jump, ensured rule or rule to delete */
-    const char *chain;
-    want_rule rule;
-} named_rule;
-
-typedef struct want_chain {
-    const char *name;
-    int ensure_only; /* KNAT_OP_ENSURE_CHAIN: created if missing, never filled */
-    size_t first, count; /* into wanted.rules */
-} want_chain;
-
-typedef struct wanted {
-    want_chain *chains;
-    size_t nchains;
-    want_rule *rules;
-    size_t nrules;
-    const char **deleted, **prefixes;
-    size_t ndeleted, nprefixes;
-    named_rule *jumps, *ensured, *delrules;
-    size_t njumps, nensured, ndelrules;
-    int delete_own_jumps;
-} wanted;
-
-#define GROW(arr, n, cap)                                                   \
-    do {                                                                    \
-        if ((n) == (cap)) {                                                 \
-            size_t c_ = (cap) ? (cap) * 2 : 16;                             \
-            void *p_ = realloc((arr), c_ * sizeof(*(arr)));                 \
-            if (!p_) return ENOMEM;                                         \
-            (arr) = p_;                                                     \
-            (cap) = c_;                                                     \
-        }                                                                   \
-    } while (0)
-
-static void wanted_free(wanted *w) {
-    free(w->chains);
-    free(w->rules);
-    free(w->deleted);
-    free(w->prefixes);
-    free(w->jumps);
-    free(w->ensured);
-    free(w->delrules);
+/* The rules a chain will hold after the batch, when the plan changes it; else NULL. */
+const change *knft_planned(const knft_plan *plan, const knft_table *t, const char *name) {
+    for (size_t i = plan->n; i-- > 0;)
+        if (plan->changes[i].table == t && plan->changes[i].chain && !strcmp(plan->changes[i].chain, name))
+            return &plan->changes[i];
+    return NULL;
 }
 
-static int parse(knft_plan *plan, const knft_program *p, knft_form form, wanted *w, knft_result *res) {
-    memset(w, 0, sizeof(*w));
-    size_t capc = 0, capr = 0, capd = 0, capp = 0, capj = 0, cape = 0, capx = 0;
-    knat_reader rd = {p->bytes, p->length, 0};
-    knat_record rec = {0};
-    int n;
-    while ((n = knat_next(&rd, &rec)) == 1) {
-        char *name = NULL;
-        if (rec.kind != KNAT_OP_DELETE_OWN_JUMPS) {
-            if (rec.length == 0 || rec.length >= KNFT_NAME_MAX) goto malformed;
-            name = keep(plan, strndup((const char *)rec.payload, rec.length));
-            if (!name) return ENOMEM;
-        }
-        switch (rec.kind) {
-        case KNAT_OP_CHAIN:
-        case KNAT_OP_ENSURE_CHAIN: {
-            GROW(w->chains, w->nchains, capc);
-            want_chain *c = &w->chains[w->nchains++];
-            c->name = name;
-            c->ensure_only = rec.kind == KNAT_OP_ENSURE_CHAIN;
-            c->first = w->nrules;
-            c->count = 0;
-            while (!c->ensure_only && knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
-                GROW(w->rules, w->nrules, capr);
-                want_rule *r = &w->rules[w->nrules];
-                memset(r, 0, sizeof(*r));
-                if (knft_rule_span(&rd, &r->span, &r->target)) goto malformed;
-                r->tag = knft_rule_tag(&r->span, form, p->family, KNFT_ROLE_OWNED);
-                w->nrules++;
-                c->count++;
-            }
-            break;
-        }
-        case KNAT_OP_DELETE_CHAIN:
-            GROW(w->deleted, w->ndeleted, capd);
-            w->deleted[w->ndeleted++] = name;
-            break;
-        case KNAT_OP_STALE_PREFIX:
-            GROW(w->prefixes, w->nprefixes, capp);
-            w->prefixes[w->nprefixes++] = name;
-            break;
-        case KNAT_OP_DELETE_OWN_JUMPS:
-            w->delete_own_jumps = 1;
-            break;
-        case KNAT_OP_JUMP:
-        case KNAT_OP_ENSURE_RULE:
-        case KNAT_OP_DELETE_RULE: {
-            named_rule nr = {.chain = name};
-            if (knft_rule_span(&rd, &nr.rule.span, &nr.rule.target)) goto malformed;
-            nr.rule.tag = knft_rule_tag(&nr.rule.span, form, p->family, KNFT_ROLE_JUMP);
-            char why[160] = "";
-            int rc = knft_wanted_content(&nr.rule.span, form, p->family, &nr.rule.content, why, sizeof(why));
-            if (rc) {
-                knft_set_message(res, "ipv%d %s: chain %s: %s", p->family, p->table, name, why[0] ? why : strerror(rc));
-                return rc;
-            }
-            if (rec.kind == KNAT_OP_JUMP) {
-                GROW(w->jumps, w->njumps, capj);
-                w->jumps[w->njumps++] = nr;
-            } else if (rec.kind == KNAT_OP_ENSURE_RULE) {
-                GROW(w->ensured, w->nensured, cape);
-                w->ensured[w->nensured++] = nr;
-            } else {
-                GROW(w->delrules, w->ndelrules, capx);
-                w->delrules[w->ndelrules++] = nr;
-            }
-            break;
-        }
-        default:
-            goto malformed;
-        }
-    }
-    if (n < 0) goto malformed;
-    return 0;
-malformed:
-    knft_set_message(res, "ipv%d %s: malformed program (record kind %u)", p->family, p->table, rec.kind);
-    return EINVAL;
-}
-
-/* ---- messages --------------------------------------------------------------------------------------------- */
-
-typedef struct emitter {
-    knft_batch *bt;
-    knft_table *t;
-    knft_form form;
-    knft_stamping *stamping;
-    knft_table_report *report;
-    knft_result *res;
-} emitter;
-
-/* Is this the stamp's rule (the first rule of the stamp's chain)? */
-static int stamp_rule(const emitter *em, const char *chain, int index) {
-    const knft_stamping *s = em->stamping;
-    return s && s->where && index == 1 && s->where->family == em->t->family && !strcmp(s->where->table, em->t->name) &&
-           !strcmp(s->where->chain, chain);
-}
-
-static knft_origin origin(const emitter *em, const char *chain, int rule) {
-    knft_origin o = {.family = (uint8_t)em->t->family, .table = em->t->name, .chain = chain, .rule = rule};
-    return o;
-}
-
-static void counted(emitter *em) { em->report->messages++; }
-
-static int emit_table(emitter *em) {
-    knft_origin o = origin(em, NULL, 0);
-    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWTABLE, em->t->family, NLM_F_CREATE, &o);
-    struct nftnl_table *tb = nftnl_table_alloc();
-    if (!nlh || !tb) {
-        if (tb) nftnl_table_free(tb);
-        return ENOMEM;
-    }
-    nftnl_table_set_str(tb, NFTNL_TABLE_NAME, em->t->name);
-    nftnl_table_nlmsg_build_payload(nlh, tb);
-    nftnl_table_free(tb);
-    knft_batch_commit_msg(em->bt);
-    counted(em);
-    return 0;
-}
-
-static int emit_chain(emitter *em, const char *name, const builtin *b) {
-    knft_origin o = origin(em, name, 0);
-    /* a user chain as `iptables -N` (fails if it appeared meanwhile); a base chain as iptables-nft adds it */
-    uint16_t flags = b ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL;
-    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWCHAIN, em->t->family, flags, &o);
-    struct nftnl_chain *c = nftnl_chain_alloc();
-    if (!nlh || !c) {
-        if (c) nftnl_chain_free(c);
-        return ENOMEM;
-    }
-    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, em->t->name);
-    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
-    if (b) {
-        nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, b->hook);
-        nftnl_chain_set_u32(c, NFTNL_CHAIN_PRIO, (uint32_t)b->prio);
-        nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
-        nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, b->type);
-    }
-    nftnl_chain_nlmsg_build_payload(nlh, c);
-    nftnl_chain_free(c);
-    knft_batch_commit_msg(em->bt);
-    counted(em);
-    return 0;
-}
-
-enum { AT_TAIL, AT_HEAD, BEFORE, AFTER, REPLACE };
-
-/* A by-handle operation without a handle would address the wrong rule (a DELRULE without one flushes). */
-static int no_handle(emitter *em, const char *chain) {
-    knft_set_message(em->res, "ipv%d %s: chain %s: a rule's handle is not known", em->t->family, em->t->name, chain);
-    return EIO;
-}
-
-/* NEWRULE: appended, at the head, before/after the rule with handle `ref`, or replacing it. */
-static int emit_rule(emitter *em, const char *chain, int index, const want_rule *r, int role, int where,
-                     uint64_t ref) {
-    knft_origin o = origin(em, chain, index);
-    if (where != AT_TAIL && where != AT_HEAD && !ref) return no_handle(em, chain);
-    uint16_t flags = NLM_F_CREATE;
-    if (where == AT_TAIL || where == AFTER) flags |= NLM_F_APPEND;
-    if (where == REPLACE) flags |= NLM_F_REPLACE;
-    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_NEWRULE, em->t->family, flags, &o);
-    struct nftnl_rule *nr = nftnl_rule_alloc();
-    if (!nlh || !nr) {
-        if (nr) nftnl_rule_free(nr);
-        return ENOMEM;
-    }
-    nftnl_rule_set_str(nr, NFTNL_RULE_TABLE, em->t->name);
-    nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, chain);
-    if (where == REPLACE) nftnl_rule_set_u64(nr, NFTNL_RULE_HANDLE, ref);
-    if (where == BEFORE || where == AFTER) nftnl_rule_set_u64(nr, NFTNL_RULE_POSITION, ref);
-    char why[160] = "";
-    int rc = knft_encode_rule(nr, &r->span, em->form, em->t->family, why, sizeof(why));
-    if (rc) {
-        nftnl_rule_free(nr);
-        knft_set_message(em->res, "ipv%d %s: chain %s rule %d: %s", em->t->family, em->t->name, chain, index,
-                         why[0] ? why : strerror(rc));
-        return rc;
-    }
-    if (role) {
-        /* kube-natd's tag: private TLV (type, length, value = role + 64-bit tag); on the stamp's rule, the stamp */
-        uint8_t udata[11 + 14] = {KNFT_UDATA_TAG, 9, (uint8_t)role};
-        size_t len = 11;
-        memcpy(udata + 3, &r->tag, 8);
-        if (role == KNFT_ROLE_OWNED && stamp_rule(em, chain, index)) {
-            udata[11] = KNFT_UDATA_STAMP;
-            udata[12] = 12;
-            memcpy(udata + 13, &em->stamping->genid, 4);
-            memcpy(udata + 17, &em->stamping->hash, 8);
-            len += 14;
-            em->stamping->written = 1;
-        }
-        nftnl_rule_set_data(nr, NFTNL_RULE_USERDATA, udata, (uint32_t)len);
-    }
-    nftnl_rule_nlmsg_build_payload(nlh, nr);
-    nftnl_rule_free(nr);
-    knft_batch_commit_msg(em->bt);
-    counted(em);
-    return 0;
-}
-
-/* DELRULE by handle, or a flush of the chain (handle 0). */
-static int emit_delrule(emitter *em, const char *chain, uint64_t handle) {
-    knft_origin o = origin(em, chain, 0);
-    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_DELRULE, em->t->family, 0, &o);
-    struct nftnl_rule *nr = nftnl_rule_alloc();
-    if (!nlh || !nr) {
-        if (nr) nftnl_rule_free(nr);
-        return ENOMEM;
-    }
-    nftnl_rule_set_str(nr, NFTNL_RULE_TABLE, em->t->name);
-    nftnl_rule_set_str(nr, NFTNL_RULE_CHAIN, chain);
-    if (handle) nftnl_rule_set_u64(nr, NFTNL_RULE_HANDLE, handle);
-    nftnl_rule_nlmsg_build_payload(nlh, nr);
-    nftnl_rule_free(nr);
-    knft_batch_commit_msg(em->bt);
-    counted(em);
-    return 0;
-}
-
-/* DELCHAIN without NLM_F_NONREC: the kernel removes the chain's rules with it (it refuses while anything
-   still jumps to it). */
-static int emit_delchain(emitter *em, const char *chain) {
-    knft_origin o = origin(em, chain, 0);
-    struct nlmsghdr *nlh = knft_batch_msg(em->bt, NFT_MSG_DELCHAIN, em->t->family, 0, &o);
-    struct nftnl_chain *c = nftnl_chain_alloc();
-    if (!nlh || !c) {
-        if (c) nftnl_chain_free(c);
-        return ENOMEM;
-    }
-    nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, em->t->name);
-    nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, chain);
-    nftnl_chain_nlmsg_build_payload(nlh, c);
-    nftnl_chain_free(c);
-    knft_batch_commit_msg(em->bt);
-    counted(em);
-    return 0;
-}
+/* ---- the decisions ---------------------------------------------------------------------------------------- */
 
 static knft_rule model_rule(const want_rule *r, int role) {
     knft_rule k = {.tag = r->tag, .content = r->content, .target = r->target, .flags = KNFT_R_TAGGED};
@@ -519,15 +180,15 @@ static int plan_edited_chain(knft_context *ctx, emitter *em, knft_plan *plan, co
         uint32_t m = 0;
         for (uint32_t i = 0; i < n; i++)
             if (del[i]) {
-                if (!c->rules[i].handle) { rc = no_handle(em, name); goto done; }
-                if ((rc = emit_delrule(em, name, c->rules[i].handle))) goto done;
+                if (!c->rules[i].handle) { rc = knft_no_handle(em, name); goto done; }
+                if ((rc = knft_emit_delrule(em, name, c->rules[i].handle))) goto done;
                 em->report->rules_deleted++;
             }
         for (uint32_t i = 0; i < kept; i++) out[m++] = c->rules[i];
         /* jumps after the last one in place (or at the head), last first so they end up in order */
         for (size_t j = nj; j-- > kept;) {
-            if (kept) rc = emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AFTER, c->rules[kept - 1].handle);
-            else rc = emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AT_HEAD, 0);
+            if (kept) rc = knft_emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AFTER, c->rules[kept - 1].handle);
+            else rc = knft_emit_rule(em, name, (int)j + 1, &jumps[j]->rule, KNFT_ROLE_JUMP, AT_HEAD, 0);
             if (rc) goto done;
             em->report->jumps_inserted++;
         }
@@ -547,8 +208,8 @@ static int plan_edited_chain(knft_context *ctx, emitter *em, knft_plan *plan, co
                     /* two identical ensured rules need only one */
                     for (size_t q = 0; q < j && !present; q++) present = ens[q]->rule.content == ens[j]->rule.content;
                     if (present) continue;
-                    if (anchor < n) rc = emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, BEFORE, c->rules[anchor].handle);
-                    else rc = emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, AT_TAIL, 0);
+                    if (anchor < n) rc = knft_emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, BEFORE, c->rules[anchor].handle);
+                    else rc = knft_emit_rule(em, name, (int)j + 1, &ens[j]->rule, 0, AT_TAIL, 0);
                     if (rc) goto done;
                     em->report->ensured_added++;
                     knft_rule k = {.content = ens[j]->rule.content, .target = ens[j]->rule.target};
@@ -557,7 +218,7 @@ static int plan_edited_chain(knft_context *ctx, emitter *em, knft_plan *plan, co
             }
             if (i < n && !del[i]) out[m++] = c->rules[i];
         }
-        change *ch = add_change(plan, CH_SET, t, name);
+        change *ch = knft_plan_change(plan, CH_SET, t, name);
         if (!ch) { rc = ENOMEM; goto done; }
         ch->base = base;
         ch->rules = out;
@@ -694,9 +355,9 @@ static int plan_declared(knft_context *ctx, emitter *em, knft_plan *plan, const 
         }
         if (!use_edit) {
             /* new chain, or flush and refill */
-            if (c && na && (rc = emit_delrule(em, wc->name, 0))) break;
+            if (c && na && (rc = knft_emit_delrule(em, wc->name, 0))) break;
             for (uint32_t j = 0; j < nb; j++) {
-                if ((rc = emit_rule(em, wc->name, (int)j + 1, &b[j], KNFT_ROLE_OWNED, AT_TAIL, 0))) break;
+                if ((rc = knft_emit_rule(em, wc->name, (int)j + 1, &b[j], KNFT_ROLE_OWNED, AT_TAIL, 0))) break;
                 out[j] = model_rule(&b[j], KNFT_ROLE_OWNED);
             }
             if (rc) break;
@@ -710,18 +371,18 @@ static int plan_declared(knft_context *ctx, emitter *em, knft_plan *plan, const 
                 uint32_t anext = j < nb ? match[j] : na;
                 uint32_t la = anext - ai, lb = j - bj, pairs = la < lb ? la : lb;
                 for (uint32_t q = 0; q < pairs && !rc; q++) {
-                    rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, REPLACE, a[ai + q].handle);
+                    rc = knft_emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, REPLACE, a[ai + q].handle);
                     out[bj + q] = model_rule(&b[bj + q], KNFT_ROLE_OWNED);
                     out[bj + q].handle = a[ai + q].handle;
                     em->report->rules_written++;
                 }
                 for (uint32_t q = pairs; q < la && !rc; q++) {
-                    rc = a[ai + q].handle ? emit_delrule(em, wc->name, a[ai + q].handle) : no_handle(em, wc->name);
+                    rc = a[ai + q].handle ? knft_emit_delrule(em, wc->name, a[ai + q].handle) : knft_no_handle(em, wc->name);
                     em->report->rules_deleted++;
                 }
                 for (uint32_t q = pairs; q < lb && !rc; q++) {
-                    if (j < nb) rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, BEFORE, a[anext].handle);
-                    else rc = emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, AT_TAIL, 0);
+                    if (j < nb) rc = knft_emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, BEFORE, a[anext].handle);
+                    else rc = knft_emit_rule(em, wc->name, (int)(bj + q) + 1, &b[bj + q], KNFT_ROLE_OWNED, AT_TAIL, 0);
                     out[bj + q] = model_rule(&b[bj + q], KNFT_ROLE_OWNED);
                     em->report->rules_written++;
                 }
@@ -732,7 +393,7 @@ static int plan_declared(knft_context *ctx, emitter *em, knft_plan *plan, const 
             if (rc) break;
         }
         if (c) em->report->chains_rewritten++;
-        change *ch = add_change(plan, CH_SET, t, wc->name);
+        change *ch = knft_plan_change(plan, CH_SET, t, wc->name);
         if (!ch) { rc = ENOMEM; break; }
         ch->rules = out;
         ch->nrules = nb;
@@ -788,14 +449,6 @@ static int has_prefix(const char *name, const wanted *w) {
     return 0;
 }
 
-/* The rules a chain will hold after the batch, when the plan changes it; else NULL. */
-static const change *planned(const knft_plan *plan, const knft_table *t, const char *name) {
-    for (size_t i = plan->n; i-- > 0;)
-        if (plan->changes[i].table == t && plan->changes[i].chain && !strcmp(plan->changes[i].chain, name))
-            return &plan->changes[i];
-    return NULL;
-}
-
 static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const name_set *owned_set,
                           const name_set *kept_set) {
     knft_table *t = em->t;
@@ -840,7 +493,7 @@ static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const n
         if (self >= 0) continue;
         /* declared chains hold the program's rules, which jump only to declared chains */
         if (set_has(owned_set, c->name_hash)) continue;
-        const change *ch = planned(plan, t, c->name);
+        const change *ch = knft_planned(plan, t, c->name);
         const knft_rule *rules = ch ? ch->rules : c->rules;
         uint32_t n = ch ? ch->nrules : c->nrules;
         for (uint32_t r = 0; r < n; r++) {
@@ -860,8 +513,8 @@ static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const n
         if (!d[k].blocked) continue;
         d[k].done = 1;
         if (d[k].chain->nrules) {
-            rc = emit_delrule(em, d[k].chain->name, 0);
-            change *ch = add_change(plan, CH_SET, t, d[k].chain->name);
+            rc = knft_emit_delrule(em, d[k].chain->name, 0);
+            change *ch = knft_plan_change(plan, CH_SET, t, d[k].chain->name);
             if (!ch) rc = ENOMEM;
         }
     }
@@ -883,9 +536,9 @@ static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const n
             d[k].done = 1;
             left--;
             progress++;
-            rc = emit_delchain(em, d[k].chain->name);
+            rc = knft_emit_delchain(em, d[k].chain->name);
             em->report->chains_deleted++;
-            if (!add_change(plan, CH_DELETE, t, d[k].chain->name)) rc = ENOMEM;
+            if (!knft_plan_change(plan, CH_DELETE, t, d[k].chain->name)) rc = ENOMEM;
             for (uint32_t r = 0; r < d[k].chain->nrules; r++) {
                 long hit;
                 FIND(d[k].chain->rules[r].target, hit);
@@ -916,14 +569,14 @@ int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *progra
                     knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
                     knft_result *res) {
     wanted w;
-    int rc = parse(plan, program, form, &w, res);
+    int rc = knft_wanted_parse(plan, program, form, &w, res);
     const want_chain *wc = NULL;
     for (size_t i = 0; !rc && i < w.nchains && !wc; i++)
         if (!w.chains[i].ensure_only && !strcmp(w.chains[i].name, stamping->where->chain)) wc = &w.chains[i];
     knft_chain *c = wc && wc->count ? knft_table_chain(t, wc->name) : NULL;
     if (!c) {
         /* no such chain, or an empty one: nothing carries the stamp, and stateless callers read the kernel */
-        wanted_free(&w);
+        knft_wanted_free(&w);
         return rc;
     }
     /* the rule is kept by this batch (no message wrote it): replace it with itself, newly stamped */
@@ -936,9 +589,9 @@ int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *progra
     }
     if (!rc && handle) {
         emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
-        rc = emit_rule(&em, wc->name, 1, first, KNFT_ROLE_OWNED, REPLACE, handle);
+        rc = knft_emit_rule(&em, wc->name, 1, first, KNFT_ROLE_OWNED, REPLACE, handle);
     }
-    wanted_free(&w);
+    knft_wanted_free(&w);
     return rc;
 }
 
@@ -948,7 +601,7 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
     wanted w;
     name_set owned = {0}, kept = {0};
     uint8_t *created = NULL;
-    int rc = parse(plan, program, form, &w, res);
+    int rc = knft_wanted_parse(plan, program, form, &w, res);
     if (rc) goto done;
     if ((rc = set_build(&owned, &w, 0)) || (rc = set_build(&kept, &w, 1))) goto done;
     emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
@@ -959,17 +612,17 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
 
     /* 1: the table and the chains */
     if (!t->exists) {
-        if ((rc = emit_table(&em))) goto done;
-        if (!add_change(plan, CH_TABLE, t, NULL)) { rc = ENOMEM; goto done; }
+        if ((rc = knft_emit_table(&em))) goto done;
+        if (!knft_plan_change(plan, CH_TABLE, t, NULL)) { rc = ENOMEM; goto done; }
     }
     created = calloc(w.nchains + 1, 1);
     if (!created) { rc = ENOMEM; goto done; }
     for (size_t i = 0; i < w.nchains && !rc; i++) {
         if (knft_table_chain(t, w.chains[i].name)) continue;
         created[i] = 1;
-        rc = emit_chain(&em, w.chains[i].name, NULL);
+        rc = knft_emit_chain(&em, w.chains[i].name, NULL);
         report->chains_created++;
-        if (!rc && w.chains[i].ensure_only && !add_change(plan, CH_SET, t, w.chains[i].name)) rc = ENOMEM;
+        if (!rc && w.chains[i].ensure_only && !knft_plan_change(plan, CH_SET, t, w.chains[i].name)) rc = ENOMEM;
     }
     /* chains named by jumps and ensured rules: base chains as iptables-nft makes them, others as -N */
     for (int pass = 0; pass < 2 && !rc; pass++) {
@@ -977,16 +630,16 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
         size_t count = pass ? w.nensured : w.njumps;
         for (size_t i = 0; i < count && !rc; i++) {
             const char *name = list[i].chain;
-            if (knft_table_chain(t, name) || in_program(&w, name) || planned(plan, t, name)) continue;
-            const builtin *b = find_builtin(t->name, name);
+            if (knft_table_chain(t, name) || in_program(&w, name) || knft_planned(plan, t, name)) continue;
+            const knft_builtin *b = knft_find_builtin(t->name, name);
             if (!b && pass == 0) {
                 knft_set_message(res, "ipv%d %s: %s is not a base chain of this table", t->family, t->name, name);
                 rc = EINVAL;
                 break;
             }
-            rc = emit_chain(&em, name, b);
+            rc = knft_emit_chain(&em, name, b);
             if (!b) report->chains_created++;
-            change *ch = add_change(plan, CH_SET, t, name);
+            change *ch = knft_plan_change(plan, CH_SET, t, name);
             if (!ch) rc = ENOMEM;
             else ch->base = b != NULL;
         }
@@ -1027,6 +680,6 @@ done:
     free(created);
     free(owned.h);
     free(kept.h);
-    wanted_free(&w);
+    knft_wanted_free(&w);
     return rc;
 }
