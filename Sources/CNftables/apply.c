@@ -51,9 +51,9 @@ static int current_model(knft_context *ctx, const int *families, const char *con
     return knft_read_tables(ctx, families, tables, n, add, res);
 }
 
-/* What a stamp records of the programs: every byte of them, their tables, and the form. */
+/* What a stamp records of the programs: every byte of them, their tables, the form and the encoder. */
 static uint64_t programs_hash(const knft_program *programs, size_t count, knft_form form) {
-    uint64_t h = knft_hash((uint64_t)form, &count, sizeof(count));
+    uint64_t h = knft_hash(((uint64_t)KNFT_ENCODER_VERSION << 32) | (uint64_t)form, &count, sizeof(count));
     for (size_t i = 0; i < count; i++) {
         h = knft_hash(h, &programs[i].family, sizeof(programs[i].family));
         h = knft_hash(h, programs[i].table, strnlen(programs[i].table, sizeof(programs[i].table)));

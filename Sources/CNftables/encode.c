@@ -18,10 +18,6 @@
 #include "internal.h"
 #include "knat_xtinfo.h"
 
-/* Bumped whenever this file would encode some program rule differently: tags written by an older encoder then
-   stop matching, and the next sync rewrites those rules. */
-#define KNFT_ENCODER_VERSION 1
-
 #define IFNAMSIZ_ 16
 
 int knft_rule_span(knat_reader *rd, knft_span *span, uint64_t *target) {

@@ -141,6 +141,10 @@ int knft_canon_rule(const struct nlmsghdr *nlh, knft_rule_view *view, knft_text 
 
 /* ---- encoding a program rule (encode.c) ------------------------------------------------------------------- */
 
+/* Bumped whenever encode.c would encode some program rule differently: tags and stamps written by an older
+   encoder then stop matching, and the next sync rewrites those rules. */
+#define KNFT_ENCODER_VERSION 1
+
 /* A rule of a program: its records from the first element up to and including the target. */
 typedef struct knft_span {
     const uint8_t *bytes;

@@ -14,7 +14,8 @@
 # - Forms: the 1.8.7 (all-compat) and 1.8.10 encodings load, save exactly as the 1.8.9 form, and
 #   `iptables-nft -C` finds every rule written.
 # - Ownership, incremental updates, concurrency (ERESTART retry, 10k Services in one batch, a refused batch),
-#   drift through readOwned/expectedOwned, cleanup, canaries, ensured rules, valgrind.
+#   drift through readOwned/expectedOwned, cleanup, canaries, ensured rules, traffic and the daemon through the
+#   rules, valgrind; the nfacct match against its accounting objects.
 #
 # SECTIONS="equivalence forms ..." runs a subset (all by default).
 set -uo pipefail
@@ -126,6 +127,20 @@ for dir in "$CASES"/*/ "$CASES_V123"/*/; do
         check "$name/$fam: foreign nft tables and iptables rules byte-identical" same "$TMP/foreign.before" "$TMP/foreign.after"
         delns a; delns b
     done
+done
+# the nfacct match (--nfacct-counters yes) needs its accounting objects, in both namespaces
+for fam in ipv4 ipv6; do
+    newns a; newns b
+    for ns in a b; do for o in ct_state_invalid_dropped_pkts localhost_nps_accepted_pkts; do
+        X $ns python3 "$HERE/nfacct-add.py" $o; done; done
+    args=(--config "$ROOT/Config/kube-proxy-config.yaml" --source "$ROOT/Config/example-cluster.yaml" --ip-family $fam --nfacct-counters yes)
+    once a 1.8.9 "${args[@]}" > "$TMP/nfacct.out" 2>&1 || bad "nfacct/$fam: --once failed" "$(cat "$TMP/nfacct.out")"
+    natd b "${args[@]}" --dry-run 2>/dev/null | X b "$(tool $fam -restore)" --noflush
+    save a $fam > "$TMP/sa"; save b $fam > "$TMP/sb"; dump a $fam > "$TMP/da"; dump b $fam > "$TMP/db"
+    check "nfacct/$fam: iptables-nft-save identical ($(grep -c -- '-m nfacct' "$TMP/sa") nfacct rules)" \
+        bash -c "grep -q -- '-m nfacct' '$TMP/sa' && cmp -s '$TMP/sa' '$TMP/sb'"
+    check "nfacct/$fam: every expression and xt blob identical" same "$TMP/da" "$TMP/db"
+    delns a; delns b
 done
 fi
 
