@@ -2,6 +2,8 @@
 #include "knat_xtinfo.h"
 #include <arpa/inet.h>
 #include <string.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/x_tables.h>
@@ -24,6 +26,12 @@ _Static_assert(XT_CONNTRACK_STATE_INVALID == KNAT_CT_STATE_INVALID, "ct state bi
 _Static_assert(XT_CONNTRACK_STATE_DNAT == KNAT_CT_STATE_DNAT, "ct state bit");
 _Static_assert((XT_RECENT_CHECK | XT_RECENT_REAP) == KNAT_RECENT_CHECK_AND_REAP, "recent flags");
 _Static_assert(XT_RECENT_SET == KNAT_RECENT_SET, "recent flags");
+_Static_assert(IPPROTO_TCP == KNAT_PROTO_TCP && IPPROTO_UDP == KNAT_PROTO_UDP && IPPROTO_SCTP == KNAT_PROTO_SCTP,
+               "protocol numbers");
+_Static_assert(IFNAMSIZ == KNAT_IFNAMSIZ, "interface names");
+_Static_assert(XT_EXTENSION_MAXNAMELEN - 1 == KNAT_CHAIN_NAME_MAX, "chain names");
+_Static_assert(XT_RECENT_NAME_LEN - 1 == KNAT_RECENT_NAME_MAX, "recent names");
+_Static_assert(NFACCT_NAME_MAX - 1 == KNAT_NFACCT_NAME_MAX, "nfacct names");
 
 static const knat_xt_desc descriptions[KNAT_XT_COUNT] = {
     [KNAT_XT_COMMENT] = {"comment", 0, 0},

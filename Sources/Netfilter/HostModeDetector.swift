@@ -143,8 +143,11 @@ public enum HostModeDetector {
         var total = 0
         for family in [IPFamily.ipv4, .ipv6] {
             for table in listedTables(family) {
-                let n = String(table).withCString { knat_table_extra_entries(family == .ipv4 ? 4 : 6, $0) }
-                if n > 0 { total += n }
+                var info = knat_table_info()
+                var result = knat_result()
+                if knat_table_info_read(family == .ipv4 ? 4 : 6, String(table), &info, &result) == 0 {
+                    total += Int(info.extra_entries)
+                }
             }
         }
         return total

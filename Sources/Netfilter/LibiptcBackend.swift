@@ -5,18 +5,19 @@ import KubeModel
 import Logging
 import Ruleset
 
-/// Writes each table with libiptc (libip4tc / libip6tc) in one locked init..commit.
+/// Writes each table with libiptc (libip4tc / libip6tc) in one locked read..commit.
 ///
-/// For each table: declared chains are created, or flushed and refilled when their rules differ (a chain that
-/// already holds exactly its rules is left alone, and a table that already holds its whole wanted state is not
-/// committed at all), stale KUBE-SVC/SVL/EXT/FW/SEP-*
-/// chains and `deletedChains` are deleted, and the base-chain jumps are kept once each at the top of their
-/// base chain (upstream prepends them), foreign rules after them untouched.
+/// For each table the shim compares what the kernel holds with the table's program once and writes only the
+/// difference: declared chains are created, or flushed and refilled when their rules differ (a chain that already
+/// holds exactly its rules is left alone, and a table that already holds its whole wanted state is not committed
+/// at all), stale KUBE-SVC/SVL/EXT/FW/XLB/SEP-* chains and `deletedChains` are deleted, the base-chain jumps are
+/// kept once each at the top of their base chain (upstream prepends them), foreign rules after them untouched, and
+/// ensured rules are added where missing (right after the jumps in a base chain).
 ///
-/// Before libiptc, a table whose program is the one this backend last wrote there (or that it has not written
-/// yet) is first compared with one raw read of the kernel's entries (`knat_snapshot`): when it already holds the
-/// wanted state, neither iptc_init (the read plus libiptc's parse, ~40% of it) nor a commit happens. A changed
-/// program goes to libiptc directly, so a real change never pays the extra read.
+/// How the shim reads the table is only a cost choice, the decision is the same: a table whose program is the one
+/// this backend last wrote there (or that it has not written yet, or that was read ahead) is read from its raw
+/// entries, so a steady state costs neither iptc_init nor a commit; a changed program is read through iptc_init,
+/// which the write needs anyway.
 public final class LibiptcBackend {
     /// Longest wait for /run/xtables.lock, in milliseconds (negative: forever).
     public var lockTimeoutMilliseconds: Int32
@@ -24,7 +25,7 @@ public final class LibiptcBackend {
     public var maxAttempts: Int32
     /// One line per table written (debug), warnings (e.g. a stale chain kept) at warning level.
     public var logger: Logger
-    /// Compare from one raw read before libiptc (see above). Off: always the libiptc path (tests compare both).
+    /// Read from the raw entries when no change is expected (see above). Off: always through iptc_init.
     public var checkFirst = true
     private var program: TableProgram?
     /// Hash of the program last applied per family and table (this process's seed): decides the check.
@@ -90,8 +91,11 @@ public final class LibiptcBackend {
         var out: [Table: TableSnapshot] = [:]
         for table in tables {
             var result = knat_result()
-            if let s = knat_snapshot_take(family == .ipv4 ? 4 : 6, table.rawValue, lockTimeoutMilliseconds, &result) {
-                out[table] = TableSnapshot(s)
+            var snapshot: OpaquePointer?
+            if knat_snapshot_take(family == .ipv4 ? 4 : 6, table.rawValue, lockTimeoutMilliseconds, &snapshot, &result)
+                == 0, let snapshot
+            {
+                out[table] = TableSnapshot(snapshot)
             }
         }
         return out
@@ -164,7 +168,7 @@ public final class LibiptcBackend {
                 lockTimeout, attempts, check ? Int32(KNAT_APPLY_CHECK_FIRST) : 0, snapshot?.pointer, &result)
         }
         withExtendedLifetime(snapshot) {}
-        let message = withUnsafeBytes(of: &result.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let message = result.text
         if rc != 0 {
             throw NetfilterError.libiptc(family: family, table: table, errno: rc, message: message)
         }
@@ -205,14 +209,14 @@ public struct ChainSnapshot: Hashable, Sendable {
     public var digest: UInt64
 }
 
-/// Reads tables back through libiptc.
+/// Reads tables back (raw entries, or libiptc's cache for a layout libiptc would not write).
 public enum TableReader {
     /// Every chain of the table with its rule count and digest, in libiptc's order.
     public static func chains(family: IPFamily, table: Table, lockTimeoutMilliseconds: Int32 = 5000) throws
         -> [ChainSnapshot]
     {
-        try Self.collect(family: family, table: table) { text, result in
-            knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, text, lockTimeoutMilliseconds, result)
+        try Self.collect(family: family, table: table) { list, result in
+            knat_list_table(family == .ipv4 ? 4 : 6, table.rawValue, lockTimeoutMilliseconds, list, result)
         }
     }
 
@@ -226,75 +230,37 @@ public enum TableReader {
             throw NetfilterError.encoding(error)
         }
         return try program.bytes.withUnsafeBufferPointer { bytes in
-            try Self.collect(family: family, table: table.table) { text, result in
-                knat_digest_program(family == .ipv4 ? 4 : 6, bytes.baseAddress, bytes.count, text, result)
+            try Self.collect(family: family, table: table.table) { list, result in
+                knat_digest_program(family == .ipv4 ? 4 : 6, bytes.baseAddress, bytes.count, list, result)
             }
         }
     }
 
-    /// Calls a C lister (which allocates its text) and parses its "name\tbuiltin\trules\tdigest" lines.
+    /// Calls a C lister and copies the chains it returns.
     private static func collect(
         family: IPFamily, table: Table,
-        _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, UnsafeMutablePointer<knat_result>) -> Int
+        _ body: (UnsafeMutablePointer<knat_chain_list>, UnsafeMutablePointer<knat_result>) -> Int32
     ) throws -> [ChainSnapshot] {
         var result = knat_result()
-        var text: UnsafeMutablePointer<CChar>? = nil
-        let n = body(&text, &result)
-        defer { free(text) }
-        guard n >= 0, let text else {
-            let message = withUnsafeBytes(of: &result.message) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            throw NetfilterError.libiptc(family: family, table: table, errno: Int32(-min(n, -1)), message: message)
+        var list = knat_chain_list()
+        let rc = body(&list, &result)
+        defer { knat_chain_list_free(&list) }
+        guard rc == 0 else {
+            throw NetfilterError.libiptc(family: family, table: table, errno: rc, message: result.text)
         }
-        return text.withMemoryRebound(to: UInt8.self, capacity: n) {
-            Self.parse(UnsafeBufferPointer(start: $0, count: n))
+        return UnsafeBufferPointer(start: list.chains, count: list.count).map { c in
+            var c = c
+            let name = withUnsafeBytes(of: &c.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return ChainSnapshot(name: name, isBuiltin: c.builtin != 0, ruleCount: Int(c.rules), digest: c.digest)
         }
     }
+}
 
-    /// Parses "name\tbuiltin\trules\tdigest16hex\n" lines byte by byte (a 10k-Service nat table has ~47k of
-    /// them; splitting Strings cost more than reading the table).
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> [ChainSnapshot] {
-        var out: [ChainSnapshot] = []
-        var i = 0
-        let tab = UInt8(ascii: "\t"), newline = UInt8(ascii: "\n")
-        func field() -> Range<Int> {
-            let start = i
-            while i < bytes.count, bytes[i] != tab, bytes[i] != newline { i += 1 }
-            return start..<i
-        }
-        func number(_ r: Range<Int>, radix: UInt64) -> UInt64? {
-            guard !r.isEmpty else { return nil }
-            var v: UInt64 = 0
-            for j in r {
-                let c = bytes[j]
-                let d: UInt64
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt64(c - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16: d = UInt64(c - UInt8(ascii: "a") + 10)
-                default: return nil
-                }
-                v = v &* radix &+ d
-            }
-            return v
-        }
-        while i < bytes.count {
-            var f: [Range<Int>] = []
-            while true {
-                f.append(field())
-                if i >= bytes.count || bytes[i] == newline { break }
-                i += 1  // the tab
-            }
-            i += 1  // the newline
-            guard f.count == 4, let rules = number(f[2], radix: 10), let digest = number(f[3], radix: 16) else {
-                continue
-            }
-            out.append(
-                ChainSnapshot(
-                    name: String(decoding: UnsafeBufferPointer(rebasing: bytes[f[0]]), as: UTF8.self),
-                    isBuiltin: bytes[f[1]].elementsEqual([UInt8(ascii: "1")]), ruleCount: Int(rules), digest: digest))
-        }
-        return out
+extension knat_result {
+    /// The C message buffer as a String.
+    var text: String {
+        var message = self.message
+        return withUnsafeBytes(of: &message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 }
 

@@ -15,17 +15,18 @@ public enum RuleEncoding {
         return UInt32(clamping: lround(2_147_483_648.0 * p))
     }
 
-    /// `-i NAME` as `xtables_parse_interface` stores it: the name, NUL-padded to 16 bytes, and a mask of
+    /// `-i NAME` as `xtables_parse_interface` stores it: the name, NUL-padded to IFNAMSIZ bytes, and a mask of
     /// 0xFF over the compared bytes: the name plus its NUL, or only the part before a trailing `+`.
     public static func interface(_ name: String) -> (name: [UInt8], mask: [UInt8])? {
+        let size = Int(KNAT_IFNAMSIZ)
         let bytes = Array(name.utf8)
-        guard bytes.count < 16 else { return nil }
-        var padded = bytes + [UInt8](repeating: 0, count: 16 - bytes.count)
-        var mask = [UInt8](repeating: 0, count: 16)
+        guard bytes.count < size else { return nil }
+        var padded = bytes + [UInt8](repeating: 0, count: size - bytes.count)
+        var mask = [UInt8](repeating: 0, count: size)
         if bytes.isEmpty { return (padded, mask) }
         let compared = bytes.last == UInt8(ascii: "+") ? bytes.count - 1 : bytes.count + 1
-        for i in 0..<min(compared, 16) { mask[i] = 0xFF }
-        padded[15] = 0
+        for i in 0..<min(compared, size) { mask[i] = 0xFF }
+        padded[size - 1] = 0
         return (padded, mask)
     }
 
@@ -56,9 +57,9 @@ public enum RuleEncoding {
 
     static func protocolNumber(_ p: TransportProtocol) -> UInt8 {
         switch p {
-        case .tcp: 6
-        case .udp: 17
-        case .sctp: 132
+        case .tcp: UInt8(KNAT_PROTO_TCP)
+        case .udp: UInt8(KNAT_PROTO_UDP)
+        case .sctp: UInt8(KNAT_PROTO_SCTP)
         }
     }
 }
@@ -72,7 +73,7 @@ public struct EncodingError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(table.rawValue): chain \(chain) rule \(ruleIndex): \(reason)" }
 }
 
-/// Builds the flat program `knat_apply_table` replays (records of kind, length, payload; see cnetfilter.h).
+/// Builds the flat program `knat_apply_table` replays (records of kind, length, payload; see knat_program.h).
 ///
 /// One growing byte buffer per table, reused across syncs by the backend: no per-rule allocation.
 struct TableProgram {
@@ -151,7 +152,7 @@ struct TableProgram {
                 }
             case .inInterface(let name, let negated):
                 guard let i = RuleEncoding.interface(name) else {
-                    throw fail("interface name \(name) longer than 15 bytes")
+                    throw fail("interface name \(name) longer than \(KNAT_IFNAMSIZ - 1) bytes")
                 }
                 self.record(Int32(KNAT_E_IN_IFACE)) { b in
                     b.append(negated ? 1 : 0)
@@ -178,28 +179,30 @@ struct TableProgram {
                 guard let p = RuleEncoding.probability(text) else { throw fail("bad probability \(text)") }
                 self.record(Int32(KNAT_E_STATISTIC)) { Self.append32(&$0, p) }
             case .recentCheck(let name, let seconds):
-                guard name.utf8.count < 200 else { throw fail("recent name too long") }
+                guard name.utf8.count <= KNAT_RECENT_NAME_MAX else { throw fail("recent name too long") }
                 self.record(Int32(KNAT_E_RECENT)) { b in
                     Self.append32(&b, UInt32(clamping: seconds))
                     b.append(RuleEncoding.recentCheckAndReap)
                     b.append(contentsOf: name.utf8)
                 }
             case .recentSet(let name):
-                guard name.utf8.count < 200 else { throw fail("recent name too long") }
+                guard name.utf8.count <= KNAT_RECENT_NAME_MAX else { throw fail("recent name too long") }
                 self.record(Int32(KNAT_E_RECENT)) { b in
                     Self.append32(&b, 0)
                     b.append(RuleEncoding.recentSet)
                     b.append(contentsOf: name.utf8)
                 }
             case .nfacct(let name):
-                guard name.utf8.count < 32 else { throw fail("nfacct name too long") }
+                guard name.utf8.count <= KNAT_NFACCT_NAME_MAX else { throw fail("nfacct name too long") }
                 self.string(Int32(KNAT_E_NFACCT), name)
             }
         }
         switch rule.target {
         case .none: self.string(Int32(KNAT_T_STANDARD), "")
         case .jump(let c):
-            guard c.utf8.count <= 28 else { throw fail("chain name \(c) longer than 28 characters") }
+            guard c.utf8.count <= KNAT_CHAIN_NAME_MAX else {
+                throw fail("chain name \(c) longer than \(KNAT_CHAIN_NAME_MAX) characters")
+            }
             self.string(Int32(KNAT_T_STANDARD), c)
         case .accept: self.string(Int32(KNAT_T_STANDARD), "ACCEPT")
         case .drop: self.string(Int32(KNAT_T_STANDARD), "DROP")

@@ -5,13 +5,16 @@
 #
 # For IPv4 and IPv6: the libiptc commit and iptables-legacy-restore of the dry-run text must give the same
 # iptables-save output and the same raw-entry digests; foreign rules survive apply, re-apply and cleanup;
-# applies are idempotent; stale chains go; the xtables lock is honoured; the text passes restore --test.
+# applies are idempotent; stale chains go; ensured rules are added where missing and never removed; the one
+# decision engine sees every drift and repairs it, through either table reader; the xtables lock is honoured;
+# the text passes restore --test; valgrind finds no memory errors or leaks in the shim.
 set -uo pipefail
 HARNESS=${1:-.build/debug/netfilter-harness}
 HARNESS=$(readlink -f "$HARNESS")
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$HARNESS" ] || { echo "netfilter-backend: harness $HARNESS not found (swift build first)"; exit 2; }
-VALGRIND=${VALGRIND:-1}
+VALGRIND=${VALGRIND:-1} # 0: skip the valgrind runs on purpose (they fail when valgrind is missing)
+# FAMILIES="ipv4": one family only (a quicker run while working on the shim)
 
 PASS=0
 FAIL=0
@@ -50,7 +53,7 @@ same_files() { # same_files A B: identical, or show the diff
     return 1
 }
 
-for FAMILY in ipv4 ipv6; do
+for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     if [ "$FAMILY" = ipv4 ]; then P=iptables; else P=ip6tables; fi
     SAVE="$P-legacy-save"
     RESTORE="$P-legacy-restore"
@@ -68,7 +71,7 @@ for FAMILY in ipv4 ipv6; do
     check "$FAMILY: libiptc and restore give identical iptables-save" same_files "$TMP/a1" "$TMP/b1"
     digests a > "$TMP/da1"; digests b > "$TMP/db1"
     check "$FAMILY: libiptc and restore give identical raw entries (digests)" same_files "$TMP/da1" "$TMP/db1"
-    KNAT_TEST_LIST_VIA_LIBIPTC=1 digests a > "$TMP/da1lib"
+    KNAT_TEST_READ_VIA_LIBIPTC=1 digests a > "$TMP/da1lib"
     check "$FAMILY: the raw-entry reader lists what libiptc lists (chains, order, digests)" \
         same_files "$TMP/da1" "$TMP/da1lib"
     check "$FAMILY: every IR element present" grep -q -- '--probability 0.33333333349' "$TMP/a1"
@@ -193,6 +196,65 @@ for FAMILY in ipv4 ipv6; do
     check "$FAMILY: cleanup leaves exactly the foreign rules" same_files "$TMP/f0" "$TMP/f3"
     delns f
 
+    # --- ensured rules (kubelet's, which the v1.23 layout relies on): added when missing, never owned -
+    ensured_once() { # FILE: kubelet's chains and rules, each exactly once
+        local line
+        for line in ":KUBE-MARK-DROP - [0:0]" "-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000" \
+            ":KUBE-FIREWALL - [0:0]" "-A INPUT -j KUBE-FIREWALL" "-A OUTPUT -j KUBE-FIREWALL" \
+            '-A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" -m mark --mark 0x8000/0x8000 -j DROP'; do
+            [ "$(grep -cxF -- "$line" "$1")" = 1 ] || { echo "not exactly once in $1: $line"; return 1; }
+        done
+    }
+    after_jumps() { # NS CHAIN JUMPS: kube-natd's JUMPS jumps, then the ensured jump, then the rest
+        local rules; rules=$(X "$1" "$IPT" -t filter -S "$2" | tail -n +2)
+        [ "$(echo "$rules" | head -n "$3" | grep -c -- ' -j KUBE-')" = "$3" ] \
+            && [ "$(echo "$rules" | sed -n "$(($3 + 1))p")" = "-A $2 -j KUBE-FIREWALL" ] && return 0
+        echo "$rules"; return 1
+    }
+    no_commit() { # FILE: an apply report in which neither table was committed
+        [ "$(grep -c 'commit=skipped(unchanged) created=0 flushed=0 ' "$1")" = 2 ] && return 0
+        cat "$1"; return 1
+    }
+    newns e
+    X e "$IPT" -t filter -A INPUT -p tcp --dport 22 -j ACCEPT
+    check "$FAMILY: ensured: apply creates the missing chains and rules" H e apply --backend libiptc --ensured
+    save e > "$TMP/e1"
+    check "$FAMILY: ensured: each chain and rule exactly once" ensured_once "$TMP/e1"
+    check "$FAMILY: ensured: INPUT's rule right after kube-natd's 3 jumps" after_jumps e INPUT 3
+    check "$FAMILY: ensured: the foreign INPUT rule after it" bash -c \
+        "[ \"\$(ip netns exec knat-nb-$$-e $IPT -t filter -S INPUT | sed -n 6p)\" = '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT' ]"
+    check "$FAMILY: ensured: OUTPUT's rule right after kube-natd's 2 jumps" after_jumps e OUTPUT 2
+    H e apply --backend libiptc --ensured > "$TMP/e2.out" 2>&1
+    check "$FAMILY: ensured: a second apply commits neither table" no_commit "$TMP/e2.out"
+    save e > "$TMP/e2"
+    check "$FAMILY: ensured: ... and adds no duplicate" same_files "$TMP/e1" "$TMP/e2"
+    H e apply --backend libiptc --variant 2 > /dev/null 2>&1
+    save e > "$TMP/e3"
+    check "$FAMILY: ensured: a later apply without them keeps them" ensured_once "$TMP/e3"
+    H e cleanup > /dev/null 2>&1
+    save e > "$TMP/e4"
+    check "$FAMILY: ensured: cleanup keeps them" ensured_once "$TMP/e4"
+    check "$FAMILY: ensured: cleanup removed kube-natd's own chains" bash -c "! grep -q -e KUBE-SERVICES -e KUBE-SEP- '$TMP/e4'"
+    delns e
+    # kubelet's rules already there (its own order: the base-chain jumps last): identical rules are left alone.
+    newns k
+    H k apply --backend libiptc > /dev/null 2>&1
+    X k "$IPT" -t nat -N KUBE-MARK-DROP
+    X k "$IPT" -t nat -A KUBE-MARK-DROP -j MARK --or-mark 0x8000
+    X k "$IPT" -t filter -N KUBE-FIREWALL
+    X k "$IPT" -t filter -A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" \
+        -m mark --mark 0x8000/0x8000 -j DROP
+    X k "$IPT" -t filter -A INPUT -p tcp --dport 22 -j ACCEPT
+    X k "$IPT" -t filter -A INPUT -j KUBE-FIREWALL
+    X k "$IPT" -t filter -A OUTPUT -j KUBE-FIREWALL
+    save k > "$TMP/k0"
+    H k apply --backend libiptc --ensured > "$TMP/k1.out" 2>&1
+    check "$FAMILY: ensured: identical rules already present: no commit" no_commit "$TMP/k1.out"
+    save k > "$TMP/k1"
+    check "$FAMILY: ensured: identical rules already present: left where they are, no duplicate" \
+        same_files "$TMP/k0" "$TMP/k1"
+    delns k
+
     # --- the xtables lock --------------------------------------------------------------------------
     newns l
     flock /run/xtables.lock sleep 2 &
@@ -246,14 +308,37 @@ for FAMILY in ipv4 ipv6; do
     check "$FAMILY: the racing writer's rules all survive" bash -c \
         "[ \$(ip netns exec knat-nb-$$-r $IPT -t nat -S POSTROUTING | grep -c -- '-j RETURN') = 12 ]"
     delns r
+    # The same writer between the read and iptc_init: the plan (made from the read) deletes kube-natd's jump by
+    # position to move it back on top; the writer's insert shifts the positions, so the executor must notice that
+    # the rule there is no longer the planned one and start over, never deleting a foreign rule.
+    newns w
+    H w apply --backend libiptc > /dev/null 2>&1
+    X w "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5001 -j RETURN
+    KNAT_TEST_PAUSE_BEFORE_INIT_MS=1500 H w apply --backend libiptc 2> "$TMP/shift" &
+    APPLY=$!
+    sleep 0.5
+    X w env XTABLES_LOCKFILE="$TMP/racing.lock" "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5002 -j RETURN
+    wait "$APPLY"
+    shift_rc=$?
+    replanned() {
+        local attempts rules; attempts=$(grep -o 'nat: attempts=[0-9]*' "$TMP/shift" | cut -d= -f2)
+        rules=$(X w "$IPT" -t nat -S PREROUTING | tail -n +2)
+        [ "$shift_rc" = 0 ] && [ "${attempts:-1}" -ge 2 ] \
+            && [ "$(echo "$rules" | sed -n 1p | grep -c -- '-j KUBE-SERVICES')" = 1 ] \
+            && [ "$(echo "$rules" | grep -c -- '-j KUBE-SERVICES')" = 1 ] \
+            && echo "$rules" | grep -q -- '--dport 5001 -j RETURN' && echo "$rules" | grep -q -- '--dport 5002 -j RETURN' \
+            && return 0
+        echo "attempts: ${attempts:-?}"; echo "$rules"; cat "$TMP/shift"; return 1
+    }
+    check "$FAMILY: a table changed between the read and iptc_init is read again; no foreign rule deleted" replanned
+    delns w
 
-    # --- the raw-read check before libiptc: "unchanged" exactly when libiptc would change nothing ---
-    # Each process applies for the first time, so the check runs before every apply here. Every drift below must
-    # be seen by the check (else the table is not repaired and the save differs); foreign additions must not
-    # count (else steady state is never reached).
-    newns c
-    H c apply --backend libiptc > /dev/null 2>&1
-    save c > "$TMP/c0"
+    # --- one decision engine: the check and the apply are one comparison ----------------------------
+    # Each process applies for the first time, so each apply here reads the table, decides, and writes only what
+    # the decision says. Every drift below must be decided "differed", committed, and repaired to the earlier save
+    # exactly; foreign additions must not count (else steady state is never reached). The sequence runs with the
+    # raw-entry reader and again with libiptc's cache as the reader (the fallback for a layout the raw walk does
+    # not recognise): one engine, so the same decisions.
     if [ "$FAMILY" = ipv4 ]; then FOREIGN_ADDR=192.0.2.7/32; else FOREIGN_ADDR=2001:db8::7/128; fi
     verdicts() { # verdicts FILE: "filter=<verdict> nat=<verdict>" from an apply report
         local f n
@@ -261,101 +346,142 @@ for FAMILY in ipv4 ipv6; do
         n=$(grep -o 'nat: .*check=[0-9.]*s([a-z]*)' "$1" | grep -o '([a-z]*)' | tr -d '()')
         echo "filter=${f:-none} nat=${n:-none}"
     }
-    expect_check() { # expect_check "filter=X nat=Y": apply, compare the verdicts, and the result with c0
-        H c apply --backend libiptc > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
+    committed_as_decided() { # FILE: a table decided "unchanged" was not committed, one decided "differed" was
+        ! grep -E '\(unchanged\)' "$1" | grep -qv 'commit=skipped' && ! grep -E '\(differed\)' "$1" | grep -q 'commit=skipped' \
+            && return 0
+        echo "commit does not follow the decision:"; cat "$1"; return 1
+    }
+    expect_check() { # expect_check "filter=X nat=Y": apply, compare the verdicts and commits, and the result with c0
+        H c apply --backend libiptc --ensured > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
         local got; got=$(verdicts "$TMP/check.out")
         [ "$got" = "$1" ] || { echo "check verdicts: $got, want $1"; cat "$TMP/check.out"; return 1; }
+        committed_as_decided "$TMP/check.out" || return 1
         save c > "$TMP/c1"
         same_files "$TMP/c0" "$TMP/c1"
     }
-    check "$FAMILY: check: identical tables are unchanged, no libiptc, no commit" expect_check "filter=unchanged nat=unchanged"
-    steady_without_check() {
-        H c apply --backend libiptc --no-check > "$TMP/nocheck.out" 2>&1 || return 1
-        [ "$(grep -c 'commit=skipped(unchanged) created=0 flushed=0 ' "$TMP/nocheck.out")" = 2 ] && return 0
-        cat "$TMP/nocheck.out"; return 1
+    engine_checks() { # engine_checks raw|libiptc
+        local R=$1
+        [ "$R" = libiptc ] && local -x KNAT_TEST_READ_VIA_LIBIPTC=1
+        newns c
+        H c apply --backend libiptc --ensured > /dev/null 2>&1
+        X c "$IPT" -t filter -A INPUT -p udp --dport 53 -j ACCEPT # a foreign rule after the ensured jump
+        save c > "$TMP/c0"
+        check "$FAMILY/$R: identical tables are unchanged, no commit" expect_check "filter=unchanged nat=unchanged"
+        steady_without_check() {
+            H c apply --backend libiptc --ensured --no-check > "$TMP/nocheck.out" 2>&1 || return 1
+            no_commit "$TMP/nocheck.out"
+        }
+        check "$FAMILY/$R: read through iptc_init, the same decision: nothing to change" steady_without_check
+        X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
+        check "$FAMILY/$R: a rule appended to an owned chain" expect_check "filter=unchanged nat=differed"
+        X c "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
+        check "$FAMILY/$R: a same-size replaced rule (other mark)" expect_check "filter=unchanged nat=differed"
+        X c "$IPT" -t filter -D KUBE-FORWARD 1
+        check "$FAMILY/$R: a rule deleted from an owned filter chain" expect_check "filter=differed nat=unchanged"
+        X c "$IPT" -t nat -F KUBE-SERVICES
+        check "$FAMILY/$R: an owned chain flushed" expect_check "filter=unchanged nat=differed"
+        X c "$IPT" -t nat -N KUBE-SEP-STALESTALESTALE1
+        check "$FAMILY/$R: a stale service chain present" expect_check "filter=unchanged nat=differed"
+        # A foreign rule above kube-natd's jump: the jump goes back to the top, the foreign rule stays below it.
+        X c "$IPT" -t nat -I PREROUTING 1 -s "$FOREIGN_ADDR" -j RETURN
+        jump_back_on_top() {
+            H c apply --backend libiptc --ensured > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
+            local got; got=$(verdicts "$TMP/check.out")
+            [ "$got" = "filter=unchanged nat=differed" ] || { echo "check verdicts: $got"; cat "$TMP/check.out"; return 1; }
+            committed_as_decided "$TMP/check.out" || return 1
+            X c "$IPT" -t nat -S PREROUTING > "$TMP/pre"
+            [ "$(sed -n 2p "$TMP/pre")" = "$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")" ] \
+                && sed -n 3p "$TMP/pre" | grep -q -- "-j RETURN" || { cat "$TMP/pre"; return 1; }
+            X c "$IPT" -t nat -D PREROUTING -s "$FOREIGN_ADDR" -j RETURN
+        }
+        check "$FAMILY/$R: a foreign rule above kube-natd's jump" jump_back_on_top
+        # A second copy of kube-natd's own jump further down the base chain: upstream keeps exactly one.
+        local jump; jump=$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")
+        eval "X c $IPT -t nat $jump"
+        check "$FAMILY/$R: a duplicate kube-natd jump in a base chain" expect_check "filter=unchanged nat=differed"
+        # The same matches jumping to another chain of the same size: jump targets are compared by chain.
+        local line index retarget
+        line=$(grep -m1 -- '^-A KUBE-SERVICES .*-j KUBE-SVC-' "$TMP/c0")
+        index=$(grep -- '^-A KUBE-SERVICES ' "$TMP/c0" | grep -nxF -- "$line" | cut -d: -f1)
+        retarget=${line% -j KUBE-SVC-*}
+        eval "X c $IPT -t nat -R KUBE-SERVICES $index ${retarget#-A KUBE-SERVICES } -j KUBE-MARK-MASQ"
+        check "$FAMILY/$R: a jump retargeted to another chain" expect_check "filter=unchanged nat=differed"
+        # Ensured rules: missing ones are put back where they belong (the save must equal the first one).
+        X c "$IPT" -t filter -D KUBE-FIREWALL 1
+        check "$FAMILY/$R: a missing ensured rule" expect_check "filter=differed nat=unchanged"
+        X c "$IPT" -t filter -D INPUT -j KUBE-FIREWALL
+        check "$FAMILY/$R: a missing ensured jump (back right after kube-natd's)" expect_check "filter=differed nat=unchanged"
+        X c "$IPT" -t nat -F KUBE-MARK-DROP
+        X c "$IPT" -t nat -X KUBE-MARK-DROP
+        check "$FAMILY/$R: a missing ensured chain" expect_check "filter=unchanged nat=differed"
+        # Foreign chains and foreign rules below kube-natd's jumps are not kube-natd's: still unchanged.
+        X c "$IPT" -t nat -N FOREIGN-CHAIN
+        X c "$IPT" -t nat -A FOREIGN-CHAIN -j RETURN
+        X c "$IPT" -t nat -A PREROUTING -s "$FOREIGN_ADDR" -j FOREIGN-CHAIN
+        X c "$IPT" -t filter -A INPUT -s "$FOREIGN_ADDR" -j DROP
+        save c > "$TMP/c0"
+        check "$FAMILY/$R: foreign chains and trailing foreign rules leave it unchanged" \
+            expect_check "filter=unchanged nat=unchanged"
+        [ "$R" = raw ] && raw_reader_checks
+        delns c
     }
-    check "$FAMILY: check: libiptc agrees nothing is to change" steady_without_check
-    X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
-    check "$FAMILY: check: a rule appended to an owned chain" expect_check "filter=unchanged nat=differed"
-    X c "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
-    check "$FAMILY: check: a same-size replaced rule (other mark)" expect_check "filter=unchanged nat=differed"
-    X c "$IPT" -t filter -D KUBE-FORWARD 1
-    check "$FAMILY: check: a rule deleted from an owned filter chain" expect_check "filter=differed nat=unchanged"
-    X c "$IPT" -t nat -F KUBE-SERVICES
-    check "$FAMILY: check: an owned chain flushed" expect_check "filter=unchanged nat=differed"
-    X c "$IPT" -t nat -N KUBE-SEP-STALESTALESTALE1
-    check "$FAMILY: check: a stale service chain present" expect_check "filter=unchanged nat=differed"
-    # A foreign rule above kube-natd's jump: the jump goes back to the top, the foreign rule stays below it.
-    X c "$IPT" -t nat -I PREROUTING 1 -s "$FOREIGN_ADDR" -j RETURN
-    jump_back_on_top() {
-        H c apply --backend libiptc > "$TMP/check.out" 2>&1 || { cat "$TMP/check.out"; return 1; }
-        local got; got=$(verdicts "$TMP/check.out")
-        [ "$got" = "filter=unchanged nat=differed" ] || { echo "check verdicts: $got"; cat "$TMP/check.out"; return 1; }
-        X c "$IPT" -t nat -S PREROUTING > "$TMP/pre"
-        [ "$(sed -n 2p "$TMP/pre")" = "$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")" ] \
-            && sed -n 3p "$TMP/pre" | grep -q -- "-j RETURN" || { cat "$TMP/pre"; return 1; }
-        X c "$IPT" -t nat -D PREROUTING -s "$FOREIGN_ADDR" -j RETURN
+    raw_reader_checks() {
+        digests c > "$TMP/dc"; KNAT_TEST_READ_VIA_LIBIPTC=1 digests c > "$TMP/dclib"
+        check "$FAMILY: the raw-entry reader lists what libiptc lists, foreign chains included" \
+            same_files "$TMP/dc" "$TMP/dclib"
+        # Tables read ahead of the apply (as --once does while decoding): a change in between is seen by size.
+        gated() { # gated MUTATION...: snapshot, mutate, then apply
+            rm -f "$TMP/gate" "$TMP/gate.ready"
+            H c apply --backend libiptc --ensured --prefetch-gate "$TMP/gate" > "$TMP/check.out" 2>&1 &
+            local pid=$! i=0
+            while [ ! -e "$TMP/gate.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+            [ $# -gt 0 ] && "$@"
+            touch "$TMP/gate"
+            wait "$pid" || { cat "$TMP/check.out"; return 1; }
+        }
+        prefetched() { # prefetched "filter=X nat=Y" MUTATION...
+            local want=$1; shift
+            gated "$@" || return 1
+            local got; got=$(verdicts "$TMP/check.out")
+            [ "$got" = "$want" ] || { echo "check verdicts: $got, want $want"; cat "$TMP/check.out"; return 1; }
+            committed_as_decided "$TMP/check.out" || return 1
+            save c > "$TMP/c1"
+            same_files "$TMP/c0" "$TMP/c1"
+        }
+        check "$FAMILY: check from tables read ahead: unchanged" prefetched "filter=unchanged nat=unchanged"
+        check "$FAMILY: check from tables read ahead: a change after the read is seen" \
+            prefetched "filter=unchanged nat=differed" X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
     }
-    check "$FAMILY: check: a foreign rule above kube-natd's jump" jump_back_on_top
-    # A second copy of kube-natd's own jump further down the base chain: upstream keeps exactly one.
-    jump=$(grep -m1 -- '^-A PREROUTING ' "$TMP/c0")
-    eval "X c $IPT -t nat $jump"
-    check "$FAMILY: check: a duplicate kube-natd jump in a base chain" expect_check "filter=unchanged nat=differed"
-    # The same matches jumping to another chain of the same size: jump targets are compared by chain.
-    line=$(grep -m1 -- '^-A KUBE-SERVICES .*-j KUBE-SVC-' "$TMP/c0")
-    index=$(grep -- '^-A KUBE-SERVICES ' "$TMP/c0" | grep -nxF -- "$line" | cut -d: -f1)
-    retarget=${line% -j KUBE-SVC-*}
-    eval "X c $IPT -t nat -R KUBE-SERVICES $index ${retarget#-A KUBE-SERVICES } -j KUBE-MARK-MASQ"
-    check "$FAMILY: check: a jump retargeted to another chain" expect_check "filter=unchanged nat=differed"
-    # Foreign chains and foreign rules below kube-natd's jumps are not kube-natd's: still unchanged.
-    X c "$IPT" -t nat -N FOREIGN-CHAIN
-    X c "$IPT" -t nat -A FOREIGN-CHAIN -j RETURN
-    X c "$IPT" -t nat -A PREROUTING -s "$FOREIGN_ADDR" -j FOREIGN-CHAIN
-    X c "$IPT" -t filter -A INPUT -s "$FOREIGN_ADDR" -j DROP
-    save c > "$TMP/c0"
-    check "$FAMILY: check: foreign chains and trailing foreign rules leave it unchanged" \
-        expect_check "filter=unchanged nat=unchanged"
-    digests c > "$TMP/dc"; KNAT_TEST_LIST_VIA_LIBIPTC=1 digests c > "$TMP/dclib"
-    check "$FAMILY: the raw-entry reader lists what libiptc lists, foreign chains included" \
-        same_files "$TMP/dc" "$TMP/dclib"
-    # Tables read ahead of the apply (as --once does while decoding): a change in between is seen by size.
-    gated() { # gated MUTATION...: snapshot, mutate, then apply
-        rm -f "$TMP/gate" "$TMP/gate.ready"
-        H c apply --backend libiptc --prefetch-gate "$TMP/gate" > "$TMP/check.out" 2>&1 &
-        local pid=$! i=0
-        while [ ! -e "$TMP/gate.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-        [ $# -gt 0 ] && "$@"
-        touch "$TMP/gate"
-        wait "$pid" || { cat "$TMP/check.out"; return 1; }
-    }
-    prefetched() { # prefetched "filter=X nat=Y" MUTATION...
-        local want=$1; shift
-        gated "$@" || return 1
-        local got; got=$(verdicts "$TMP/check.out")
-        [ "$got" = "$want" ] || { echo "check verdicts: $got, want $want"; cat "$TMP/check.out"; return 1; }
-        save c > "$TMP/c1"
-        same_files "$TMP/c0" "$TMP/c1"
-    }
-    check "$FAMILY: check from tables read ahead: unchanged" prefetched "filter=unchanged nat=unchanged"
-    check "$FAMILY: check from tables read ahead: a change after the read is seen" \
-        prefetched "filter=unchanged nat=differed" X c "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
-    delns c
+    engine_checks raw
+    engine_checks libiptc
 
     # --- no leaks in the shim ----------------------------------------------------------------------
     # valgrind 3.19 cannot read the DWARF 5 Swift emits, so it runs a copy without debug info. Only
-    # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost".
-    if [ "$VALGRIND" = 1 ] && command -v valgrind > /dev/null; then
+    # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost". Every path of the shim:
+    # writes (raw read + plan + iptc_init + commit, and through libiptc's cache as reader), the steady-state
+    # decision, ensured rules, read-ahead snapshots, both listers, the program digests, cleanup.
+    if [ "$VALGRIND" = 1 ] && ! command -v valgrind > /dev/null; then
+        bad "$FAMILY: valgrind is not installed (make deps installs it; VALGRIND=0 skips on purpose)"
+    elif [ "$VALGRIND" = 1 ]; then
         newns v
         objcopy --strip-debug "$HARNESS" "$TMP/harness-nodebug"
+        touch "$TMP/vgate"
         vg() { X v valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
             --log-file="$TMP/valgrind.$FAMILY.$1" "$TMP/harness-nodebug" "${@:2}" --family "$FAMILY" 2> /dev/null; }
-        # The second apply of variant 2 finds the tables unchanged from one raw read (no libiptc).
         n=0
         for run in "apply --backend libiptc" "apply --backend libiptc --variant 2" \
-            "apply --backend libiptc --variant 2" "list --table nat" "cleanup"; do
+            "apply --backend libiptc --variant 2" "apply --backend libiptc --variant 2 --no-check" \
+            "apply --backend libiptc --variant 2 --ensured" "apply --backend libiptc --ensured --prefetch-gate $TMP/vgate" \
+            "libiptc-reader apply --backend libiptc --variant 2 --ensured" "libiptc-reader apply --backend libiptc --ensured" \
+            "list --table nat" "libiptc-reader list --table filter" "drift" "cleanup"; do
             n=$((n + 1))
-            name=$n.${run// /_}
-            if vg "$name" $run > /dev/null; then
+            name=$n.${run// /_}; name=${name//\//_}
+            if [ "${run%% *}" = libiptc-reader ]; then
+                KNAT_TEST_READ_VIA_LIBIPTC=1 vg "$name" ${run#libiptc-reader } > /dev/null
+            else
+                vg "$name" $run > /dev/null
+            fi
+            if [ $? = 0 ]; then
                 ok "$FAMILY: valgrind $run: no memory errors, no definite leaks"
             else
                 bad "$FAMILY: valgrind $run reported errors"

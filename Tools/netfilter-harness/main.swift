@@ -2,7 +2,7 @@
 // Used by Tests/kernel/netfilter-backend.sh inside throwaway network namespaces; never run it in the host netns.
 //
 //   netfilter-harness apply   --family ipv4|ipv6 --backend libiptc|restore-legacy|restore-nft|dry-run [--variant 1|2|3] [--nfacct]
-//                             [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]
+//                             [--ensured] [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
@@ -44,7 +44,27 @@ struct Addresses {
     }
 }
 
-func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
+/// kubelet's rules the v1.23 layout relies on, as kube-natd ensures them (`--ensured`).
+func ensuredRules(_ table: Table) -> [EnsuredRule] {
+    switch table {
+    case .nat: return [EnsuredRule(chain: Ownership.kubeletMarkDrop, rule: Rule([], .markOr(0x8000)))]
+    case .filter:
+        return [
+            EnsuredRule(
+                chain: Ownership.kubeletFirewall,
+                rule: Rule(
+                    [
+                        .comment("kubernetes firewall for dropping marked packets"),
+                        .mark(value: 0x8000, mask: 0x8000, negated: false),
+                    ], .drop)),
+            EnsuredRule(chain: "INPUT", rule: Rule([], .jump(Ownership.kubeletFirewall))),
+            EnsuredRule(chain: "OUTPUT", rule: Rule([], .jump(Ownership.kubeletFirewall))),
+        ]
+    case .mangle: return []
+    }
+}
+
+func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool, ensured: Bool = false) -> Ruleset {
     let a = Addresses(family)
     let svcComment = "ns1/svc1:p80 cluster IP"
     var forward = Chain(
@@ -247,11 +267,16 @@ func sampleRuleset(family: IPFamily, variant: Int, nfacct: Bool) -> Ruleset {
         table: .nat, chains: chains, baseJumps: Ownership.upstreamJumps(.nat),
         deletedChains: variant == 1 ? [] : ["KUBE-SEP-GONEGONEGONEGONE"])
     var broken = nat
+    var filtered = filter
+    if ensured {
+        broken.ensured = ensuredRules(.nat)
+        filtered.ensured = ensuredRules(.filter)
+    }
     if variant == 3 {
         // A rule jumping to a chain nobody declared: the whole table must be refused, the old rules kept.
         broken.chains[0].rules.insert(Rule([.comment("broken")], .jump("KUBE-SVC-MISSINGMISSINGMI")), at: 1)
     }
-    return Ruleset(family: family, tables: [filter, broken])
+    return Ruleset(family: family, tables: [filtered, broken])
 }
 
 /// A kube-proxy-shaped ruleset with `count` ClusterIP Services of 3 endpoints each (~13 nat rules per Service).
@@ -329,6 +354,8 @@ struct Options {
     var variant = 1
     var table = Table.nat
     var nfacct = false
+    /// Adds kubelet's rules as ensured rules (the v1.23 layout's).
+    var ensured = false
     var lockTimeoutMilliseconds: Int32 = 5000
     var scale = 0
     /// libiptc only: skip the raw-read check (always the libiptc path).
@@ -352,6 +379,10 @@ func parse() -> Options {
             o.noCheck = true
             continue
         }
+        if flag == "--ensured" {
+            o.ensured = true
+            continue
+        }
         guard !args.isEmpty else { usage() }
         let value = args.removeFirst()
         switch flag {
@@ -370,7 +401,7 @@ func parse() -> Options {
 
 func usage() -> Never {
     FileHandle.standardError.write(
-        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]\n"
+        "usage: netfilter-harness apply|cleanup|canary|list|detect [--family ipv4|ipv6] [--backend libiptc|restore-legacy|restore-nft|dry-run] [--variant 1|2|3] [--table T] [--nfacct] [--ensured] [--lock-timeout-ms N] [--scale SERVICES] [--no-check] [--prefetch-gate PATH]\n"
             .data(using: .utf8)!)
     exit(2)
 }
@@ -382,7 +413,8 @@ do {
         let ruleset =
             options.scale > 0
             ? scaleRuleset(family: options.family, count: options.scale)
-            : sampleRuleset(family: options.family, variant: options.variant, nfacct: options.nfacct)
+            : sampleRuleset(
+                family: options.family, variant: options.variant, nfacct: options.nfacct, ensured: options.ensured)
         let started = DispatchTime.now()
         defer {
             let ms = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e6

@@ -7,6 +7,8 @@
  * (upstream's list-then-filter reconciler reached 12 GB RSS, kubernetes #129982).
  *
  * The conntrack table is per network namespace: the netlink socket sees the namespace of the caller.
+ * Errors follow the shim's one convention (cnetfilter.h): 0 or a positive errno, also in result->error, with
+ * result->message.
  */
 #include <stdint.h>
 

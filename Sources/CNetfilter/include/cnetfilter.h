@@ -3,18 +3,22 @@
 /*
  * kube-natd's C shim over libiptc (libip4tc / libip6tc).
  *
- * Swift encodes a table's wanted state into one flat "program" (knat_program.h); knat_apply_table() replays it
- * into struct ipt_entry / ip6t_entry and commits it in one iptc_commit, holding /run/xtables.lock for the whole
- * init..commit like the iptables binaries do.
+ * Swift encodes a table's wanted state into one flat program (knat_program.h). knat_apply_table reads the table
+ * once, compares it with the program and, only when something differs, replays exactly the differences through
+ * libiptc in one iptc_commit, holding /run/xtables.lock for the whole read..commit like the iptables binaries do.
+ * One comparison decides both "is the table already in its wanted state?" and "what has to be written".
+ *
+ * Errors, everywhere in this shim (cconntrack.h too): a function returns 0 or a positive errno value; the same
+ * value is in result->error, and result->message says what failed (table, chain, rule index, iptc_strerror).
  */
 #include <stddef.h>
 #include <stdint.h>
 #include "knat_program.h" /* the program format (CRuleProgram) */
 
-/* What one knat_apply_table call did, or why it failed. */
+/* What one call did, or why it failed. */
 typedef struct knat_result {
-    int error;               /* 0 on success, else an errno value */
-    int attempts;            /* init..commit rounds (EAGAIN from commit starts a new one) */
+    int error;               /* 0 on success, else the errno value the function returned */
+    int attempts;            /* read..commit rounds (EAGAIN from commit starts a new one) */
     double lock_wait_seconds;
     double init_seconds;     /* iptc_init alone (last attempt): the kernel's copy of the table, libiptc's parse */
     double build_seconds;    /* iptc_init through the last cache edit (last attempt) */
@@ -24,54 +28,78 @@ typedef struct knat_result {
     unsigned chains_unchanged; /* existing declared chains that already held exactly their rules: untouched */
     int committed;           /* 1 when iptc_commit ran; 0 when the table already held the wanted state */
     unsigned chains_deleted;
-    unsigned rules_appended;
+    unsigned rules_appended; /* rules of refilled chains, and ensured rules added */
     unsigned jumps_inserted;
     unsigned rules_deleted;
-    int checked;             /* 0: no snapshot check; 1: the snapshot showed the wanted state (libiptc not used);
-                                2: it showed a difference, or a layout it does not compare: libiptc path taken */
-    double check_seconds;    /* reading the snapshot (when not given) and comparing it */
+    int checked;             /* with KNAT_APPLY_CHECK_FIRST: 1 the table held the wanted state (no commit), 2 it
+                                differed (written through libiptc); 0 without the flag */
+    double check_seconds;    /* with KNAT_APPLY_CHECK_FIRST: reading the entries (unless prefetched) and deciding */
     unsigned warnings;       /* non-fatal (e.g. a stale chain still referenced by a foreign rule) */
-    char message[1024];      /* error text: table, chain, rule index, iptc_strerror; or the last warning */
+    char message[1024];      /* error text; or the last warning */
 } knat_result;
 
-/* A table's entries read once, for knat_apply_table's check (opaque). */
+/* A table's chains and rules as read once (opaque). */
 typedef struct knat_snapshot knat_snapshot;
 
 /*
- * Reads the table's entries under the xtables lock (one IPT_SO_GET_ENTRIES, no libiptc parse). NULL on failure,
- * with result->error and result->message. A snapshot may be taken on another thread ahead of the apply.
+ * Reads the table's entries under the xtables lock (one IPT_SO_GET_ENTRIES, no libiptc parse) into *out, for a
+ * later knat_apply_table. May run on another thread ahead of the apply. *out is NULL on failure.
  */
-knat_snapshot *knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_result *result);
+int knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_snapshot **out,
+                       knat_result *result);
 void knat_snapshot_free(knat_snapshot *snapshot);
 
 enum {
-    /* Before libiptc: read the entries (or use the snapshot given) and, when the table already holds exactly the
-       program's wanted state, return without iptc_init or commit. Costs one read when something differs. */
+    /* Read the table from its raw entries first: when nothing differs, neither iptc_init nor a commit happens.
+       Without it the table is read through iptc_init, which the write needs anyway (a change is expected). Both
+       readers feed the same comparison. */
     KNAT_APPLY_CHECK_FIRST = 1,
 };
 
 /*
- * Applies one table program. family is 4 or 6. lock_timeout_ms < 0 waits forever, 0 tries once.
- * flags: KNAT_APPLY_*. snapshot (may be NULL; implies KNAT_APPLY_CHECK_FIRST) is used for the check when the
- * kernel's table still has its size, entry count and hooks (checked under the lock), else read again.
- * Returns 0 or an errno value (also in result->error, with result->message).
+ * Applies one table program. family is 4 or 6. lock_timeout_ms < 0 waits forever, 0 tries once. max_attempts
+ * bounds the read..commit rounds when commit sees EAGAIN (another writer replaced the table). flags: KNAT_APPLY_*.
+ * snapshot (may be NULL; implies KNAT_APPLY_CHECK_FIRST) is used instead of reading when the kernel's table still
+ * has its size, entry count and hooks (checked under the lock), else the table is read again.
  */
 int knat_apply_table(int family, const char *table, const uint8_t *program, size_t length,
                      int lock_timeout_ms, int max_attempts, int flags, const knat_snapshot *snapshot,
                      knat_result *result);
 
-/*
- * One line per chain of the table, "name\tbuiltin\trules\tdigest16hex\n", into *out (malloc'd, NUL-terminated;
- * the caller frees it). The digest covers every rule's header, matches and target (not counters). The table is
- * read once (raw entries; through libiptc only for a layout libiptc would not write). Returns the length, or
- * -errno with result->message (*out NULL).
- */
-long knat_list_table(int family, const char *table, char **out, int lock_timeout_ms, knat_result *result);
+/* One chain: its rule count and a digest of its rules (header, matches, target; not counters). */
+typedef struct knat_chain_digest {
+    char name[32];
+    uint32_t rules;
+    uint8_t builtin;
+    uint64_t digest;
+} knat_chain_digest;
+
+/* Chains in table order; free with knat_chain_list_free. */
+typedef struct knat_chain_list {
+    knat_chain_digest *chains;
+    size_t count;
+} knat_chain_list;
+void knat_chain_list_free(knat_chain_list *list);
+
+/* Every chain of the table, read once under the lock (the same reader knat_apply_table uses). */
+int knat_list_table(int family, const char *table, int lock_timeout_ms, knat_chain_list *out, knat_result *result);
 
 /*
- * The lines knat_list_table would print for each KNAT_OP_CHAIN of the program once it is applied (builtin
- * column 0), computed from the program alone: drift detection compares the two without re-reading twice.
+ * What knat_list_table will show for each KNAT_OP_CHAIN of the program once it is applied (builtin 0), from the
+ * program alone: drift is the difference.
  */
-long knat_digest_program(int family, const uint8_t *program, size_t length, char **out, knat_result *result);
+int knat_digest_program(int family, const uint8_t *program, size_t length, knat_chain_list *out,
+                        knat_result *result);
+
+/* IPT_SO_GET_INFO / IP6T_SO_GET_INFO alone: no copy of the entries. */
+typedef struct knat_table_info {
+    uint32_t size, entries, hooks;
+    uint32_t extra_entries; /* entries beyond an empty table's (a policy per base chain and the final ERROR entry):
+                               each rule counts one, each user chain two */
+} knat_table_info;
+
+/* Only ask for tables the kernel already lists in /proc/net/ip{,6}_tables_names: naming another one instantiates
+   it. ENOENT when the table does not exist. */
+int knat_table_info_read(int family, const char *table, knat_table_info *info, knat_result *result);
 
 #endif

@@ -71,6 +71,13 @@ enum {
     KNAT_CT_STATE_DNAT = 1 << 7,        /* XT_CONNTRACK_STATE_DNAT */
     KNAT_RECENT_CHECK_AND_REAP = 0x01 | 0x20, /* XT_RECENT_CHECK | XT_RECENT_REAP */
     KNAT_RECENT_SET = 0x02,                   /* XT_RECENT_SET */
+    KNAT_PROTO_TCP = 6,                       /* IPPROTO_TCP */
+    KNAT_PROTO_UDP = 17,                      /* IPPROTO_UDP */
+    KNAT_PROTO_SCTP = 132,                    /* IPPROTO_SCTP */
+    KNAT_IFNAMSIZ = 16,                       /* IFNAMSIZ: an interface name and its mask, NUL included */
+    KNAT_CHAIN_NAME_MAX = 28,                 /* XT_EXTENSION_MAXNAMELEN - 1: the longest chain name iptables takes */
+    KNAT_RECENT_NAME_MAX = 199,               /* XT_RECENT_NAME_LEN - 1 */
+    KNAT_NFACCT_NAME_MAX = 31,                /* NFACCT_NAME_MAX - 1 */
 };
 
 #endif
