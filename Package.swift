@@ -40,8 +40,15 @@ let package = Package(
                 .linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl"),
             ]
         ),
+        // The nf_tables shim: the same rules as iptables-nft's expressions, one netlink batch per sync.
+        .target(
+            name: "CNftables",
+            dependencies: ["CRuleProgram"],
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+        ),
         .target(name: "Netfilter", dependencies: [
-            "KubeModel", "Ruleset", "CRuleProgram", "CNetfilter", .product(name: "Logging", package: "swift-log"),
+            "KubeModel", "Ruleset", "CRuleProgram", "CNetfilter", "CNftables",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "KubeSource", dependencies: [
             "KubeModel", .product(name: "Logging", package: "swift-log"),
@@ -66,6 +73,10 @@ let package = Package(
         // Kernel-test driver: hand-built Rulesets covering every Match/Target, applied with a chosen backend.
         .executableTarget(name: "netfilter-harness", dependencies: ["Netfilter", "Ruleset", "KubeModel"],
                           path: "Tools/netfilter-harness"),
+        // Kernel-test driver of the libnftnl backend: compiles as `kube-natd --once` does, applies, reads back.
+        .executableTarget(name: "nft-harness", dependencies: [
+            "Netfilter", "Ruleset", "KubeModel", "ProxyConfig", "RuleCompiler", "Daemon",
+        ], path: "Tools/nft-harness"),
         // Kernel e2e and soak: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API).
         .executableTarget(name: "fake-apiserver", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
@@ -87,6 +98,7 @@ let package = Package(
                     ],
                     resources: [.copy("Golden")]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Ruleset"]),
+        .testTarget(name: "NftablesTests", dependencies: ["Netfilter", "Ruleset", "KubeModel", "CNftables", "CRuleProgram"]),
         .testTarget(name: "KubeSourceTests", dependencies: [
             "KubeSource", "KubeModel",
             .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,7 @@ import Netfilter
 
 /// `--backend`.
 public enum BackendChoice: String, CaseIterable, Sendable {
-    case auto, libiptc, restore
+    case auto, libiptc, libnftnl, restore
 }
 
 /// A backend that cannot be used on this host, and why.
@@ -13,9 +13,9 @@ public struct BackendError: Error, CustomStringConvertible {
 
 /// Picks the backend as kube-proxy's wrapper scripts pick the iptables mode.
 public enum BackendFactory {
-    /// `auto`: libiptc on legacy hosts, `iptables-nft-restore` on nft hosts. An explicit `libiptc` is refused
-    /// where rules already live in nf_tables: libiptc only speaks legacy x_tables, and rules split between
-    /// the two would be silently bypassed.
+    /// `auto`: libiptc on legacy hosts, libnftnl on nft hosts. An explicit `libiptc` is refused where rules
+    /// already live in nf_tables, and an explicit `libnftnl` where they live in legacy x_tables: rules split
+    /// between the two would be silently bypassed.
     public static func make(_ choice: BackendChoice, logger: Logger,
                             decide: () -> HostModeDetector.Decision = HostModeDetector.detect) throws -> (KernelBackend, String) {
         switch choice {
@@ -28,15 +28,23 @@ public enum BackendFactory {
                 throw BackendError(description: "--backend libiptc refused: this host's rules live in nf_tables (\(d.reason)); use --backend restore or auto")
             }
             return (LibiptcBackend(logger: logger), "libiptc backend (requested)")
+        case .libnftnl:
+            let d = decide()
+            if d.mode == .legacy && d.fromExistingRules {
+                throw BackendError(description: "--backend libnftnl refused: this host's rules live in legacy x_tables (\(d.reason)); use --backend libiptc or auto")
+            }
+            let b = NftablesBackend(logger: logger)
+            return (b, "libnftnl backend (requested; \(b.form) expressions)")
         case .auto:
             let d = decide()
             if d.mode == .legacy { return (LibiptcBackend(logger: logger), "libiptc backend: \(d.reason)") }
-            return (RestoreBackend(mode: .nft), "restore backend (iptables-nft-restore): \(d.reason)")
+            let b = NftablesBackend(logger: logger)
+            return (b, "libnftnl backend (\(b.form) expressions): \(d.reason)")
         }
     }
 
     /// `--cleanup` reaches both worlds, as kube-proxy's does: rules may be left in either by an earlier proxy.
     public static func cleanupBackends(logger: Logger) -> [KernelBackend] {
-        [LibiptcBackend(logger: logger), RestoreBackend(mode: .nft)]
+        [LibiptcBackend(logger: logger), NftablesBackend(logger: logger)]
     }
 }

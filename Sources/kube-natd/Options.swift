@@ -147,7 +147,7 @@ struct RuleOptions: ParsableArguments {
     @Option(name: .customLong("rule-layout"), help: "Which kube-proxy rule layout to write: current, or v1.23 (KUBE-XLB chains, KUBE-MARK-DROP).")
     var ruleLayout: RuleLayout = .current
 
-    @Option(name: .customLong("backend"), help: "How rules reach the kernel: auto, libiptc or restore.")
+    @Option(name: .customLong("backend"), help: "How rules reach the kernel: auto, libiptc, libnftnl or restore.")
     var backend: BackendChoice = .auto
 
     @Option(name: .customLong("random-fully"), help: "Whether MASQUERADE gets --random-fully: auto (as kube-proxy: iptables >= 1.6.2, also for --dry-run), yes or no.")

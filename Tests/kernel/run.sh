@@ -35,6 +35,7 @@ run_suite traffic-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
 run_suite daemon "$HERE/daemon.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
+run_suite nftables "$HERE/nftables.sh" "$BIN" "$BINDIR/nft-harness"
 
 echo "kernel: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -23,6 +23,9 @@ enum {
     KNAT_OP_ENSURE_RULE = 7,   /* str chain; one rule follows; the chain is created if missing and the rule added if
                                   no identical rule is in it: right after kube-natd's jumps in a base chain, else
                                   appended. Never flushed, replaced or deleted (kubelet's rules, v1.23 layout). */
+    KNAT_OP_DELETE_OWN_JUMPS = 8, /* no payload: every base-chain rule kube-natd itself wrote as one of its jumps
+                                     is deleted, identical rules another tool wrote stay (--cleanup). A backend that
+                                     cannot tell who wrote a rule deletes none. */
 };
 
 /* Rule elements, in written order. */

@@ -1,0 +1,109 @@
+import CNftables
+import CRuleProgram
+import Dispatch
+import Foundation
+import KubeModel
+import Ruleset
+
+// The pieces NftablesBackend hands to the shim: encoded programs, a read ahead, errors, C-string helpers.
+
+/// A read of filter and nat of each family in a context of its own, on its own thread (see `prefetch`).
+final class NftablesPrefetch: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var context: OpaquePointer?
+
+    init(families: [IPFamily]) {
+        Thread.detachNewThread { [self] in
+            var result = knft_result()
+            if let c = knft_open(&result) {
+                let pairs = families.flatMap { f in [Table.filter, .nat].map { (f, $0) } }
+                var fams = pairs.map { $0.0.cValue }
+                var stamp = NftablesBackend.stamp(families[0])
+                let rc = withKnftStrings(pairs.map { $0.1.rawValue }) { tables in
+                    knft_prefetch(c, &fams, tables.baseAddress, tables.count, &stamp, &result)
+                }
+                // a failed read leaves no model: the apply reads (and reports) itself
+                if rc != 0 { knft_forget(c) }
+                self.context = c
+            }
+            self.done.signal()
+        }
+    }
+
+    /// Blocks until the read is done; the caller owns the context. Call once.
+    func wait() -> OpaquePointer? {
+        self.done.wait()
+        return self.context
+    }
+}
+
+/// A failure of the nf_tables shim: the errno and where (family, table, chain, rule) and why.
+public struct NftablesError: Error, CustomStringConvertible, Sendable {
+    public var errno: Int32
+    public var message: String
+
+    init(_ result: knft_result) {
+        self.errno = result.error
+        self.message = knftString(result.message)
+    }
+
+    public var description: String { "nf_tables: \(self.message) (errno \(self.errno))" }
+}
+
+/// One (family, table) program, encoded.
+struct NftablesProgram {
+    var family: IPFamily
+    var table: Table
+    var bytes: [UInt8]
+
+    init(_ family: IPFamily, _ table: Table, _ fill: (inout TableProgram) throws -> Void) throws {
+        var program = TableProgram(family: family, capacity: 4096)
+        do {
+            try fill(&program)
+        } catch let error as EncodingError {
+            throw NetfilterError.encoding(error)
+        }
+        self.family = family
+        self.table = table
+        self.bytes = program.bytes
+    }
+
+    /// The C descriptors of the programs, valid inside `body`.
+    static func withDescriptors<R>(_ programs: [NftablesProgram], _ body: (UnsafePointer<knft_program>?, Int) -> R) -> R {
+        var all: [UInt8] = []
+        all.reserveCapacity(programs.reduce(0) { $0 + $1.bytes.count })
+        var offsets: [Int] = []
+        for p in programs {
+            offsets.append(all.count)
+            all += p.bytes
+        }
+        return all.withUnsafeBufferPointer { base in
+            var descriptors = programs.enumerated().map { i, p in
+                var d = knft_program()
+                d.family = p.family.cValue
+                withUnsafeMutableBytes(of: &d.table) { $0.copyBytes(from: p.table.rawValue.utf8.prefix(15)) }
+                d.bytes = base.baseAddress.map { $0 + offsets[i] }
+                d.length = p.bytes.count
+                return d
+            }
+            return descriptors.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
+        }
+    }
+}
+
+extension IPFamily {
+    var cValue: Int32 { self == .ipv4 ? 4 : 6 }
+}
+
+/// A fixed-size C char array as a String.
+func knftString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// C string arrays for the duration of `body`.
+func withKnftStrings<R>(_ strings: [String], _ body: (UnsafeBufferPointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    let pointers = copies.map { UnsafePointer($0) }
+    return pointers.withUnsafeBufferPointer { body($0) }
+}
