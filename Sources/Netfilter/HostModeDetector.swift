@@ -1,4 +1,5 @@
 import CNetfilter
+import CNftables
 import Foundation
 import KubeModel
 
@@ -34,9 +35,12 @@ public enum HostModeDetector {
         /// tables from IPT_SO_GET_INFO (a rule counts one, a user chain two). `detect` uses it only when the nft
         /// side holds no rules, where "more legacy rules" just means "any".
         public var legacyEntries: Int?
+        /// When set, the nft side's rule count (counted by the nf_tables shim, up to what the decision needs)
+        /// instead of counting `nftSave`'s rule lines.
+        public var nftRules: Int?
         public init(
             legacyMangle: String = "", nftMangle: String = "", legacySave: String = "", nftSave: String = "",
-            version: String = "", legacyEntries: Int? = nil
+            version: String = "", legacyEntries: Int? = nil, nftRules: Int? = nil
         ) {
             self.legacyMangle = legacyMangle
             self.nftMangle = nftMangle
@@ -44,6 +48,7 @@ public enum HostModeDetector {
             self.nftSave = nftSave
             self.version = version
             self.legacyEntries = legacyEntries
+            self.nftRules = nftRules
         }
     }
 
@@ -64,7 +69,7 @@ public enum HostModeDetector {
         if kubeletChains(e.legacyMangle) > 0 {
             return Decision(mode: .legacy, reason: "kubelet's hint/canary chain exists in the legacy mangle table", fromExistingRules: true)
         }
-        let nft = ruleLines(e.nftSave)
+        let nft = e.nftRules ?? ruleLines(e.nftSave)
         // With nft empty, the legacy entry count stands in for the legacy save (detect() does not run it then).
         if nft == 0, let entries = e.legacyEntries {
             if entries > 0 {
@@ -72,6 +77,9 @@ public enum HostModeDetector {
                     mode: .legacy, reason: "legacy tables hold \(entries) entries (rules or chains), nft holds no rules",
                     fromExistingRules: true)
             }
+        }
+        if nft > 0, e.legacyEntries == 0 {
+            return Decision(mode: .nft, reason: "nf_tables holds rules, the legacy tables hold none", fromExistingRules: true)
         }
         let legacy = nft == 0 && e.legacyEntries != nil ? 0 : ruleLines(e.legacySave)
         if legacy > 0 || nft > 0 {
@@ -89,27 +97,47 @@ public enum HostModeDetector {
         return Decision(mode: .legacy, reason: "no rules anywhere and no iptables version; libiptc speaks legacy")
     }
 
-    /// Collects the evidence and decides. The nft side is two `*-nft-save` runs (their mangle sections carry
-    /// kubelet's chains); the legacy side is read without tools: the mangle chain names through libiptc and the
-    /// tables' entry counts from IPT_SO_GET_INFO. Only when nft holds rules too are the legacy tables saved in full,
-    /// to compare rule counts as the wrapper does (full saves of a large table are slow; Benchmarks/README.md).
+    /// Collects the evidence and decides, reading no more than the decision needs: kubelet's chains from the
+    /// mangle tables only (`*-nft-save -t mangle`; libiptc's chain names for legacy), the legacy tables' entry
+    /// counts from IPT_SO_GET_INFO, and the nft side's rule count from the nf_tables shim, stopping at the first
+    /// rule unless legacy holds rules too. Only then are the legacy tables saved in full and the nft rules counted
+    /// up to that number, to compare as the wrapper does. (Full saves of large rulesets take seconds, and one cut
+    /// short by a time limit would have decided wrongly.)
     public static func detect() -> Decision {
         func out(_ argv: [String]) -> String {
             guard let o = try? Command.run(argv), o.status == 0 else { return "" }
             return o.stdout
         }
-        let nftSave = out(["timeout", "5", "iptables-nft-save"]) + out(["timeout", "5", "ip6tables-nft-save"])
+        let nftMangle = out(["iptables-nft-save", "-t", "mangle"]) + out(["ip6tables-nft-save", "-t", "mangle"])
         let version = out(["iptables", "--version"])
-        var e = Evidence(
-            legacyMangle: legacyMangleChains(), nftMangle: mangleSection(nftSave), nftSave: nftSave, version: version)
+        var e = Evidence(legacyMangle: legacyMangleChains(), nftMangle: nftMangle, version: version)
         if kubeletChains(e.nftMangle) == 0, kubeletChains(e.legacyMangle) == 0 {
-            if ruleLines(nftSave) > 0 {
-                e.legacySave = out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"])
-            } else {
+            let nftAny = nftRuleCount(limit: 1)
+            if nftAny == 0 {
+                e.nftRules = 0
                 e.legacyEntries = legacyEntries()
+            } else if legacyEntries() == 0 {
+                e.nftRules = nftAny
+                e.legacyEntries = 0
+            } else {
+                e.legacySave = out(["iptables-legacy-save"]) + out(["ip6tables-legacy-save"])
+                e.nftRules = nftRuleCount(limit: ruleLines(e.legacySave) + 1)
             }
         }
         return decide(e)
+    }
+
+    /// Rules in the nf_tables tables of both families, counted up to `limit` (0 when nf_tables cannot be read).
+    static func nftRuleCount(limit: Int) -> Int {
+        var result = knft_result()
+        guard let ctx = knft_open(&result) else { return 0 }
+        defer { knft_close(ctx) }
+        var total = 0
+        for family: Int32 in [4, 6] where total < limit {
+            var n: UInt32 = 0
+            if knft_count_rules(ctx, family, UInt32(limit - total), &n, &result) == 0 { total += Int(n) }
+        }
+        return total
     }
 
     /// The `*mangle` sections of a save's output.

@@ -72,4 +72,17 @@ final class HostModeDetectorTests: XCTestCase {
         XCTAssertEqual(HostModeDetector.mangleSection(save), "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT")
         XCTAssertEqual(HostModeDetector.kubeletChains(HostModeDetector.mangleSection(save)), 1)
     }
+
+    func testCountedNftRulesWithEmptyLegacyTablesMeanNft() {
+        let d = HostModeDetector.decide(.init(version: "iptables v1.8.9 (legacy)", legacyEntries: 0, nftRules: 1))
+        XCTAssertEqual(d.mode, .nft)
+        XCTAssertTrue(d.fromExistingRules)
+        XCTAssertEqual(d.reason, "nf_tables holds rules, the legacy tables hold none")
+    }
+
+    func testCountedNftRulesAgainstALegacySave() {
+        let legacy = "*nat\n-A PREROUTING -j A\n-A PREROUTING -j B\nCOMMIT\n"
+        XCTAssertEqual(HostModeDetector.decide(.init(legacySave: legacy, nftRules: 1)).mode, .legacy, "2 > 1")
+        XCTAssertEqual(HostModeDetector.decide(.init(legacySave: legacy, nftRules: 3)).mode, .nft, "2 < 3")
+    }
 }

@@ -163,4 +163,10 @@ long knft_dump_table(knft_context *ctx, int family, const char *table, char **ou
 /* The kernel's current generation id; 0 on success with *genid set, else an errno value. */
 int knft_generation(knft_context *ctx, uint32_t *genid, knft_result *result);
 
+/*
+ * How many rules the family's (4 or 6) nf_tables tables hold, counting chain by chain and stopping once `limit`
+ * is reached (0: no limit). For host-mode detection, which needs "any rules?" or "more than N?".
+ */
+int knft_count_rules(knft_context *ctx, int family, unsigned limit, unsigned *count, knft_result *result);
+
 #endif
