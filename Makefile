@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-de
 BIN_DEBUG := .build/debug/kube-natd
 BIN_RELEASE := .build/release/kube-natd
 
-.PHONY: deps build release test unit-test kernel-test test-tsan demo bench clean
+.PHONY: deps build release test unit-test kernel-test test-tsan soak soak-short demo bench clean
 
 ## deps: install the Debian packages the build and the tests need (apt-get only when something is missing)
 deps:
@@ -28,6 +28,7 @@ test: deps
 	$(SWIFT) test --skip-build
 	bash Tests/cli.sh $(BIN_DEBUG)
 	bash Tests/kernel/run.sh $(BIN_DEBUG)
+	$(MAKE) --no-print-directory soak-short
 	$(MAKE) --no-print-directory test-tsan
 
 ## test-tsan: the daemon and source tests built with ThreadSanitizer (own build folder); any report fails
@@ -41,6 +42,17 @@ unit-test: deps
 
 kernel-test: build
 	bash Tests/kernel/run.sh $(BIN_DEBUG)
+
+## soak: the daemon against the test apiserver under seeded churn and faults, 10k Services, 10 minutes per kernel
+## backend (SOAK_S, SOAK_SEED, SOAK_SERVICES, SOAK_BACKENDS, SOAK_RATE); report in bench-results/soak-*.json
+soak: release
+	bash Tests/soak/run.sh $(dir $(BIN_RELEASE))
+
+## soak-short: the same for 40 s per backend at 1k Services (part of make test); its report stays out of the tree
+soak-short: build
+	report=$$(mktemp -d /tmp/knat-soak-report.XXXXXX); \
+	SOAK_S=40 SOAK_SERVICES=1000 SOAK_OUT=$$report bash Tests/soak/run.sh $(dir $(BIN_DEBUG)); rc=$$?; \
+	rm -rf $$report; exit $$rc
 
 ## demo: build, then program the bundled example cluster in namespaces it creates and removes
 demo: build

@@ -32,6 +32,13 @@ struct KubeNatd: AsyncParsableCommand {
 
     /// Usage errors (unknown values, conflicting modes) exit 2, like configuration errors, not ArgumentParser's 64.
     static func main() async {
+        // A long-running process that now and then holds a whole table (libiptc's copy, a relist of every object)
+        // and frees it: with glibc's default, the mmap threshold grows after such frees and later large blocks come
+        // from the heap, where fragments keep the process resident size up; and every thread would get its own
+        // arena. A fixed threshold returns large blocks to the kernel when freed; two arenas are enough for a
+        // daemon whose heavy work runs on one thread at a time.
+        _ = mallocOption(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
+        _ = mallocOption(-8 /* M_ARENA_MAX */, 2)
         do {
             var command = try parseAsRoot()
             if var async = command as? AsyncParsableCommand { try await async.run() } else { try command.run() }
@@ -253,6 +260,10 @@ struct KubeNatd: AsyncParsableCommand {
         }
     }
 }
+
+/// glibc's `mallopt` (malloc.h, which the Glibc module does not import).
+@_silgen_name("mallopt")
+private func mallocOption(_ option: Int32, _ value: Int32) -> Int32
 
 enum Stderr {
     static func line(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }

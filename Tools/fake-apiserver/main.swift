@@ -94,6 +94,11 @@ final class Store {
     var latency: TimeAmount = .zero
     /// No line per change on stdout (a soak makes thousands).
     var quiet = false
+    /// Paged lists in progress: each continue token reads the snapshot its first page was cut from, as the
+    /// apiserver serves every page of a list from one etcd revision (offsets into the live list would skip or
+    /// repeat objects changed between pages).
+    var listSnapshots: [Int: (rv: Int, items: [[String: Any]])] = [:]
+    var nextSnapshot = 1
     var objects: [String: [String: Any]] = [:]  // "Kind/ns/name"
     var history: [Event] = []
     var watchers: [ObjectIdentifier: Watcher] = [:]
@@ -300,25 +305,40 @@ final class Handler: ChannelInboundHandler {
         }
     }
 
-    /// Pages are offsets into the sorted list; the token carries the list's resourceVersion, as the
-    /// apiserver's does, so every page reports the same one.
+    /// Pages are offsets into a snapshot of the sorted list taken at the first page; the token names the snapshot,
+    /// and every page reports the snapshot's resourceVersion, as the apiserver's pages do.
     private func list(_ k: Kind, filter: Filter, query: [String: String], context: ChannelHandlerContext) {
-        let all = store.list(k, filter: filter)
+        var all: [[String: Any]]
         var offset = 0
         var rv = store.rv
+        var snapshot = 0
         if let token = query["continue"], !token.isEmpty {
             let p = token.split(separator: ":").compactMap { Int($0) }
-            guard p.count == 2 else {
-                reply(400, status(400, "BadRequest", "invalid continue token"), context: context)
+            guard p.count == 2, let held = store.listSnapshots[p[0]] else {
+                reply(410, status(410, "Expired", "the continue token is no longer valid"), context: context)
                 return
             }
-            rv = p[0]
+            snapshot = p[0]
             offset = p[1]
+            (rv, all) = held
+        } else {
+            all = store.list(k, filter: filter)
         }
         let limit = Int(query["limit"] ?? "") ?? 0
         let end = limit > 0 ? min(all.count, offset + limit) : all.count
         var meta: [String: Any] = ["resourceVersion": "\(rv)"]
-        if end < all.count { meta["continue"] = "\(rv):\(end)" }
+        if end < all.count {
+            if snapshot == 0 {
+                snapshot = store.nextSnapshot
+                store.nextSnapshot += 1
+                store.listSnapshots[snapshot] = (rv, all)
+                // A client that never comes back for the rest does not keep the snapshot for ever.
+                context.eventLoop.scheduleTask(in: .seconds(120)) { [store] in store.listSnapshots[snapshot] = nil }
+            }
+            meta["continue"] = "\(snapshot):\(end)"
+        } else if snapshot != 0 {
+            store.listSnapshots[snapshot] = nil
+        }
         let items = offset < end ? Array(all[offset..<end]) : []
         reply(200, ["kind": "\(k.name)List", "apiVersion": k.apiVersion, "metadata": meta, "items": items],
               context: context)
