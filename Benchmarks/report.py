@@ -41,7 +41,7 @@ def once_log(path):
     out = {}
     with open(path) as f:
         text = f.read()
-    m = re.search(r"compile ([\d.]+) ms, commit ([\d.]+) ms", text)
+    m = re.search(r"compile ([\d.]+) ms, (?:commit|apply) ([\d.]+) ms", text)
     if m:
         out["compile_ms"] = float(m.group(1))
         out["commit_ms"] = float(m.group(2))
@@ -102,14 +102,29 @@ for n in sizes:
         "floor_peak_rss_mb": samples(os.path.join(r, "floor_rss.raw"), False)[0] / 1024,
         "restore_peak_rss_mb": samples(os.path.join(r, "restore_rss.raw"), False)[0] / 1024,
     }
-    daemon = os.path.join(r, "daemon.json")
-    if os.path.exists(daemon):
-        dj = json.load(open(daemon))
-        row["daemon_rss_between_syncs_mb"] = round(max(dj["rss_between_syncs_kb"], dj["rss_after_changes_kb"]) / 1024, 1)
-        row["daemon_event_to_commit_ms"] = med(os.path.join(r, "daemon_event_to_commit.raw"), False)
-    else:
-        row["daemon_rss_between_syncs_mb"] = None
-        row["daemon_event_to_commit_ms"] = None
+    for backend, prefix in (("libiptc", "daemon"), ("libnftnl", "nft_daemon")):
+        daemon = os.path.join(r, f"daemon_{backend}.json")
+        row[f"{prefix}_rss_between_syncs_mb"] = None
+        row[f"{prefix}_event_to_commit_ms"] = None
+        if os.path.exists(daemon):
+            dj = json.load(open(daemon))
+            xs = sorted(samples(os.path.join(r, f"daemon_{backend}_event_to_commit.raw"), False))
+            row[f"{prefix}_rss_between_syncs_mb"] = round(max(dj["rss_between_syncs_kb"], dj["rss_after_changes_kb"]) / 1024, 1)
+            row[f"{prefix}_event_to_commit_ms"] = statistics.median(xs)
+            row[f"{prefix}_event_to_commit_p99_ms"] = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+            row[f"{prefix}_event_to_commit_samples"] = len(xs)
+    # nf_tables through libnftnl, in its own namespace.
+    nft_sync = json.load(open(os.path.join(r, "nft_sync.json")))
+    row["nft_once_empty_ms"] = med(os.path.join(r, "nft_once_empty.raw"))
+    row["nft_once_steady_ms"] = med(os.path.join(r, "nft_once_steady.raw"))
+    row["nft_once_one_endpoint_ms"] = med(os.path.join(r, "nft_once_change.raw"))
+    row["nft_once_peak_rss_mb"] = samples(os.path.join(r, "nft_once_rss.raw"), False)[0] / 1024
+    row["nft_sync_steady_ms"] = nft_sync["sync_steady_ms"]
+    row["nft_sync_one_endpoint_ms"] = nft_sync["sync_one_endpoint_ms"]
+    nft_restore = os.path.join(r, "nft_restore_empty.raw")
+    row["nft_restore_empty_ms"] = samples(nft_restore, False)[0] if os.path.exists(nft_restore) else None
+    row["ratio_nft_restore_over_once_empty"] = (
+        round(row["nft_restore_empty_ms"] / row["nft_once_empty_ms"], 1) if row["nft_restore_empty_ms"] else None)
     # kube-natd --once also reads and decodes the manifests; the daemon keeps its state and never does.
     row["once_steady_minus_load_ms"] = round(row["once_steady_ms"] - row["manifest_load_ms"], 1)
     row["ratio_restore_over_once_steady"] = round(row["restore_steady_ms"] / row["once_steady_ms"], 2)
@@ -133,10 +148,10 @@ result = {
     "elapsed_s": int(elapsed),
     "command": "bash Benchmarks/run.sh .build/release/kube-natd",
     "endpoints_per_service": 3,
-    "daemon": "kube-natd following fake-apiserver (the same cluster) in the namespace; event_to_commit is "
-              "kubeproxy_network_programming_duration_seconds for one EndpointSlice PUT whose trigger time is "
-              "stamped at the PUT, the last sync older than minSyncPeriod; RSS is VmRSS 2 s after the syncs "
-              "(the larger of before and after the changes)",
+    "daemon": "kube-natd following fake-apiserver (the same cluster) in the namespace of its backend's tables; "
+              "event_to_commit is the daemon's own -v 4 account of each EndpointSlice change (from the trigger time "
+              "stamped at the PUT to the commit finished), one change at a time, the last sync older than "
+              "minSyncPeriod; RSS is VmRSS 2 s after the syncs (the larger of before and after the changes)",
     "sizes": rows,
 }
 os.makedirs(os.path.dirname(json_out), exist_ok=True)
@@ -171,15 +186,37 @@ cols = [
     ("daemon event->commit", "daemon_event_to_commit_ms", "{:.0f}"),
     ("RSS daemon", "daemon_rss_between_syncs_mb", "{:.0f}"),
 ]
-cells = [[h for h, _, _ in cols]] + [["-" if row[k] is None else fmt.format(row[k]) for _, k, fmt in cols] for row in rows]
-widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+nft_cols = [
+    ("Services", "services", "{:d}"),
+    ("once empty", "nft_once_empty_ms", "{:.0f}"),
+    ("nft-restore empty", "nft_restore_empty_ms", "{:.0f}"),
+    ("nft-restore/once", "ratio_nft_restore_over_once_empty", "{:.1f}"),
+    ("once steady", "nft_once_steady_ms", "{:.0f}"),
+    ("once 1 ep", "nft_once_one_endpoint_ms", "{:.0f}"),
+    ("sync steady", "nft_sync_steady_ms", "{:.1f}"),
+    ("sync 1 ep", "nft_sync_one_endpoint_ms", "{:.1f}"),
+    ("RSS once", "nft_once_peak_rss_mb", "{:.0f}"),
+    ("daemon event->commit p50", "nft_daemon_event_to_commit_ms", "{:.0f}"),
+    ("p99", "nft_daemon_event_to_commit_p99_ms", "{:.0f}"),
+    ("RSS daemon", "nft_daemon_rss_between_syncs_mb", "{:.0f}"),
+]
+def table(cols):
+    cells = [[h for h, _, _ in cols]] + [["-" if row.get(k) is None else fmt.format(row[k]) for _, k, fmt in cols]
+                                         for row in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    for i, c in enumerate(cells):
+        print("| " + " | ".join(v.rjust(w) for v, w in zip(c, widths)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+
+
 print()
 print(f"kube-natd benchmark, {result['date']}, kernel {result['kernel']}, {result['cpu_model']} x{result['cpus']},"
       f" load average {loadavg} at start; times in ms (median of {runs} after a warm-up), RSS in MB")
-for i, c in enumerate(cells):
-    print("| " + " | ".join(v.rjust(w) for v, w in zip(c, widths)) + " |")
-    if i == 0:
-        print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+print("x_tables (libiptc) vs iptables-legacy-restore:")
+table(cols)
+print("nf_tables (libnftnl) vs iptables-nft-restore:")
+table(nft_cols)
 print("sync steady: full compile + apply in process, the tables read on the second core meanwhile (the daemon's first"
       " sync after a restart); sync serial: the same without the read ahead (compile, then the apply reads and compares)")
 print("daemon event->commit: one EndpointSlice change through the test apiserver to the commit finished (median);"
@@ -220,6 +257,27 @@ if 30000 in by_size:
         ("30k sync steady < 1500 ms", r["sync_steady_ms"], r["sync_steady_ms"] < 1500),
         ("30k once steady < 1500 ms", r["once_steady_ms"], r["once_steady_ms"] < 1500),
     ]
+# nf_tables targets (issue #12).
+if 10000 in by_size:
+    r = by_size[10000]
+    if r.get("ratio_nft_restore_over_once_empty") is not None:
+        checks.append(("10k nf_tables: --once into empty tables >= 50x faster than iptables-nft-restore",
+                       r["ratio_nft_restore_over_once_empty"], r["ratio_nft_restore_over_once_empty"] >= 50))
+    checks.append(("10k nf_tables: steady full sync in process < 300 ms (and no batch: asserted by natd-bench)",
+                   r["nft_sync_steady_ms"], r["nft_sync_steady_ms"] < 300))
+    if r.get("nft_daemon_event_to_commit_ms") is not None:
+        checks += [
+            ("10k nf_tables daemon: one EndpointSlice change, event->commit p50 < 50 ms",
+             r["nft_daemon_event_to_commit_ms"], r["nft_daemon_event_to_commit_ms"] < 50),
+            ("10k nf_tables daemon: event->commit p99 < 200 ms",
+             r["nft_daemon_event_to_commit_p99_ms"], r["nft_daemon_event_to_commit_p99_ms"] < 200),
+            ("10k nf_tables daemon resident memory between syncs < 150 MB",
+             r["nft_daemon_rss_between_syncs_mb"], r["nft_daemon_rss_between_syncs_mb"] < 150),
+        ]
+if 30000 in by_size and by_size[30000].get("nft_daemon_event_to_commit_ms") is not None:
+    r = by_size[30000]
+    checks.append(("30k nf_tables daemon: one change, event->commit p50 < 100 ms",
+                   r["nft_daemon_event_to_commit_ms"], r["nft_daemon_event_to_commit_ms"] < 100))
 if checks:
     print("targets (this run):")
     for name, value, ok in checks:

@@ -6,9 +6,12 @@
 # Environment: SIZES (default "1000 10000 30000"), RUNS (median of, default 5; one warm-up run is extra),
 # LARGE_RUNS (default 3): the series at 30k Services and above other than compile (kube-natd --once, in-process
 # sync, floor, iptables-legacy-restore, detection): one iptables-legacy-restore of that table takes ~20 s on
-# 2 cores, and five of each would not fit in 10 minutes. Compile always takes RUNS.
-# Every rule is loaded inside one network namespace this script creates (knat-bench-<pid>) and deletes on
-# exit, failure or interrupt. Prints a table; writes the same figures to bench-results/<date>.json.
+# 2 cores, and five of each would not fit. Compile always takes RUNS. NFT_RESTORE_MAX (default 10000): the
+# largest size at which iptables-nft-restore of the dry-run text is measured (once: it takes minutes at 10k).
+# DAEMON_SAMPLES (default 20): EndpointSlice changes timed through the daemon on libnftnl (p50/p99).
+# The x_tables rules live in one network namespace this script creates (knat-bench-<pid>), the nf_tables rules
+# in another (knat-benchn-<pid>); both are deleted on exit, failure or interrupt. Prints a table; writes the
+# same figures to bench-results/<date>.json.
 set -uo pipefail
 KUBE_NATD=$(readlink -f "${1:-.build/release/kube-natd}")
 BIN=$(dirname "$KUBE_NATD")
@@ -34,10 +37,14 @@ if [ ! -x /usr/bin/time ]; then
 fi
 
 NS="knat-bench-$$"
+NSN="knat-benchn-$$"
 TMP=$(mktemp -d /tmp/knat-bench.XXXXXX)
 cleanup() {
-    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null
-    ip netns del "$NS" 2>/dev/null
+    local ns
+    for ns in "$NS" "$NSN"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -45,15 +52,17 @@ trap 'exit 130' INT TERM
 
 ip netns add "$NS" || die "cannot create namespace $NS"
 ip netns exec "$NS" ip link set lo up
+ip netns add "$NSN" || die "cannot create namespace $NSN"
+ip netns exec "$NSN" ip link set lo up
 
-# in_ns CMD...: runs CMD inside the namespace, bounded.
-in_ns() { timeout 300 ip netns exec "$NS" "$@"; }
+# in_ns CMD...: runs CMD inside the namespace (the x_tables one, or $USE_NS), bounded.
+in_ns() { timeout 600 ip netns exec "${USE_NS:-$NS}" "$@"; }
 
 # timed OUTFILE CMD...: runs CMD inside the namespace and appends its wall time in ms to OUTFILE. The clock
 # is read inside the namespace, so `ip netns exec` itself is not counted; process start-up is.
 timed() {
     local out=$1; shift
-    timeout 300 ip netns exec "$NS" bash -c '
+    timeout 600 ip netns exec "${USE_NS:-$NS}" bash -c '
         s=$EPOCHREALTIME; "$@" >/dev/null 2>>"$LOG"; rc=$?; e=$EPOCHREALTIME
         [ $rc = 0 ] || { echo "bench: failed ($rc): $*" >&2; tail -3 "$LOG" >&2; exit $rc; }
         s=${s/./}; e=${e/./}; echo $(( (10#$e - 10#$s) / 1000 )).$(( ((10#$e - 10#$s) % 1000) / 100 ))' _ "$@" >>"$out" \
@@ -69,12 +78,17 @@ empty_tables() {
 # peak_rss_kb OUTFILE CMD...: GNU time's maximum resident set size of CMD, run inside the namespace.
 peak_rss() {
     local out=$1; shift
-    timeout 300 ip netns exec "$NS" /usr/bin/time -f %M -o "$out" "$@" >/dev/null 2>>"$LOG" || die "command failed: $*"
+    timeout 600 ip netns exec "${USE_NS:-$NS}" /usr/bin/time -f %M -o "$out" "$@" >/dev/null 2>>"$LOG" || die "command failed: $*"
 }
 
-# daemon_bench N DIR RESULTS: the daemon against fake-apiserver in the namespace; writes RESULTS/daemon.json.
+# empty_nft: the nf_tables namespace back to no ruleset at all (what a fresh namespace holds).
+empty_nft() { ip netns exec "$NSN" nft flush ruleset || die "cannot flush the nf_tables ruleset"; }
+
+# daemon_bench N DIR RESULTS BACKEND SAMPLES: the daemon on BACKEND against fake-apiserver, in the namespace of
+# that backend's tables; writes RESULTS/daemon_BACKEND.json and the event->commit samples (ms, from the daemon's
+# own -v 4 account of each change's programming latency).
 daemon_bench() {
-    local n=$1 d=$2 r=$3 port=18080 i
+    local n=$1 d=$2 r=$3 backend=$4 samples=$5 port=18080 i
     local api="http://127.0.0.1:$port"
     local fake_pid natd_pid
     python3 - "$d/base/cluster.json" "$d/changed/cluster.json" "$d" << 'PY' || return 1
@@ -98,7 +112,7 @@ current-context: bench
 users: [{name: bench, user: {}}]
 KC
     { cat "$CFG"; printf 'healthzBindAddress: 127.0.0.1:10256\nmetricsBindAddress: 127.0.0.1:10249\nclientConnection:\n  kubeconfig: %s\n' "$d/kubeconfig"; } > "$d/daemon-config.yaml"
-    timeout 600 ip netns exec "$NS" "$BIN/fake-apiserver" --listen "127.0.0.1:$port" --preload "$d/base/cluster.json" \
+    timeout 900 ip netns exec "${USE_NS:-$NS}" "$BIN/fake-apiserver" --listen "127.0.0.1:$port" --preload "$d/base/cluster.json" \
         > "$d/fake.log" 2>&1 &
     fake_pid=$!
     stop_daemon_bench() { kill "$natd_pid" "$fake_pid" 2>/dev/null; wait "$natd_pid" "$fake_pid" 2>/dev/null; }
@@ -108,8 +122,8 @@ KC
     done
     printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.128.1.0/24"}}' \
         | in_ns curl -s -o /dev/null -X PUT --data-binary @- "$api/control/objects" || { stop_daemon_bench; return 1; }
-    timeout 600 ip netns exec "$NS" "$KUBE_NATD" --config "$d/daemon-config.yaml" --backend libiptc --ip-family ipv4 \
-        --random-fully no > "$d/daemon.log" 2>&1 &
+    timeout 900 ip netns exec "${USE_NS:-$NS}" "$KUBE_NATD" --config "$d/daemon-config.yaml" --backend "$backend" \
+        --ip-family ipv4 --random-fully no -v 4 > "$d/daemon.log" 2>&1 &
     natd_pid=$!
     for i in $(seq 1 1800); do
         grep -q 'first sync done' "$d/daemon.log" && break
@@ -120,32 +134,31 @@ KC
     # $natd_pid is `timeout`; the daemon is its child (ip netns exec execs it).
     local daemon_pid; daemon_pid=$(pgrep -P "$natd_pid" | head -1)
     grep -q kube-natd "/proc/$daemon_pid/comm" 2>/dev/null || { echo "bench: daemon process not found" >&2; stop_daemon_bench; return 1; }
-    metric() { in_ns curl -s --max-time 5 http://127.0.0.1:10249/metrics | awk -v m="$1" 'index($1, m) == 1 && (length($1) == length(m) || substr($1, length(m) + 1, 1) == "{") {print $2}'; }
-    local count sum count0 sum0 lat=() rss=()
+    # Each change's latency as the daemon itself measured it: "network programming IPv4: 1 endpoint changes, ms: X".
+    programmed() { grep -c 'network programming IPv4' "$d/daemon.log"; }
+    local lat=() rss=() before k ms
     sleep 2
     rss+=("$(awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status")")
-    for i in $(seq 0 "$RUNS"); do
+    for i in $(seq 0 "$samples"); do
         sleep 1.2 # the last sync is older than minSyncPeriod (1 s)
-        count0=$(metric kubeproxy_network_programming_duration_seconds_count); sum0=$(metric kubeproxy_network_programming_duration_seconds_sum)
+        before=$(programmed)
         if [ $((i % 2)) = 0 ]; then f="$d/slice-a.json"; else f="$d/slice-b.json"; fi
         sed "s/TRIGGER_TIME/$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)/" "$f" \
             | in_ns curl -s -o /dev/null -X PUT --data-binary @- "$api/control/objects" || { stop_daemon_bench; return 1; }
-        local k
-        for k in $(seq 1 200); do
-            count=$(metric kubeproxy_network_programming_duration_seconds_count)
-            [ "${count:-0}" -gt "${count0:-0}" ] && break
-            sleep 0.05
+        for k in $(seq 1 600); do
+            [ "$(programmed)" -gt "$before" ] && break
+            sleep 0.02
         done
-        [ "${count:-0}" -gt "${count0:-0}" ] || { echo "bench: the change never reached the kernel (count ${count:-none})" >&2; tail -n 5 "$d/daemon.log" "$d/fake.log" >&2; stop_daemon_bench; return 1; }
-        sum=$(metric kubeproxy_network_programming_duration_seconds_sum)
-        [ "$i" -gt 0 ] && lat+=("$(awk -v a="$sum" -v b="${sum0:-0}" 'BEGIN{printf "%.1f", (a - b) * 1000}')")
+        [ "$(programmed)" -gt "$before" ] || { echo "bench: the change never reached the kernel" >&2; tail -n 5 "$d/daemon.log" "$d/fake.log" >&2; stop_daemon_bench; return 1; }
+        ms=$(grep 'network programming IPv4' "$d/daemon.log" | tail -1 | sed 's/.*ms: //' | awk '{print $NF}')
+        [ "$i" -gt 0 ] && lat+=("$ms")
     done
     sleep 2
     rss+=("$(awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status")")
     stop_daemon_bench
-    printf '%s\n' "${lat[@]}" > "$r/daemon_event_to_commit.raw"
-    echo "bench: $n: daemon event->commit samples (ms): ${lat[*]}" >&2
-    printf '{"rss_between_syncs_kb":%d,"rss_after_changes_kb":%d}\n' "${rss[0]}" "${rss[1]}" > "$r/daemon.json"
+    printf '%s\n' "${lat[@]}" > "$r/daemon_${backend}_event_to_commit.raw"
+    echo "bench: $n: daemon ($backend) event->commit samples (ms): ${lat[*]}" >&2
+    printf '{"rss_between_syncs_kb":%d,"rss_after_changes_kb":%d}\n' "${rss[0]}" "${rss[1]}" > "$r/daemon_${backend}.json"
 }
 
 export LOG="$TMP/log"
@@ -236,9 +249,46 @@ for N in $SIZES; do
     # resident memory between syncs. Sizes up to DAEMON_MAX (default 10000): at 30k the initial list alone
     # would not fit the 10-minute budget with the rest.
     if [ "$N" -le "${DAEMON_MAX:-10000}" ]; then
-        echo "bench: $N: daemon" >&2
-        daemon_bench "$N" "$D" "$R" || die "daemon $N failed"
+        echo "bench: $N: daemon (libiptc)" >&2
+        daemon_bench "$N" "$D" "$R" libiptc "$RUNS" || die "daemon $N failed"
     fi
+
+    # (nf_tables) the same cluster through libnftnl, in the other namespace: --once into an empty ruleset, again
+    # onto the same rules (steady), one endpoint changed; in process as the daemon syncs; iptables-nft-restore of
+    # the identical dry-run text (once, up to NFT_RESTORE_MAX); the daemon on libnftnl, DAEMON_SAMPLES changes.
+    export USE_NS=$NSN
+    NONCE=("$KUBE_NATD" --config "$CFG" --once --backend libnftnl --ip-family ipv4 --random-fully no)
+    echo "bench: $N: kube-natd --once --backend libnftnl" >&2
+    for i in $(seq 0 "$PR"); do
+        empty_nft
+        timed "$R/nft_once_empty.raw" "${NONCE[@]}" --source "$D/base"
+    done
+    for i in $(seq 0 "$PR"); do
+        timed "$R/nft_once_steady.raw" "${NONCE[@]}" --source "$D/base"
+    done
+    for i in $(seq 0 "$PR"); do
+        if [ $((i % 2)) = 0 ]; then src="$D/changed"; else src="$D/base"; fi
+        timed "$R/nft_once_change.raw" "${NONCE[@]}" --source "$src"
+    done
+    if [ $((PR % 2)) = 0 ]; then
+        in_ns "${NONCE[@]}" --source "$D/base" >/dev/null 2>>"$LOG" || die "nft once back to base failed"
+    fi
+    peak_rss "$R/nft_once_rss.raw" "${NONCE[@]}" --source "$D/base"
+    echo "bench: $N: in-process sync (libnftnl)" >&2
+    in_ns "$NATD_BENCH" sync "$CFG" "$D/base" "$D/changed" "$PR" libnftnl >"$R/nft_sync.json" 2>>"$LOG" \
+        || die "nft sync $N failed"
+    if [ "$N" -le "${NFT_RESTORE_MAX:-10000}" ]; then
+        echo "bench: $N: iptables-nft-restore (once)" >&2
+        empty_nft
+        timed "$R/nft_restore_empty.raw" iptables-nft-restore --noflush <"$D/base.txt"
+    fi
+    empty_nft
+    if [ "$N" -le "${NFT_DAEMON_MAX:-30000}" ]; then
+        echo "bench: $N: daemon (libnftnl)" >&2
+        daemon_bench "$N" "$D" "$R" libnftnl "${DAEMON_SAMPLES:-20}" || die "nft daemon $N failed"
+    fi
+    empty_nft
+    unset USE_NS
     echo "bench: $N done at $((SECONDS - STARTED)) s" >&2
 done
 

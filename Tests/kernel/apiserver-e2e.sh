@@ -13,6 +13,11 @@
 set -uo pipefail
 KUBE_NATD=$(readlink -f "${1:-.build/debug/kube-natd}")
 FAKE=$(readlink -f "${2:-$(dirname "$KUBE_NATD")/fake-apiserver}")
+# BACKEND=libnftnl runs the same suite through the nf_tables backend.
+BACKEND=${BACKEND:-libiptc}
+FLAVOR=legacy
+SUITE=apiserver-e2e
+[ "$BACKEND" = libnftnl ] && FLAVOR=nft SUITE=apiserver-e2e-nft
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$KUBE_NATD" ] || { echo "apiserver-e2e: $KUBE_NATD not found (swift build first)"; exit 2; }
 [ -x "$FAKE" ] || { echo "apiserver-e2e: $FAKE not found (swift build --product fake-apiserver)"; exit 2; }
@@ -128,7 +133,7 @@ LAST=""
 kube_rules() {
     local t
     for t in nat filter; do
-        topo_in node iptables-legacy-save -t "$t" | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' \
+        topo_in node iptables-$FLAVOR-save -t "$t" | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' \
             | sed 's/ \[[0-9]*:[0-9]*\]$//'
     done
 }
@@ -178,7 +183,7 @@ EOF2
 start_fake 1 || exit 1
 put Node - node-1 "$NODE_JSON" || exit 1
 start_natd() { # start_natd LOG: the daemon in the node namespace, following the fake apiserver
-    ip netns exec "$(topo_ns node)" timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --backend libiptc > "$1" 2>&1 &
+    ip netns exec "$(topo_ns node)" timeout 150 "$KUBE_NATD" --config "$TMP/config.yaml" --backend "$BACKEND" > "$1" 2>&1 &
     NATD_PID=$!
 }
 start_natd "$TMP/natd.log"
@@ -336,5 +341,5 @@ if [ "$FAIL" -gt 0 ]; then
     echo "--- kube-natd log (last 40 lines)"; tail -40 "$TMP/natd.log" | cut -c1-300
 fi
 echo "($(($(date +%s) - STARTED)) s)"
-echo "apiserver-e2e: $PASS passed, $FAIL failed"
+echo "$SUITE: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

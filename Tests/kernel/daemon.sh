@@ -12,8 +12,13 @@ set -uo pipefail
 BIN=$(readlink -f "${1:-.build/debug/kube-natd}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-[ -x "$BIN" ] || { echo "daemon: $BIN not found (swift build first)"; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "daemon: needs root (network namespaces)"; exit 2; }
+# BACKEND=libnftnl runs the same suite through the nf_tables backend (iptables-nft tools read and break its rules).
+BACKEND=${BACKEND:-libiptc}
+FLAVOR=legacy
+SUITE=daemon
+[ "$BACKEND" = libnftnl ] && FLAVOR=nft SUITE=daemon-nft
+[ -x "$BIN" ] || { echo "$SUITE: $BIN not found (swift build first)"; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "$SUITE: needs root (network namespaces)"; exit 2; }
 STARTED=$(date +%s)
 
 # shellcheck source=lib/topology.sh
@@ -41,7 +46,7 @@ until_true() {
     return 1
 }
 # KUBE-* chains and rules of every table, without counters (what kube-natd owns, plus canaries).
-owned() { N iptables-legacy-save | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' | sed 's/\[[0-9]*:[0-9]*\]//'; }
+owned() { N iptables-$FLAVOR-save | grep -E '^(\*|:KUBE-|-A KUBE-|-A [A-Z]+ .*-j KUBE-)' | sed 's/\[[0-9]*:[0-9]*\]//'; }
 curl_in() { N curl -s --max-time 2 "$@"; }
 # is_now EXPECTED COMMAND...: COMMAND prints EXPECTED (re-run on every retry of until_true).
 is_now() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
@@ -99,7 +104,7 @@ until_true 50 test -S "$NOTIFY"
 topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 > /dev/null
 ip netns exec "$(topo_ns node)" env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 \
     timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
-    --backend libiptc > "$TMP/daemon.log" 2>&1 &
+    --backend "$BACKEND" > "$TMP/daemon.log" 2>&1 &
 RUNNER_PID=$!
 find_daemon() {
     local p
@@ -110,17 +115,17 @@ find_daemon() {
 }
 until_true 50 find_daemon || { bad "daemon started"; sed 's/^/     /' "$TMP/daemon.log" | head -20; }
 
-has_web() { N iptables-legacy -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.10/32 .*--dport 80 '; }
+has_web() { N iptables-$FLAVOR -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.10/32 .*--dport 80 '; }
 startup_rules() {
     until_true 100 has_web || { echo "     nat KUBE-SERVICES has no rule for web 10.96.0.10:80"; tail -5 "$TMP/daemon.log"; return 1; }
-    local n; n=$(N iptables-legacy -t nat -S KUBE-SERVICES | grep -c -- '-A KUBE-SERVICES')
+    local n; n=$(N iptables-$FLAVOR -t nat -S KUBE-SERVICES | grep -c -- '-A KUBE-SERVICES')
     [ "$n" -ge 7 ] || { echo "     only $n rules in KUBE-SERVICES"; return 1; }
 }
 check "startup: nat KUBE-SERVICES holds the example cluster's Services" startup_rules
 canaries() {
     local t r=0
     for t in mangle nat filter; do
-        N iptables-legacy -t "$t" -S KUBE-PROXY-CANARY > /dev/null 2>&1 || { echo "     no canary in $t"; r=1; }
+        N iptables-$FLAVOR -t "$t" -S KUBE-PROXY-CANARY > /dev/null 2>&1 || { echo "     no canary in $t"; r=1; }
     done
     return $r
 }
@@ -182,7 +187,7 @@ dur_present() { [ -n "$(metric "$DUR")" ] || { echo "     no $DUR sample"; retur
 check "metrics: sync duration count for IPv4 present" dur_present
 nat_total_matches() {
     local m k
-    m=$(metric "$NAT_TOTAL"); k=$(N iptables-legacy-save -t nat | grep -c '^-A KUBE-')
+    m=$(metric "$NAT_TOTAL"); k=$(N iptables-$FLAVOR-save -t nat | grep -c '^-A KUBE-')
     [ -n "$m" ] && awk -v a="$m" -v b="$k" 'BEGIN{exit !(a == b)}' && return 0
     echo "     metric nat rules: ${m:-missing}; -A rules in nat KUBE-* chains: $k"; return 1
 }
@@ -211,10 +216,10 @@ endpoints:
 - {addresses: [$1], conditions: {ready: true}, nodeName: node-1}
 EOF
 }
-has_extra() { N iptables-legacy -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.50/32'; }
+has_extra() { N iptables-$FLAVOR -t nat -S KUBE-SERVICES 2> /dev/null | grep -q -- '-d 10.96.0.50/32'; }
 # A SEP chain of the `extra` Service (other Services use the same pods) DNATing to $1:8080.
 # (grep without -q reads to the end: with pipefail, an early exit would make the save's SIGPIPE the result)
-has_sep() { N iptables-legacy-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -- "--to-destination $1:8080" > /dev/null; }
+has_sep() { N iptables-$FLAVOR-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -- "--to-destination $1:8080" > /dev/null; }
 sleep 0.5 # let the startup syncs settle so the next sync line is the change's
 L0=$(log_lines)
 extra 10.244.1.10 > "$TMP/manifests/extra.yaml"
@@ -252,7 +257,7 @@ has_sep 10.244.1.11 && echo "     (note: the rewrite was picked up before SIGHUP
 sighup() {
     kill -HUP "$DAEMON_PID" 2> /dev/null || { echo "     cannot signal the daemon"; return 1; }
     until_true 20 has_sep 10.244.1.11 || { echo "     no KUBE-SEP to 10.244.1.11 after SIGHUP"; return 1; }
-    ! N iptables-legacy-save -t nat | grep -- '--to-destination 10.244.1.10:8080' | grep extra > /dev/null ||
+    ! N iptables-$FLAVOR-save -t nat | grep -- '--to-destination 10.244.1.10:8080' | grep extra > /dev/null ||
         { echo "     extra still has its old endpoint"; return 1; }
 }
 check "change: SIGHUP picks up an edit made with the old mtime kept (touch -r)" sighup
@@ -278,18 +283,18 @@ drift() {
     if awk -v a="${c1:-0}" -v b="$c0" 'BEGIN{exit !(a > b)}'; then ok "drift: $name counted (table=$table $c0 -> $c1)"
     else bad "drift: $name counted in kubenatd_drift_repairs_total{table=$table} ($c0 -> ${c1:-missing})"; fi
 }
-flush_services() { N iptables-legacy -t nat -F KUBE-SERVICES; }
+flush_services() { N iptables-$FLAVOR -t nat -F KUBE-SERVICES; }
 delete_sep() { # the first KUBE-SEP chain of web: unhook it from its SVC chain, then flush and delete it
     local svc sep rule
-    svc=$(N iptables-legacy -t nat -S KUBE-SERVICES | grep -- '-d 10.96.0.10/32' | grep -o 'KUBE-SVC-[A-Z0-9]*' | head -1)
-    sep=$(N iptables-legacy -t nat -S "$svc" | grep -o 'KUBE-SEP-[A-Z0-9]*' | head -1)
+    svc=$(N iptables-$FLAVOR -t nat -S KUBE-SERVICES | grep -- '-d 10.96.0.10/32' | grep -o 'KUBE-SVC-[A-Z0-9]*' | head -1)
+    sep=$(N iptables-$FLAVOR -t nat -S "$svc" | grep -o 'KUBE-SEP-[A-Z0-9]*' | head -1)
     [ -n "$sep" ] || { echo "     no KUBE-SEP under $svc"; return 1; }
-    rule=$(N iptables-legacy -t nat -S "$svc" | grep -- "-j $sep" | head -1)
+    rule=$(N iptables-$FLAVOR -t nat -S "$svc" | grep -- "-j $sep" | head -1)
     # shellcheck disable=SC2086 # the rule's words
-    eval "N iptables-legacy -t nat ${rule/-A /-D }" && N iptables-legacy -t nat -F "$sep" && N iptables-legacy -t nat -X "$sep"
+    eval "N iptables-$FLAVOR -t nat ${rule/-A /-D }" && N iptables-$FLAVOR -t nat -F "$sep" && N iptables-$FLAVOR -t nat -X "$sep"
 }
-flush_forward() { N iptables-legacy -t filter -F KUBE-FORWARD; }
-delete_canary() { N iptables-legacy -t mangle -X KUBE-PROXY-CANARY; }
+flush_forward() { N iptables-$FLAVOR -t filter -F KUBE-FORWARD; }
+delete_canary() { N iptables-$FLAVOR -t mangle -X KUBE-PROXY-CANARY; }
 drift "nat -F KUBE-SERVICES" nat flush_services
 drift "a KUBE-SEP chain of web deleted" nat delete_sep
 drift "filter -F KUBE-FORWARD" filter flush_forward
@@ -374,9 +379,9 @@ restore_started() {
     until_true 50 find_daemon || { echo "     the daemon did not start"; return 1; }
     synced() { grep -q 'first sync done' "$TMP/daemon.log"; }
     until_true 100 synced || { echo "     no first sync"; tail -5 "$TMP/daemon.log" | sed 's/^/     /'; return 1; }
-    grep -q 'restore backend (iptables-legacy-restore)' "$TMP/daemon.log" || { echo "     not the restore backend"; return 1; }
+    grep -q "restore backend (iptables-$FLAVOR-restore)" "$TMP/daemon.log" || { echo "     not the restore backend"; return 1; }
 }
-check "restore backend: the daemon starts and syncs through iptables-legacy-restore" restore_started
+check "restore backend: the daemon starts and syncs through iptables-$FLAVOR-restore" restore_started
 sleep 0.5
 owned > "$TMP/owned.before"
 drift "nat -F KUBE-SERVICES (restore backend)" nat flush_services
@@ -391,6 +396,6 @@ if [ "$FAIL" -gt 0 ]; then
     echo "     daemon log (last 15 lines):"
     tail -15 "$TMP/daemon.log" | cut -c1-200 | sed 's/^/     /'
 fi
-echo "daemon: run time $(($(date +%s) - STARTED)) s"
-echo "daemon: $PASS passed, $FAIL failed"
+echo "$SUITE: run time $(($(date +%s) - STARTED)) s"
+echo "$SUITE: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -14,8 +14,12 @@
 set -uo pipefail
 KUBE_NATD=$(readlink -f "${1:-.build/debug/kube-natd}")
 LAYOUT=${2:-current}
+# BACKEND=libnftnl runs the same suite through the nf_tables backend (iptables-nft tools read its rules).
+BACKEND=${BACKEND:-libiptc}
+FLAVOR=legacy
 SUITE=traffic
-[ "$LAYOUT" = current ] || SUITE="traffic-$LAYOUT"
+[ "$BACKEND" = libnftnl ] && FLAVOR=nft SUITE=traffic-nft
+[ "$LAYOUT" = current ] || SUITE="$SUITE-$LAYOUT"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CONFIG="$ROOT/Config/kube-proxy-config.yaml"
@@ -61,7 +65,7 @@ node_addr_re() { echo "$NODE_ADDRS" | sed 's/\./\\./g' | tr ' ' '|'; } # the nod
 
 # drop_counter TABLE CHAIN PATTERN: packets counted by the first rule in CHAIN whose text matches PATTERN.
 drop_counter() {
-    topo_in node iptables-legacy -t "$1" -L "$2" -n -v -x 2> /dev/null | grep -E -- "$3" | awk 'NR == 1 {print $1}'
+    topo_in node iptables-$FLAVOR -t "$1" -L "$2" -n -v -x 2> /dev/null | grep -E -- "$3" | awk 'NR == 1 {print $1}'
 }
 counted() { # counted BEFORE AFTER WHAT
     [ "${2:-0}" -gt "${1:-0}" ] && return 0
@@ -81,10 +85,10 @@ sysctl_of() { topo_in node cat "/proc/sys/$1" 2> /dev/null; }
 topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 net.netfilter.nf_conntrack_tcp_timeout_established=1234 \
     net.netfilter.nf_conntrack_tcp_timeout_close_wait=1234 > /dev/null
 program() {
-    topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend libiptc --ip-family dual \
+    topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend "$BACKEND" --ip-family dual \
         --rule-layout "$LAYOUT" > "$TMP/once.log" 2>&1 || { sed 's/^/     /' "$TMP/once.log"; return 1; }
 }
-check "kube-natd --once --backend libiptc --ip-family dual --rule-layout $LAYOUT programs the node namespace" program
+check "kube-natd --once --backend $BACKEND --ip-family dual --rule-layout $LAYOUT programs the node namespace" program
 sysctls_set() {
     local v
     v=$(sysctl_of net/ipv4/conf/all/route_localnet); [ "$v" = 1 ] || { echo "     route_localnet=$v"; return 1; }
@@ -208,8 +212,8 @@ check "IPv6 NodePort [$TOPO_NODE_IP6]:30086 from an IPv6 client answered by pod-
     every_answer "$TMP/v6-np" "pod-a ($NODE_RE)"
 
 # --- SCTP: rule level, and traffic where the kernel has SCTP sockets -------------------------------------
-topo_in node iptables-legacy-save > "$TMP/node.v4"
-topo_in node ip6tables-legacy-save > "$TMP/node.v6"
+topo_in node iptables-$FLAVOR-save > "$TMP/node.v4"
+topo_in node ip6tables-$FLAVOR-save > "$TMP/node.v6"
 check "SCTP: the kernel holds the sctp ClusterIP rule for 10.96.0.19:9999" \
     grep -qE -- '-A KUBE-SERVICES -d 10\.96\.0\.19/32 -p sctp .*--dport 9999 .*-j KUBE-SVC-' "$TMP/node.v4"
 check "SCTP: the kernel holds the sctp DNAT to 10.244.1.12:9999" \
@@ -222,7 +226,7 @@ RESTORES=0
 # comparison: a layout switch leaves the rules kube-natd only ensures where they are (they may be kubelet's).
 equivalent() {
     local rf=no layout=${1:-$LAYOUT} aside=${2:-} restore saved
-    saved=$(topo_in node iptables-legacy-save)
+    saved=$(topo_in node iptables-$FLAVOR-save)
     case "$saved" in *--random-fully*) rf=yes;; esac
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --dry-run --ip-family dual --random-fully "$rf" \
         --rule-layout "$layout" \
@@ -231,11 +235,11 @@ equivalent() {
     sed -n '/^# IPv6/,$p' "$TMP/dry.txt" > "$TMP/dry.v6"
     RESTORES=$((RESTORES + 1)); restore="restore$RESTORES"
     topo_add_ns "$restore" || return 1
-    topo_in "$restore" iptables-legacy-restore --noflush < "$TMP/dry.v4" || return 1
-    topo_in "$restore" ip6tables-legacy-restore --noflush < "$TMP/dry.v6" || return 1
+    topo_in "$restore" iptables-$FLAVOR-restore --noflush < "$TMP/dry.v4" || return 1
+    topo_in "$restore" ip6tables-$FLAVOR-restore --noflush < "$TMP/dry.v6" || return 1
     local fam save diffs=0
     for fam in v4 v6; do
-        save=iptables-legacy-save; [ $fam = v6 ] && save=ip6tables-legacy-save
+        save=iptables-$FLAVOR-save; [ $fam = v6 ] && save=ip6tables-$FLAVOR-save
         for t in filter nat; do
             topo_in node "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/a.$fam.$t"
             topo_in "$restore" "$save" -t $t | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' > "$TMP/b.$fam.$t"
@@ -267,7 +271,7 @@ switch_to() { # switch_to LAYOUT: --once with it while a client keeps connecting
     probe client tcp 10.96.0.10 80 400 2 > "$TMP/switch-$to" &
     local prober=$!
     sleep 0.2
-    topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend libiptc --ip-family dual \
+    topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend "$BACKEND" --ip-family dual \
         --rule-layout "$to" -v 4 > "$TMP/switch-$to.log" 2>&1 || { sed 's/^/     /' "$TMP/switch-$to.log"; return 1; }
     wait "$prober"
     commits=$(grep -cE 'commit=[0-9.]+s' "$TMP/switch-$to.log")
@@ -276,10 +280,10 @@ switch_to() { # switch_to LAYOUT: --once with it while a client keeps connecting
     equivalent "$to" kubelet-aside || return 1
     # kubelet's rules: each exactly once (ensured, never duplicated), and the ones the layout needs are there.
     local dup need
-    dup=$(topo_in node iptables-legacy-save | grep -E '^-A .*(KUBE-FIREWALL|KUBE-MARK-DROP)' | sort | uniq -d)
+    dup=$(topo_in node iptables-$FLAVOR-save | grep -E '^-A .*(KUBE-FIREWALL|KUBE-MARK-DROP)' | sort | uniq -d)
     [ -z "$dup" ] || { echo "     duplicated: $dup"; return 1; }
     if [ "$to" = v1.23 ]; then
-        local saved; saved=$(topo_in node iptables-legacy-save)
+        local saved; saved=$(topo_in node iptables-$FLAVOR-save)
         for need in '-A KUBE-MARK-DROP -j MARK --set-xmark 0x8000/0x8000' '-A INPUT -j KUBE-FIREWALL' \
             '-A OUTPUT -j KUBE-FIREWALL' 'kubernetes firewall for dropping marked packets'; do
             grep -qF -- "$need" <<< "$saved" || { echo "     missing: $need"; return 1; }

@@ -15,7 +15,7 @@ import SyntheticCluster
 ///   natd-bench generate SERVICES DIR [DIR2]  the synthetic cluster as DIR/cluster.json (a `kind: List`) and its
 ///                                            node's KubeProxyConfiguration beside DIR; DIR2 gets the same cluster with one endpoint of one Service changed
 ///   natd-bench load DIR [RUNS]               manifest load and decode time (what `kube-natd --once` does first)
-///   natd-bench sync CONFIG DIR DIR2 [RUNS]   what the daemon does per sync, without process start, manifest
+///   natd-bench sync CONFIG DIR DIR2 [RUNS [libiptc|libnftnl]]   what the daemon does per sync, without process start, manifest
 ///                                            decode or host-mode detection: full compile + libiptc commit of
 ///                                            both tables (DIR, steady state), and a one-endpoint sync (DIR2 vs
 ///                                            DIR alternately) with the compiler's fragment cache warm
@@ -36,7 +36,7 @@ func fail(_ s: String) -> Never {
 
 func usage() -> Never {
     fail(
-        "usage: natd-bench compile SERVICES [RUNS] | generate SERVICES DIR [DIR2] | load DIR [RUNS] | sync CONFIG DIR DIR2 [RUNS] | floor [RUNS]"
+        "usage: natd-bench compile SERVICES [RUNS] | generate SERVICES DIR [DIR2] | load DIR [RUNS] | sync CONFIG DIR DIR2 [RUNS [BACKEND]] | floor [RUNS]"
     )
 }
 
@@ -280,14 +280,23 @@ func residentKB() -> (rss: Int, hwm: Int) {
     return (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// A steady-state apply must find both tables already in their wanted state (else the series measures a rewrite).
+/// A steady-state apply must find every table already in its wanted state (else the series measures a rewrite).
 func expectUnchanged(_ report: ApplyReport) throws {
-    for t in report.tables where t.committed || t.check != .unchanged {
+    for t in report.tables where t.committed {
         fail("steady-state apply of \(t.table.rawValue) was not a no-op: \(report)")
+    }
+    if report.messages > 0 { fail("steady-state apply sent \(report.messages) netlink messages: \(report)") }
+}
+
+func makeBackend(_ name: String) -> KernelBackend {
+    switch name {
+    case "libiptc": return LibiptcBackend()
+    case "libnftnl": return NftablesBackend()
+    default: fail("unknown backend \(name): libiptc or libnftnl")
     }
 }
 
-func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
+func syncBench(config: String, dir: String, changedDir: String, runs: Int, backendName: String) {
     let setup: NodeSetup
     do { setup = try NodeSetup.load(configPath: config, overrides: ConfigOverrides()) } catch {
         fail("\(config): \(error)")
@@ -305,7 +314,7 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
         changed = try ManifestSource(path: changedDir).load().clusterState
         loads = [t1 - t0, now() - t1]
     } catch { fail("\(error)") }
-    let backend = LibiptcBackend()
+    let backend = makeBackend(backendName)
     var steady: [Double] = []
     var steadyCompile: [Double] = []
     var oneEndpoint: [Double] = []
@@ -315,11 +324,10 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
     var serial: [Double] = []
     for run in 0...runs {
         let t0 = now()
-        let prefetch = TablePrefetch(families: [.ipv4], tables: [.filter, .nat])
+        backend.prefetch(families: [.ipv4])
         let rs = RuleCompiler(settings: settings).compile(base)
         let t1 = now()
-        backend.usePrefetched(prefetch.wait()[.ipv4] ?? [:], family: .ipv4)
-        do { try expectUnchanged(backend.apply(rs)) } catch { fail("apply: \(error)") }
+        do { try expectUnchanged(backend.apply([rs])) } catch { fail("apply: \(error)") }
         let t2 = now()
         if run > 0 {
             steady.append(t2 - t0)
@@ -331,7 +339,7 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
     for run in 0...runs {
         let t0 = now()
         let rs = RuleCompiler(settings: settings).compile(base)
-        do { try expectUnchanged(backend.apply(rs)) } catch { fail("apply: \(error)") }
+        do { try expectUnchanged(backend.apply([rs])) } catch { fail("apply: \(error)") }
         if run > 0 { serial.append(now() - t0) }
     }
     // One endpoint changes between syncs: the daemon's compiler keeps its fragment cache.
@@ -341,13 +349,13 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
     else { fail("\(changedDir): expected exactly one EndpointSlice to differ from \(dir), found \(differing.count)") }
     var state = base
     let compiler = RuleCompiler(settings: settings)
-    do { _ = try backend.apply(compiler.compile(state)) } catch { fail("apply: \(error)") }
+    do { _ = try backend.apply([compiler.compile(state)]) } catch { fail("apply: \(error)") }
     for run in 0...runs {
         state.upsert(run % 2 == 0 ? changedSlice : baseSlice)
         let t0 = now()
         let rs = compiler.compile(state)
         let t1 = now()
-        do { _ = try backend.apply(rs) } catch { fail("apply: \(error)") }
+        do { _ = try backend.apply([rs]) } catch { fail("apply: \(error)") }
         let t2 = now()
         if compiler.lastStats.fragmentsCompiled != 1 {
             fail("one-endpoint sync recompiled \(compiler.lastStats.fragmentsCompiled) Services")
@@ -359,7 +367,7 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int) {
     }
     // Leave the base rules in place, as the other measurements expect.
     state.upsert(baseSlice)
-    do { _ = try backend.apply(compiler.compile(state)) } catch { fail("apply: \(error)") }
+    do { _ = try backend.apply([compiler.compile(state)]) } catch { fail("apply: \(error)") }
     let mem = residentKB()
     print(
         String(
@@ -415,8 +423,8 @@ case "load":
 case "sync":
     guard args.count >= 5 else { usage() }
     syncBench(
-        config: args[2], dir: args[3], changedDir: args[4], runs: args.count > 5 ? Int(args[5]) ?? 5 : 5
-    )
+        config: args[2], dir: args[3], changedDir: args[4], runs: args.count > 5 ? Int(args[5]) ?? 5 : 5,
+        backendName: args.count > 6 ? args[6] : "libiptc")
 case "floor":
     floorBench(runs: args.count > 2 ? Int(args[2]) ?? 5 : 5)
 default:
