@@ -145,16 +145,7 @@ public final class LibiptcBackend {
     }
 
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
-        for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
-        for chain in table.chains {
-            program.chain(chain.name)
-            for (i, rule) in chain.rules.enumerated() {
-                try program.rule(rule, table: table.table, chain: chain.name, index: i + 1)
-            }
-        }
-        for name in table.deletedChains { program.deleteChain(name) }
-        for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
-        for (i, e) in table.ensured.enumerated() { try program.ensureRule(e, table: table.table, index: i + 1) }
+        try program.encode(table)
     }
 
     static func run(

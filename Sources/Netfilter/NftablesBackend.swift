@@ -196,22 +196,7 @@ public final class NftablesBackend: KernelBackend {
     /// A declared table: stale service chains, declared chains and rules, deleted chains (and kube-proxy's own
     /// jumps into them, written before kube-natd took over), kube-natd's jumps, ensured rules.
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
-        for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
-        for chain in table.chains {
-            program.chain(chain.name)
-            for (i, rule) in chain.rules.enumerated() {
-                try program.rule(rule, table: table.table, chain: chain.name, index: i + 1)
-            }
-        }
-        for name in table.deletedChains { program.deleteChain(name) }
-        let deleted = Set(table.deletedChains)
-        for jump in Ownership.upstreamJumps(table.table) {
-            if case .jump(let to) = jump.rule.target, deleted.contains(to) {
-                try program.deleteRule(in: jump.baseChain, jump.rule, table: table.table)
-            }
-        }
-        for (i, jump) in table.baseJumps.enumerated() { try program.jump(jump, table: table.table, index: i + 1) }
-        for (i, e) in table.ensured.enumerated() { try program.ensureRule(e, table: table.table, index: i + 1) }
+        try program.encode(table, dropJumpsIntoDeleted: true)
     }
 
     /// `--cleanup`: kube-proxy's jumps wherever they are (whoever wrote them), every jump kube-natd wrote itself

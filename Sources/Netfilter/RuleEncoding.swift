@@ -124,6 +124,31 @@ struct TableProgram {
         try self.rule(rule, table: table, chain: base, index: 0)
     }
 
+    /// A declared table, as both kernel shims replay it: stale service prefixes, declared chains and rules,
+    /// deleted chains, kube-natd's jumps, ensured rules. `dropJumpsIntoDeleted` adds a DELETE_RULE for each of
+    /// kube-proxy's own jumps into a deleted chain (the nf_tables shim needs them named; the libiptc shim's plan
+    /// drops every jump into a chain it deletes).
+    mutating func encode(_ table: TableRuleset, dropJumpsIntoDeleted: Bool = false) throws(EncodingError) {
+        for prefix in Ownership.servicePrefixes { self.stalePrefix(prefix) }
+        for chain in table.chains {
+            self.chain(chain.name)
+            for (i, rule) in chain.rules.enumerated() {
+                try self.rule(rule, table: table.table, chain: chain.name, index: i + 1)
+            }
+        }
+        for name in table.deletedChains { self.deleteChain(name) }
+        if dropJumpsIntoDeleted {
+            let deleted = Set(table.deletedChains)
+            for jump in Ownership.upstreamJumps(table.table) {
+                if case .jump(let to) = jump.rule.target, deleted.contains(to) {
+                    try self.deleteRule(in: jump.baseChain, jump.rule, table: table.table)
+                }
+            }
+        }
+        for (i, jump) in table.baseJumps.enumerated() { try self.jump(jump, table: table.table, index: i + 1) }
+        for (i, e) in table.ensured.enumerated() { try self.ensureRule(e, table: table.table, index: i + 1) }
+    }
+
     mutating func ensureRule(_ e: EnsuredRule, table: Table, index: Int) throws(EncodingError) {
         self.string(Int32(KNAT_OP_ENSURE_RULE), e.chain)
         try self.rule(e.rule, table: table, chain: e.chain, index: index)
