@@ -21,15 +21,15 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-## test: unit, golden and tracer tests (swift test), the CLI contract, the kernel tests in network namespaces (root),
-## then the daemon and source tests again under ThreadSanitizer
+## test: unit, golden and tracer tests (swift test), the daemon and source tests again under ThreadSanitizer, the CLI
+## contract, the kernel tests in network namespaces (root), and a short soak
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) --no-print-directory test-tsan
 	bash Tests/cli.sh $(BIN_DEBUG)
 	bash Tests/kernel/run.sh $(BIN_DEBUG)
 	$(MAKE) --no-print-directory soak-short
-	$(MAKE) --no-print-directory test-tsan
 
 ## test-tsan: the daemon and source tests built with ThreadSanitizer (own build folder); any report fails
 test-tsan: deps
