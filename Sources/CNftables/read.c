@@ -125,7 +125,7 @@ static int read_once(knft_context *ctx, knft_result *res) {
         if ((rc = knft_dump(ctx, nlh, on_chain, &rd, res))) return rc;
     }
     /* Chain by chain: the kernel resumes a whole-table rule dump by counting again from the table's first rule
-       for every 32 KiB message, which is quadratic (seconds at 10k Services); a dump of one named chain finds
+       for every 32 KiB message, which is quadratic in the table size; a dump of one named chain finds
        the chain by hash. */
     for (size_t i = 0; i < m->ntables; i++) {
         knft_table *t = &m->tables[i];

@@ -258,7 +258,7 @@ struct TableProgram {
     }
 
     /// Network-order address bytes (4 or 16), without the intermediate array `IPAddress.bytes` builds: this runs
-    /// for most of the ~130k rules of a 10k-Service table on every sync.
+    /// for most rules of every table on every sync.
     static func appendAddress(_ b: inout [UInt8], _ a: IPAddress) {
         if a.isIPv6 {
             withUnsafeBytes(of: a.high.bigEndian) { b.append(contentsOf: $0) }
