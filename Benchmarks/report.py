@@ -121,6 +121,8 @@ for n in sizes:
     row["nft_once_peak_rss_mb"] = samples(os.path.join(r, "nft_once_rss.raw"), False)[0] / 1024
     row["nft_sync_steady_ms"] = nft_sync["sync_steady_ms"]
     row["nft_sync_one_endpoint_ms"] = nft_sync["sync_one_endpoint_ms"]
+    for part in ("encode", "decide", "commit"):
+        row[f"nft_sync_one_endpoint_{part}_ms"] = nft_sync.get(f"sync_one_endpoint_{part}_ms")
     nft_restore = os.path.join(r, "nft_restore_empty.raw")
     row["nft_restore_empty_ms"] = samples(nft_restore, False)[0] if os.path.exists(nft_restore) else None
     row["ratio_nft_restore_over_once_empty"] = (
@@ -221,6 +223,11 @@ print("sync steady: full compile + apply in process, the tables read on the seco
       " sync after a restart); sync serial: the same without the read ahead (compile, then the apply reads and compares)")
 print("daemon event->commit: one EndpointSlice change through the test apiserver to the commit finished (median);"
       " RSS daemon: its VmRSS between syncs; '-': not run at that size")
+for row in rows:
+    if row.get("nft_sync_one_endpoint_commit_ms") is not None:
+        print(f"{row['services']}: libnftnl sync 1 ep, where the time goes: encode (Swift) "
+              f"{row['nft_sync_one_endpoint_encode_ms']:.1f}, decide (C plan) {row['nft_sync_one_endpoint_decide_ms']:.1f},"
+              f" batch commit (kernel) {row['nft_sync_one_endpoint_commit_ms']:.1f}")
 for row in rows:
     rep = row["once_steady_reported"]
     if rep:

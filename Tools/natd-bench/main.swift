@@ -319,6 +319,9 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
     var steadyCompile: [Double] = []
     var oneEndpoint: [Double] = []
     var oneCompile: [Double] = []
+    var oneEncode: [Double] = []
+    var oneDecide: [Double] = []
+    var oneCommit: [Double] = []
     // Steady state: a fresh compiler each time (a full compile), the same rules already in the kernel. As the
     // daemon's first sync after a restart: the tables are read on the second core while the compile runs.
     var serial: [Double] = []
@@ -355,7 +358,8 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
         let t0 = now()
         let rs = compiler.compile(state)
         let t1 = now()
-        do { _ = try backend.apply([rs]) } catch { fail("apply: \(error)") }
+        let report: ApplyReport
+        do { report = try backend.apply([rs]) } catch { fail("apply: \(error)") }
         let t2 = now()
         if compiler.lastStats.fragmentsCompiled != 1 {
             fail("one-endpoint sync recompiled \(compiler.lastStats.fragmentsCompiled) Services")
@@ -363,6 +367,12 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
         if run > 0 {
             oneEndpoint.append(t2 - t0)
             oneCompile.append(t1 - t0)
+            // Where an apply's time goes (the backend's own account; for libnftnl: read = 0 while its model is
+            // current, decide = the plan over every chain, commit = the batch's round trip through the kernel).
+            // libiptc: per table, summed; decide = iptc_init + building the new table.
+            oneEncode.append(report.tables.map(\.encodeSeconds).reduce(0, +))
+            oneDecide.append(report.tables.map(\.buildSeconds).reduce(0, +))
+            oneCommit.append(report.tables.map(\.commitSeconds).reduce(0, +))
         }
     }
     // Leave the base rules in place, as the other measurements expect.
@@ -372,9 +382,10 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
     print(
         String(
             format:
-                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
+                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"sync_one_endpoint_encode_ms\":%.2f,\"sync_one_endpoint_decide_ms\":%.2f,\"sync_one_endpoint_commit_ms\":%.2f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
             loads.min()! * 1000, median(steady) * 1000, median(serial) * 1000, median(steadyCompile) * 1000, median(oneEndpoint) * 1000,
-            median(oneCompile) * 1000, mem.rss, mem.hwm))
+            median(oneCompile) * 1000, median(oneEncode) * 1000, median(oneDecide) * 1000, median(oneCommit) * 1000,
+            mem.rss, mem.hwm))
 }
 
 // MARK: floor
