@@ -127,6 +127,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         }
         stamping.genid = genid + 1 ? genid + 1 : 1;
         stamping.written = 0;
+        stamping.first_known = 0;
         for (size_t i = 0; i < count && !rc; i++) {
             knft_table *t = knft_model_table(&ctx->model, programs[i].family, programs[i].table, 0);
             rc = knft_plan_table(ctx, t, &programs[i], form, &bt, plan, &stamping, &res->tables[i], res);
@@ -135,7 +136,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
             for (size_t i = 0; i < count && !rc; i++) {
                 if (programs[i].family != stamp->family || strcmp(programs[i].table, stamp->table)) continue;
                 knft_table *t = knft_model_table(&ctx->model, programs[i].family, programs[i].table, 0);
-                rc = knft_plan_stamp(ctx, t, &programs[i], form, &bt, plan, &stamping, &res->tables[i], res);
+                rc = knft_plan_stamp(ctx, t, form, &bt, plan, &stamping, &res->tables[i], res);
                 break;
             }
         }

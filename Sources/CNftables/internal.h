@@ -240,6 +240,11 @@ typedef struct knft_stamping {
     uint32_t genid; /* the generation the batch's commit produces */
     uint64_t hash;  /* of the programs */
     int written;
+    /* the stamp chain's first rule in its program, as knft_plan_table parsed it (so knft_plan_stamp need not
+       parse that program again); first_known 0 when the program has no such rule */
+    int first_known;
+    knft_span first_span;
+    uint64_t first_tag, first_target;
 } knft_stamping;
 
 /* A decided change to the model, applied to it once the batch committed. */
@@ -256,10 +261,10 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
                     knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
                     knft_result *res);
 
-/* When no message of the batch wrote the stamp's rule: a replacement of that rule (same rule, new stamp). */
-int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
-                    knft_result *res);
+/* When no message of the batch wrote the stamp's rule: a replacement of that rule (same rule, new stamp), from
+   what knft_plan_table recorded of it in `stamping`. */
+int knft_plan_stamp(knft_context *ctx, knft_table *t, knft_form form, knft_batch *bt, knft_plan *plan,
+                    knft_stamping *stamping, knft_table_report *report, knft_result *res);
 
 /* Test hook: with KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS set, the first attempt sleeps that long between the
    decision and the send, so a kernel test can commit a foreign change in between and prove the ERESTART retry.

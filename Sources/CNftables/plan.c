@@ -565,34 +565,47 @@ static int in_program(const wanted *w, const char *name) {
     return 0;
 }
 
-int knft_plan_stamp(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
-                    knft_result *res) {
-    wanted w;
-    int rc = knft_wanted_parse(plan, program, form, &w, res);
-    const want_chain *wc = NULL;
-    for (size_t i = 0; !rc && i < w.nchains && !wc; i++)
-        if (!w.chains[i].ensure_only && !strcmp(w.chains[i].name, stamping->where->chain)) wc = &w.chains[i];
-    knft_chain *c = wc && wc->count ? knft_table_chain(t, wc->name) : NULL;
-    if (!c) {
-        /* no such chain, or an empty one: nothing carries the stamp, and stateless callers read the kernel */
-        knft_wanted_free(&w);
-        return rc;
-    }
+int knft_plan_stamp(knft_context *ctx, knft_table *t, knft_form form, knft_batch *bt, knft_plan *plan,
+                    knft_stamping *stamping, knft_table_report *report, knft_result *res) {
+    /* no such chain in the program, or an empty one, or not in the kernel yet: nothing carries the stamp, and
+       stateless callers read the kernel */
+    if (!stamping->first_known) return 0;
+    char *name = knft_plan_keep(plan, strdup(stamping->where->chain));
+    if (!name) return ENOMEM;
+    knft_chain *c = knft_table_chain(t, name);
+    if (!c) return 0;
     /* the rule is kept by this batch (no message wrote it): replace it with itself, newly stamped */
-    const want_rule *first = &w.rules[wc->first];
+    want_rule first = {.span = stamping->first_span, .tag = stamping->first_tag, .target = stamping->first_target};
     uint64_t handle = 0;
+    int rc = 0;
     for (int pass = 0; pass < 2 && !handle && !rc; pass++) {
         for (uint32_t i = 0; i < c->nrules && !handle; i++)
-            if (c->rules[i].tag == first->tag) handle = c->rules[i].handle;
+            if (c->rules[i].tag == first.tag) handle = c->rules[i].handle;
         if (!handle && pass == 0) rc = knft_read_chain(ctx, t, c, res);
     }
     if (!rc && handle) {
         emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
-        rc = knft_emit_rule(&em, wc->name, 1, first, KNFT_ROLE_OWNED, REPLACE, handle);
+        rc = knft_emit_rule(&em, name, 1, &first, KNFT_ROLE_OWNED, REPLACE, handle);
     }
-    knft_wanted_free(&w);
     return rc;
+}
+
+/* Records the stamp chain's first rule when this program is the stamp's table (see knft_plan_stamp). */
+static void note_stamp_rule(const knft_program *program, const wanted *w, knft_stamping *stamping) {
+    const knft_stamp *s = stamping->where;
+    if (!s || program->family != s->family || strcmp(program->table, s->table)) return;
+    for (size_t i = 0; i < w->nchains; i++) {
+        const want_chain *wc = &w->chains[i];
+        if (wc->ensure_only || strcmp(wc->name, s->chain)) continue;
+        if (wc->count) {
+            const want_rule *r = &w->rules[wc->first];
+            stamping->first_known = 1;
+            stamping->first_span = r->span;
+            stamping->first_tag = r->tag;
+            stamping->first_target = r->target;
+        }
+        return;
+    }
 }
 
 int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
@@ -603,6 +616,7 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
     uint8_t *created = NULL;
     int rc = knft_wanted_parse(plan, program, form, &w, res);
     if (rc) goto done;
+    note_stamp_rule(program, &w, stamping);
     if ((rc = set_build(&owned, &w, 0)) || (rc = set_build(&kept, &w, 1))) goto done;
     emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
     int full_sync = owned.n > 0;
