@@ -226,7 +226,8 @@ func generate(_ n: Int, dir: String, changedDir: String?) {
     let cluster = SyntheticCluster(services: n, nodeName: nodeName)
     writeCluster(services: cluster.services, slices: cluster.slices, dir: dir)
     // Beside the manifest directory, not in it: the manifest reader would take it for a manifest.
-    let configPath = (dir as NSString).deletingLastPathComponent + "/kube-proxy-config.yaml"
+    // (A URL, so a relative DIR without a slash means the current directory, not "/".)
+    let configPath = URL(fileURLWithPath: dir).deletingLastPathComponent().appendingPathComponent("kube-proxy-config.yaml").path
     do { try configYAML.write(toFile: configPath, atomically: true, encoding: .utf8) } catch {
         fail("\(configPath): \(error)")
     }
