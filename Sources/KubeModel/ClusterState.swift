@@ -19,6 +19,9 @@ public struct ClusterState: Sendable {
     /// Clock values at or below this are no longer in the log.
     private var changeLogFloor: UInt64 = 0
 
+    /// This node's own Node object (the one named by the node name), or nil until a source has seen it.
+    public private(set) var node: Node?
+
     /// Identifies this state's lineage (copies share it): a compiler that followed one lineage must not
     /// take another's change log for its own.
     public let lineage = UInt64.random(in: 1...UInt64.max)
@@ -88,6 +91,23 @@ public struct ClusterState: Sendable {
         sliceNamesByService[old.service]?.remove(name)
         if sliceNamesByService[old.service]?.isEmpty == true { sliceNamesByService[old.service] = nil }
         bump(old.service)
+    }
+
+    /// Records this node's Node (nil: not seen, or deleted). When the zone label changes, every Service whose
+    /// endpoints carry zone hints is bumped, so the compiler re-derives exactly those (kube-proxy resyncs when
+    /// the node's topology labels change, pkg/proxy/config NodeTopologyConfig).
+    public mutating func setNode(_ new: Node?) {
+        let oldZone = node?.zone
+        node = new
+        guard new?.zone != oldZone else { return }
+        var touched = Set<ObjectName>()
+        for slice in slices.values where slice.endpoints.contains(where: { !$0.zoneHints.isEmpty }) {
+            touched.insert(slice.service)
+        }
+        for (service, slice) in endpointsByService where slice.endpoints.contains(where: { !$0.zoneHints.isEmpty }) {
+            touched.insert(service)
+        }
+        for service in touched.sorted() { bump(service) }
     }
 
     /// Removes the v1 Endpoints-derived slice of a Service.

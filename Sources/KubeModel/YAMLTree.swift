@@ -79,7 +79,7 @@ public enum YAMLTree {
 
     /// Scalars keep YAML 1.1 core types as Kubernetes' YAML reader resolves them (ints, floats, bools,
     /// null), except timestamps, which stay text: Kubernetes objects carry times as strings.
-    static func value(_ node: Node) -> JSONValue {
+    static func value(_ node: Yams.Node) -> JSONValue {
         switch node {
         case .scalar(let scalar):
             switch Tag.Name(rawValue: node.tag.rawValue) {

@@ -62,7 +62,7 @@ public struct ConfigEntry: Hashable, Sendable {
 extension ConfigValue {
     /// Parses YAML (or JSON, which is YAML) text into a value tree.
     static func parse(_ text: String) throws(ConfigurationError) -> ConfigValue {
-        let node: Node?
+        let node: Yams.Node?
         do {
             node = try Yams.compose(yaml: text)
         } catch {
@@ -72,7 +72,7 @@ extension ConfigValue {
         return try convert(node, path: "")
     }
 
-    private static func convert(_ node: Node, path: String) throws(ConfigurationError) -> ConfigValue {
+    private static func convert(_ node: Yams.Node, path: String) throws(ConfigurationError) -> ConfigValue {
         switch node {
         case .scalar(let scalar):
             switch Tag.Name(rawValue: node.tag.rawValue) {
