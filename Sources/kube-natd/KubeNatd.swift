@@ -21,7 +21,8 @@ struct KubeNatd: AsyncParsableCommand {
               kube-natd --config FILE --source PATH --dry-run     print the rules as iptables-restore text
               kube-natd --config FILE --source PATH --once        program the kernel once and exit
               kube-natd --cleanup                                 remove everything kube-proxy/kube-natd created
-            """)
+            """,
+        version: "kube-natd \(kubeNatdVersion)")
 
     @OptionGroup(title: "Configuration") var config: ConfigOptions
     @OptionGroup(title: "Cluster source") var source: SourceOptions
