@@ -12,8 +12,10 @@ Where the definitions come from: upstream's api/openapi-spec/swagger.json is 3.2
 the machine this was written on; the official Python client (kubernetes on PyPI) is generated from that same OpenAPI
 document of one Kubernetes release and carries, per definition, every property with its JSON name and type
 (`openapi_types`, `attribute_map`) and which properties are required (annotations without Optional). The models are
-read with `ast`, never imported. What the client's generator drops is the enums; ENUMS below re-types them from
-upstream's swagger.json for the definitions reached here, as `Name.field`.
+read with `ast`, never imported. What the client's generator drops is the enums; ENUMS below re-types them (upstream's
+`+enum` string constants, as swagger.json lists them) for the definitions reached here, as `Name.field`, and each
+value is looked for in that field's description in the same client: values the description does not name are
+reported on stderr, to be checked by hand.
 """
 import ast
 import json
@@ -29,7 +31,10 @@ ROOTS = {
     "rbac.authorization.k8s.io/v1 ClusterRoleBinding": "V1ClusterRoleBinding",
 }
 
-# Enums as upstream's swagger.json lists them (its "enum" arrays), for the properties reached from ROOTS.
+# Enums as upstream's swagger.json lists them (its "enum" arrays), for the properties reached from ROOTS. Checked by
+# hand for release-1.37 where the description does not name them (the script says which): HTTPGetAction.scheme
+# (URIScheme: HTTP, HTTPS), HostPathVolumeSource.type (HostPathType), VolumeMount.mountPropagation
+# (MountPropagationMode).
 ENUMS = {
     "V1Container.imagePullPolicy": ["Always", "IfNotPresent", "Never"],
     "V1Container.terminationMessagePolicy": ["FallbackToLogsOnError", "File"],
@@ -43,14 +48,14 @@ ENUMS = {
     "V1PodSpec.restartPolicy": ["Always", "Never", "OnFailure"],
     "V1SeccompProfile.type": ["Localhost", "RuntimeDefault", "Unconfined"],
     "V1Toleration.effect": ["NoExecute", "NoSchedule", "PreferNoSchedule"],
-    "V1Toleration.operator": ["Equal", "Exists"],
+    "V1Toleration.operator": ["Equal", "Exists", "Gt", "Lt"],
     "V1VolumeMount.mountPropagation": ["Bidirectional", "HostToContainer", "None"],
     "V1NodeSelectorRequirement.operator": ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"],
 }
 
 
 def read_models(directory):
-    """Class name -> (openapi_types, attribute_map, required python names), for every model file."""
+    """Class name -> (openapi_types, attribute_map, required python names, descriptions by JSON name)."""
     models = {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".py"):
@@ -59,7 +64,7 @@ def read_models(directory):
         for cls in tree.body:
             if not isinstance(cls, ast.ClassDef):
                 continue
-            types, names, required = None, None, []
+            types, names, required, described = None, None, [], {}
             for st in cls.body:
                 if not isinstance(st, ast.AnnAssign) or not isinstance(st.target, ast.Name):
                     continue
@@ -68,10 +73,16 @@ def read_models(directory):
                     types = ast.literal_eval(st.value)
                 elif field == "attribute_map":
                     names = ast.literal_eval(st.value)
-                elif not ast.unparse(st.annotation).startswith(("Optional[", "ClassVar[")):
-                    required.append(field)
+                else:
+                    if not ast.unparse(st.annotation).startswith(("Optional[", "ClassVar[")):
+                        required.append(field)
+                    if isinstance(st.value, ast.Call):
+                        for keyword in st.value.keywords:
+                            if keyword.arg == "description" and isinstance(keyword.value, ast.Constant):
+                                described[field] = keyword.value.value
             if types is not None and names is not None:
-                models[cls.name] = (types, names, required)
+                described = {names[f]: text for f, text in described.items() if f in names}
+                models[cls.name] = (types, names, required, described)
     return models
 
 
@@ -110,7 +121,7 @@ def main():
         name = wanted.pop()
         if name in definitions:
             continue
-        types, names, required = models[name]
+        types, names, required, _ = models[name]
         properties = {}
         for field, python_type in types.items():
             spec = type_spec(python_type, models, wanted)
@@ -122,10 +133,15 @@ def main():
     unused = [key for key in ENUMS if key.split(".")[0] not in definitions]
     if unused:
         sys.exit(f"extract-schema: ENUMS name definitions not reached: {unused}")
-    for key in ENUMS:
+    for key, values in ENUMS.items():
         cls, field = key.split(".")
         if field not in definitions[cls]["properties"]:
             sys.exit(f"extract-schema: ENUMS names {key}, which the model does not have")
+        description = models[cls][3].get(field, "")
+        unnamed = [v for v in values if v and not re.search(rf"\b{v}\b", description)]
+        if unnamed:
+            print(f"extract-schema: {key}: the description does not name {unnamed}; check them by hand",
+                  file=sys.stderr)
     json.dump({
         "source": f"Kubernetes OpenAPI {version}, through the generated Python client's models"
                   " (Tests/package/extract-schema.py); enums re-typed from upstream swagger.json",
