@@ -68,6 +68,8 @@ report("selector matches the pod labels",
        spec.get("selector", {}).get("matchLabels", {}).items()
        <= spec.get("template", {}).get("metadata", {}).get("labels", {}).items(), "")
 report("hostNetwork", pod.get("hostNetwork") is True, f"{pod.get('hostNetwork')}")
+report("names resolve through the node, not through cluster DNS (a Service)", pod.get("dnsPolicy") == "Default",
+       f"dnsPolicy {pod.get('dnsPolicy')}")
 report("priorityClassName system-node-critical", pod.get("priorityClassName") == "system-node-critical",
        f"{pod.get('priorityClassName')}")
 report("tolerates every taint", {"operator": "Exists"} in pod.get("tolerations", []), f"{pod.get('tolerations')}")

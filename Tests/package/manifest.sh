@@ -100,6 +100,8 @@ check "a ClusterRole without watch on EndpointSlices fails the contents check" c
 check "a ClusterRole that may create Events fails the contents check" contents_fail events \
     'kind["ClusterRole"]["rules"].append({"apiGroups": [""], "resources": ["events"], "verbs": ["create"]})' \
     "ClusterRole grants nothing else"
+check "a pod resolving through cluster DNS fails the contents check" contents_fail cluster-dns \
+    'pod["dnsPolicy"] = "ClusterFirstWithHostNet"' "names resolve through the node"
 check "a pod outside the host network fails the contents check" contents_fail no-hostnet \
     'pod["hostNetwork"] = False' "hostNetwork"
 
