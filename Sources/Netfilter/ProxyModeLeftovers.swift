@@ -145,6 +145,10 @@ public protocol LeftoverHost {
     func linkExists(_ name: String) -> Bool
     /// Runs a tool found on PATH.
     func run(_ argv: [String]) throws -> ToolOutput
+    /// The user chains of one x_tables table as a world holds it: `legacy` (x_tables, read only where the kernel
+    /// lists the table, since opening one creates it) or `nft` (iptables-nft's table in nf_tables). Empty when
+    /// the table is not there or cannot be read.
+    func userChains(_ world: HostMode, family: IPFamily, table: Table) -> [String]
 }
 
 /// The real host: nf_tables through the libnftnl shim (no `nft` binary needed), the rest as upstream's
@@ -178,6 +182,28 @@ public struct SystemLeftoverHost: LeftoverHost {
     public func run(_ argv: [String]) throws -> ToolOutput {
         let o = try Command.run(argv)
         return ToolOutput(status: o.status, stdout: o.stdout, stderr: o.stderr)
+    }
+
+    public func userChains(_ world: HostMode, family: IPFamily, table: Table) -> [String] {
+        switch world {
+        case .legacy:
+            guard HostModeDetector.listedTables(family).contains(Substring(table.rawValue)) else { return [] }
+            let chains = (try? TableReader.chains(family: family, table: table)) ?? []
+            return chains.map(\.name).filter { !Ownership.baseChains.contains($0) }
+        case .nft:
+            var result = knft_result()
+            guard let context = knft_open(&result) else { return [] }
+            defer { knft_close(context) }
+            var out: UnsafeMutablePointer<CChar>?
+            let n = knft_dump_table(context, family.cValue, table.rawValue, &out, &result)
+            defer { free(out) }
+            guard n >= 0, let out else { return [] }
+            // "chain<TAB>user" introduces a user chain; "chain<TAB>base ..." a base chain; rules have three fields.
+            return String(cString: out).split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+                return fields.count == 2 && fields[1] == "user" ? String(fields[0]) : nil
+            }
+        }
     }
 }
 
@@ -335,8 +361,9 @@ public enum EveryModeCleanup {
         /// One line each, for the operator (without a program prefix).
         public var lines: [String] = []
         public var events: [LeftoverEvent] = []
-        /// Chains and jumps the backends removed.
-        public var chainsAndJumps = 0
+        /// Chains and base-chain jumps the backends removed.
+        public var chains = 0
+        public var jumps = 0
         public var failed = false
 
         /// "cleanup done: 12 chains and jumps, 1 nftables table, ... removed; 2 skipped, 0 not removed".
@@ -346,7 +373,7 @@ public enum EveryModeCleanup {
             }
             let skipped = self.events.filter { if case .skipped = $0.outcome { true } else { false } }.count
             let notRemoved = self.events.filter { if case .failed = $0.outcome { true } else { false } }.count
-            return "cleanup \(self.failed ? "incomplete" : "done") (IPv4 and IPv6): \(self.chainsAndJumps) iptables chains and jumps, "
+            return "cleanup \(self.failed ? "incomplete" : "done") (IPv4 and IPv6): \(self.chains) iptables chains, \(self.jumps) jumps, "
                 + "\(count("nftables table")) nftables tables, \(count("IPVS virtual server")) IPVS virtual servers, "
                 + "\(count("ipset")) ipsets, \(count("device")) devices removed; \(skipped) parts skipped, "
                 + "\(notRemoved) not removed"
@@ -364,20 +391,43 @@ public enum EveryModeCleanup {
     public static func run(backends: [KernelBackend], families: [IPFamily], cleaner: LeftoverCleaner) -> Outcome {
         var outcome = Outcome()
         outcome.add(cleaner.removeIPVSServersAndDevice())
+        // The chains each world holds before and after, so that each removed chain gets its own line (the
+        // backends' reports count, they do not name).
+        let before = Self.kubeChains(cleaner.host, families: families)
         for backend in backends {
             do {
                 let report = try backend.cleanup(families: families)
-                let n = report.tables.reduce(0) { $0 + $1.chainsDeleted + $1.rulesDeleted }
-                outcome.chainsAndJumps += n
-                outcome.lines.append("cleanup through \(backend.name): \(n) chains and jumps removed")
+                let chains = report.tables.reduce(0) { $0 + $1.chainsDeleted }
+                let jumps = report.tables.reduce(0) { $0 + $1.rulesDeleted }
+                outcome.chains += chains
+                outcome.jumps += jumps
+                outcome.lines.append("cleanup through \(backend.name): \(chains) chains and \(jumps) jumps removed")
             } catch {
                 outcome.lines.append("cleanup through \(backend.name) failed: \(error)")
                 outcome.failed = true
             }
         }
+        let after = Self.kubeChains(cleaner.host, families: families)
+        for chain in before where !after.contains(chain) { outcome.lines.append("removed chain \(chain)") }
         outcome.add(cleaner.removeIPVSSets())
         outcome.add(cleaner.removeNftablesMode())
         outcome.lines.append(outcome.summary)
         return outcome
+    }
+
+    /// "nat KUBE-NODE-PORT (IPv4, legacy x_tables)" for each KUBE-* chain of either world, in a stable order.
+    static func kubeChains(_ host: LeftoverHost, families: [IPFamily]) -> [String] {
+        var out: [String] = []
+        for world in [HostMode.legacy, .nft] {
+            for family in families {
+                for table in [Table.nat, .filter, .mangle] {
+                    for name in host.userChains(world, family: family, table: table).sorted() where name.hasPrefix("KUBE-") {
+                        let w = world == .legacy ? "legacy x_tables" : "nf_tables"
+                        out.append("\(table.rawValue) \(name) (\(family == .ipv4 ? "IPv4" : "IPv6"), \(w))")
+                    }
+                }
+            }
+        }
+        return out
     }
 }

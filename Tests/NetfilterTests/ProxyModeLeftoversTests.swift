@@ -16,7 +16,12 @@ final class FakeLeftoverHost: LeftoverHost {
     var setsInUse: Set<String> = []
     var missingTools: Set<String> = []
     var ipsetListStatus: Int32 = 0
+    var chains: [String: [String]] = [:]  // "legacy 4 nat" -> user chains
     var calls: [String] = []
+
+    func userChains(_ world: HostMode, family: IPFamily, table: Table) -> [String] {
+        self.chains["\(world.rawValue) \(family == .ipv4 ? 4 : 6) \(table.rawValue)"] ?? []
+    }
 
     func deleteNftablesTable(family: IPFamily, name: String) throws -> NftablesTableRemoval {
         let key = "\(family == .ipv4 ? "ip" : "ip6") \(name)"
@@ -75,6 +80,7 @@ final class RecordingBackend: KernelBackend {
         self.host.calls.append("backend cleanup")
         struct Refused: Error {}
         if self.fails { throw Refused() }
+        for key in self.host.chains.keys { self.host.chains[key]?.removeAll { $0.hasPrefix("KUBE-") && $0 != "KUBE-FIREWALL" } }
         var report = ApplyReport()
         var t = ApplyReport.TableReport(family: .ipv4, table: .nat)
         t.chainsDeleted = 5
@@ -269,6 +275,9 @@ final class ProxyModeLeftoversTests: XCTestCase {
         host.links = ["kube-ipvs0": "dummy"]
         host.sets = ["KUBE-CLUSTER-IP", "FOREIGN"]
         host.nftTables = ["ip kube-proxy", "inet filter"]
+        host.chains = [
+            "legacy 4 nat": ["KUBE-SERVICES", "KUBE-NODE-PORT", "FOREIGN"], "nft 6 filter": ["KUBE-IPVS-FILTER", "KUBE-FIREWALL"],
+        ]
         let outcome = EveryModeCleanup.run(
             backends: [RecordingBackend(host)], families: [.ipv4, .ipv6], cleaner: LeftoverCleaner(host: host))
         XCTAssertEqual(host.calls, [
@@ -277,9 +286,14 @@ final class ProxyModeLeftoversTests: XCTestCase {
             "nft delete table ip kube-proxy", "nft delete table ip6 kube-proxy",
         ])
         XCTAssertFalse(outcome.failed)
-        XCTAssertTrue(outcome.lines.contains("cleanup through recording: 8 chains and jumps removed"))
-        XCTAssertEqual(outcome.lines.last, "cleanup done (IPv4 and IPv6): 8 iptables chains and jumps, 1 nftables tables, 4 IPVS virtual servers, 1 ipsets, 1 devices removed; 0 parts skipped, 0 not removed")
-        XCTAssertEqual(outcome.lines.count, 4 + 1 + 1 + 1 + 1 + 1)
+        XCTAssertTrue(outcome.lines.contains("cleanup through recording: 5 chains and 3 jumps removed"))
+        // each chain that went, by name, as the kernel showed it before and after; KUBE-FIREWALL and FOREIGN stayed
+        XCTAssertEqual(outcome.lines.filter { $0.hasPrefix("removed chain") }, [
+            "removed chain nat KUBE-NODE-PORT (IPv4, legacy x_tables)", "removed chain nat KUBE-SERVICES (IPv4, legacy x_tables)",
+            "removed chain filter KUBE-IPVS-FILTER (IPv6, nf_tables)",
+        ])
+        XCTAssertEqual(outcome.lines.last, "cleanup done (IPv4 and IPv6): 5 iptables chains, 3 jumps, 1 nftables tables, 4 IPVS virtual servers, 1 ipsets, 1 devices removed; 0 parts skipped, 0 not removed")
+        XCTAssertEqual(outcome.lines.count, 4 + 1 + 1 + 3 + 1 + 1 + 1)
     }
 
     func testEveryModeCleanupFailsWhenABackendOrAnItemFails() {

@@ -308,6 +308,11 @@ state c > "$TMP/state.after"
 same "--cleanup: legacy saves, nft list ruleset, ipsets and links are exactly the foreign ones again" "$TMP/state.before" "$TMP/state.after"
 left=$( { X c iptables-legacy-save; X c ip6tables-nft-save; } | grep -E 'KUBE-(SERVICES|POSTROUTING|NODE-PORT|LOAD-BALANCER|MARK-MASQ|FORWARD|PROXY-FIREWALL|SOURCE-RANGES-FIREWALL|IPVS-FILTER|IPVS-OUT-FILTER)' || true)
 if [ -z "$left" ]; then ok "--cleanup: no IPVS-mode chain or jump left in either world"; else bad "--cleanup left" "$left"; fi
+# one line per chain removed, named with its table, family and world: 11 IPVS-mode chains in each world
+for w in "IPv4, legacy x_tables" "IPv6, nf_tables"; do
+    n=$(grep -c "removed chain .* ($w)" <<< "$out")
+    if [ "$n" = 11 ] && has "$out" "removed chain filter KUBE-IPVS-OUT-FILTER ($w)"; then ok "--cleanup: one line per chain removed ($w: $n)"; else bad "--cleanup: $n chain lines for $w, want 11" "$out"; fi
+done
 if X c iptables-legacy -t filter -S KUBE-IPVS-EXTRA > /dev/null 2>&1; then ok "--cleanup: foreign chain KUBE-IPVS-EXTRA kept"; else bad "--cleanup deleted KUBE-IPVS-EXTRA"; fi
 if has "$out" "removed nftables table ip kube-proxy" && has "$out" "removed nftables table ip6 kube-proxy"; then ok "--cleanup: reports both nftables tables"; else bad "--cleanup: nftables tables not reported" "$out"; fi
 if has "$out" "cleanup done (IPv4 and IPv6):"; then ok "--cleanup: prints a summary"; else bad "--cleanup: no summary" "$out"; fi
@@ -334,7 +339,7 @@ else
     if has "$out" "skipped IPVS virtual servers: the kernel has no IPVS"; then ok "--cleanup: says the kernel has no IPVS"; else bad "--cleanup: no word about IPVS" "$out"; fi
     skip "IPVS virtual servers: this kernel has no IPVS (/proc/net/ip_vs absent) or no ipvsadm; flush unit-tested with a fake host"
 fi
-if out2=$(natd c --cleanup 2>&1) && has "$out2" ": 0 iptables chains and jumps, 0 nftables tables, 0 IPVS virtual servers, 0 ipsets, 0 devices removed"; then
+if out2=$(natd c --cleanup 2>&1) && has "$out2" ": 0 iptables chains, 0 jumps, 0 nftables tables, 0 IPVS virtual servers, 0 ipsets, 0 devices removed"; then
     ok "a second --cleanup finds nothing"
 else
     bad "second --cleanup" "$out2"
