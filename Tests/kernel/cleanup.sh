@@ -213,6 +213,7 @@ if [ "$HAVE_IPSET" = 1 ]; then
     X c iptables-legacy -t filter -A INPUT -m set --match-set FOREIGN-SET src -j ACCEPT
 fi
 X c ip link add keep0 type veth peer name keep1
+X c ip link add keep-dummy type dummy 2> /dev/null # another dummy link, which must stay (where dummies exist)
 state() { # NS: everything a cleanup could touch, counters aside
     X "$1" iptables-legacy-save | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/'
     X "$1" ip6tables-legacy-save | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/'
