@@ -1,7 +1,7 @@
 # kube-natd: `make demo` and `make test` work on a fresh Debian machine as root.
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-dev iptables nftables conntrack iproute2 pkg-config curl python3 systemd valgrind
+DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-dev iptables nftables conntrack iproute2 ipset pkg-config curl python3 systemd valgrind
 BIN_DEBUG := .build/debug/kube-natd
 BIN_RELEASE := .build/release/kube-natd
 

@@ -229,6 +229,7 @@ static const char *msg_name(uint16_t type) {
     case NFT_MSG_DELCHAIN: return "DELCHAIN";
     case NFT_MSG_NEWRULE: return "NEWRULE";
     case NFT_MSG_DELRULE: return "DELRULE";
+    case NFT_MSG_DELTABLE: return "DELTABLE";
     default: return "message";
     }
 }

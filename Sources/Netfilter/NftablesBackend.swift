@@ -201,14 +201,14 @@ public final class NftablesBackend: KernelBackend {
 
     /// `--cleanup`: kube-proxy's jumps wherever they are (whoever wrote them), every jump kube-natd wrote itself
     /// (so kubelet's KUBE-FIREWALL jumps go only where kube-natd's layout wrote them), every service chain, the
-    /// fixed chains and the canary. KUBE-FIREWALL, KUBE-MARK-DROP and ensured rules stay.
+    /// fixed chains and the canary, and the IPVS mode's chains and jumps (`ProxyModeLeftovers`). KUBE-FIREWALL, KUBE-MARK-DROP and ensured rules stay.
     static func encodeCleanup(_ table: Table, into program: inout TableProgram) throws(EncodingError) {
-        for jump in Ownership.upstreamJumps(table) {
+        for jump in ProxyModeLeftovers.cleanupJumps(table) {
             try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
         }
         program.record(Int32(KNAT_OP_DELETE_OWN_JUMPS)) { _ in }
         for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
-        for name in Ownership.cleanupChains(table) { program.deleteChain(name) }
+        for name in ProxyModeLeftovers.cleanupChains(table) { program.deleteChain(name) }
     }
 
     // MARK: - The call into the shim

@@ -113,21 +113,25 @@ struct KubeNatd: AsyncParsableCommand {
         }
     }
 
-    /// `--cleanup`: every backend that may hold rules of an earlier proxy removes what kube-natd owns.
+    /// `--cleanup`: what kube-proxy's iptables, IPVS and nftables modes and kube-natd leave, through every backend
+    /// that may hold rules of an earlier proxy (`EveryModeCleanup`), one line each and a summary.
     func cleanup() throws {
-        var failed = false
-        for backend in BackendFactory.cleanupBackends(logger: logger) {
-            do {
-                let report = try backend.cleanup(families: [.ipv4, .ipv6])
-                let n = report.tables.reduce(0) { $0 + $1.chainsDeleted + $1.rulesDeleted }
-                Stderr.line("kube-natd: cleanup through \(backend.name): \(n) chains and jumps removed")
-            } catch {
-                Stderr.line("kube-natd: cleanup through \(backend.name) failed: \(error)")
-                failed = true
+        let outcome = EveryModeCleanup.run(
+            backends: BackendFactory.cleanupBackends(logger: logger), families: [.ipv4, .ipv6], cleaner: LeftoverCleaner())
+        for line in outcome.lines { Stderr.line("kube-natd: \(line)") }
+        if outcome.failed { throw ExitCode(1) }
+    }
+
+    /// As kube-proxy's iptables mode on every start: kube-proxy's nftables-mode tables go. Best effort, as
+    /// upstream: a failure is logged and the start goes on.
+    func removeNftablesModeLeftovers() {
+        for event in LeftoverCleaner().removeNftablesMode() {
+            switch event.outcome {
+            case .removed: logger.info("\(event), left by kube-proxy's nftables mode")
+            case .skipped: logger.debug("\(event)")
+            case .failed: logger.warning("\(event)")
             }
         }
-        if failed { throw ExitCode(1) }
-        Stderr.line("kube-natd: cleanup done (IPv4 and IPv6)")
     }
 
     /// The long-running mode: follow the source, keep the kernel in step; SIGTERM/SIGINT stop (rules stay),
@@ -154,6 +158,7 @@ struct KubeNatd: AsyncParsableCommand {
             if source.sourceMode == .poll { options.mode = .poll(interval: durations.poll) }
             clusterSource = APIServerClusterSource(credentials: credentials, options: options, logger: logger)
         }
+        removeNftablesModeLeftovers()
         let path = try syncPath(setup, node: Sysctls())
         let daemon = ProxyDaemon(path: path, source: clusterSource, logger: logger)
         let task = Task { try await daemon.run() }
@@ -203,6 +208,7 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: --once needs --source PATH (manifest files)")
             throw ExitCode(2)
         }
+        removeNftablesModeLeftovers()
         let sync = try syncPath(setup, node: Sysctls())
         // The kernel's copy of the tables is read on the second core while the manifests are decoded: the apply
         // then only compares (and writes when something differs).
@@ -244,6 +250,9 @@ struct KubeNatd: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data((outcome.report.text ?? "").utf8))
         let skipped = load.issues.filter { $0.severity == .error }.count
         let ignored = load.issues.count - skipped
+        // The dry run changes nothing on the node, so it does not look for them either (reading nf_tables needs
+        // CAP_NET_ADMIN, which a dry run does not): it says what a start would also do.
+        Stderr.line("kube-natd: dry run: a start (daemon or --once) would also delete kube-proxy's nftables-mode tables, table ip kube-proxy and table ip6 kube-proxy, where they exist")
         Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
     }
 

@@ -41,6 +41,7 @@ BACKEND=libnftnl run_suite traffic-nft-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 BACKEND=libnftnl run_suite daemon-nft "$HERE/daemon.sh" "$BIN"
 BACKEND=libnftnl run_suite apiserver-e2e-nft "$HERE/apiserver-e2e.sh" "$BIN"
 run_suite nftables "$HERE/nftables.sh" "$BIN" "$BINDIR/nft-harness"
+run_suite cleanup "$HERE/cleanup.sh" "$BIN"
 
 echo "kernel: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

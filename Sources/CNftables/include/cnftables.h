@@ -169,4 +169,13 @@ int knft_generation(knft_context *ctx, uint32_t *genid, knft_result *result);
  */
 int knft_count_rules(knft_context *ctx, int family, unsigned limit, unsigned *count, knft_result *result);
 
+/*
+ * Deletes table `name` of family 4 or 6 (nft's `ip` / `ip6`) with everything in it, in a batch of its own begun
+ * with the generation id (ERESTART: looked up and tried again, max_attempts in all). A table that is not there is
+ * not an error: *deleted says whether this call removed one. Nothing is sent when there is none.
+ * Returns 0 or an errno value (EPROTONOSUPPORT from knft_open or EOPNOTSUPP here: no nf_tables in this kernel).
+ */
+int knft_delete_table(knft_context *ctx, int family, const char *name, int max_attempts, int *deleted,
+                      knft_result *result);
+
 #endif
