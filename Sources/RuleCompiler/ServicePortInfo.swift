@@ -84,7 +84,8 @@ enum EndpointResolution {
 
     /// Merges the slices of one Service: ports with a nil name or a nil/0 port are ignored, endpoints without
     /// addresses or of the other family are skipped, duplicates (same `ip:port`) are collapsed preferring a
-    /// local copy, and each list is sorted by its `ip:port` text.
+    /// non-terminating copy, and each list is sorted by its `ip:port` text. Unset conditions read as upstream's
+    /// EndpointSliceCache reads them: ready and serving unless said otherwise, not terminating.
     static func endpoints(slices: [EndpointSlice], family: IPFamily, nodeName: String) -> ByPort {
         var byPort = ByPort()
         for slice in slices where slice.addressType == family {
@@ -97,11 +98,10 @@ enum EndpointResolution {
                     byPort.lists[index].endpoints.count + slice.endpoints.count)
                 for ep in slice.endpoints {
                     guard let ip = ep.addresses.first, ip.family == family else { continue }
-                    let ready = ep.conditions.ready ?? true
                     byPort.lists[index].endpoints.append(EndpointInfo(
                         ip: ip, port: number, text: ip.joined(port: number),
                         isLocal: !nodeName.isEmpty && ep.nodeName == nodeName,
-                        ready: ready, serving: ep.conditions.serving ?? ready,
+                        ready: ep.conditions.ready ?? true, serving: ep.conditions.serving ?? true,
                         terminating: ep.conditions.terminating ?? false))
                 }
             }
@@ -110,8 +110,10 @@ enum EndpointResolution {
         return byPort
     }
 
-    /// `candidates` (in slice order) sorted by `ip:port`, one per `ip:port`: the last local copy if there is
-    /// one, else the first copy (what upstream's map-based merge keeps).
+    /// `candidates` (in slice order) sorted by `ip:port`, one per `ip:port`: the last non-terminating copy if
+    /// there is one, else the first copy. Upstream's merge (endpointslicecache.go `addEndpoints`) lets a later
+    /// copy replace an earlier one unless the later one is terminating, so a running pod wins over a terminating
+    /// one that had the same IP; its slice order is Go's map order, ours is slice name order.
     static func merged(_ candidates: [EndpointInfo]) -> [EndpointInfo] {
         // Usually each slice lists distinct endpoints in order already: nothing to do.
         if zip(candidates, candidates.dropFirst()).allSatisfy({ $0.text < $1.text }) { return candidates }
@@ -127,7 +129,7 @@ enum EndpointResolution {
             var end = start + 1
             while end < order.count && candidates[order[end]].text == candidates[order[start]].text { end += 1 }
             let group = order[start..<end]
-            out.append(candidates[group.last { candidates[$0].isLocal } ?? group.first!])
+            out.append(candidates[group.last { !candidates[$0].terminating } ?? group.first!])
             start = end
         }
         return out

@@ -97,6 +97,14 @@ final class TracerFlowTests: XCTestCase {
         check(PacketTracer(F.compile([svc], [notServing])), pod, "172.30.0.70", 80, ["REJECT"], masq: false)
     }
 
+    func testUnsetServingCountsAsServingForTheTerminatingFallback() {
+        // Upstream reads a nil `serving` as true whatever `ready` says: a terminating endpoint without the
+        // condition still takes traffic when nothing is ready.
+        let svc = F.service("ns", "t", clusterIP: "172.30.0.71")
+        let slice = F.slice("ns", "t", [F.ep("10.180.0.2", ready: false, terminating: true)])
+        check(PacketTracer(F.compile([svc], [slice])), pod, "172.30.0.71", 80, ["10.180.0.2:80"], masq: false)
+    }
+
     func testMasqueradeAllMasqueradesPods() {
         var s = F.settings()
         s.masqueradeAll = true
