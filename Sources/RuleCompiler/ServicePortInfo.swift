@@ -11,6 +11,21 @@ struct EndpointInfo: Hashable {
     let ready: Bool
     let serving: Bool
     let terminating: Bool
+    /// `hints.forZones[].name` and `hints.forNodes[].name` (topology-aware routing); empty when unset.
+    var zoneHints: [String] = []
+    var nodeHints: [String] = []
+}
+
+/// Where this node sits, as topology hints are matched against it: its name (node hints) and the value of its
+/// `topology.kubernetes.io/zone` label (zone hints), "" when unknown, as upstream reads a missing label.
+struct NodeTopology: Hashable {
+    var nodeName: String
+    var zone: String
+
+    init(nodeName: String, zone: String?) {
+        self.nodeName = nodeName
+        self.zone = zone ?? ""
+    }
 }
 
 /// A Service port as the iptables proxier sees it for one IP family (upstream's `servicePortInfo`).
@@ -102,7 +117,8 @@ enum EndpointResolution {
                         ip: ip, port: number, text: ip.joined(port: number),
                         isLocal: !nodeName.isEmpty && ep.nodeName == nodeName,
                         ready: ep.conditions.ready ?? true, serving: ep.conditions.serving ?? true,
-                        terminating: ep.conditions.terminating ?? false))
+                        terminating: ep.conditions.terminating ?? false,
+                        zoneHints: ep.zoneHints, nodeHints: ep.nodeHints))
                 }
             }
         }
@@ -136,7 +152,7 @@ enum EndpointResolution {
     }
 }
 
-/// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), without topology hints.
+/// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), topology hints included.
 ///
 /// The categories hold positions in the service port's endpoint list rather than copies, so the rules can
 /// name each endpoint's chain once whichever categories it is in. That list is unique and sorted by
@@ -147,10 +163,13 @@ struct EndpointCategories {
     var allReachable: [Int] = []
     var hasAny = false
 
-    init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo) {
+    init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo, topology: NodeTopology) {
+        var mode = TopologyMode.none
         if port.usesClusterEndpoints {
-            cluster = endpoints.indices.filter { endpoints[$0].ready }
-            // No ready endpoint anywhere: fall back to serving-and-terminating ones (KEP-1669).
+            mode = TopologyMode(endpoints, topology)
+            cluster = endpoints.indices.filter { endpoints[$0].ready && mode.admits(endpoints[$0], topology) }
+            // No ready endpoint anywhere (topology already fell back to none when none was ready for this node's
+            // topology): fall back to serving-and-terminating ones, ignoring topology (KEP-1669).
             if cluster.isEmpty {
                 cluster = endpoints.indices.filter { endpoints[$0].serving && endpoints[$0].terminating }
             }
@@ -160,6 +179,7 @@ struct EndpointCategories {
             allReachable = cluster
             return
         }
+        // Local traffic policy ignores topology: this node's endpoints are as close as it gets.
         var localReady = false
         var localServingTerminating = false
         for ep in endpoints {
@@ -182,6 +202,7 @@ struct EndpointCategories {
             allReachable = port.usesClusterEndpoints ? cluster : local
             return
         }
+        // The union: topology may leave local endpoints out of `cluster`, and `local` may hold terminating ones.
         // Upstream merges through a map (random order); we keep `ip:port` order so output is deterministic.
         allReachable = Self.union(cluster, local)
     }
@@ -218,5 +239,52 @@ struct EndpointCategories {
             }
         }
         return out
+    }
+}
+
+/// Upstream's `topologyModeFromHints`: which hints, if any, narrow a port's cluster endpoints on this node.
+/// Only ready endpoints decide. Node hints first (PreferSameNode; upstream's PreferSameTrafficDistribution gate,
+/// on by default in current releases): every ready endpoint has one and at least one names this node. Then zone
+/// hints (PreferSameZone): every ready endpoint has one and at least one names this node's zone. Otherwise none.
+/// The Service's `trafficDistribution` and topology annotation are not read: the hints alone decide.
+enum TopologyMode: Equatable {
+    case none
+    case preferSameNode
+    case preferSameZone
+
+    init(_ endpoints: [EndpointInfo], _ topology: NodeTopology) {
+        var anyReady = false
+        var allNodeHinted = true, forThisNode = false
+        var allZoneHinted = true, forThisZone = false
+        for ep in endpoints where ep.ready {
+            anyReady = true
+            if ep.nodeHints.isEmpty {
+                allNodeHinted = false
+            } else if ep.nodeHints.contains(topology.nodeName) {
+                forThisNode = true
+            }
+            if ep.zoneHints.isEmpty {
+                allZoneHinted = false
+            } else if ep.zoneHints.contains(topology.zone) {
+                forThisZone = true
+            }
+        }
+        if anyReady && allNodeHinted && forThisNode {
+            self = .preferSameNode
+        } else if anyReady && allZoneHinted && forThisZone {
+            self = .preferSameZone
+        } else {
+            self = .none
+        }
+    }
+
+    /// Upstream's `availableForTopology`: whether the mode keeps this endpoint (no fallback here; the fallback
+    /// happened when the mode was chosen).
+    func admits(_ ep: EndpointInfo, _ topology: NodeTopology) -> Bool {
+        switch self {
+        case .none: true
+        case .preferSameNode: ep.nodeHints.contains(topology.nodeName)
+        case .preferSameZone: ep.zoneHints.contains(topology.zone)
+        }
     }
 }

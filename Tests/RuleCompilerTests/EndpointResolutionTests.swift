@@ -67,6 +67,13 @@ final class EndpointResolutionTests: XCTestCase {
         XCTAssertEqual(eps.map { [$0.ready, $0.serving, $0.terminating] }, [[true, true, false], [false, true, true]])
     }
 
+    func testHintsAreCarriedToTheEndpoint() {
+        let ep = Endpoint(addresses: [F.ip("10.0.0.1")], zoneHints: ["zone-a"], nodeHints: ["node-1", "node-2"])
+        let eps = resolve([F.slice("ns1", "svc1", [ep])])
+        XCTAssertEqual(eps.first?.zoneHints, ["zone-a"])
+        XCTAssertEqual(eps.first?.nodeHints, ["node-1", "node-2"])
+    }
+
     func testPortsAreKeptApartByNameAndProtocol() {
         let ports = [EndpointPort(name: "p80", port: 80), EndpointPort(name: "p80", port: 53, protocol: .udp)]
         let byPort = EndpointResolution.endpoints(
