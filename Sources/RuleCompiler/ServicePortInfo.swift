@@ -47,6 +47,7 @@ struct ServicePortInfo {
     let internalPolicyLocal: Bool
     let externalPolicyLocal: Bool
 
+    /// Upstream's `ExternallyAccessible` of the port: reachable other than by ClusterIP in this family.
     var externallyAccessible: Bool { nodePort != 0 || !loadBalancerVIPs.isEmpty || !externalIPs.isEmpty }
     /// Cluster endpoints are needed for ITP Cluster, or for any externally reachable port (short circuits).
     var usesClusterEndpoints: Bool { !internalPolicyLocal || externallyAccessible }
@@ -59,6 +60,9 @@ struct ServicePortInfo {
         if svc.labels[Service.serviceProxyNameLabel] != nil { return [] }
         guard let clusterIP = svc.clusterIPs.first(where: { $0.family == family }) else { return [] }
         let isExternalType = svc.type == .nodePort || svc.type == .loadBalancer
+        // apiservice.ExternalPolicyLocal: eTP applies to every externally accessible Service, which includes a
+        // ClusterIP Service with externalIPs (of any family: the Service's, not the port's, accessibility).
+        let externallyAccessibleService = isExternalType || (svc.type == .clusterIP && !svc.externalIPs.isEmpty)
         let externalIPs = svc.externalIPs.filter { $0.family == family }
         let vips = svc.loadBalancerIngressIPs.filter { $0.family == family }
         let ranges = svc.loadBalancerSourceRanges.filter { $0.family == family }
@@ -73,7 +77,7 @@ struct ServicePortInfo {
                 externalIPs: externalIPs, loadBalancerVIPs: vips, loadBalancerSourceRanges: ranges,
                 healthCheckNodePort: hcnp, stickyMaxAgeSeconds: svc.sessionAffinityTimeout,
                 internalPolicyLocal: svc.internalTrafficPolicy == .local,
-                externalPolicyLocal: isExternalType && svc.externalTrafficPolicy == .local)
+                externalPolicyLocal: externallyAccessibleService && svc.externalTrafficPolicy == .local)
         }
     }
 }
