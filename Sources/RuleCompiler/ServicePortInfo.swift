@@ -99,6 +99,9 @@ enum EndpointResolution {
             for entry in lists where entry.key == key { return entry.endpoints }
             return []
         }
+
+        /// Every slice port's endpoint list, whether or not the Service has that port.
+        var allLists: [[EndpointInfo]] { lists.map(\.endpoints) }
     }
 
     /// Merges the slices of one Service: ports with a nil name or a nil/0 port are ignored, endpoints without
