@@ -55,9 +55,9 @@ struct ServicePortRules {
     /// `<port> cluster IP`, on the ClusterIP jump and the masquerade rule (empty when neither is written).
     let clusterIPComment: String
 
-    /// - Parameter topology: this node's name and zone, which topology hints are matched against (the v1.23
-    ///   layout ignores hints: its `FilterEndpoints` also required the Service's topology annotation, and the
-    ///   spec of that layout does not cover it).
+    /// - Parameter topology: this node's name and zone, which topology hints are matched against. The v1.23
+    ///   layout ignores hints: 1.23 applied them in `FilterEndpoints` behind the TopologyAwareHints gate and the
+    ///   Service's topology annotation, which legacy-layout.md does not cover (not re-read here).
     init(port: ServicePortInfo, endpoints: [EndpointInfo], settings: NodeSettings, topology: NodeTopology,
          largeClusterMode: Bool) {
         self.port = port
