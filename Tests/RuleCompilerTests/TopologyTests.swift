@@ -353,6 +353,31 @@ final class TopologyTests: XCTestCase {
         check(PacketTracer(after), "172.30.2.1", ["10.10.0.2:80"])
     }
 
+    func testV123LayoutIgnoresHints() {
+        let state = zonedCluster()
+        let rs = RuleCompiler(settings: F.settings(layout: .v1_23)).compile(state)
+        check(PacketTracer(rs), "172.30.2.2", ["10.10.1.1:80", "10.10.1.2:80", "10.10.1.3:80"])
+    }
+
+    func testStaleUDPCleanupIgnoresTopology() {
+        // Upstream's CleanStaleEntries counts every serving endpoint, whatever topology keeps for new flows: a
+        // node's existing UDP flows to an out-of-zone endpoint are not cut when hints narrow the rules.
+        func ep(_ ip: String, _ zone: String) -> Endpoint {
+            Endpoint(addresses: [F.ip(ip)], nodeName: "elsewhere", zoneHints: [zone])
+        }
+        var state = ClusterState(
+            services: [F.service("ns", "dns", clusterIP: "172.30.3.1",
+                                 ports: [ServicePort(name: "dns", protocol: .udp, port: 53)])],
+            slices: [F.slice("ns", "dns", ports: [EndpointPort(name: "dns", port: 5353, protocol: .udp)],
+                             [ep("10.10.3.1", "zone-a"), ep("10.10.3.2", "zone-b")])])
+        state.setNode(Node(name: "test-node", labels: Self.zone("zone-a")))
+        let t = PacketTracer(RuleCompiler(settings: F.settings()).compile(state))
+        XCTAssertEqual(t.trace("10.244.9.9", "172.30.3.1", 53, proto: .udp).outputs, ["10.10.3.1:5353"])
+        let frontends = RuleCompiler.udpFrontends(state, settings: F.settings())
+        XCTAssertEqual(frontends.byAddress[UDPServiceFrontends.Frontend(ip: F.ip("172.30.3.1"), port: 53)],
+                       [F.ip("10.10.3.1"), F.ip("10.10.3.2")])
+    }
+
     func check(_ t: PacketTracer, _ clusterIP: String, _ outputs: [String], file: StaticString = #filePath,
                line: UInt = #line) {
         XCTAssertEqual(t.trace("10.244.9.9", clusterIP, 80).outputs.sorted(), outputs, "pod -> \(clusterIP)",
