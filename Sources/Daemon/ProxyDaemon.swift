@@ -196,21 +196,9 @@ public actor ProxyDaemon {
         return s
     }
 
-    /// ETP Local LoadBalancers with a health-check node port, and their local ready endpoints.
+    /// ETP Local LoadBalancers with a health-check node port, and their local ready endpoints per family.
     func serviceHealthStates() -> [HealthCheckPort: ServiceHealthState] {
-        let state = self.store.peek()
-        var out: [HealthCheckPort: ServiceHealthState] = [:]
-        for svc in state.services.values
-        where svc.type == .loadBalancer && svc.externalTrafficPolicy == .local && svc.healthCheckNodePort != 0 {
-            var local = Set<IPAddress>()
-            for slice in state.slices(for: svc.name) {
-                for ep in slice.endpoints where ep.nodeName == self.path.setup.nodeName && (ep.conditions.ready ?? true) {
-                    if let ip = ep.addresses.first { local.insert(ip) }
-                }
-            }
-            out[svc.healthCheckNodePort] = ServiceHealthState(service: svc.name, localEndpoints: local.count)
-        }
-        return out
+        ServiceHealthServers.states(self.store.peek(), settings: self.path.families.compactMap { self.path.settings(for: $0) })
     }
 
     // MARK: - Canaries and drift

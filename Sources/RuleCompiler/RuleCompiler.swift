@@ -19,8 +19,9 @@ public struct CompileStats: Sendable, Equatable {
 /// methods of `ServicePortRules` and in `Assembly`; caching and patching are the same for both).
 ///
 /// The result is a pure function of `(ClusterState, NodeSettings)`. The instance only memoises: per-Service
-/// fragments keyed by the Service's generation, and the assembled ruleset, which it patches in place for the
-/// Services the state's change log names. A one-endpoint change therefore re-derives one Service and moves
+/// fragments keyed by the Service's generation (and, for a Service whose endpoints carry zone hints, by this
+/// node's zone), and the assembled ruleset, which it patches in place for the Services the state's change log
+/// names. A one-endpoint change therefore re-derives one Service and moves
 /// no other rule. One compiler follows one ClusterState lineage (copies of one state as it evolves).
 public final class RuleCompiler {
     /// Upstream's `largeClusterEndpointsThreshold`.
@@ -36,6 +37,8 @@ public final class RuleCompiler {
         var ports: [ServicePortInfo]
         var endpoints: [[EndpointInfo]]
         var endpointCount: Int
+        /// Some endpoint carries zone hints, so the fragment depends on this node's zone.
+        var zoneHinted: Bool
         var fragment = ServiceFragment()
     }
     private var entries: [Entry] = []
@@ -46,6 +49,8 @@ public final class RuleCompiler {
     private var lineage: UInt64 = 0
     private var lastClock: UInt64 = 0
     private var totals = CompileStats()
+    /// This node's zone when the kept fragments were derived.
+    private var zone: String?
 
     public init(settings: NodeSettings) {
         self.settings = settings
@@ -74,6 +79,8 @@ public final class RuleCompiler {
         let previous = lineage == state.lineage && !entries.isEmpty
             ? Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) }) : [:]
         let wasLarge = totals.largeClusterMode
+        let zone = state.node?.zone
+        let sameZone = zone == self.zone
         entries = []
         entries.reserveCapacity(state.services.count)
         position = [:]
@@ -85,7 +92,7 @@ public final class RuleCompiler {
         for name in state.sortedServiceNames {
             let gen = state.generation(of: name)
             position[name] = entries.count
-            if let old = previous[name], old.generation == gen {
+            if let old = previous[name], old.generation == gen, sameZone || !old.zoneHinted {
                 entries.append(old)
                 cached.append(true)
             } else {
@@ -104,7 +111,8 @@ public final class RuleCompiler {
         counts.reserveCapacity(entries.count)
         for i in entries.indices {
             if !cached[i] || wasLarge != stats.largeClusterMode {
-                entries[i].fragment = fragment(entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode)
+                entries[i].fragment = fragment(
+                    entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode, zone: zone)
                 stats.fragmentsCompiled += 1
             }
             assembly.add(entries[i].fragment)
@@ -115,6 +123,7 @@ public final class RuleCompiler {
         assembled = rs
         lineage = state.lineage
         lastClock = state.clock
+        self.zone = zone
         totals = stats
         lastStats = stats
         return rs
@@ -122,10 +131,16 @@ public final class RuleCompiler {
 
     /// Patches the last assembled ruleset for the Services changed since the last compile, or returns nil when
     /// that is not possible (Services added or removed, another lineage, large-cluster mode flipped, many changes).
+    /// A change of this node's zone re-derives every Service whose endpoints carry zone hints, whether or not the
+    /// state's change log names it.
     private func compileIncrementally(_ state: ClusterState) -> Ruleset? {
-        guard state.lineage == lineage, var rs = assembled,
-              let changed = state.changedServices(since: lastClock), changed.count <= max(8, entries.count / 8)
-        else { return nil }
+        guard state.lineage == lineage, assembled != nil,
+              var changed = state.changedServices(since: lastClock) else { return nil }
+        let zone = state.node?.zone
+        if zone != self.zone {
+            for e in entries where e.zoneHinted { changed.insert(e.name) }
+        }
+        guard changed.count <= max(8, entries.count / 8), var rs = assembled else { return nil }
         for name in changed where position[name] == nil || state.services[name] == nil { return nil }
         // Hand the storage over so that, once the caller has dropped the previous result, patches happen in place.
         assembled = nil
@@ -141,7 +156,7 @@ public final class RuleCompiler {
         guard large == totals.largeClusterMode else { return nil }
         totals.endpoints = endpoints
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
-            e.fragment = fragment(e.ports, e.endpoints, large: large)
+            e.fragment = fragment(e.ports, e.endpoints, large: large, zone: zone)
             patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
             add(entries[i].ports.count, entries[i].fragment, to: &totals, sign: -1)
             add(e.ports.count, e.fragment, to: &totals, sign: 1)
@@ -149,6 +164,7 @@ public final class RuleCompiler {
         }
         assembled = rs
         lastClock = state.clock
+        self.zone = zone
         lastStats = totals
         lastStats.fragmentsCompiled = updates.count
         return rs
@@ -184,13 +200,17 @@ public final class RuleCompiler {
         stats.noLocalEndpointsExternal += sign * fragment.noLocalEndpointsExternal
     }
 
-    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool) -> ServiceFragment {
+    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool, zone: String?)
+        -> ServiceFragment
+    {
         var f = ServiceFragment()
+        let topology = NodeTopology(nodeName: settings.nodeName, zone: zone)
         // Typically a SVC chain, maybe an EXT chain, and a SEP chain per endpoint per port; one ClusterIP rule.
         f.natChains.reserveCapacity(endpoints.reduce(0) { $0 + $1.count + 2 })
         f.natServices.reserveCapacity(ports.count)
         for (port, eps) in zip(ports, endpoints) {
-            ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
+            ServicePortRules(port: port, endpoints: eps, settings: settings, topology: topology, largeClusterMode: large)
+                .write(into: &f)
         }
         return f
     }
@@ -198,12 +218,15 @@ public final class RuleCompiler {
     private func resolve(_ name: ObjectName, _ state: ClusterState, _ generation: UInt64) -> Entry {
         let svc = state.services[name]!
         let ports = ServicePortInfo.ports(of: svc, family: settings.family)
-        if ports.isEmpty { return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0) }
+        if ports.isEmpty {
+            return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0, zoneHinted: false)
+        }
         let byPort = EndpointResolution.endpoints(
             slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
         let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] }
         return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
-                     endpointCount: eps.reduce(0) { $0 + $1.count })
+                     endpointCount: eps.reduce(0) { $0 + $1.count },
+                     zoneHinted: eps.contains { $0.contains { !$0.zoneHints.isEmpty } })
     }
 }
 
