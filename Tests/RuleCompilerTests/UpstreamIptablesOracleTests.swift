@@ -29,8 +29,8 @@ final class UpstreamIptablesOracleTests: XCTestCase {
     ]
 
     /// What the suite holds, so that a lost case directory or flow line fails instead of passing quietly.
-    static let expectedTests = 17
-    static let expectedExpectations = 265
+    static let expectedTests = 18
+    static let expectedExpectations = 275
 
     static var root: URL {
         Bundle.module.url(forResource: "Golden", withExtension: nil)!.appendingPathComponent("upstream-iptables")
@@ -134,6 +134,11 @@ final class UpstreamIptablesOracleTests: XCTestCase {
                         let parts = file.dropFirst("chain-".count).dropLast(".txt".count).split(separator: "-", maxSplits: 1)
                         let failure = compareChain(table: String(parts[0]), chain: String(parts[1]), expected: text, rs)
                         report.outcomes.append(Outcome(key: "\(name): chain \(parts[0])/\(parts[1])", failure: failure))
+                    } else if file == "endpoints.txt" {
+                        let payload = TextRenderer.render(restorePayload(rs))
+                        for (what, failure) in try compareEndpoints(expected: text, payload: payload, file: url) {
+                            report.outcomes.append(Outcome(key: "\(name): endpoints \(what)", failure: failure))
+                        }
                     } else if file == "flows.txt" {
                         let tracer = PacketTracer(rs)
                         for flow in try parseFlows(text, file: url) {
@@ -365,6 +370,35 @@ final class UpstreamIptablesOracleTests: XCTestCase {
             }
         }
         return failures
+    }
+
+    /// Upstream's `countEndpointsAndComments` over the payload's `-A KUBE-SEP-* ... -j DNAT` rules. Lines of the
+    /// file: `dnat-rules: N`, `with-comment: N`, and `ADDRESS => RULE` (the last such rule naming ADDRESS is RULE;
+    /// nothing after `=>` means no rule names it). One outcome per line.
+    static func compareEndpoints(expected: String, payload: String, file: URL) throws -> [(String, String?)] {
+        let dnat = payload.split(separator: "\n").map(String.init).filter {
+            $0.hasPrefix("-A KUBE-SEP-") && $0.contains("-j DNAT")
+        }
+        var out: [(String, String?)] = []
+        for (i, raw) in expected.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if let r = line.range(of: "=>") {
+                let address = line[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
+                let rule = line[r.upperBound...].trimmingCharacters(in: .whitespaces)
+                let got = dnat.last { $0.contains(address) } ?? ""
+                out.append(("naming \(address)", got == rule ? nil : "rule \"\(got)\", upstream \"\(rule)\""))
+            } else if line.hasPrefix("dnat-rules:"), let n = Int(line.dropFirst("dnat-rules:".count).trimmingCharacters(in: .whitespaces)) {
+                out.append(("count", dnat.count == n ? nil : "\(dnat.count) DNAT rules, upstream \(n)"))
+            } else if line.hasPrefix("with-comment:"), let n = Int(line.dropFirst("with-comment:".count).trimmingCharacters(in: .whitespaces)) {
+                let c = dnat.filter { $0.contains("--comment") }.count
+                out.append(("comments", c == n ? nil : "\(c) DNAT rules with a comment, upstream \(n)"))
+            } else {
+                XCTFail("\(file.path):\(i + 1): not an endpoints expectation: \(line)")
+            }
+        }
+        XCTAssertFalse(out.isEmpty, "\(file.path) holds no expectation")
+        return out
     }
 
     /// Upstream's `assertIPTablesChainEqual`: one chain of the payload holds exactly these rules, in order.
