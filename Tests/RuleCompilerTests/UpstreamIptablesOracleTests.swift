@@ -402,6 +402,7 @@ final class UpstreamIptablesOracleTests: XCTestCase {
     }
 
     /// Upstream's `assertIPTablesChainEqual`: one chain of the payload holds exactly these rules, in order.
+    /// As upstream's, a chain absent from the payload counts as empty (`if ch, _ := dump.GetChain(...); ch != nil`).
     static func compareChain(table: String, chain: String, expected: String, _ rs: Ruleset) -> String? {
         let actual = parse(TextRenderer.render(restorePayload(rs))).first { $0.name == table }?.table.rules[chain] ?? []
         let wanted = expected.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
