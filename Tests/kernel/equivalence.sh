@@ -60,11 +60,14 @@ for dir in "$CASES"/*/ "$CASES_V123"/*/; do
         else
             bad "$name/$fam: iptables-save differs" "$(cat "$TMP/diff.txt")"
         fi
-        # The golden expectation itself (no --random-fully) must pass --test.
-        if out=$(X b "$(restore $fam)" --noflush --test <"$dir/expected-$fam.txt" 2>&1); then
-            ok "$name/$fam: golden passes $(restore $fam) --test"
-        else
-            bad "$name/$fam: golden fails --test" "$out"
+        # The snapshot itself (no --random-fully) must pass --test. A case without IPv6 objects has no IPv6
+        # snapshot (GoldenTests checks that its IPv6 output is the empty cluster's), so there is nothing to test.
+        if [ -f "$dir/expected-$fam.txt" ]; then
+            if out=$(X b "$(restore $fam)" --noflush --test <"$dir/expected-$fam.txt" 2>&1); then
+                ok "$name/$fam: golden passes $(restore $fam) --test"
+            else
+                bad "$name/$fam: golden fails --test" "$out"
+            fi
         fi
         delns a; delns b
     done
