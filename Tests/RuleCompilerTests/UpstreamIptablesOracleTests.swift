@@ -20,13 +20,7 @@ import XCTest
 final class UpstreamIptablesOracleTests: XCTestCase {
     /// Where upstream and kube-natd disagree today, by `<case>: <expectation>` key, with the reason. Each entry
     /// must still fail: the test fails when a listed difference no longer occurs, so the list cannot go stale.
-    static let knownDifferences: [String: String] = [
-        // Upstream parses addresses with leading zeros sloppily (netutils.ParseIPSloppy: "172.30.0.041" is
-        // 172.30.0.41) and writes them canonically; kube-natd's decoder rejects them, so the Service loses its
-        // ClusterIP (skipped) and its other addresses. A decoder (KubeModel) change, outside the compiler.
-        "TestBadIPs: cluster.yaml": "addresses with leading zeros are rejected, upstream reads them as decimal",
-        "TestBadIPs: rules": "the Service with leading-zero addresses is skipped",
-    ]
+    static let knownDifferences: [String: String] = [:]
 
     /// What the suite holds, so that a lost case directory or flow line fails instead of passing quietly.
     static let expectedTests = 18
