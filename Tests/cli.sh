@@ -77,15 +77,15 @@ expect "--validate lists object errors and exits 2" 2 yes 'team-a/broken'
 
 # Conflicting modes and invalid values are usage errors in every mode: exit 2, named, nothing on stdout.
 run --config "$CFG" --source "$EX" --dry-run --once
-expect "--dry-run with --once is refused, both named" 2 yes -- '--dry-run and --once cannot be combined'
+expect "--dry-run with --once is refused, both named" 2 yes '--dry-run and --once cannot be combined'
 run --config "$CFG" --source "$EX" --cleanup --validate
-expect "--cleanup with --validate is refused" 2 yes -- '--cleanup and --validate cannot be combined'
+expect "--cleanup with --validate is refused" 2 yes '--cleanup and --validate cannot be combined'
 run --config "$CFG" --source "$EX" --dry-run --backend nosuch
 expect "--dry-run --backend nosuch: the unknown backend is an error" 2 yes "'nosuch' is invalid for '--backend"
 run --config "$CFG" --source "$EX" --dry-run --rule-layout v9
 expect "--rule-layout v9 is an error" 2 yes "'v9' is invalid for '--rule-layout"
 run --config "$CFG" --source "$EX" --dry-run --poll-interval soon
-expect "--poll-interval soon is an error even in a dry run" 2 yes -- '--poll-interval: expected a positive duration'
+expect "--poll-interval soon is an error even in a dry run" 2 yes '--poll-interval: expected a positive duration'
 run --config "$CFG" --source "$EX" --once --random-fully perhaps
 expect "--random-fully perhaps is an error" 2 yes "'perhaps' is invalid for '--random-fully"
 
