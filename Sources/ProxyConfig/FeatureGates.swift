@@ -80,11 +80,13 @@ public enum FeatureGates {
         for name in gates.keys.sorted() {
             let value = gates[name]!
             if !known.contains(name) {
-                out.append(.invalid(path: "featureGates.\(name)", reason: "unrecognized feature gate", got: "\"\(name)\""))
+                out.append(
+                    .invalid(path: "featureGates.\(name)", reason: "unrecognized feature gate", got: "\"\(name)\""))
             } else if lockedOn.contains(name), !value {
                 out.append(
                     .invalid(
-                        path: "featureGates.\(name)", reason: "cannot set feature gate \(name) to false, feature is locked to true",
+                        path: "featureGates.\(name)",
+                        reason: "cannot set feature gate \(name) to false, feature is locked to true",
                         got: "false"))
             }
         }

@@ -281,7 +281,8 @@ extension KubeProxyFlag {
 // MARK: - The table
 
 extension KubeProxyFlag {
-    private static let ipvs = "kube-natd implements iptables mode only; IPVS flags are accepted so kube-proxy's arguments work"
+    private static let ipvs =
+        "kube-natd implements iptables mode only; IPVS flags are accepted so kube-proxy's arguments work"
     private static let profiling = "kube-natd serves no /debug/pprof"
     private static let hiddenMetrics = "kube-natd has no hidden metrics"
     private static let ignoredWithConfig = " This parameter is ignored if a config file is specified by --config."
@@ -466,10 +467,13 @@ extension KubeProxyFlag {
                 "This flag is deprecated and will be removed in a future release. Please use --metrics-bind-address instead."
             )),
         // component-base logging (logsapi.AddFlags), then verflag's --version and cobra's --help.
-        string("logging-format", \.loggingFormat, "text", "Sets the log format. Permitted formats: \"json\", \"text\"."),
+        string(
+            "logging-format", \.loggingFormat, "text", "Sets the log format. Permitted formats: \"json\", \"text\"."),
         duration("log-flush-frequency", \.logFlushFrequency, "5s", "Maximum number of seconds between log flushes"),
         row("v", .level, "0", "number for the log level verbosity", shorthand: "v") { line, v, _ throws(FlagError) in
-            guard let n = UInt32(v), n <= Int32.max else { throw bad("v", v, "expected a verbosity level 0..2147483647") }
+            guard let n = UInt32(v), n <= Int32.max else {
+                throw bad("v", v, "expected a verbosity level 0..2147483647")
+            }
             line.overrides.verbosity = Int(n)
         },
         row(
@@ -509,7 +513,8 @@ extension KubeProxyFlag {
             if !f.kind.usageType.isEmpty { head += " " + f.kind.usageType }
             var text = f.help
             if !f.defaultText.isEmpty, f.kind != .bool || f.defaultText == "true", f.kind != .version {
-                text += f.kind == .string || f.kind == .ipPort || f.kind == .ip
+                text +=
+                    f.kind == .string || f.kind == .ipPort || f.kind == .ip
                     ? " (default \"\(f.defaultText)\")" : " (default \(f.defaultText))"
             }
             switch f.use {

@@ -81,7 +81,9 @@ final class CommandLineTests: XCTestCase {
         for args in [["-v", "4"], ["-v=4"], ["-v4"], ["--v=4"], ["--v", "4"]] {
             XCTAssertEqual(try KubeProxyCommandLine.parse(args).overrides.verbosity, 4, "\(args)")
         }
-        XCTAssertThrowsError(try parse("-v", "loud")) { XCTAssertTrue("\($0)".hasPrefix("-v: invalid argument \"loud\"")) }
+        XCTAssertThrowsError(try parse("-v", "loud")) {
+            XCTAssertTrue("\($0)".hasPrefix("-v: invalid argument \"loud\""))
+        }
     }
 
     func testUnderscoresAreDashesInNames() throws {
@@ -90,7 +92,8 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testOwnFlagsAndDoubleDashPassThroughInOrder() throws {
-        let line = try parse("--source", "a", "--masquerade-all", "--backend", "libiptc", "--", "--masquerade-all=false")
+        let line = try parse(
+            "--source", "a", "--masquerade-all", "--backend", "libiptc", "--", "--masquerade-all=false")
         XCTAssertEqual(line.remaining, ["--source", "a", "--backend", "libiptc", "--", "--masquerade-all=false"])
         XCTAssertEqual(line.overrides.masqueradeAll, true)
         XCTAssertEqual(line.given, ["--masquerade-all"])
@@ -113,7 +116,8 @@ final class CommandLineTests: XCTestCase {
             problems("--iptables-masquerade-bit", "40"),
             ["--iptables-masquerade-bit: iptables.masqueradeBit: must be 0..31, got 40"])
         XCTAssertEqual(
-            problems("--proxy-mode=ipvs"), ["--proxy-mode: mode: kube-natd implements iptables mode only, got \"ipvs\""])
+            problems("--proxy-mode=ipvs"), ["--proxy-mode: mode: kube-natd implements iptables mode only, got \"ipvs\""]
+        )
     }
 
     func testRepeatedFlagsLastWinsListsAppendGatesMerge() throws {
