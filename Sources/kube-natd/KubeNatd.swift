@@ -127,7 +127,7 @@ struct KubeNatd: AsyncParsableCommand {
 
         switch mode {
         case .writeConfig:
-            try setup.configuration.render().write(toFile: kubeProxy.writeConfigTo!, atomically: true, encoding: .utf8)
+            try StandardOutput.writeFile(setup.configuration.render(), to: kubeProxy.writeConfigTo!)
         case .initOnly:
             self.initOnly(setup)
         case .validate:

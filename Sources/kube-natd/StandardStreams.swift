@@ -9,12 +9,38 @@
 /// turns that into a fatal error with a backtrace. Here EPIPE ends the process the way it ends `iptables-save |
 /// head`: quietly, by SIGPIPE (the shell reports status 141), with nothing on stderr.
 enum StandardOutput {
-    static func write(_ text: String) {
+    static func write(_ text: String) { self.write(text, fd: 1) }
+
+    /// `--write-config-to PATH`: a regular file (or a new one) is replaced atomically; anything else that exists
+    /// (a symlink such as `/dev/stdout`, a FIFO, a terminal) is truncated and written in place, as Go's
+    /// `os.Create` does, with the same quiet end when a pipe's reader has gone.
+    static func writeFile(_ text: String, to path: String) throws {
+        // lstat, not stat: /dev/stdout is a symlink, and replacing it by rename would replace the link itself.
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT != S_IFREG else {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw OpenError(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        self.write(text, fd: fd)
+    }
+
+    struct OpenError: Error, CustomStringConvertible {
+        var path: String
+        var reason: String
+        var description: String { "\(path): \(reason)" }
+    }
+
+    private static func write(_ text: String, fd: Int32) {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeMutableBytes { buffer in
-                Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
+                Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             }
             if n >= 0 {
                 offset += n
