@@ -8,16 +8,28 @@
 /// locked on (their behaviour is always there), and the rest are recorded in `featureGates` and otherwise
 /// unused, as in kube-proxy's iptables proxier.
 public enum FeatureGates {
-    /// Graduated gates locked to true (setting one to false is an error, as upstream).
+    /// Graduated gates locked to true (setting one to false is an error, as upstream): the networking gates that
+    /// went GA up to Kubernetes 1.33, and the gates upstream's versioned specs (v1.32) mark `LockToDefault`.
     static let lockedOn: Set<String> = [
         "KubeProxyDrainingTerminatingNodes", "LoadBalancerIPMode", "MultiCIDRServiceAllocator", "NFTablesProxyMode",
         "ServiceTrafficDistribution", "TopologyAwareHints",
+        "APIListChunking", "AdmissionWebhookMatchConditions", "AggregatedDiscoveryEndpoint", "AppArmor",
+        "AppArmorFields", "CPUManager", "CustomResourceFieldSelectors", "DevicePluginCDIDevices",
+        "DisableCloudProviders", "DisableKubeletCloudCredentialProviders", "EfficientWatchResumption",
+        "ElasticIndexedJob", "HPAContainerMetrics", "JobPodFailurePolicy", "LogarithmicScaleDown",
+        "PDBUnhealthyPodEvictionPolicy", "PersistentVolumeLastPhaseTransitionTime", "PodDisruptionConditions",
+        "PodHostIPs", "PodSchedulingReadiness", "RemainingItemCount", "RetryGenerateName",
+        "ServiceAccountTokenJTI", "ServiceAccountTokenNodeBindingValidation", "ServiceAccountTokenPodNodeInfo",
+        "StatefulSetStartOrdinal", "StrictCostEnforcementForVAP", "StrictCostEnforcementForWebhooks",
+        "StructuredAuthorizationConfiguration", "WatchBookmark", "ZeroLimitedNominalConcurrencyShares",
     ]
 
-    /// Gate names (pkg/features, client-go, component-base logs/metrics/zpages, apiserver), as of the upstream
-    /// sources this table was written from; extend it when upstream adds gates.
+    /// Gate names, from upstream's pkg/features (kube_features.go and versioned_kube_features.go as of v1.32,
+    /// with the apiserver, apiextensions and controller-manager gates they list), client-go, component-base
+    /// (logs, metrics, zpages), and gates added since that we know of. A gate newer than this list is refused,
+    /// as by an older kube-proxy: extend the list when upstream adds gates.
     static let known: Set<String> = lockedOn.union([
-        "AllAlpha", "AllBeta",
+        "AllAlpha", "AllBeta", "CloudControllerManagerWebhook", "CRDValidationRatcheting",
         // component-base: logging, metrics, zpages
         "ContextualLogging", "LoggingAlphaOptions", "LoggingBetaOptions", "ComponentSLIs", "ComponentFlagz",
         "ComponentStatusz",
