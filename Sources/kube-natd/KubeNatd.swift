@@ -170,8 +170,9 @@ struct KubeNatd: AsyncParsableCommand {
     /// `--init-only`: what needs full privileges (the sysctls kube-proxy sets, the OOM score), then exit 0, so
     /// the daemon can run later with CAP_NET_ADMIN only.
     func initOnly(_ setup: NodeSetup) {
-        let localhost = rules.ipFamily.families.contains(.ipv4)
-            && (setup.configuration.iptables.localhostNodePorts || rules.ruleLayout == .v1_23)
+        // route_localnet as the IPv4 proxier sets it (localhost NodePorts); set whatever --ip-family says, since
+        // the privileged step runs before the families are known.
+        let localhost = setup.configuration.iptables.localhostNodePorts || rules.ruleLayout == .v1_23
         Sysctls().prepare(setup.configuration, localhostNodePorts: localhost, logger: logger)
         OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
         logger.info("node initialized (--init-only); exiting")
