@@ -148,18 +148,26 @@ else
 fi
 
 # --- 4. --init-only ------------------------------------------------------------------------------------------
-if N test -e /proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal; then
-    N sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=0 > /dev/null
-    N "$BIN" --init-only --conntrack-tcp-be-liberal --conntrack-udp-timeout=33s > "$TMP/init.log" 2>&1; rc=$?
+# In a namespace of its own: the daemons above left their rules in the first one.
+topo_add_ns init || exit 2
+NI=$(topo_ns init)
+I() { timeout 20 ip netns exec "$NI" "$@"; }
+if I test -e /proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal; then
+    I sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=0 > /dev/null
+    I "$BIN" --init-only --conntrack-tcp-be-liberal --conntrack-udp-timeout=33s > "$TMP/init.log" 2>&1; rc=$?
     [ "$rc" = 0 ] && ok "--init-only exits 0" || { bad "--init-only exit $rc"; tail -5 "$TMP/init.log"; }
-    [ "$(N cat /proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal)" = 1 ] &&
+    [ "$(I cat /proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal)" = 1 ] &&
         ok "--init-only --conntrack-tcp-be-liberal set nf_conntrack_tcp_be_liberal in the namespace" ||
         bad "--init-only did not set nf_conntrack_tcp_be_liberal"
-    [ "$(N cat /proc/sys/net/netfilter/nf_conntrack_udp_timeout)" = 33 ] &&
+    [ "$(I cat /proc/sys/net/netfilter/nf_conntrack_udp_timeout)" = 33 ] &&
         ok "--init-only --conntrack-udp-timeout=33s set nf_conntrack_udp_timeout" ||
         bad "--init-only did not set nf_conntrack_udp_timeout"
     logged "$TMP/init.log" "oom_score_adj" && ok "--init-only applied the OOM score" || bad "--init-only: no OOM score line"
-    N iptables-legacy-save 2> /dev/null | grep -q KUBE- && bad "--init-only wrote rules" || ok "--init-only wrote no rules"
+    if saved=$(I iptables-legacy-save 2>&1) && saved6=$(I iptables-nft-save 2>&1); then
+        echo "$saved $saved6" | grep -q KUBE- && bad "--init-only wrote rules" || ok "--init-only wrote no rules (legacy, nft)"
+    else
+        bad "--init-only: cannot read the namespace's tables to check" 
+    fi
 else
     skip "--init-only: no nf_conntrack sysctls in this kernel's namespaces"
 fi
