@@ -35,10 +35,13 @@ public actor ProxyDaemon {
     private var lastSyncSucceeded = false
     private var lastNode: NodeInfo?
     private let executor = DedicatedExecutor(label: "kube-natd.sync")
+    /// How the healthz and metrics servers bind (tests inject the sleeper).
+    public nonisolated let serverBinding: ServerBinding
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { self.executor.asUnownedSerialExecutor() }
 
-    public init(path: SyncPath, source: ClusterSource, logger: Logger) {
+    public init(path: SyncPath, source: ClusterSource, logger: Logger, serverBinding: ServerBinding = ServerBinding()) {
+        self.serverBinding = serverBinding
         self.path = path
         self.source = source
         self.logger = logger
@@ -57,24 +60,24 @@ public actor ProxyDaemon {
     public func run() async throws {
         let c = self.path.setup.configuration
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var healthServer: HealthServer?
-        var metricsServer: MetricsServer?
+        // kube-proxy's serveHealthz/serveMetrics: fatal with bindAddressHardFail, else retried every 5 s.
+        let (proxyHealth, proxyMetrics, serverLog) = (self.health, self.metrics, self.logger)
+        var healthServer: ServerBinding.Slot<HealthServer>?
+        var metricsServer: ServerBinding.Slot<MetricsServer>?
         if let (host, port) = c.healthzListenAddress {
-            do {
-                healthServer = try await HealthServer.start(host: host, port: port, health: self.health, metrics: self.metrics,
-                                                            group: group, logger: self.logger)
-            } catch {
-                self.logger.error("cannot serve healthz on \(c.healthzBindAddress): \(error)")
-                if c.bindAddressHardFail { throw error }
+            healthServer = try await self.serverBinding.start(
+                "healthz", address: c.healthzBindAddress, hardFail: c.bindAddressHardFail, logger: serverLog
+            ) {
+                try await HealthServer.start(host: host, port: port, health: proxyHealth, metrics: proxyMetrics,
+                                             group: group, logger: serverLog)
             }
         }
         if let (host, port) = c.metricsListenAddress {
-            do {
-                metricsServer = try await MetricsServer.start(host: host, port: port, metrics: self.metrics, group: group,
-                                                              logger: self.logger)
-            } catch {
-                self.logger.error("cannot serve metrics on \(c.metricsBindAddress): \(error)")
-                if c.bindAddressHardFail { throw error }
+            metricsServer = try await self.serverBinding.start(
+                "metrics", address: c.metricsBindAddress, hardFail: c.bindAddressHardFail, logger: serverLog
+            ) {
+                try await MetricsServer.start(host: host, port: port, metrics: proxyMetrics, group: group,
+                                              logger: serverLog)
             }
         }
         let serviceHealth = ServiceHealthServers(
@@ -117,8 +120,8 @@ public actor ProxyDaemon {
         _ = await sourceTask.value
         try? self.notifier.stopping()
         await serviceHealth.stop()
-        await healthServer?.stop()
-        await metricsServer?.stop()
+        await healthServer?.end()?.stop()
+        await metricsServer?.end()?.stop()
         try? await group.shutdownGracefully()
         self.logger.info("stopped; the rules stay in the kernel")
     }

@@ -28,8 +28,11 @@ struct KubeNatd: AsyncParsableCommand {
     @OptionGroup(title: "Cluster source") var source: SourceOptions
     @OptionGroup(title: "Rules") var rules: RuleOptions
 
-    @Option(name: [.customShort("v"), .customLong("v")], help: "Log level verbosity (0-10), as kube-proxy's -v.")
-    var verbosity: Int?
+    /// kube-proxy's flags, taken out of argv (pflag's syntax) before ArgumentParser reads kube-natd's own.
+    /// Set once in `main` before anything runs.
+    nonisolated(unsafe) static var kubeProxy = KubeProxyCommandLine()
+    /// The effective `logging.verbosity` (flag or file), set once the configuration is loaded.
+    nonisolated(unsafe) static var verbosity = 0
 
     /// Usage errors (unknown values, conflicting modes) exit 2, like configuration errors, not ArgumentParser's 64.
     static func main() async {
@@ -40,8 +43,24 @@ struct KubeNatd: AsyncParsableCommand {
         // daemon whose heavy work runs on one thread at a time.
         _ = mallocOption(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
         _ = mallocOption(-8 /* M_ARENA_MAX */, 2)
+        let kubeProxy: KubeProxyCommandLine
+        do { kubeProxy = try KubeProxyCommandLine.parse(Array(CommandLine.arguments.dropFirst())) } catch {
+            Stderr.line("kube-natd: \(error)")
+            Foundation.exit(2)
+        }
+        Self.kubeProxy = kubeProxy
+        Self.verbosity = kubeProxy.overrides.verbosity ?? 0
+        if kubeProxy.help {
+            StandardOutput.write(Self.helpMessage() + "\n" + Self.kubeProxyHelp)
+            Foundation.exit(0)
+        }
+        if kubeProxy.version != nil {
+            let version = Self.configuration.version
+            StandardOutput.write((version.isEmpty ? "kube-natd" : version) + "\n")
+            Foundation.exit(0)
+        }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(kubeProxy.remaining)
             if var async = command as? AsyncParsableCommand { try await async.run() } else { try command.run() }
         } catch {
             if exitCode(for: error) == .validationFailure {
@@ -55,7 +74,7 @@ struct KubeNatd: AsyncParsableCommand {
     /// What this run does; exactly one at a time.
     enum Mode: String {
         case daemon, dryRun = "--dry-run", once = "--once", cleanup = "--cleanup", validate = "--validate",
-             writeConfig = "--write-config-to"
+             writeConfig = "--write-config-to", initOnly = "--init-only"
     }
 
     func validate() throws {
@@ -67,9 +86,10 @@ struct KubeNatd: AsyncParsableCommand {
         var modes: [Mode] = []
         if rules.dryRun { modes.append(.dryRun) }
         if rules.once { modes.append(.once) }
-        if rules.cleanup { modes.append(.cleanup) }
+        if Self.kubeProxy.cleanup { modes.append(.cleanup) }
         if config.validate { modes.append(.validate) }
-        if config.writeConfigTo != nil { modes.append(.writeConfig) }
+        if Self.kubeProxy.writeConfigTo != nil { modes.append(.writeConfig) }
+        if Self.kubeProxy.initOnly { modes.append(.initOnly) }
         guard modes.count <= 1 else {
             throw ValidationError("\(modes.map(\.rawValue).joined(separator: " and ")) cannot be combined: choose one")
         }
@@ -78,24 +98,39 @@ struct KubeNatd: AsyncParsableCommand {
 
     var logger: Logger {
         var logger = Logger(label: "kube-natd")
-        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
+        logger.logLevel = Self.verbosity >= 4 ? .debug : .info
         return logger
     }
 
     mutating func run() async throws {
+        let kubeProxy = Self.kubeProxy
+        let mode = try self.mode()
+        var overrides = kubeProxy.overrides
+        if mode == .writeConfig {
+            // kube-proxy combines --healthz-port/--metrics-port with the addresses only when it neither reads
+            // nor writes a config file.
+            overrides.healthzPort = nil
+            overrides.metricsPort = nil
+        }
+        // What the daemon loads, kept to notice an edit of the file on disk.
+        let loadedConfig = kubeProxy.configFile.flatMap(ConfigFileWatch.read)
         var setup: NodeSetup
         do {
-            setup = try NodeSetup.load(configPath: config.configFile, overrides: try config.overrides(verbosity: verbosity))
+            setup = try NodeSetup.load(configPath: kubeProxy.configFile, overrides: overrides)
             setup.ruleLayout = rules.ruleLayout
         } catch let e as SetupError {
             Stderr.line(e.description)
             throw ExitCode(e.exitCode)
         }
+        Self.verbosity = setup.configuration.logging.verbosity
+        for notice in kubeProxy.notices { Stderr.line("warning: \(notice)") }
         for w in setup.warnings { Stderr.line("warning: \(w)") }
 
-        switch try self.mode() {
+        switch mode {
         case .writeConfig:
-            try setup.configuration.render().write(toFile: config.writeConfigTo!, atomically: true, encoding: .utf8)
+            try StandardOutput.writeFile(setup.configuration.render(), to: kubeProxy.writeConfigTo!)
+        case .initOnly:
+            self.initOnly(setup)
         case .validate:
             if let path = source.source {
                 let load = try loadManifests(path)
@@ -107,9 +142,12 @@ struct KubeNatd: AsyncParsableCommand {
         case .dryRun:
             try dryRun(setup)
         case .once:
+            OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
             try once(setup)
         case .daemon:
-            try await runDaemon(setup)
+            OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
+            let watch = kubeProxy.configFile.map { ConfigFileWatch(path: $0, loaded: loadedConfig ?? []) }
+            try await runDaemon(setup, watch: watch)
         }
     }
 
@@ -134,9 +172,20 @@ struct KubeNatd: AsyncParsableCommand {
         }
     }
 
+    /// `--init-only`: what needs full privileges (the sysctls kube-proxy sets, the OOM score), then exit 0, so
+    /// the daemon can run later with CAP_NET_ADMIN only.
+    func initOnly(_ setup: NodeSetup) {
+        // route_localnet as the IPv4 proxier sets it (localhost NodePorts); set whatever --ip-family says, since
+        // the privileged step runs before the families are known.
+        let localhost = setup.configuration.iptables.localhostNodePorts || rules.ruleLayout == .v1_23
+        Sysctls().prepare(setup.configuration, localhostNodePorts: localhost, logger: logger)
+        OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
+        logger.info("node initialized (--init-only); exiting")
+    }
+
     /// The long-running mode: follow the source, keep the kernel in step; SIGTERM/SIGINT stop (rules stay),
-    /// SIGHUP re-reads manifest files.
-    func runDaemon(_ setup: NodeSetup) async throws {
+    /// SIGHUP re-reads manifest files; an edit of the `--config` file ends the process with status 1.
+    func runDaemon(_ setup: NodeSetup, watch: ConfigFileWatch?) async throws {
         let logger = self.logger
         let durations = try source.durations()
         let clusterSource: ClusterSource
@@ -146,9 +195,9 @@ struct KubeNatd: AsyncParsableCommand {
             let c = setup.configuration.clientConnection.kubeconfig
             // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
             // (and reported so at start-up).
-            let search = CredentialSearch(kubeconfigFlag: config.configFile == nil ? config.kubeconfig : nil,
+            let search = CredentialSearch(kubeconfigFlag: Self.kubeProxy.configFile == nil ? Self.kubeProxy.overrides.kubeconfig : nil,
                                           configKubeconfig: c.isEmpty ? nil : c,
-                                          masterOverride: config.master)
+                                          masterOverride: Self.kubeProxy.overrides.master)
             let credentials: ClusterCredentials
             do { credentials = try search.resolve(logger: logger) } catch {
                 Stderr.line("kube-natd: \(error)")
@@ -178,11 +227,22 @@ struct KubeNatd: AsyncParsableCommand {
             src.resume()
             signalSources.append(src)
         }
+        let configChanged = ChangeReason()
+        let watchTask = watch.map { watch in
+            Task {
+                guard let reason = await watch.changed(logger: logger) else { return }
+                logger.error("\(reason): exiting so that the supervisor starts kube-natd with it")
+                configChanged.set(reason)
+                task.cancel()
+            }
+        }
         do { try await task.value } catch {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
+        watchTask?.cancel()
         signalSources.forEach { $0.cancel() }
+        if configChanged.get() != nil { throw ExitCode(1) }
     }
 
     /// The sync path of `--once` and the daemon: the chosen backend, features decided on this machine.
@@ -247,7 +307,7 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: \(outcome.error.map { "\($0)" } ?? "dry run failed")")
             throw ExitCode(1)
         }
-        FileHandle.standardOutput.write(Data((outcome.report.text ?? "").utf8))
+        StandardOutput.write(outcome.report.text ?? "")
         let skipped = load.issues.filter { $0.severity == .error }.count
         let ignored = load.issues.count - skipped
         // The dry run changes nothing on the node, so it does not look for them either (reading nf_tables needs
@@ -275,6 +335,23 @@ struct KubeNatd: AsyncParsableCommand {
 @_silgen_name("mallopt")
 private func mallocOption(_ option: Int32, _ value: Int32) -> Int32
 
-enum Stderr {
-    static func line(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Why the daemon stopped on its own (set once, from the config file watch).
+final class ChangeReason: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reason: String?
+    func set(_ r: String) { lock.withLock { reason = r } }
+    func get() -> String? { lock.withLock { reason } }
+}
+
+extension KubeNatd {
+    /// The kube-proxy part of `--help`.
+    static var kubeProxyHelp: String {
+        """
+        KUBE-PROXY FLAGS:
+          Every flag of kube-proxy, with pflag's syntax: --flag=value; --flag value (not for booleans);
+          a bare boolean means true (--masquerade-all), --flag=false turns it off; -v 4, -v=4 or -v4.
+          With --config only --hostname-override and the logging flags apply; the others are reported as ignored.
+
+        """ + KubeProxyFlag.usage
+    }
 }

@@ -34,6 +34,7 @@ run_suite traffic "$HERE/traffic.sh" "$BIN"
 run_suite traffic-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
 run_suite daemon "$HERE/daemon.sh" "$BIN"
+run_suite daemon-cli "$HERE/daemon-cli.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
 run_suite topology "$HERE/topology.sh" "$BIN"
 # The traffic, daemon, end-to-end and topology suites again through the nf_tables backend.
