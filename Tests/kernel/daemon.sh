@@ -280,7 +280,7 @@ sighup() {
 check "change: SIGHUP picks up an edit made with the old mtime kept (touch -r)" sighup
 
 # --- 4. drift ----------------------------------------------------------------------------------------------
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 # drift NAME TABLE COMMAND...: break the rules with COMMAND, expect repair within syncPeriod (2 s) + margin,
 # byte-identical owned rules, one more drift repair counted for TABLE, and web answering again.
@@ -352,7 +352,7 @@ hc_closed() {
 check "health check 32001: port closed once web-local is removed" hc_closed
 
 # --- 6. a broken object at runtime ----------------------------------------------------------------------------
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 cat > "$TMP/manifests/broken.yaml" << 'EOF'
 apiVersion: v1
@@ -404,7 +404,7 @@ restore_started() {
     grep -q "restore backend (iptables-$FLAVOR-restore)" "$TMP/daemon.log" || { echo "     not the restore backend"; return 1; }
 }
 check "restore backend: the daemon starts and syncs through iptables-$FLAVOR-restore" restore_started
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 drift "nat -F KUBE-SERVICES (restore backend)" nat flush_services
 drift "mangle canary deleted (restore backend)" mangle delete_canary
