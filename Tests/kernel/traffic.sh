@@ -270,7 +270,7 @@ switch_to() { # switch_to LAYOUT: --once with it while a client keeps connecting
     local to=$1 commits
     probe client tcp 10.96.0.10 80 400 2 > "$TMP/switch-$to" &
     local prober=$!
-    sleep 0.2
+    wait_for 50 test -s "$TMP/switch-$to" # the client is connecting (its first answer is in) before the switch
     topo_in node "$KUBE_NATD" --config "$CONFIG" --source "$CLUSTER" --once --backend "$BACKEND" --ip-family dual \
         --rule-layout "$to" -v 4 > "$TMP/switch-$to.log" 2>&1 || { sed 's/^/     /' "$TMP/switch-$to.log"; return 1; }
     wait "$prober"
