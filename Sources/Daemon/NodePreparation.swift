@@ -65,21 +65,28 @@ extension KernelFeatures {
     /// prints what `--once` would write on this machine. `--random-fully auto` follows kube-proxy: the host's
     /// iptables is 1.6.2 or newer (its `--version` needs no privileges); without an iptables binary, the kernel
     /// decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since 3.13). nfacct counters are used only on request.
+    /// `kernelRelease` (tests): the running kernel's release, as uname(2) gives it.
     public static func decide(randomFully: FeatureChoice, nfacctCounters: FeatureChoice,
-                              iptables: () -> IptablesVersion? = IptablesVersion.detect) -> KernelFeatures {
+                              iptables: () -> IptablesVersion? = IptablesVersion.detect,
+                              kernelRelease: () -> String? = KernelFeatures.kernelRelease) -> KernelFeatures {
         let random: Bool
         switch randomFully {
         case .yes: random = true
         case .no: random = false
-        case .auto: random = iptables()?.supportsRandomFully ?? kernelHasRandomFully()
+        case .auto: random = iptables()?.supportsRandomFully ?? kernelRelease().map(kernelHasRandomFully) ?? false
         }
         return KernelFeatures(randomFully: random, nfacctCounters: nfacctCounters == .yes)
     }
 
-    static func kernelHasRandomFully() -> Bool {
+    /// The running kernel's release (uname -r), nil when uname fails.
+    public static func kernelRelease() -> String? {
         var u = utsname()
-        guard uname(&u) == 0 else { return false }
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard uname(&u) == 0 else { return nil }
+        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since Linux 3.13.
+    static func kernelHasRandomFully(_ release: String) -> Bool {
         let parts = release.split(separator: ".").prefix(2).map { Int($0.prefix { $0.isNumber }) ?? 0 }
         guard parts.count == 2 else { return false }
         return parts[0] > 3 || (parts[0] == 3 && parts[1] >= 13)

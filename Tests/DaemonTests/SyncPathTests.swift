@@ -4,6 +4,7 @@ import KubeSource
 import Logging
 import Netfilter
 import ProxyConfig
+import RuleCompiler
 import Ruleset
 import XCTest
 
@@ -62,16 +63,41 @@ final class SyncPathTests: XCTestCase {
         let sync = try path(text)
         let outcome = sync.run(snapshot([web()], [slice(["10.244.1.10"])]), full: true)
         XCTAssertTrue(outcome.succeeded)
-        let nat = try XCTUnwrap(text.tables[.ipv4]?[.nat])
-        let services = try XCTUnwrap(nat.rules["KUBE-SERVICES"])
+        let natApplied = try XCTUnwrap(text.tables[.ipv4]?[.nat])
+        let services = try XCTUnwrap(natApplied.rules["KUBE-SERVICES"])
         XCTAssertTrue(services.contains { $0.contains("-d 10.96.0.10 ") && $0.contains("--dport 80") })
-        XCTAssertEqual(nat.rules["PREROUTING"]?.first?.hasSuffix("-j KUBE-SERVICES"), true, "jump on top of PREROUTING")
-        // The dry run is the same turn with the text backend: its text declares exactly the chains applied.
+        XCTAssertEqual(natApplied.rules["PREROUTING"]?.first?.hasSuffix("-j KUBE-SERVICES"), true, "jump on top of PREROUTING")
+        // The dry run is the same turn with the text backend: its text declares exactly the chains the compiler
+        // made for this state (read from the compiler's Ruleset, not from another text backend), and they have
+        // upstream's shape for one NodePort Service with one endpoint.
         let dry = TextBackend(rendersText: true)
         let printed = try path(dry).run(snapshot([web()], [slice(["10.244.1.10"])]), full: true).report.text ?? ""
-        let declared = Set(printed.split(separator: "\n").filter { $0.hasPrefix(":") }.map { String($0.dropFirst().prefix { $0 != " " }) })
-        XCTAssertEqual(declared, Set(nat.order + (text.tables[.ipv4]?[.filter]?.order ?? []))
-            .subtracting(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]))
+        var declared: [String: Set<String>] = [:]
+        var table = ""
+        for line in printed.split(separator: "\n") {
+            if line.hasPrefix("*") { table = String(line.dropFirst()) }
+            if line.hasPrefix(":") { declared[table, default: []].insert(String(line.dropFirst().prefix { $0 != " " })) }
+        }
+        let compiled = RuleCompiler(settings: try setup().settings(for: .ipv4, features: KernelFeatures()))
+            .compile(ClusterState(services: [web()], slices: [slice(["10.244.1.10"])]))
+        let builtin: Set<String> = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+        for t in compiled.tables {
+            XCTAssertEqual(declared[t.table.rawValue] ?? [], Set(t.chains.map(\.name)).subtracting(builtin),
+                           "\(t.table.rawValue): the dry run declares the compiled chains")
+        }
+        let nat = declared["nat"] ?? []
+        XCTAssertTrue(["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"].allSatisfy(nat.contains), "\(nat)")
+        for prefix in ["KUBE-SVC-", "KUBE-EXT-", "KUBE-SEP-"] {
+            XCTAssertEqual(nat.filter { $0.hasPrefix(prefix) }.count, 1, "one \(prefix) chain for web's one port and endpoint: \(nat)")
+        }
+        XCTAssertEqual(nat.count, 7, "\(nat.sorted())")
+        // ...and the applied turn holds the same chains, rule for rule as the printed text.
+        let appliedChains = Set(nat.union(declared["filter"] ?? []))
+        XCTAssertEqual(appliedChains, Set(natApplied.order + (text.tables[.ipv4]?[.filter]?.order ?? [])).subtracting(builtin))
+        for chain in nat {
+            let printedRules = printed.split(separator: "\n").filter { $0.hasPrefix("-A \(chain) ") }.count
+            XCTAssertEqual(natApplied.rules[chain]?.count ?? 0, printedRules, "\(chain): applied and printed rule counts")
+        }
     }
 
     func testTheNodeIsPreparedAsTheDaemonDoesOnceAndAgainWhenSettingsNeedIt() throws {

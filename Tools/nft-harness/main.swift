@@ -15,6 +15,11 @@
 //   nft-harness canaries [--ip-family ...]
 //   nft-harness dump     --family ipv4|ipv6 --table nat|filter|mangle   every rule in canonical text
 //   nft-harness genid
+//   Any command: --fault POINT[:FIRST[:COUNT]] (repeatable) makes calls FIRST.. (default 1) of POINT fail COUNT
+//   times (default 1): batch-erestart (the batch comes back ERESTART unsent), batch-enobufs (sent, replies lost),
+//   dump-intr (a dump ends interrupted). Prints "faults: POINT=hits ..." at the end. --keep-going: a failed apply
+//   step prints "apply N failed: ERROR" and the next step runs (exit 1 at the end).
+import CNftables
 import Daemon
 import Foundation
 import KubeModel
@@ -37,6 +42,8 @@ struct Options {
     var injectBadRule = false
     var kubeletEnsured = false
     var table = "nat"
+    var faults: [(point: Int32, name: String, first: UInt32, count: UInt32)] = []
+    var keepGoing = false
 
     init(_ args: [String]) throws {
         var it = args.makeIterator()
@@ -71,6 +78,17 @@ struct Options {
             case "--inject-bad-rule": self.injectBadRule = true
             case "--kubelet-ensured": self.kubeletEnsured = true
             case "--table": self.table = try value(arg)
+            case "--keep-going": self.keepGoing = true
+            case "--fault":
+                let parts = try value(arg).split(separator: ":").map(String.init)
+                let points: [String: Int32] = [
+                    "batch-erestart": Int32(KNFT_FAULT_BATCH_ERESTART), "batch-enobufs": Int32(KNFT_FAULT_BATCH_ENOBUFS),
+                    "dump-intr": Int32(KNFT_FAULT_DUMP_INTR),
+                ]
+                guard let name = parts.first, let point = points[name], parts.count <= 3,
+                    let first = parts.count > 1 ? UInt32(parts[1]) : 1, let count = parts.count > 2 ? UInt32(parts[2]) : 1
+                else { throw Usage("--fault: batch-erestart|batch-enobufs|dump-intr[:FIRST[:COUNT]]") }
+                self.faults.append((point, name, first, count))
             default: throw Usage("unknown argument \(arg)")
             }
         }
@@ -174,6 +192,12 @@ func run() throws -> Int32 {
     let o = try Options(Array(CommandLine.arguments.dropFirst()))
     let backend = NftablesBackend(form: o.form)
     backend.alwaysRead = o.read
+    for f in o.faults { knft_test_fault(f.point, f.first, f.count) }
+    defer {
+        if !o.faults.isEmpty {
+            print("faults: " + o.faults.map { "\($0.name)=\(knft_test_fault_hits($0.point))" }.joined(separator: " "))
+        }
+    }
     var status: Int32 = 0
     switch o.command {
     case "apply":
@@ -196,7 +220,12 @@ func run() throws -> Int32 {
             if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
             if o.injectBadRule && s == ([source] + o.then).last { injectBadRule(&rulesets) }
             let started = Date()
-            let report = try backend.apply(rulesets)
+            let report: ApplyReport
+            do { report = try backend.apply(rulesets) } catch where o.keepGoing {
+                print("apply \(step) failed: \(error)")
+                status = 1
+                continue
+            }
             printReport(
                 "apply \(step) (\(backend.form.rawValue) form) \(String(format: "%.4fs", Date().timeIntervalSince(started))) readKernel=\(backend.lastCallReadKernel) stampCurrent=\(backend.lastCallStampCurrent)",
                 report)
