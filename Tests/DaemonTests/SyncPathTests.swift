@@ -188,4 +188,40 @@ final class SyncPathTests: XCTestCase {
         _ = try path(backend, families: [.ipv4, .ipv6]).run(snapshot([web()], []), full: true)
         XCTAssertEqual(backend.calls, [[.ipv4, .ipv6]], "one transaction for every family")
     }
+    func testThePartialSyncHandsTheCompilersChangeToTheBackendAndAFullSyncEverything() throws {
+        final class Recording: KernelBackend {
+            let inner = TextBackend()
+            var changes: [[RulesetChange]] = []
+            var name: String { "recording" }
+            func apply(_ rulesets: [Ruleset]) throws -> ApplyReport { try inner.apply(rulesets) }
+            func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
+                self.changes.append(changes)
+                return try inner.apply(rulesets)
+            }
+            func readOwned(family: IPFamily) throws -> OwnedState { try inner.readOwned(family: family) }
+            func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState { try inner.expectedOwned(ruleset) }
+            func ensureCanaries(family: IPFamily) throws { try inner.ensureCanaries(family: family) }
+            func cleanup(families: [IPFamily]) throws -> ApplyReport { try inner.cleanup(families: families) }
+        }
+        let backend = Recording()
+        let sync = try path(backend)
+        // one state, evolving as the daemon's store does, so the compiler patches instead of compiling anew
+        var state = ClusterState(services: [web()], slices: [slice(["10.244.1.10"])])
+        _ = sync.run(ClusterStore.Snapshot(state: state, serviceChanges: 1), full: true)
+        state.upsert(slice(["10.244.1.11"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        state.upsert(slice(["10.244.1.12"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: true)
+        XCTAssertEqual(backend.changes.count, 3)
+        guard backend.changes.count == 3 else { return }
+        let (first, partial, full) = (backend.changes[0][0], backend.changes[1][0], backend.changes[2][0])
+        XCTAssertTrue(first.isEverything)
+        XCTAssertFalse(partial.isEverything)
+        XCTAssertEqual(partial.base, first.id)
+        let nat = partial.touched[.nat] ?? []
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SEP-") }, "\(nat)")
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SVC-") }, "\(nat)")
+        XCTAssertTrue(full.isEverything, "a full sync redoes everything whatever the compiler patched")
+        XCTAssertNotEqual(full.id, partial.id)
+    }
 }
