@@ -68,6 +68,12 @@ struct NftablesProgram {
         self.bytes = program.bytes
     }
 
+    init(_ family: IPFamily, _ table: Table, bytes: [UInt8]) {
+        self.family = family
+        self.table = table
+        self.bytes = bytes
+    }
+
     /// The C descriptors of the programs, valid inside `body`.
     static func withDescriptors<R>(_ programs: [NftablesProgram], _ body: (UnsafePointer<knft_program>?, Int) -> R) -> R {
         var all: [UInt8] = []
@@ -93,6 +99,63 @@ struct NftablesProgram {
 
 extension IPFamily {
     var cValue: Int32 { self == .ipv4 ? 4 : 6 }
+}
+
+/// One (family, table)'s last program, with where each declared chain's records are in it, so that the next
+/// apply of a ruleset derived from it (`RulesetChange`) copies the records of unchanged chains instead of
+/// encoding them again.
+struct EncodedTable {
+    /// The ruleset these bytes encode (`RulesetChange.id`); nil: applied without a change, reused by nothing.
+    var id: UInt64?
+    var bytes: [UInt8]
+    var names: [String]
+    /// Each chain's records: `bytes[starts[i]..<ends[i]]`.
+    var starts: [Int]
+    var ends: [Int]
+
+    /// Encodes `table` (`TableProgram.encode`'s records, in its order), copying from `previous` each chain
+    /// that `touched` does not name and that `previous` holds at the same place in the chain order; the
+    /// chains encoded anew are added to `encodedCount`, the copied ones to `reusedCount`.
+    init(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, previous: EncodedTable?, touched: Set<String>,
+         encodedCount: inout Int, reusedCount: inout Int) throws(EncodingError) {
+        var program = TableProgram(family: family, capacity: previous.map { $0.bytes.count + 4096 } ?? 1 << 16)
+        var names: [String] = []
+        var starts: [Int] = []
+        var ends: [Int] = []
+        names.reserveCapacity(table.chains.count)
+        starts.reserveCapacity(table.chains.count)
+        ends.reserveCapacity(table.chains.count)
+        program.encodeHead()
+        var i = 0
+        for chain in table.chains {
+            let start = program.bytes.count
+            var reused = false
+            if let previous, !touched.contains(chain.name) {
+                // chains removed or rewritten since: not in the same place any more
+                while i < previous.names.count, touched.contains(previous.names[i]) { i += 1 }
+                if i < previous.names.count, previous.names[i] == chain.name {
+                    program.bytes.append(contentsOf: previous.bytes[previous.starts[i]..<previous.ends[i]])
+                    i += 1
+                    reused = true
+                }
+            }
+            if reused {
+                reusedCount += 1
+            } else {
+                try program.encodeChain(chain, table: table.table)
+                encodedCount += 1
+            }
+            names.append(chain.name)
+            starts.append(start)
+            ends.append(program.bytes.count)
+        }
+        try program.encodeTail(table, dropJumpsIntoDeleted: true)
+        self.id = id
+        self.bytes = program.bytes
+        self.names = names
+        self.starts = starts
+        self.ends = ends
+    }
 }
 
 /// A fixed-size C char array as a String.
