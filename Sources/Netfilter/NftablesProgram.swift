@@ -74,26 +74,27 @@ struct NftablesProgram {
         self.bytes = bytes
     }
 
-    /// The C descriptors of the programs, valid inside `body`.
+    /// The C descriptors of the programs, valid inside `body`. Each points into its program's own bytes (no
+    /// copy of the whole ruleset: unchanged tables are the encodings the backend keeps between applies).
     static func withDescriptors<R>(_ programs: [NftablesProgram], _ body: (UnsafePointer<knft_program>?, Int) -> R) -> R {
-        var all: [UInt8] = []
-        all.reserveCapacity(programs.reduce(0) { $0 + $1.bytes.count })
-        var offsets: [Int] = []
-        for p in programs {
-            offsets.append(all.count)
-            all += p.bytes
-        }
-        return all.withUnsafeBufferPointer { base in
-            var descriptors = programs.enumerated().map { i, p in
+        var descriptors: [knft_program] = []
+        descriptors.reserveCapacity(programs.count)
+        func next(_ i: Int) -> R {
+            guard i < programs.count else {
+                return descriptors.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+            }
+            let p = programs[i]
+            return p.bytes.withUnsafeBufferPointer { bytes in
                 var d = knft_program()
                 d.family = p.family.cValue
                 withUnsafeMutableBytes(of: &d.table) { $0.copyBytes(from: p.table.rawValue.utf8.prefix(15)) }
-                d.bytes = base.baseAddress.map { $0 + offsets[i] }
-                d.length = p.bytes.count
-                return d
+                d.bytes = bytes.baseAddress
+                d.length = bytes.count
+                descriptors.append(d)
+                return next(i + 1)
             }
-            return descriptors.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
         }
+        return next(0)
     }
 }
 
