@@ -218,19 +218,24 @@ public final class NftablesBackend: KernelBackend {
             let change = changes.first { $0.family == ruleset.family }
             for table in ruleset.tables {
                 let key = EncodedKey(family: ruleset.family, table: table.table)
-                let previous = self.encodedTables.removeValue(forKey: key)
-                let usable = change.flatMap { c in
-                    c.isEverything || previous?.id == nil || previous?.id != c.base ? nil : previous
-                }
-                let entry: EncodedTable
+                // taken out of the dictionary so that its bytes are not shared and are patched in place
+                var entry = self.encodedTables.removeValue(forKey: key)
                 do {
-                    entry = try EncodedTable(
-                        ruleset.family, table, id: change?.id, previous: usable,
-                        touched: change?.touched[table.table] ?? [], encodedCount: &encodedCount,
-                        reusedCount: &reusedCount)
+                    if var previous = entry, let change, !change.isEverything, previous.id != nil,
+                       previous.id == change.base {
+                        entry = nil
+                        try previous.patch(
+                            ruleset.family, table, id: change.id, touched: change.touched[table.table] ?? [],
+                            encodedCount: &encodedCount, reusedCount: &reusedCount)
+                        entry = previous
+                    } else {
+                        entry = nil
+                        entry = try EncodedTable(ruleset.family, table, id: change?.id, encodedCount: &encodedCount)
+                    }
                 } catch {
                     throw NetfilterError.encoding(error)
                 }
+                guard let entry else { continue }
                 programs.append(NftablesProgram(ruleset.family, table.table, bytes: entry.bytes))
                 self.encodedTables[key] = entry
             }

@@ -103,8 +103,9 @@ extension IPFamily {
 }
 
 /// One (family, table)'s last program, with where each declared chain's records are in it, so that the next
-/// apply of a ruleset derived from it (`RulesetChange`) copies the records of unchanged chains instead of
-/// encoding them again.
+/// apply of a ruleset derived from it (`RulesetChange`) patches the bytes in place: only the chains the change
+/// names are encoded again, and only the part of the program between the first and the last of them moves.
+/// A new buffer for the whole program would cost more than the encoding (every page of it faulted in again).
 struct EncodedTable {
     /// The ruleset these bytes encode (`RulesetChange.id`); nil: applied without a change, reused by nothing.
     var id: UInt64?
@@ -113,49 +114,87 @@ struct EncodedTable {
     /// Each chain's records: `bytes[starts[i]..<ends[i]]`.
     var starts: [Int]
     var ends: [Int]
+    /// Where the chains end and the tail (deleted chains, jumps, ensured rules) begins.
+    var chainsEnd: Int
 
-    /// Encodes `table` (`TableProgram.encode`'s records, in its order), copying from `previous` each chain
-    /// that `touched` does not name and that `previous` holds at the same place in the chain order; the
-    /// chains encoded anew are added to `encodedCount`, the copied ones to `reusedCount`.
-    init(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, previous: EncodedTable?, touched: Set<String>,
-         encodedCount: inout Int, reusedCount: inout Int) throws(EncodingError) {
-        var program = TableProgram(family: family, capacity: previous.map { $0.bytes.count + 4096 } ?? 1 << 16)
-        var names: [String] = []
+    /// Encodes `table` whole (`TableProgram.encode`'s records, in its order).
+    init(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, encodedCount: inout Int) throws(EncodingError) {
+        var program = TableProgram(family: family, capacity: 1 << 16)
         var starts: [Int] = []
         var ends: [Int] = []
-        names.reserveCapacity(table.chains.count)
         starts.reserveCapacity(table.chains.count)
         ends.reserveCapacity(table.chains.count)
         program.encodeHead()
-        var i = 0
         for chain in table.chains {
-            let start = program.bytes.count
-            var reused = false
-            if let previous, !touched.contains(chain.name) {
-                // chains removed or rewritten since: not in the same place any more
-                while i < previous.names.count, touched.contains(previous.names[i]) { i += 1 }
-                if i < previous.names.count, previous.names[i] == chain.name {
-                    program.bytes.append(contentsOf: previous.bytes[previous.starts[i]..<previous.ends[i]])
-                    i += 1
-                    reused = true
-                }
-            }
-            if reused {
-                reusedCount += 1
-            } else {
-                try program.encodeChain(chain, table: table.table)
-                encodedCount += 1
-            }
-            names.append(chain.name)
-            starts.append(start)
+            starts.append(program.bytes.count)
+            try program.encodeChain(chain, table: table.table)
             ends.append(program.bytes.count)
         }
+        encodedCount += table.chains.count
+        self.chainsEnd = program.bytes.count
         try program.encodeTail(table, dropJumpsIntoDeleted: true)
         self.id = id
         self.bytes = program.bytes
-        self.names = names
+        self.names = table.chains.map(\.name)
         self.starts = starts
         self.ends = ends
+    }
+
+    /// Makes this the encoding of `table`, which differs from the table it encodes only in the chains `touched`
+    /// names: the unchanged chains before the first and after the last named one stay where they are, the part
+    /// between is encoded again (copying the unchanged chains in it), the tail is encoded again. The bytes
+    /// equal a whole encode of `table`; when the chains are not as `touched` says (a chain moved), more of
+    /// them are encoded again, never fewer.
+    mutating func patch(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, touched: Set<String>,
+                        encodedCount: inout Int, reusedCount: inout Int) throws(EncodingError) {
+        let new = table.chains
+        let n = new.count
+        let m = self.names.count
+        var p = 0
+        while p < n, p < m, new[p].name == self.names[p], !touched.contains(new[p].name) { p += 1 }
+        var s = 0
+        while s < n - p, s < m - p, new[n - 1 - s].name == self.names[m - 1 - s],
+              !touched.contains(new[n - 1 - s].name) { s += 1 }
+        func startOf(_ k: Int) -> Int { k < m ? self.starts[k] : self.chainsEnd }
+        let oldLo = startOf(p)
+        let oldHi = startOf(m - s)
+        // the middle: unchanged chains in it are copied from where they are now
+        var reusable: [String: Int] = [:]
+        for i in p..<(m - s) where !touched.contains(self.names[i]) { reusable[self.names[i]] = i }
+        var middle = TableProgram(family: family, capacity: max(256, oldHi - oldLo + 256))
+        var names: [String] = []
+        var starts: [Int] = []
+        var ends: [Int] = []
+        for chain in new[p..<(n - s)] {
+            starts.append(oldLo + middle.bytes.count)
+            if !touched.contains(chain.name), let i = reusable[chain.name] {
+                middle.bytes.append(contentsOf: self.bytes[self.starts[i]..<self.ends[i]])
+                reusedCount += 1
+            } else {
+                try middle.encodeChain(chain, table: table.table)
+                encodedCount += 1
+            }
+            ends.append(oldLo + middle.bytes.count)
+            names.append(chain.name)
+        }
+        reusedCount += p + s
+        var tail = TableProgram(family: family, capacity: 4096)
+        try tail.encodeTail(table, dropJumpsIntoDeleted: true)
+        // the tail first: replacing it does not move the middle
+        self.bytes.replaceSubrange(self.chainsEnd..<self.bytes.count, with: tail.bytes)
+        self.bytes.replaceSubrange(oldLo..<oldHi, with: middle.bytes)
+        let delta = middle.bytes.count - (oldHi - oldLo)
+        self.names.replaceSubrange(p..<(m - s), with: names)
+        self.starts.replaceSubrange(p..<(m - s), with: starts)
+        self.ends.replaceSubrange(p..<(m - s), with: ends)
+        if delta != 0 {
+            for k in (p + names.count)..<self.starts.count {
+                self.starts[k] += delta
+                self.ends[k] += delta
+            }
+        }
+        self.chainsEnd += delta
+        self.id = id
     }
 }
 

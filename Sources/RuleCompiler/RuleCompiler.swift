@@ -220,12 +220,16 @@ public final class RuleCompiler {
             guard let (t, c) = place else { preconditionFailure("a fragment holds rules for a chain its layout lacks") }
             let offset = offsets[k]
             rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldParts[k].count, with: newParts[k])
-            touched[rs.tables[t].table, default: []].insert(rs.tables[t].chains[c].name)
+            // a shared chain (KUBE-SERVICES holds a rule of every Service) counts only when its share changed
+            if oldParts[k] != newParts[k] { touched[rs.tables[t].table, default: []].insert(rs.tables[t].chains[c].name) }
         }
-        if !(old.natChains.isEmpty && new.natChains.isEmpty) {
+        if old.natChains != new.natChains {
+            // the Service's own chains that went, came or changed (an endpoint's SEP chain; its SVC chain)
             var names = touched[rs.tables[1].table, default: []]
-            for chain in old.natChains { names.insert(chain.name) }
-            for chain in new.natChains { names.insert(chain.name) }
+            let before = Dictionary(old.natChains.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for chain in new.natChains where before[chain.name] != chain { names.insert(chain.name) }
+            let after = Set(new.natChains.map(\.name))
+            for chain in old.natChains where !after.contains(chain.name) { names.insert(chain.name) }
             touched[rs.tables[1].table] = names
         }
         let offset = Self.natFixedChains + offsets[6]

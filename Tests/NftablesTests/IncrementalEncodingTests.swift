@@ -96,6 +96,23 @@ final class IncrementalEncodingTests: XCTestCase {
         XCTAssertEqual(programs.map(\.bytes), try self.fresh(back))
     }
 
+    func testChainsThatMovedWithoutBeingNamedAreStillWhereAFreshEncodePutsThem() throws {
+        let backend = NftablesBackend(form: .v1_8_8)
+        _ = try backend.encodePrograms([self.ruleset()], changes: [.everything(.ipv4, id: 1)])
+        var moved = self.ruleset(endpoint: (30, "10.9.9.9"))
+        moved.tables[1].chains.swapAt(10, 40)  // two chains of other Services trade places, unnamed
+        moved.tables[1].ensured.append(EnsuredRule(chain: "KUBE-MARK-DROP", rule: Rule([], .markOr(0x8000))))
+        let programs = try backend.encodePrograms(
+            [moved], changes: [RulesetChange(family: .ipv4, id: 2, base: 1, touched: [.nat: [self.sep(30, 0)]])])
+        XCTAssertEqual(programs.map(\.bytes), try self.fresh(moved))
+        XCTAssertEqual(backend.lastChainsEncoded + backend.lastChainsReused, self.chainCount)
+        // and the next patch starts from the right places
+        let back = self.ruleset()
+        let programs2 = try backend.encodePrograms(
+            [back], changes: [RulesetChange(family: .ipv4, id: 3, base: 2, touched: [.nat: [self.sep(30, 0)]])])
+        XCTAssertEqual(programs2.map(\.bytes), try self.fresh(back))
+    }
+
     func testAFullSyncEncodesEverythingAgain() throws {
         let backend = NftablesBackend(form: .v1_8_8)
         _ = try backend.encodePrograms([self.ruleset()], changes: [.everything(.ipv4, id: 1)])
