@@ -29,6 +29,11 @@ public final class RuleCompiler {
 
     public let settings: NodeSettings
     public private(set) var lastStats = CompileStats()
+    /// What the last compile changed against the one before it (the chains of the Services it patched), or
+    /// `everything` after a full compile: what a backend may limit its work to.
+    public private(set) var lastChange: RulesetChange
+    /// The Services the last compile patched because they changed; nil: it compiled every Service.
+    public private(set) var lastChangedServices: [ObjectName]?
 
     /// One Service's compiled view, kept in namespace/name order.
     private struct Entry {
@@ -54,6 +59,7 @@ public final class RuleCompiler {
 
     public init(settings: NodeSettings) {
         self.settings = settings
+        lastChange = .everything(settings.family, id: 0)
         sharedChains = settings.ruleLayout == .v1_23
             ? [(0, 0), (0, 1), (0, 3), nil, (1, 0), (1, 1)] : [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1)]
     }
@@ -126,6 +132,8 @@ public final class RuleCompiler {
         self.zone = zone
         totals = stats
         lastStats = stats
+        lastChange = .everything(settings.family, id: RulesetChange.newID())
+        lastChangedServices = nil
         return rs
     }
 
@@ -155,9 +163,10 @@ public final class RuleCompiler {
         let large = endpoints > Self.largeClusterEndpointsThreshold
         guard large == totals.largeClusterMode else { return nil }
         totals.endpoints = endpoints
+        var touched: [Table: Set<String>] = [:]
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
             e.fragment = fragment(e.ports, e.endpoints, large: large, zone: zone)
-            patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
+            patch(&rs, at: i, old: entries[i].fragment, new: e.fragment, touched: &touched)
             add(entries[i].ports.count, entries[i].fragment, to: &totals, sign: -1)
             add(e.ports.count, e.fragment, to: &totals, sign: 1)
             entries[i] = e
@@ -167,7 +176,47 @@ public final class RuleCompiler {
         self.zone = zone
         lastStats = totals
         lastStats.fragmentsCompiled = updates.count
+        lastChange = RulesetChange(family: settings.family, id: RulesetChange.newID(), base: lastChange.id,
+                                   touched: touched)
+        lastChangedServices = changed.map { $0 }
         return rs
+    }
+
+    /// `RuleCompiler.udpFrontends` of the last compiled state, from the views cached for its rules (no Service is
+    /// resolved again): of every Service, or (`only`) of the frontends the named Services use, each still with
+    /// the serving endpoints of every Service that shares it (so a shared frontend keeps another Service's flows).
+    public func cachedUDPFrontends(only names: [ObjectName]? = nil) -> UDPServiceFrontends {
+        var out = UDPServiceFrontends(family: settings.family)
+        func addresses(_ p: ServicePortInfo) -> [IPAddress] { [p.clusterIP] + p.loadBalancerVIPs + p.externalIPs }
+        func add(_ e: Entry) {
+            for (port, eps) in zip(e.ports, e.endpoints) where port.proto == .udp {
+                out.add(addresses: addresses(port), port: port.port, nodePort: port.nodePort,
+                        serving: Set(eps.lazy.filter(\.serving).map(\.ip)))
+            }
+        }
+        guard let names else {
+            entries.forEach(add)
+            return out
+        }
+        var frontends = Set<UDPServiceFrontends.Frontend>()
+        var nodePorts = Set<Int>()
+        for name in names {
+            guard let i = position[name] else { continue }
+            for port in entries[i].ports where port.proto == .udp {
+                for ip in addresses(port) { frontends.insert(.init(ip: ip, port: port.port)) }
+                if port.nodePort != 0 { nodePorts.insert(port.nodePort) }
+            }
+        }
+        if frontends.isEmpty && nodePorts.isEmpty { return out }
+        for e in entries {
+            let shares = e.ports.contains { p in
+                p.proto == .udp
+                    && (nodePorts.contains(p.nodePort)
+                        || addresses(p).contains { frontends.contains(.init(ip: $0, port: p.port)) })
+            }
+            if shares { add(e) }
+        }
+        return out
     }
 
     /// Where fragment rules live in the assembled ruleset: (table index, chain index), in `FragmentCounts` order.
@@ -176,7 +225,9 @@ public final class RuleCompiler {
     /// Per-service nat chains follow the four fixed nat chains (in both layouts).
     private static let natFixedChains = 4
 
-    private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment) {
+    /// Replaces one Service's rules and chains and notes, per table, the chains it rewrote, added or removed.
+    private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment,
+                       touched: inout [Table: Set<String>]) {
         let oldParts = FragmentCounts.parts(old)
         let newParts = FragmentCounts.parts(new)
         var offsets = SIMD8<Int>()
@@ -185,6 +236,17 @@ public final class RuleCompiler {
             guard let (t, c) = place else { preconditionFailure("a fragment holds rules for a chain its layout lacks") }
             let offset = offsets[k]
             rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldParts[k].count, with: newParts[k])
+            // a shared chain (KUBE-SERVICES holds a rule of every Service) counts only when its share changed
+            if oldParts[k] != newParts[k] { touched[rs.tables[t].table, default: []].insert(rs.tables[t].chains[c].name) }
+        }
+        if old.natChains != new.natChains {
+            // the Service's own chains that went, came or changed (an endpoint's SEP chain; its SVC chain)
+            var names = touched[rs.tables[1].table, default: []]
+            let before = Dictionary(old.natChains.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for chain in new.natChains where before[chain.name] != chain { names.insert(chain.name) }
+            let after = Set(new.natChains.map(\.name))
+            for chain in old.natChains where !after.contains(chain.name) { names.insert(chain.name) }
+            touched[rs.tables[1].table] = names
         }
         let offset = Self.natFixedChains + offsets[6]
         rs.tables[1].chains.replaceSubrange(offset..<offset + old.natChains.count, with: new.natChains)

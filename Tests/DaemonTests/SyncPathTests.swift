@@ -196,6 +196,55 @@ final class SyncPathTests: XCTestCase {
         XCTAssertEqual(calls, 2)
     }
 
+    func testAPartialSyncCleansConntrackOfTheChangedServicesOnlyAndAFullOrAfterAFailureOfAll() throws {
+        func dns(_ n: String, _ ip: String) -> Service {
+            Service(name: name(n), type: .clusterIP, clusterIPs: [IPAddress(ip)!],
+                    ports: [ServicePort(name: "dns", protocol: .udp, port: 53, targetPort: .int(5353))])
+        }
+        func dnsSlice(_ n: String, _ ep: String) -> EndpointSlice {
+            EndpointSlice(name: name(n + "-1"), serviceName: n,
+                          endpoints: [Endpoint(addresses: [IPAddress(ep)!], conditions: .init(ready: true))],
+                          ports: [EndpointPort(name: "dns", port: 5353, protocol: .udp)])
+        }
+        final class Flaky: KernelBackend {
+            let inner = TextBackend()
+            var fail = false
+            var name: String { "flaky" }
+            func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
+                if fail { throw NetfilterError.unsupported("test failure") }
+                return try inner.apply(rulesets)
+            }
+            func readOwned(family: IPFamily) throws -> OwnedState { try inner.readOwned(family: family) }
+            func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState { try inner.expectedOwned(ruleset) }
+            func ensureCanaries(family: IPFamily) throws { try inner.ensureCanaries(family: family) }
+            func cleanup(families: [IPFamily]) throws -> ApplyReport { try inner.cleanup(families: families) }
+        }
+        let backend = Flaky()
+        let sync = try path(backend)
+        sync.conntrackCleanup = true
+        var seen: [Set<IPAddress>] = []
+        sync.reconcileConntrack = { f in
+            seen.append(Set(f.byAddress.keys.map(\.ip)))
+            return UDPConntrackReport(family: .ipv4)
+        }
+        var state = ClusterState(services: [dns("a", "10.96.0.1"), dns("b", "10.96.0.2"), dns("c", "10.96.0.3")],
+                                 slices: [dnsSlice("a", "10.244.0.1"), dnsSlice("b", "10.244.0.2"), dnsSlice("c", "10.244.0.3")])
+        let all: Set = [IPAddress("10.96.0.1")!, IPAddress("10.96.0.2")!, IPAddress("10.96.0.3")!]
+        _ = sync.run(ClusterStore.Snapshot(state: state, serviceChanges: 3), full: true)
+        state.upsert(dnsSlice("b", "10.244.0.22"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        // a failed sync skips the cleanup; the next one cannot know what that one changed, so it takes all
+        backend.fail = true
+        state.upsert(dnsSlice("a", "10.244.0.11"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        backend.fail = false
+        state.upsert(dnsSlice("c", "10.244.0.33"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        state.upsert(dnsSlice("c", "10.244.0.34"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        XCTAssertEqual(seen, [all, [IPAddress("10.96.0.2")!], all, [IPAddress("10.96.0.3")!]])
+    }
+
     func testDualStackAppliesBothFamiliesInOneCall() throws {
         final class Counting: KernelBackend {
             let inner = TextBackend()
@@ -213,5 +262,41 @@ final class SyncPathTests: XCTestCase {
         let backend = Counting()
         _ = try path(backend, families: [.ipv4, .ipv6]).run(snapshot([web()], []), full: true)
         XCTAssertEqual(backend.calls, [[.ipv4, .ipv6]], "one transaction for every family")
+    }
+    func testThePartialSyncHandsTheCompilersChangeToTheBackendAndAFullSyncEverything() throws {
+        final class Recording: KernelBackend {
+            let inner = TextBackend()
+            var changes: [[RulesetChange]] = []
+            var name: String { "recording" }
+            func apply(_ rulesets: [Ruleset]) throws -> ApplyReport { try inner.apply(rulesets) }
+            func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
+                self.changes.append(changes)
+                return try inner.apply(rulesets)
+            }
+            func readOwned(family: IPFamily) throws -> OwnedState { try inner.readOwned(family: family) }
+            func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState { try inner.expectedOwned(ruleset) }
+            func ensureCanaries(family: IPFamily) throws { try inner.ensureCanaries(family: family) }
+            func cleanup(families: [IPFamily]) throws -> ApplyReport { try inner.cleanup(families: families) }
+        }
+        let backend = Recording()
+        let sync = try path(backend)
+        // one state, evolving as the daemon's store does, so the compiler patches instead of compiling anew
+        var state = ClusterState(services: [web()], slices: [slice(["10.244.1.10"])])
+        _ = sync.run(ClusterStore.Snapshot(state: state, serviceChanges: 1), full: true)
+        state.upsert(slice(["10.244.1.11"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        state.upsert(slice(["10.244.1.12"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: true)
+        XCTAssertEqual(backend.changes.count, 3)
+        guard backend.changes.count == 3 else { return }
+        let (first, partial, full) = (backend.changes[0][0], backend.changes[1][0], backend.changes[2][0])
+        XCTAssertTrue(first.isEverything)
+        XCTAssertFalse(partial.isEverything)
+        XCTAssertEqual(partial.base, first.id)
+        let nat = partial.touched[.nat] ?? []
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SEP-") }, "\(nat)")
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SVC-") }, "\(nat)")
+        XCTAssertTrue(full.isEverything, "a full sync redoes everything whatever the compiler patched")
+        XCTAssertNotEqual(full.id, partial.id)
     }
 }

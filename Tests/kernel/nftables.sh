@@ -378,6 +378,38 @@ newns ref; reference ref ipv4 "$GEN/v1" "$(GCFG)"
 save live ipv4 > "$TMP/s4"; save ref ipv4 > "$TMP/r4"
 check "long-lived: the result equals the restore of the dry run" same "$TMP/s4" "$TMP/r4"
 delns ref; delns live
+
+# As the daemon: one compiler and one evolving state, each apply told the compiler's change, so only the chains
+# it names are encoded again (steps 2, 3 and 6 are one-endpoint changes; 4 and 5 remove and re-add a Service,
+# which the compiler compiles fully). After the series the kernel holds what a new process's --once writes.
+newns evo
+H evo apply --evolve --form 1.8.9 --config "$(GCFG)" --source "$GEN/v1" --then "$GEN/v2" --then "$GEN/v1" \
+    --then "$GEN/v3" --then "$GEN/v1" --then "$GEN/v2" > "$TMP/evo.out" 2>&1 || bad "evolving applies failed" "$(cat "$TMP/evo.out")"
+encoded_only_changes() {
+    python3 - "$TMP/evo.out" <<'PY'
+import re, sys
+steps = [tuple(map(int, m)) for m in re.findall(r"chains encoded=(\d+) reused=(\d+)", open(sys.argv[1]).read())]
+print("encoded/reused per apply:", steps)
+if len(steps) != 6: sys.exit(1)
+total = steps[0][0]
+ok = steps[0][1] == 0 and total > 500
+for i in (1, 2, 5):  # one endpoint: its SVC and SEP chains (and at most a shared chain) again, the rest reused
+    ok = ok and 1 <= steps[i][0] <= 6 and steps[i][0] + steps[i][1] >= total - 10
+for i in (3, 4):     # a Service removed or added: a full compile, everything encoded
+    ok = ok and steps[i][1] == 0
+sys.exit(0 if ok else 1)
+PY
+}
+check "evolving: one-endpoint changes encode only the chains the compiler names" encoded_only_changes
+newns fresh
+once fresh 1.8.9 --config "$(GCFG)" --source "$GEN/v2" --ip-family ipv4 > /dev/null 2>&1 || bad "--once of v2 failed"
+dump evo ipv4 > "$TMP/evo.dump"; dump fresh ipv4 > "$TMP/fresh.dump"
+same_nonempty() { grep -q 'KUBE-SEP-' "$2" || { echo "no service chains in $2"; return 1; }; same "$1" "$2"; }
+check "evolving: after the series every rule equals a new process's --once, expression by expression" \
+    same_nonempty "$TMP/evo.dump" "$TMP/fresh.dump"
+save evo ipv4 > "$TMP/evo.save"; save fresh ipv4 > "$TMP/fresh.save"
+check "evolving: iptables-nft-save equals a new process's --once" same_nonempty "$TMP/evo.save" "$TMP/fresh.save"
+delns fresh; delns evo
 fi
 
 if want concurrency; then

@@ -8,6 +8,9 @@
 //        one again), `drift` (readOwned vs expectedOwned of the last source), `wait:PATH` (until PATH exists,
 //        at most 60 s: a test changes the kernel meanwhile). --read: dump the kernel every time (stateless).
 //        --kubelet-ensured: also ensure kubelet's v1.23 rules (KUBE-MARK-DROP, KUBE-FIREWALL and its jumps).
+//        --evolve: as the daemon, one compiler per family and one cluster state that each step's source is
+//        upserted into (objects it lacks removed), each apply told the compiler's change; each report adds
+//        "chains encoded=N reused=M".
 //   nft-harness read     [--ip-family ...] [--read]          owned chains with digests, "family table chain rules digest"
 //   nft-harness drift    --source PATH --config FILE [--ip-family ...] [--form F]
 //                        exit 1 when a declared chain's digest read back differs from the expected one
@@ -41,6 +44,7 @@ struct Options {
     var then: [String] = []
     var injectBadRule = false
     var kubeletEnsured = false
+    var evolve = false
     var table = "nat"
     var faults: [(point: Int32, name: String, first: UInt32, count: UInt32)] = []
     var keepGoing = false
@@ -77,6 +81,7 @@ struct Options {
             case "--then": self.then.append(try value(arg))
             case "--inject-bad-rule": self.injectBadRule = true
             case "--kubelet-ensured": self.kubeletEnsured = true
+            case "--evolve": self.evolve = true
             case "--table": self.table = try value(arg)
             case "--keep-going": self.keepGoing = true
             case "--fault":
@@ -108,6 +113,33 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct)
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
+    }
+}
+
+/// The daemon's way (`--evolve`): one state that sources are merged into, one compiler per family that
+/// patches its last result, and the change each compile reports.
+final class Evolving {
+    var state = ClusterState()
+    var compilers: [RuleCompiler] = []
+
+    init(_ o: Options) throws {
+        var setup = try NodeSetup.load(configPath: o.config, overrides: ConfigOverrides())
+        setup.ruleLayout = o.layout
+        let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct)
+        self.compilers = o.families.map { RuleCompiler(settings: setup.settings(for: $0, features: features)) }
+    }
+
+    /// Makes the state hold exactly the source's objects, changing only those that differ.
+    func merge(_ source: String) throws {
+        let next = try ManifestInput.load(source).clusterState
+        for name in self.state.slices.keys where next.slices[name] == nil { self.state.removeSlice(name) }
+        for name in self.state.services.keys where next.services[name] == nil { self.state.removeService(name) }
+        for (name, s) in next.services where self.state.services[name] != s { self.state.upsert(s) }
+        for (name, s) in next.slices where self.state.slices[name] != s { self.state.upsert(s) }
+    }
+
+    func compile() -> ([Ruleset], [RulesetChange]) {
+        (self.compilers.map { $0.compile(self.state) }, self.compilers.map(\.lastChange))
     }
 }
 
@@ -205,6 +237,7 @@ func run() throws -> Int32 {
         var last = source
         var rulesets: [Ruleset] = []
         var step = 0
+        let evolving = o.evolve ? try Evolving(o) : nil
         for s in [source] + o.then {
             if s == "drift" {
                 if try drift(backend, rulesets) > 0 { status = 1 }
@@ -216,12 +249,18 @@ func run() throws -> Int32 {
             }
             if s != "same" { last = s }
             step += 1
-            rulesets = try compile(o, source: last)
+            var changes: [RulesetChange] = []
+            if let evolving {
+                try evolving.merge(last)
+                (rulesets, changes) = evolving.compile()
+            } else {
+                rulesets = try compile(o, source: last)
+            }
             if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
             if o.injectBadRule && s == ([source] + o.then).last { injectBadRule(&rulesets) }
             let started = Date()
             let report: ApplyReport
-            do { report = try backend.apply(rulesets) } catch where o.keepGoing {
+            do { report = try backend.apply(rulesets, changes: changes) } catch where o.keepGoing {
                 print("apply \(step) failed: \(error)")
                 status = 1
                 continue
@@ -229,6 +268,9 @@ func run() throws -> Int32 {
             printReport(
                 "apply \(step) (\(backend.form.rawValue) form) \(String(format: "%.4fs", Date().timeIntervalSince(started))) readKernel=\(backend.lastCallReadKernel) stampCurrent=\(backend.lastCallStampCurrent)",
                 report)
+            if evolving != nil {
+                print("  chains encoded=\(backend.lastChainsEncoded) reused=\(backend.lastChainsReused)")
+            }
         }
     case "read":
         for family in o.families {
