@@ -114,32 +114,50 @@ public struct APIServerSource<Object: Sendable>: Sendable {
         await run(collection, client: client, handler: handler)
     }
 
+    /// This node's Node, by name (upstream's node informer: a `metadata.name=<name>` field selector), through the
+    /// same list/watch (or poll) loop as the other kinds. Emitted when first seen and whenever its content changes
+    /// (a status heartbeat that only renumbers it is no change); nil when it is deleted.
     func followNode(_ name: String, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async {
         let collection = Collection(
             name: "Node \(name)", path: "/api/v1/nodes", selector: [("fieldSelector", "metadata.name=\(name)")])
-        var last: NodeInfo?
+        var last: Node?
+        var present = false
         let logger = self.logger
         func seen(_ item: JSONObject) {
-            let info = NodeInfo(json: item)
-            guard info.name == name, info != last else { return }
-            last = info
+            let result = ObjectDecoder.decode(item, defaultKind: "Node", defaultAPIVersion: "v1")
+            for issue in result.issues { logger.log(level: issue.severity == .error ? .error : .warning, "\(issue)") }
+            guard var node = result.node else {
+                logger.error("node \(name): invalid Node ignored, keeping the last good one")
+                return
+            }
+            guard node.name == name else { return }
+            node.resourceVersion = ""
+            guard node != last || !present else { return }
+            last = node
+            present = true
             logger.info(
-                "node \(name): podCIDRs \(info.podCIDRs), InternalIP \(info.internalIPs), ExternalIP \(info.externalIPs)"
+                "node \(name): zone \(node.zone ?? "(none)"), podCIDRs \(node.podCIDRs), addresses \(node.addresses.map { "\($0.type) \($0.address)" })\(node.deletionTimestamp != nil ? ", being deleted" : "")"
             )
-            emit(.node(info))
+            emit(.node(node))
+        }
+        func gone() {
+            guard present else { return }
+            present = false
+            last = nil
+            logger.warning("node \(name) was deleted from the apiserver")
+            emit(.node(nil))
         }
         let handler = CollectionHandler(
             replaceAll: { items in
-                if let item = items.first {
+                if let item = items.first(where: { objectName($0).name == name }) {
                     seen(item)
                 } else {
                     logger.warning("node \(name) not found on the apiserver: is --hostname-override right?")
+                    gone()
                 }
             },
             upsert: seen,
-            delete: { _ in
-                logger.warning("node \(name) was deleted from the apiserver; keeping its last known addresses")
-            })
+            delete: { item in if objectName(item).name == name { gone() } })
         await run(collection, client: client, handler: handler)
     }
 

@@ -28,42 +28,6 @@ public enum ResourceKind: String, Sendable, Hashable, CustomStringConvertible {
     public static let labelSelector = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
 }
 
-/// The parts of this node's Node object the proxy needs.
-public struct NodeInfo: Sendable, Equatable {
-    public var name: String
-    /// `spec.podCIDRs`, or `[spec.podCIDR]` on old clusters.
-    public var podCIDRs: [String]
-    /// `status.addresses` of type InternalIP.
-    public var internalIPs: [String]
-    /// `status.addresses` of type ExternalIP.
-    public var externalIPs: [String]
-
-    public init(name: String, podCIDRs: [String] = [], internalIPs: [String] = [], externalIPs: [String] = []) {
-        self.name = name
-        self.podCIDRs = podCIDRs
-        self.internalIPs = internalIPs
-        self.externalIPs = externalIPs
-    }
-
-    init(json: JSONObject) {
-        let meta = json["metadata"]?.objectValue ?? JSONObject()
-        let spec = json["spec"]?.objectValue ?? JSONObject()
-        let status = json["status"]?.objectValue ?? JSONObject()
-        // All strings or none, as the `[String]` cast this replaces read it.
-        let cidrValues = spec["podCIDRs"]?.arrayValue ?? []
-        var cidrs = cidrValues.compactMap(\.stringValue)
-        if cidrs.count != cidrValues.count { cidrs = [] }
-        if cidrs.isEmpty, let one = nonEmpty(spec["podCIDR"]?.stringValue) { cidrs = [one] }
-        let addresses = objects(status["addresses"])
-        func of(_ type: String) -> [String] {
-            addresses.filter { $0["type"]?.stringValue == type }.compactMap { $0["address"]?.stringValue }
-        }
-        self.init(
-            name: meta["name"]?.stringValue ?? "", podCIDRs: cidrs, internalIPs: of("InternalIP"),
-            externalIPs: of("ExternalIP"))
-    }
-}
-
 /// One change from the apiserver, in the order the consumer must apply them.
 ///
 /// Every list (the first one and each relist after a 410 Gone or, in polling mode, the first
@@ -74,8 +38,9 @@ public enum SourceEvent<Object: Sendable>: Sendable {
     case synced(ResourceKind)
     case upsert(ResourceKind, Object)
     case delete(ResourceKind, ObjectName)
-    /// The own Node changed in a way that matters (pod CIDRs, addresses); sent once it is first seen.
-    case node(NodeInfo)
+    /// This node's Node as first seen and after every change of what it holds (labels, taints, deletion,
+    /// addresses, podCIDRs); nil when it was deleted.
+    case node(Node?)
 }
 
 /// Turns one object (as `JSONTree` parsed it) into the consumer's value; a throw skips that
@@ -91,7 +56,8 @@ public struct SourceOptions: Sendable {
     }
 
     public var mode: Mode = .watch
-    /// This node's name: its Node object is followed for pod CIDRs and addresses. nil: not followed.
+    /// This node's name: its Node object is listed and watched by name (a `metadata.name` field selector, as
+    /// upstream's node informer). nil: not followed.
     public var nodeName: String?
     /// `limit` of each list page.
     public var pageSize: Int = 500

@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import KubeSource
 import XCTest
 
@@ -312,17 +313,23 @@ final class ListWatchTests: XCTestCase {
         try await withSource(ClusterCredentials(server: server.url), options: .fast(nodeName: "node-a")) { log in
             await log.wait { _ in log.nodes.count == 2 }
             try await Task.sleep(for: .milliseconds(100))
+            let cidrs = [CIDR("10.244.1.0/24")!, CIDR("fd00:10:244:1::/64")!]
+            let labels = ["kubernetes.io/hostname": "node-a", "kubernetes.io/os": "linux"]
             XCTAssertEqual(
                 log.nodes,
                 [
-                    NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
-                        internalIPs: ["192.168.10.11"],
-                        externalIPs: ["203.0.113.7"]),
-                    NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
-                        internalIPs: ["192.168.10.99"],
-                        externalIPs: ["203.0.113.7"]),
+                    Node(
+                        name: "node-a", labels: labels,
+                        addresses: [
+                            NodeAddress(type: "InternalIP", address: IPAddress("192.168.10.11")!),
+                            NodeAddress(type: "ExternalIP", address: IPAddress("203.0.113.7")!),
+                        ], podCIDRs: cidrs),
+                    Node(
+                        name: "node-a", labels: labels,
+                        addresses: [
+                            NodeAddress(type: "InternalIP", address: IPAddress("192.168.10.99")!),
+                            NodeAddress(type: "ExternalIP", address: IPAddress("203.0.113.7")!),
+                        ], podCIDRs: cidrs),
                 ])
         }
         let nodeRequests = server.requests.filter { $0.path == "/api/v1/nodes" }

@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import KubeSource
 import XCTest
 
@@ -88,7 +89,7 @@ final class PollingTests: XCTestCase {
             ClusterCredentials(server: server.url),
             options: .fast(mode: .poll(interval: .milliseconds(50)), nodeName: "node-a")
         ) { log in
-            await log.wait { _ in log.nodes.last?.podCIDRs == ["10.244.9.0/24"] }
+            await log.wait { _ in log.nodes.last??.podCIDRs == [CIDR("10.244.9.0/24")!] }
         }
     }
 }

@@ -129,10 +129,11 @@ struct TestObject: Sendable, Equatable, CustomStringConvertible {
 final class EventLog: @unchecked Sendable {
     private let lock = NSLock()
     private var _lines: [String] = []
-    private var _nodes: [NodeInfo] = []
+    private var _nodes: [Node?] = []
 
     var lines: [String] { lock.withLock { _lines } }
-    var nodes: [NodeInfo] { lock.withLock { _nodes } }
+    /// Every `.node` event in order; nil for a deletion.
+    var nodes: [Node?] { lock.withLock { _nodes } }
 
     func append(_ event: SourceEvent<TestObject>) {
         let line: String
@@ -142,9 +143,9 @@ final class EventLog: @unchecked Sendable {
         case .synced(let kind): line = "synced \(kind)"
         case .upsert(let kind, let o): line = "upsert \(kind) \(o)"
         case .delete(let kind, let name): line = "delete \(kind) \(name)"
-        case .node(let info):
-            line = "node \(info.name) \(info.podCIDRs) \(info.internalIPs)"
-            lock.withLock { _nodes.append(info) }
+        case .node(let node):
+            line = node.map { "node \($0.name) \($0.podCIDRs) \($0.addresses.map(\.address))" } ?? "node deleted"
+            lock.withLock { _nodes.append(node) }
         }
         lock.withLock { _lines.append(line) }
     }
