@@ -67,6 +67,9 @@ public final class ClusterStore: @unchecked Sendable {
     /// (`nodeSeen && node == nil` is a deleted Node).
     public var nodeSeen: Bool { self.lock.withLock { self.sawNode } }
 
+    /// True while a `waitForNode` call is waiting (tests wait on it instead of sleeping).
+    var hasNodeWaiters: Bool { self.lock.withLock { !self.nodeWaiters.isEmpty } }
+
     /// Waits until this node's Node is present and `until` holds for it (upstream's NodeManager waits for node IPs,
     /// and for podCIDRs in NodeCIDR mode); returns it, or nil when `timeout` passes first or the task is cancelled.
     /// Returns at once when the Node already qualifies.

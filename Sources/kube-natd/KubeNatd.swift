@@ -136,7 +136,7 @@ struct KubeNatd: AsyncParsableCommand {
         let durations = try source.durations()
         let clusterSource: ClusterSource
         if let path = source.source {
-            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, logger: logger)
+            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, nodeName: setup.nodeName, logger: logger)
         } else {
             let c = setup.configuration.clientConnection.kubeconfig
             // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
@@ -210,7 +210,7 @@ struct KubeNatd: AsyncParsableCommand {
         let readFrom = clock.now
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(clock.now - readFrom)) ms")
         let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
         guard outcome.succeeded else {
@@ -230,7 +230,7 @@ struct KubeNatd: AsyncParsableCommand {
         }
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         let text = TextBackend(rendersText: true)
         let sync = SyncPath(setup: setup, families: rules.ipFamily.families, backend: text, features: features,
                             node: NoNodePreparation(), logger: Logger(label: "kube-natd", factory: { _ in SwiftLogNoOpLogHandler() }),
