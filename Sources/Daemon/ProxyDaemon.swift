@@ -100,6 +100,7 @@ public actor ProxyDaemon {
             log.error("\(invalid)")
             metrics.invalidObjectSeen(kind: invalid.kind.rawValue)
         }
+        store.setOnRequest { resource, verb, code in metrics.apiserverRequest(resource: resource, verb: verb, code: code) }
         let source = self.source
         let sourceTask = Task { await source.run(into: store) }
         let clock = ContinuousClock()

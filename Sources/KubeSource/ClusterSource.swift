@@ -150,7 +150,15 @@ public struct APIServerClusterSource: ClusterSource {
     }
 
     public func run(into store: ClusterStore) async {
-        let source = APIServerSource<DecodeResult>(credentials: self.credentials, options: self.options,
+        var options = self.options
+        if let observer = store.requestObserver {
+            let earlier = options.onRequest
+            options.onRequest = { resource, verb, code in
+                earlier?(resource, verb, code)
+                observer(resource, verb, code)
+            }
+        }
+        let source = APIServerSource<DecodeResult>(credentials: self.credentials, options: options,
                                                    logger: self.logger) { kind, json in
             ObjectDecoder.decode(json, defaultKind: kind.rawValue)
         }

@@ -38,6 +38,7 @@ public final class ClusterStore: @unchecked Sendable {
     private var triggerTimes: [Date] = []
     private var onChange: @Sendable () -> Void = {}
     private var onInvalid: @Sendable (InvalidObject) -> Void = { _ in }
+    private var onRequest: APIRequestObserver?
     private var sawNode = false
     /// Callers of `waitForNode` still waiting, each with what it waits for.
     private var nodeWaiters: [UInt64: (until: @Sendable (Node) -> Bool, resume: CheckedContinuation<Node?, Never>)] = [:]
@@ -54,6 +55,14 @@ public final class ClusterStore: @unchecked Sendable {
     public func setOnInvalid(_ f: @escaping @Sendable (InvalidObject) -> Void) {
         self.lock.withLock { self.onInvalid = f }
     }
+
+    /// Told of every request an apiserver source feeding this store makes (set before the source runs).
+    public func setOnRequest(_ f: @escaping APIRequestObserver) {
+        self.lock.withLock { self.onRequest = f }
+    }
+
+    /// The request observer, if one was set.
+    public var requestObserver: APIRequestObserver? { self.lock.withLock { self.onRequest } }
 
     /// True once both the Services and the endpoints have been listed (upstream's `isInitialized`).
     public var isInitialized: Bool {

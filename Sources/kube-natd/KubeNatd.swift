@@ -150,6 +150,10 @@ struct KubeNatd: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             var options = KubeSource.SourceOptions(nodeName: setup.nodeName)
+            // clientConnection.qps / burst: client-go's token bucket in front of every request (kube-proxy's
+            // --kube-api-qps / --kube-api-burst land here too). contentType is not honoured: we speak JSON only.
+            options.qps = Double(setup.configuration.clientConnection.qps)
+            options.burst = setup.configuration.clientConnection.burst
             if source.sourceMode == .poll { options.mode = .poll(interval: durations.poll) }
             clusterSource = APIServerClusterSource(credentials: credentials, options: options, logger: logger)
         }
