@@ -314,8 +314,10 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                 // As client-go: the next list asks for the last resourceVersion seen (the watch cache answers it);
                 // only if that is refused too does it fall back to a consistent read. Relists are paced by the
                 // same backoff as failures, so a flapping watch cache does not become a list storm.
+                let why: String
+                if case .gone = error { why = "expired (410 Gone)" } else { why = "is newer than the apiserver's" }
                 logger.info(
-                    "watch \(c.name): resourceVersion \(state.lastSyncResourceVersion) no longer served (\(error)); relisting from it"
+                    "watch \(c.name): resourceVersion \(state.lastSyncResourceVersion) \(why); relisting from it after the backoff"
                 )
                 needList = true
                 guard await streak.pause() else { return }
