@@ -298,6 +298,10 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                         var code = 0
                         if case .int(let n)? = event.object["code"] { code = n }
                         if code == 410 { throw APIError.gone(path: c.path) }
+                        let message = event.object["message"]?.stringValue ?? "watch ERROR event"
+                        if code == 504 && message.contains("Too large resource version") {
+                            throw APIError.resourceVersionTooLarge(path: c.path, message: message)
+                        }
                         throw APIError.status(
                             path: c.path, code: code,
                             message: event.object["message"]?.stringValue ?? "watch ERROR event")

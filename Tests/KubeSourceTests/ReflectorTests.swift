@@ -100,6 +100,32 @@ final class ReflectorTests: XCTestCase {
         try await assertReflectorSequence(refusal: .json(status: 504, body: Wire.tooLarge), code: "504")
     }
 
+    func testAWatchErrorTooLargeRelistsFromTheLastResourceVersion() async throws {
+        let cluster = FakeCluster()
+        cluster.list(
+            services, .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "100", items: [])),
+            .json(status: 200, body: Wire.list(kind: "ServiceList", rv: "200", items: [])))
+        cluster.watch(
+            services,
+            .stream([
+                .send(Wire.event("ERROR", Wire.status(code: 504, reason: "Timeout", message: "Too large resource version: 100, current: 20"))),
+                .end,
+            ]))
+        let server = try await cluster.start()
+        defer { Task { await server.stop() } }
+        let clock = TestTiming()
+        try await withSource(ClusterCredentials(server: server.url), options: .onTestClock(clock)) { log in
+            await eventually("the pause before the relist") { clock.pending == [.milliseconds(800)] }
+            clock.advance(by: .milliseconds(800))
+            await eventually("the watch after the relist") {
+                server.requests.filter { $0.path == self.services && $0.isWatch }.count == 2
+            }
+        }
+        let seen = server.requests.filter { $0.path == services }
+        XCTAssertEqual(seen.map { "\($0.isWatch ? "watch" : "list") \($0.query["resourceVersion"] ?? "-")" },
+                       ["list 0", "watch 100", "list 100", "watch 200"])
+    }
+
     func testAPaginatedFirstListKeepsLaterListsPaginated() async throws {
         // A paginated answer to RV=0 means the watch cache is off: client-go keeps the limit on later lists too.
         let cluster = FakeCluster()
