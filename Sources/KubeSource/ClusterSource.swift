@@ -112,13 +112,18 @@ public final class ManifestFileSource: ClusterSource, @unchecked Sendable {
             load.nodes += one.nodes
             load.issues += one.issues
         }
-        for issue in load.issues where issue.severity != .error || issue.object == nil {
+        // Object-level errors reach the log through the store's onInvalid; a Node is not a store kind: logged here.
+        for issue in load.issues where issue.severity != .error || issue.object == nil || issue.kind == "Node" {
             self.logger.log(level: issue.severity == .error ? .error : .warning, "\(issue)")
         }
         store.replace(load: load, keep: keep)
         var nodeNote = ""
         if let name = self.nodeName {
             let node = load.node(named: name)
+            // An invalid version of this node's Node keeps the last good one (the store's rule for every object).
+            if node == nil && load.errors.contains(where: { $0.kind == "Node" && $0.object?.name == name }) {
+                keepNode = true
+            }
             if node != nil || !keepNode { store.setNode(node) }
             nodeNote = node != nil ? ", Node \(name)" : (keepNode ? ", Node \(name) kept from its last good read" : ", no Node \(name)")
         }

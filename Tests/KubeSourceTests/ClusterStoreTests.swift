@@ -303,6 +303,10 @@ final class ManifestNodeTests: XCTestCase {
         source.read(into: store, forced: true)
         XCTAssertEqual(store.node?.zone, "zone-c", "its file no longer parses: the Node keeps its last good read")
 
+        try write("nodes.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: node-b, labels: {a: [1]}}\n")
+        source.read(into: store, forced: true)
+        XCTAssertEqual(store.node?.zone, "zone-c", "an invalid version keeps the last good Node")
+
         try write("nodes.yaml", node("node-a", zone: "zone-a"))
         source.read(into: store, forced: true)
         XCTAssertNil(store.node, "a reload that no longer holds this node's Node sets none")
