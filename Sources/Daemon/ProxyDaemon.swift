@@ -33,7 +33,7 @@ public actor ProxyDaemon {
     private var driftCounted = false
     /// A failed sync leaves the kernel behind the compiler: the next full sync's rewrites are not drift.
     private var lastSyncSucceeded = false
-    private var lastNode: NodeInfo?
+    private var lastNode: Node?
     private let executor = DedicatedExecutor(label: "kube-natd.sync")
     /// How the healthz and metrics servers bind (tests inject the sleeper).
     public nonisolated let serverBinding: ServerBinding
@@ -103,6 +103,7 @@ public actor ProxyDaemon {
             log.error("\(invalid)")
             metrics.invalidObjectSeen(kind: invalid.kind.rawValue)
         }
+        store.setOnRequest { resource, verb, code in metrics.apiserverRequest(resource: resource, verb: verb, code: code) }
         let source = self.source
         let sourceTask = Task { await source.run(into: store) }
         let clock = ContinuousClock()
@@ -148,7 +149,8 @@ public actor ProxyDaemon {
     // MARK: - Sync
 
     func sync(full: Bool) -> SyncRunner<ContinuousClock>.Outcome {
-        if let node = self.store.node, node != self.lastNode {
+        // Only podCIDRs and addresses feed the settings; a label or taint change needs no fresh compilers.
+        if let node = self.store.node, node.podCIDRs != self.lastNode?.podCIDRs || node.addresses != self.lastNode?.addresses {
             self.lastNode = node
             // New settings mean new compilers: this sync compiles everything afresh.
             _ = self.path.update(setup: Self.applying(node, to: self.path.setup))
@@ -188,10 +190,11 @@ public actor ProxyDaemon {
     }
 
     /// The Node's pod CIDR (for detectLocalMode NodeCIDR) and addresses feed the compiler's settings.
-    static func applying(_ info: NodeInfo, to setup: NodeSetup) -> NodeSetup {
+    static func applying(_ node: Node, to setup: NodeSetup) -> NodeSetup {
         var s = setup
-        s.podCIDR = info.podCIDRs.compactMap { CIDR($0) }.first
-        let reported = (info.internalIPs + info.externalIPs).compactMap { IPAddress($0) }
+        s.podCIDR = node.podCIDRs.first
+        let reported = node.addresses.filter { $0.type == "InternalIP" }.map(\.address)
+            + node.addresses.filter { $0.type == "ExternalIP" }.map(\.address)
         guard !reported.isEmpty else { return s }
         var ips: [IPAddress] = []
         for ip in s.nodeIPs.prefix(1) + reported where !ips.contains(ip) { ips.append(ip) }

@@ -190,7 +190,7 @@ struct KubeNatd: AsyncParsableCommand {
         let durations = try source.durations()
         let clusterSource: ClusterSource
         if let path = source.source {
-            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, logger: logger)
+            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, nodeName: setup.nodeName, logger: logger)
         } else {
             let c = setup.configuration.clientConnection.kubeconfig
             // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
@@ -204,6 +204,10 @@ struct KubeNatd: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             var options = KubeSource.SourceOptions(nodeName: setup.nodeName)
+            // clientConnection.qps / burst: client-go's token bucket in front of every request (kube-proxy's
+            // --kube-api-qps / --kube-api-burst land here too). contentType is not honoured: we speak JSON only.
+            options.qps = Double(setup.configuration.clientConnection.qps)
+            options.burst = setup.configuration.clientConnection.burst
             if source.sourceMode == .poll { options.mode = .poll(interval: durations.poll) }
             clusterSource = APIServerClusterSource(credentials: credentials, options: options, logger: logger)
         }
@@ -277,7 +281,7 @@ struct KubeNatd: AsyncParsableCommand {
         let readFrom = clock.now
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(clock.now - readFrom)) ms")
         let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
         guard outcome.succeeded else {
@@ -297,7 +301,7 @@ struct KubeNatd: AsyncParsableCommand {
         }
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         let text = TextBackend(rendersText: true)
         let sync = SyncPath(setup: setup, families: rules.ipFamily.families, backend: text, features: features,
                             node: NoNodePreparation(), logger: Logger(label: "kube-natd", factory: { _ in SwiftLogNoOpLogHandler() }),
