@@ -248,6 +248,10 @@ run --feature-gates NoSuchGate=true --dry-run --source "$EX"
 expect "unknown feature gate: exit 2, gate named" 2 yes '--feature-gates: featureGates.NoSuchGate: unrecognized feature gate'
 run --feature-gates TopologyAwareHints=false --dry-run --source "$EX"
 expect "a locked gate turned off: exit 2" 2 yes 'cannot set feature gate TopologyAwareHints to false'
+run --feature-gates WatchFromStorageWithoutResourceVersion=true --dry-run --source "$EX"
+expect "a gate locked off turned on: exit 2" 2 yes 'cannot set feature gate WatchFromStorageWithoutResourceVersion to true, feature is locked to false'
+run --feature-gates KMSv1=true,AllAlpha=true --dry-run --source "$EX"
+expect "a deprecated gate: accepted with upstream's warning" 0 no '^warning: Setting deprecated feature gate KMSv1=true\. It will be removed in a future release\.$'
 run --proxy-mode ipvs --dry-run --source "$EX"
 expect "--proxy-mode ipvs: exit 2, iptables only" 2 yes '--proxy-mode: mode: kube-natd implements iptables mode only, got "ipvs"'
 run --proxy-mode=nftables --dry-run --source "$EX"

@@ -50,11 +50,15 @@ public enum ConfigWarning: Hashable, Sendable, CustomStringConvertible {
     case unknownField(path: String)
     /// A flag that has no effect because `--config` was given (kube-proxy: "ignored if a config file is specified").
     case flagIgnored(flag: String)
+    /// A deprecated or GA feature gate set explicitly (accepted; component-base warns that it will be removed).
+    case featureGate(name: String, value: Bool, stage: String)
 
     public var description: String {
         switch self {
         case .unknownField(let path): return "unknown field \"\(path)\""
         case .flagIgnored(let flag): return "flag \(flag) is ignored because --config is given"
+        case .featureGate(let name, let value, let stage):
+            return "Setting \(stage) feature gate \(name)=\(value). It will be removed in a future release."
         }
     }
 }

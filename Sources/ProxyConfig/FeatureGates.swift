@@ -1,113 +1,97 @@
 /// The feature gates kube-proxy's `--feature-gates` and `featureGates` accept, checked as component-base's
-/// `SetFromMap` checks them: an unknown name is an error naming it, and a gate locked to its default (a
-/// graduated one) cannot be set to the other value. kube-proxy registers every Kubernetes gate (it shares
+/// `SetFromMap` checks them: an unknown name is an error naming it, a gate locked to its default (graduated, or
+/// deprecated and locked off) cannot be set to the other value, and setting a deprecated or GA gate is accepted
+/// with upstream's warning. kube-proxy registers every Kubernetes gate (it shares
 /// `utilfeature.DefaultMutableFeatureGate` with the other components), so a cluster-wide `--feature-gates`
 /// that kubeadm or a distribution passes to every component must load here too.
 ///
-/// None of these gates changes what kube-natd's iptables mode writes: the graduated networking gates are
-/// locked on (their behaviour is always there), and the rest are recorded in `featureGates` and otherwise
+/// The table (`specs`, in FeatureGateTable.swift) is generated from upstream's Go sources by
+/// Tools/feature-gates/extract.py, each gate as its spec stands at `kubernetesVersion`. A gate newer than the
+/// table is refused, as by a kube-proxy of that version: re-run the script when upstream adds gates.
+///
+/// None of these gates changes what kube-natd's iptables mode writes: the networking gates that matter are GA
+/// and locked on (their behaviour is always there), and the rest are recorded in `featureGates` and otherwise
 /// unused, as in kube-proxy's iptables proxier.
 public enum FeatureGates {
-    /// Graduated gates locked to true (setting one to false is an error, as upstream): the networking gates that
-    /// went GA up to Kubernetes 1.33, and the gates upstream's versioned specs (v1.32) mark `LockToDefault`.
-    static let lockedOn: Set<String> = [
-        "KubeProxyDrainingTerminatingNodes", "LoadBalancerIPMode", "MultiCIDRServiceAllocator", "NFTablesProxyMode",
-        "ServiceTrafficDistribution", "TopologyAwareHints",
-        "APIListChunking", "AdmissionWebhookMatchConditions", "AggregatedDiscoveryEndpoint", "AppArmor",
-        "AppArmorFields", "CPUManager", "CustomResourceFieldSelectors", "DevicePluginCDIDevices",
-        "DisableCloudProviders", "DisableKubeletCloudCredentialProviders", "EfficientWatchResumption",
-        "ElasticIndexedJob", "HPAContainerMetrics", "JobPodFailurePolicy", "LogarithmicScaleDown",
-        "PDBUnhealthyPodEvictionPolicy", "PersistentVolumeLastPhaseTransitionTime", "PodDisruptionConditions",
-        "PodHostIPs", "PodSchedulingReadiness", "RemainingItemCount", "RetryGenerateName",
-        "ServiceAccountTokenJTI", "ServiceAccountTokenNodeBindingValidation", "ServiceAccountTokenPodNodeInfo",
-        "StatefulSetStartOrdinal", "StrictCostEnforcementForVAP", "StrictCostEnforcementForWebhooks",
-        "StructuredAuthorizationConfiguration", "WatchBookmark", "ZeroLimitedNominalConcurrencyShares",
-    ]
+    /// A gate's maturity at `kubernetesVersion` (component-base's `prerelease`).
+    enum Stage: Sendable {
+        case preAlpha, alpha, beta, ga, deprecated
 
-    /// Gate names, from upstream's pkg/features (kube_features.go and versioned_kube_features.go as of v1.32,
-    /// with the apiserver, apiextensions and controller-manager gates they list), client-go, component-base
-    /// (logs, metrics, zpages), and gates added since that we know of. A gate newer than this list is refused,
-    /// as by an older kube-proxy: extend the list when upstream adds gates.
-    static let known: Set<String> = lockedOn.union([
-        "AllAlpha", "AllBeta", "CloudControllerManagerWebhook", "CRDValidationRatcheting",
-        // component-base: logging, metrics, zpages
-        "ContextualLogging", "LoggingAlphaOptions", "LoggingBetaOptions", "ComponentSLIs", "ComponentFlagz",
-        "ComponentStatusz",
-        // client-go
-        "ClientsAllowCBOR", "ClientsPreferCBOR", "InformerResourceVersion", "InOrderInformers", "WatchListClient",
-        // apiserver
-        "APIResponseCompression", "APIServerIdentity", "APIServerTracing", "APIServingWithRoutine",
-        "AdmissionWebhookMatchConditions", "AggregatedDiscoveryEndpoint", "AllowParsingUserUIDFromCertAuth",
-        "AllowUnsafeMalformedObjectDeletion", "AnonymousAuthConfigurableEndpoints", "AuthorizeWithSelectors",
-        "BtreeWatchCache", "CBORServingAndStorage", "ConcurrentWatchObjectDecode", "ConsistentListFromCache",
-        "KMSv1", "ListFromCacheSnapshot", "MutatingAdmissionPolicy", "OpenAPIEnums", "RemainingItemCount",
-        "ResilientWatchCacheInitialization", "RetryGenerateName", "SeparateCacheWatchRPC", "StorageVersionAPI",
-        "StorageVersionHash", "StrictCostEnforcementForVAP", "StrictCostEnforcementForWebhooks",
-        "StructuredAuthenticationConfiguration", "StructuredAuthorizationConfiguration",
-        "UnauthenticatedHTTP2DOSMitigation", "WatchBookmark", "WatchCacheInitializationPostStartHook",
-        "WatchFromStorageWithoutResourceVersion", "WatchList",
-        // pkg/features
-        "AllowDNSOnlyNodeCSR", "AllowInsecureKubeletCertificateSigningRequests",
-        "AllowOverwriteTerminationGracePeriodSeconds", "AnyVolumeDataSource", "AppArmor", "AppArmorFields",
-        "AuthorizeNodeWithSelectors", "CPUManager", "CPUManagerPolicyAlphaOptions", "CPUManagerPolicyBetaOptions",
-        "CPUManagerPolicyOptions", "CSIMigrationPortworx", "CSIVolumeHealth", "ClusterTrustBundle",
-        "ClusterTrustBundleProjection", "ContainerCheckpoint", "ContainerStopSignals", "CoordinatedLeaderElection",
-        "CronJobsScheduledAnnotation", "CrossNamespaceVolumeDataSource", "CustomCPUCFSQuotaPeriod",
-        "DRAAdminAccess", "DRAPrioritizedList", "DeclarativeValidation", "DeploymentReplicaSetTerminatingReplicas",
-        "DevicePluginCDIDevices", "DisableAllocatorDualWrite", "DisableCloudProviders",
-        "DisableKubeletCloudCredentialProviders", "DisableNodeKubeProxyVersion", "DynamicResourceAllocation",
-        "ElasticIndexedJob", "EventedPLEG", "ExecProbeTimeout", "GracefulNodeShutdown",
-        "GracefulNodeShutdownBasedOnPodPriority", "HPAConfigurableTolerance", "HPAContainerMetrics",
-        "HPAScaleToZero", "HonorPVReclaimPolicy", "ImageMaximumGCAge", "ImageVolume", "InPlacePodVerticalScaling",
-        "InPlacePodVerticalScalingAllocatedStatus", "InPlacePodVerticalScalingExclusiveCPUs",
-        "InTreePluginPortworxUnregister", "JobBackoffLimitPerIndex", "JobManagedBy", "JobPodFailurePolicy",
-        "JobPodReplacementPolicy", "JobSuccessPolicy", "KubeletCgroupDriverFromCRI", "KubeletCrashLoopBackOffMax",
-        "KubeletFineGrainedAuthz", "KubeletInUserNamespace", "KubeletPodResourcesDynamicResources",
-        "KubeletPodResourcesGet", "KubeletPodResourcesListUseActivePods", "KubeletRegistrationGetOnExistsOnly",
-        "KubeletSeparateDiskGC", "KubeletTracing", "LocalStorageCapacityIsolationFSQuotaMonitoring",
-        "LogarithmicScaleDown", "MatchLabelKeysInPodAffinity", "MatchLabelKeysInPodTopologySpread",
-        "MaxUnavailableStatefulSet", "MemoryManager", "MemoryQoS", "NodeInclusionPolicyInPodTopologySpread",
-        "NodeLogQuery", "NodeSwap", "OrderedNamespaceDeletion", "PDBUnhealthyPodEvictionPolicy",
-        "PersistentVolumeLastPhaseTransitionTime", "PodAndContainerStatsFromCRI", "PodDeletionCost",
-        "PodDisruptionConditions", "PodHostIPs", "PodIndexLabel", "PodLevelResources", "PodLifecycleSleepAction",
-        "PodObservedGenerationTracking", "PodReadyToStartContainersCondition", "PodSchedulingReadiness",
-        "PortForwardWebsockets", "PreferSameTrafficDistribution", "ProcMountType", "QOSReserved",
-        "RecoverVolumeExpansionFailure", "RecursiveReadOnlyMounts", "RelaxedDNSSearchValidation",
-        "RelaxedEnvironmentVariableValidation", "ReloadKubeletServerCertificateFile", "ResourceHealthStatus",
-        "RotateKubeletServerCertificate", "RuntimeClassInImageCriApi", "SELinuxChangePolicy", "SELinuxMount",
-        "SELinuxMountReadWriteOncePod", "SchedulerQueueingHints", "SeparateTaintEvictionController",
-        "ServiceAccountNodeAudienceRestriction", "ServiceAccountTokenJTI", "ServiceAccountTokenNodeBinding",
-        "ServiceAccountTokenNodeBindingValidation", "ServiceAccountTokenPodNodeInfo", "SidecarContainers",
-        "SizeMemoryBackedVolumes", "StatefulSetAutoDeletePVC", "StatefulSetStartOrdinal", "StorageNamespaceIndex",
-        "StorageVersionMigrator", "StrictIPCIDRValidation", "SupplementalGroupsPolicy", "SystemdWatchdog",
-        "TopologyManagerPolicyAlphaOptions", "TopologyManagerPolicyBetaOptions", "TopologyManagerPolicyOptions",
-        "TranslateStreamCloseWebsocketRequests", "UnknownVersionInteroperabilityProxy",
-        "UserNamespacesPodSecurityStandards", "UserNamespacesSupport", "VolumeAttributesClass",
-        "VolumeCapacityPriority", "WinDSR", "WinOverlay", "WindowsHostNetwork",
-    ])
+        /// As kube-proxy's usage prints it (`ALPHA`, `BETA`, `DEPRECATED`; GA is printed empty).
+        var shown: String {
+            switch self {
+            case .preAlpha: return "PRE-ALPHA"
+            case .alpha: return "ALPHA"
+            case .beta: return "BETA"
+            case .ga: return ""
+            case .deprecated: return "DEPRECATED"
+            }
+        }
+    }
 
-    /// Problems with a `featureGates` map: unknown names, locked gates set against their lock.
+    /// One gate's spec at `kubernetesVersion`: the newest of upstream's versioned specs not after it.
+    struct Spec: Sendable {
+        let name: String
+        let defaultValue: Bool
+        let stage: Stage
+        /// `LockToDefault`: setting the gate to anything but `defaultValue` is an error.
+        let locked: Bool
+
+        init(_ name: String, _ defaultValue: Bool, _ stage: Stage, locked: Bool = false) {
+            self.name = name
+            self.defaultValue = defaultValue
+            self.stage = stage
+            self.locked = locked
+        }
+    }
+
+    /// `specs` by name.
+    static let byName: [String: Spec] = Dictionary(uniqueKeysWithValues: specs.map { ($0.name, $0) })
+
+    /// Problems with a `featureGates` map: unknown names, locked gates set against their lock, pre-alpha gates.
+    /// (Upstream stops at the first unknown name; every problem is listed here, so `--validate` shows them all.)
     public static func check(_ gates: [String: Bool]) -> [ConfigProblem] {
         var out: [ConfigProblem] = []
         for name in gates.keys.sorted() {
             let value = gates[name]!
-            if !known.contains(name) {
-                out.append(
-                    .invalid(path: "featureGates.\(name)", reason: "unrecognized feature gate", got: "\"\(name)\""))
-            } else if lockedOn.contains(name), !value {
+            let path = "featureGates.\(name)"
+            guard let spec = byName[name] else {
+                out.append(.invalid(path: path, reason: "unrecognized feature gate", got: "\"\(name)\""))
+                continue
+            }
+            // component-base's texts.
+            let refused = "cannot set feature gate \(name) to \(value)"
+            if spec.locked, value != spec.defaultValue {
                 out.append(
                     .invalid(
-                        path: "featureGates.\(name)",
-                        reason: "cannot set feature gate \(name) to false, feature is locked to true",
-                        got: "false"))
+                        path: path, reason: "\(refused), feature is locked to \(spec.defaultValue)", got: "\(value)"))
+            } else if spec.stage == .preAlpha {
+                out.append(
+                    .invalid(
+                        path: path, reason: "\(refused), feature is PreAlpha at emulated version \(kubernetesVersion)",
+                        got: "\(value)"))
             }
         }
         return out
     }
 
-    /// The `--feature-gates` help lines, one gate a line as kube-proxy's usage lists them.
+    /// Upstream's warnings for gates that were accepted: setting a deprecated or a GA gate (both to be removed).
+    public static func warnings(_ gates: [String: Bool]) -> [ConfigWarning] {
+        gates.keys.sorted().compactMap { name in
+            guard let spec = byName[name], !(spec.locked && gates[name]! != spec.defaultValue) else { return nil }
+            switch spec.stage {
+            case .deprecated: return .featureGate(name: name, value: gates[name]!, stage: "deprecated")
+            case .ga: return .featureGate(name: name, value: gates[name]!, stage: "GA")
+            case .preAlpha, .alpha, .beta: return nil
+            }
+        }
+    }
+
+    /// The `--feature-gates` help lines as kube-proxy's usage lists them: the pseudo-gates `AllAlpha`/`AllBeta`
+    /// and every alpha and beta gate with its default (GA, deprecated and pre-alpha gates are not listed).
     static var usage: String {
-        known.sorted().map { lockedOn.contains($0) ? "\($0)=true (GA, locked)" : "\($0)=true|false" }.joined(
-            separator: "\n")
+        specs.filter { $0.name == "AllAlpha" || $0.name == "AllBeta" || $0.stage == .alpha || $0.stage == .beta }
+            .map { "\($0.name)=true|false (\($0.stage.shown) - default=\($0.defaultValue))" }
+            .joined(separator: "\n")
     }
 }

@@ -69,6 +69,7 @@ extension KubeProxyConfiguration {
         if !healthzBindAddress.isEmpty { validateHostPort(healthzBindAddress, path: "healthzBindAddress", sink: sink) }
         if !metricsBindAddress.isEmpty { validateHostPort(metricsBindAddress, path: "metricsBindAddress", sink: sink) }
         for problem in FeatureGates.check(featureGates) { sink.problem(problem) }
+        for warning in FeatureGates.warnings(featureGates) { sink.warning(warning) }
 
         if !clusterCIDR.isEmpty {
             let parts = clusterCIDR.split(separator: ",", omittingEmptySubsequences: false)
