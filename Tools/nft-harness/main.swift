@@ -52,8 +52,10 @@ struct Options {
             case "--config": self.config = try value(arg)
             case "--ip-family", "--family":
                 let v = try value(arg)
-                guard let f = FamilySelection(rawValue: v) else { throw Usage("\(arg): ipv4, ipv6 or dual") }
-                self.families = f.families
+                guard let f = FamilySelection(rawValue: v), let families = f.explicitFamilies else {
+                    throw Usage("\(arg): ipv4, ipv6 or dual")
+                }
+                self.families = families
             case "--form":
                 let v = try value(arg)
                 guard let f = NftablesForm(name: v) else { throw Usage("--form: a release such as 1.8.7, 1.8.9, 1.8.10") }
