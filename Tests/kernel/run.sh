@@ -35,11 +35,13 @@ run_suite traffic-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 run_suite conntrack "$HERE/conntrack.sh" "$BIN"
 run_suite daemon "$HERE/daemon.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
+run_suite node "$HERE/node.sh" "$BIN"
 # The traffic, daemon and end-to-end suites again through the nf_tables backend.
 BACKEND=libnftnl run_suite traffic-nft "$HERE/traffic.sh" "$BIN"
 BACKEND=libnftnl run_suite traffic-nft-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 BACKEND=libnftnl run_suite daemon-nft "$HERE/daemon.sh" "$BIN"
 BACKEND=libnftnl run_suite apiserver-e2e-nft "$HERE/apiserver-e2e.sh" "$BIN"
+BACKEND=libnftnl run_suite node-nft "$HERE/node.sh" "$BIN"
 run_suite nftables "$HERE/nftables.sh" "$BIN" "$BINDIR/nft-harness"
 
 echo "kernel: $PASS passed, $FAIL failed"
