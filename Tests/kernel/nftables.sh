@@ -611,7 +611,7 @@ newns big
 start=$(date +%s%N)
 H big apply --config "$C10" --source "$G10/v1" > "$TMP/big1.out" 2>&1 || bad "10k apply failed" "$(cat "$TMP/big1.out")"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-want_rules=$(natd big --config "$C10" --source "$G10/v1" --dry-run 2>/dev/null | grep -c '^-A')
+want_rules=$(natd big --config "$C10" --source "$G10/v1" --ip-family ipv4 --dry-run 2>/dev/null | grep -c '^-A')
 have_rules=$(save big ipv4 | grep -c '^-A')
 check "10k Services: one batch, one attempt, $(field messages < "$TMP/big1.out") messages, ${ms} ms incl. compile" \
     bash -c "grep -q 'batches=1 attempts=1' '$TMP/big1.out'"

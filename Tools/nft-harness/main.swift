@@ -89,8 +89,8 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     var setup = try NodeSetup.load(configPath: o.config, overrides: ConfigOverrides())
     setup.ruleLayout = o.layout
     let state = try ManifestInput.load(source).clusterState
-    // The harness writes nfacct matches only on request (--nfacct yes): it creates no objects.
-    let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct == .auto ? .no : o.nfacct)
+    // As kube-natd --once: auto creates the nfacct objects and writes the matches of those that exist.
+    let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct, create: true)
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
     }
