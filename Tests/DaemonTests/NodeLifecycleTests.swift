@@ -155,6 +155,44 @@ final class NodeLifecycleTests: XCTestCase {
 
     // MARK: lifecycle decisions and the wait
 
+    func testTheDaemonSyncsNothingBeforeItsNodeAndGivesUpAfterTheBound() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("knat-wait-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: team}
+            spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}
+            """.write(to: dir.appendingPathComponent("web.yaml"), atomically: true, encoding: .utf8)
+        var o = ConfigOverrides()
+        o.healthzBindAddress = "127.0.0.1:\(try freePort())"
+        o.metricsBindAddress = "127.0.0.1:\(try freePort())"
+        let text = TextBackend()
+        let sync = SyncPath(setup: try setup(o), families: [.ipv4], backend: text, features: KernelFeatures(),
+                            node: NoNodePreparation(), logger: Logger(label: "test"), conntrackCleanup: false,
+                            localAddresses: { [] })
+        var lifecycle = NodeLifecycle(waitForNode: true, watchPodCIDRs: false)
+        lifecycle.pollInterval = .milliseconds(20)
+        lifecycle.timeout = .milliseconds(400)
+        let daemon = ProxyDaemon(path: sync, source: ManifestFileSource(path: dir.path, recheck: .milliseconds(50),
+                                                                        logger: Logger(label: "test")),
+                                 logger: Logger(label: "test"), lifecycle: lifecycle, exit: { _ in })
+        let ended = expectation(description: "run() gives up")
+        let outcome = LockedText()
+        let task = Task {
+            do {
+                try await daemon.run()
+                outcome.value = "returned"
+            } catch { outcome.value = "\(error)" }
+            ended.fulfill()
+        }
+        await fulfillment(of: [ended], timeout: 10)
+        task.cancel()
+        XCTAssertTrue(outcome.value.contains("gave up waiting for the Node"), outcome.value)
+        XCTAssertNil(text.tables[.ipv4]?[.nat]?.rules["KUBE-SERVICES"], "no sync before the Node (canaries only)")
+    }
+
     func testRestartReasonsAsUpstreamNodeManager() {
         let watch = NodeLifecycle(waitForNode: true, watchPodCIDRs: true)
         let plain = NodeLifecycle(waitForNode: true, watchPodCIDRs: false)
@@ -194,6 +232,16 @@ final class NodeLifecycleTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("not found"), "\(error)")
         }
         XCTAssertEqual(steps, 300, "one look per second for five minutes")
+    }
+}
+
+/// Text written by one task and read by the test.
+final class LockedText: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = ""
+    var value: String {
+        get { self.lock.withLock { self.current } }
+        set { self.lock.withLock { self.current = newValue } }
     }
 }
 
