@@ -52,7 +52,10 @@ static int knat_nfacct_request(uint8_t type, uint16_t flags, const char *name, m
         knat_nfacct_message(message, message_size, "nfacct %s: invalid name", what);
         return EINVAL;
     }
+    /* Zeroed: libmnl leaves an attribute's alignment padding as it finds it, and the kernel would be sent those
+     * bytes (valgrind: "sendto points to uninitialised bytes"). */
     char buf[MNL_SOCKET_BUFFER_SIZE];
+    memset(buf, 0, 1024);
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_type = (NFNL_SUBSYS_ACCT << 8) | type;
     nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
