@@ -1,7 +1,7 @@
 # kube-natd: `make demo` and `make test` work on a fresh Debian machine as root.
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-dev iptables nftables conntrack iproute2 pkg-config curl python3 systemd valgrind
+DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-dev iptables nftables conntrack iproute2 ipset pkg-config curl python3 systemd valgrind
 BIN_DEBUG := .build/debug/kube-natd
 BIN_RELEASE := .build/release/kube-natd
 
@@ -22,14 +22,11 @@ release: deps
 	$(SWIFT) build -c release
 
 ## test: unit, golden and tracer tests (swift test), the daemon and source tests again under ThreadSanitizer, the CLI
-## contract, the kernel tests in network namespaces (root), and a short soak
+## contract, the Debian package and DaemonSet checks, the kernel tests in network namespaces (root), and a short soak
+## (Tests/run-all.sh): every suite runs even when one fails; one line per suite, then
+## `make test: N passed, M failed, K skipped`, non-zero when anything failed
 test: deps
-	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
-	$(MAKE) --no-print-directory test-tsan
-	bash Tests/cli.sh $(BIN_DEBUG)
-	bash Tests/kernel/run.sh $(BIN_DEBUG)
-	$(MAKE) --no-print-directory soak-short
+	SWIFT="$(SWIFT)" MAKE="$(MAKE)" BIN="$(BIN_DEBUG)" bash Tests/run-all.sh
 
 ## test-tsan: the daemon and source tests built with ThreadSanitizer (own build folder); any report fails
 test-tsan: deps
@@ -61,6 +58,33 @@ demo: build
 ## bench: kube-natd vs iptables-legacy-restore at 1k/10k/30k Services (release build)
 bench: release
 	bash Benchmarks/run.sh $(BIN_RELEASE)
+
+## deb-deps: what building and checking the Debian package needs beyond `make deps` (lintian, dpkg-shlibdeps,
+## strip, PyYAML for the manifest check)
+DEB_DEBIAN_PACKAGES := lintian dpkg-dev binutils python3-yaml
+DEB_DIR := .build/deb
+.PHONY: deb-deps release-static deb package-test
+deb-deps:
+	@missing=""; for p in $(DEB_DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## release-static: the release binary with the Swift runtime and Foundation linked in (what the package ships)
+release-static: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product kube-natd
+
+## deb: the Debian package, in .build/deb/ (packaging/build-deb.sh; lintian-clean)
+deb: release-static deb-deps
+	bash packaging/build-deb.sh $(BIN_RELEASE) $(DEB_DIR)
+
+## package-test: the package built from the static release binary and checked unpacked in a scratch root (its
+## dry run compared with the debug build's), and Config/kube-natd-daemonset.yaml against the bundled Kubernetes
+## schema (part of make test)
+package-test: release-static build deb-deps
+	bash Tests/package/deb.sh $(BIN_RELEASE) $(BIN_DEBUG)
+	bash Tests/package/manifest.sh $(BIN_RELEASE)
 
 clean:
 	rm -rf .build

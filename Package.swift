@@ -76,6 +76,7 @@ let package = Package(
         // Kernel-test driver of the libnftnl backend: compiles as `kube-natd --once` does, applies, reads back.
         .executableTarget(name: "nft-harness", dependencies: [
             "Netfilter", "Ruleset", "KubeModel", "ProxyConfig", "RuleCompiler", "Daemon",
+            "CNftables",  // test-only fault injection (knft_test_fault)
         ], path: "Tools/nft-harness"),
         // Kernel e2e and soak: a plain-HTTP apiserver stand-in (list/watch/discovery plus a control API).
         .executableTarget(name: "fake-apiserver", dependencies: [

@@ -13,7 +13,7 @@ int knat_snapshot_take(int family, const char *table, int lock_timeout_ms, knat_
     int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
     if (fd < 0) {
         free(s);
-        return result->error = knat_fail(result, -fd, "%s: cannot take /run/xtables.lock: %s", table, strerror(-fd));
+        return result->error = knat_fail(result, -fd, "%s: cannot take %s: %s", table, knat_lock_path(), strerror(-fd));
     }
     double started = knat_now();
     int rc = knat_read_raw(f, table, s, result);
@@ -55,7 +55,7 @@ static int apply_once(const knat_family *f, const char *table, const uint8_t *pr
     if (!plan.nsteps && !plan.nstale) goto done; /* the table already holds the wanted state: no commit */
     struct xtc_handle *h = s->handle;
     if (!h) {
-        knat_test_pause("KNAT_TEST_PAUSE_BEFORE_INIT_MS", attempt);
+        knat_test_gate("KNAT_TEST_GATE_BEFORE_INIT", attempt);
         double init = knat_now();
         if (!(h = f->iptc.ops->init(table))) {
             int err = errno;
@@ -80,8 +80,8 @@ int knat_apply_table(int family, const char *table, const uint8_t *program, size
     if (!f) return result->error = knat_fail(result, EINVAL, "family must be 4 or 6, got %d", family);
     int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
     if (fd < 0)
-        return result->error = knat_fail(result, -fd, "%s: cannot take /run/xtables.lock after %.3fs: %s", table,
-                                         result->lock_wait_seconds, strerror(-fd));
+        return result->error = knat_fail(result, -fd, "%s: cannot take %s after %.3fs: %s", table,
+                                         knat_lock_path(), result->lock_wait_seconds, strerror(-fd));
     int check = (flags & KNAT_APPLY_CHECK_FIRST) || snapshot;
     int rc = 0;
     for (int attempt = 1; attempt <= (max_attempts < 1 ? 1 : max_attempts); attempt++) {

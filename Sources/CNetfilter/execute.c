@@ -119,7 +119,7 @@ static int run(exec *x, const uint8_t *prog, size_t len, int attempt) {
         }
     }
     if (rc) return rc;
-    knat_test_pause("KNAT_TEST_PAUSE_BEFORE_COMMIT_MS", attempt);
+    knat_test_gate("KNAT_TEST_GATE_BEFORE_COMMIT", attempt);
     double committing = knat_now();
     if (!tc->ops->commit(x->h)) {
         int err = errno;

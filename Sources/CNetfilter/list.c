@@ -25,7 +25,7 @@ int knat_list_table(int family, const char *table, int lock_timeout_ms, knat_cha
     if (!f) return result->error = knat_fail(result, EINVAL, "family must be 4 or 6, got %d", family);
     int fd = knat_lock(lock_timeout_ms, &result->lock_wait_seconds);
     if (fd < 0)
-        return result->error = knat_fail(result, -fd, "%s: cannot take /run/xtables.lock: %s", table, strerror(-fd));
+        return result->error = knat_fail(result, -fd, "%s: cannot take %s: %s", table, knat_lock_path(), strerror(-fd));
     knat_snapshot s = {0};
     int rc = knat_read(f, table, 0, &s, result);
     knat_unlock(fd); /* what was read is ours now (the blob, or libiptc's cache) */

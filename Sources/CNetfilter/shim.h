@@ -76,10 +76,12 @@ static inline int knat_grow(void **items, size_t *cap, size_t count, size_t size
     return 0;
 }
 double knat_now(void);
-/* Takes /run/xtables.lock (LOCK_EX). The fd, or -errno; waited seconds in *waited. */
+/* Takes the xtables lock (LOCK_EX): knat_lock_path(), /run/xtables.lock unless XTABLES_LOCKFILE names another
+   file, as in iptables. The fd, or -errno; waited seconds in *waited. */
+const char *knat_lock_path(void);
 int knat_lock(int timeout_ms, double *waited);
 void knat_unlock(int fd);
-void knat_test_pause(const char *variable, int attempt); /* see lock.c */
+void knat_test_gate(const char *variable, int attempt); /* see lock.c */
 
 /* One rule encoded as the family's entry, exactly as iptables would hand it to libiptc. */
 typedef struct knat_rule_buf {
@@ -183,7 +185,7 @@ int knat_plan_declares(const knat_plan *p, const char *name);
 void knat_plan_free(knat_plan *p);
 
 /* Replays the plan into h (iptc_init of the table s was read from, or s's own handle) and commits. attempt: the
-   read..commit round (the test pause hook holds the first). EAGAIN when the table changed under us. */
+   read..commit round (the test gate holds the first). EAGAIN when the table changed under us. */
 int knat_execute(const knat_snapshot *s, struct xtc_handle *h, const knat_plan *p, const uint8_t *prog,
                  size_t len, int attempt, knat_result *res);
 

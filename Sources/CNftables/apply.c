@@ -10,16 +10,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #include "internal.h"
 
-void knft_test_pause_before_send(int attempt) {
+void knft_test_gate_before_send(int attempt) {
     if (attempt != 1) return;
-    const char *v = getenv("KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS");
-    if (!v || !*v) return;
-    long ms = strtol(v, NULL, 10);
-    if (ms <= 0 || ms > 60000) return;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    const char *gate = getenv("KNAT_TEST_NFT_GATE_BEFORE_SEND");
+    if (!gate || !*gate) return;
+    char ready[4096];
+    if (snprintf(ready, sizeof(ready), "%s.ready", gate) >= (int)sizeof(ready)) return;
+    FILE *f = fopen(ready, "w");
+    if (f) fclose(f);
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 6000 && access(gate, F_OK) != 0; i++) nanosleep(&tick, NULL);
+}
+
+/* ---- test-only faults --------------------------------------------------------------------------------------- */
+
+int knft_faults_armed;
+static struct {
+    unsigned first, count, calls, hits;
+} faults[KNFT_FAULT_POINTS];
+
+void knft_test_fault(int point, unsigned first, unsigned count) {
+    if (point < 0 || point >= KNFT_FAULT_POINTS) return;
+    faults[point].first = first;
+    faults[point].count = count;
+    faults[point].calls = 0;
+    faults[point].hits = 0;
+    knft_faults_armed = 1;
+}
+
+unsigned knft_test_fault_hits(int point) {
+    return point >= 0 && point < KNFT_FAULT_POINTS ? faults[point].hits : 0;
+}
+
+int knft_fault_hit(int point) {
+    if (!knft_faults_armed || !faults[point].count) return 0;
+    unsigned n = ++faults[point].calls;
+    if (n < faults[point].first || n - faults[point].first >= faults[point].count) return 0;
+    faults[point].hits++;
+    return 1;
 }
 
 static void sleep_ms(long ms) {
@@ -151,7 +182,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
             return 0;
         }
         if (!rc) {
-            knft_test_pause_before_send(attempt);
+            knft_test_gate_before_send(attempt);
             double t2 = knft_now();
             rc = knft_batch_send(&bt, ctx, genid, res);
             res->send_seconds = knft_now() - t2;

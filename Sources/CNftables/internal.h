@@ -266,9 +266,13 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
 int knft_plan_stamp(knft_context *ctx, knft_table *t, knft_form form, knft_batch *bt, knft_plan *plan,
                     knft_stamping *stamping, knft_table_report *report, knft_result *res);
 
-/* Test hook: with KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS set, the first attempt sleeps that long between the
-   decision and the send, so a kernel test can commit a foreign change in between and prove the ERESTART retry.
-   Unset in production; one getenv per batch. */
-void knft_test_pause_before_send(int attempt);
+/* Test gate: with KNAT_TEST_NFT_GATE_BEFORE_SEND=GATE set, the first attempt creates GATE.ready between the
+   decision and the send and waits (at most 60 s) until GATE exists, so a kernel test commits a foreign change in
+   between and then opens the gate: the ERESTART retry without a clock. Unset in production; one getenv per batch. */
+void knft_test_gate_before_send(int attempt);
+
+/* Test-only fault injection (see knft_test_fault): 1 when this call of the point must fail. */
+extern int knft_faults_armed;
+int knft_fault_hit(int point);
 
 #endif

@@ -154,7 +154,10 @@ int knft_dump(knft_context *ctx, struct nlmsghdr *request, knft_msg_cb cb, void 
         int n = (int)got;
         for (const struct nlmsghdr *m = (void *)ctx->buf; mnl_nlmsg_ok(m, n); m = mnl_nlmsg_next(m, &n)) {
             if (m->nlmsg_seq != seq) continue;
-            if (m->nlmsg_type == NLMSG_DONE) return rc;
+            if (m->nlmsg_type == NLMSG_DONE) {
+                if (!rc && knft_faults_armed && knft_fault_hit(KNFT_FAULT_DUMP_INTR)) rc = EINTR; /* test only */
+                return rc;
+            }
             if (m->nlmsg_type == NLMSG_ERROR) {
                 const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
                 if (!e->error) continue;
@@ -229,6 +232,7 @@ static const char *msg_name(uint16_t type) {
     case NFT_MSG_DELCHAIN: return "DELCHAIN";
     case NFT_MSG_NEWRULE: return "NEWRULE";
     case NFT_MSG_DELRULE: return "DELRULE";
+    case NFT_MSG_DELTABLE: return "DELTABLE";
     default: return "message";
     }
 }
@@ -299,6 +303,12 @@ int knft_batch_send(knft_batch *bt, knft_context *ctx, uint32_t genid, knft_resu
     res->batch_bytes = total;
     size_buffers(ctx, total, bt->norigins);
 
+    if (knft_faults_armed && knft_fault_hit(KNFT_FAULT_BATCH_ERESTART)) { /* test only: refused, not sent */
+        free(iov);
+        res->error = ERESTART;
+        knft_set_message(res, "generation id changed (another writer committed)");
+        return ERESTART;
+    }
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     struct msghdr msg = {.msg_name = &kernel, .msg_namelen = sizeof(kernel), .msg_iov = iov,
                          .msg_iovlen = (size_t)pages + 1};
@@ -313,6 +323,12 @@ int knft_batch_send(knft_batch *bt, knft_context *ctx, uint32_t genid, knft_resu
     }
     /* The kernel handled the whole batch inside sendmsg: every reply is queued by now. */
     int first = 0;
+    if (knft_faults_armed && knft_fault_hit(KNFT_FAULT_BATCH_ENOBUFS)) { /* test only: the replies are lost */
+        while (recv(mnl_socket_get_fd(ctx->nl), ctx->buf, ctx->buflen, MSG_DONTWAIT) > 0) {}
+        res->error = ENOBUFS;
+        knft_set_message(res, "reading the batch's replies: %s", strerror(ENOBUFS));
+        return ENOBUFS;
+    }
     for (;;) {
         ssize_t got = recv(mnl_socket_get_fd(ctx->nl), ctx->buf, ctx->buflen, MSG_DONTWAIT);
         if (got < 0) {

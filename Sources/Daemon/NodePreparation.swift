@@ -64,7 +64,8 @@ extension KernelFeatures {
     /// Decides the optional rule features the same way for `--dry-run`, `--once` and the daemon, so a dry run
     /// prints what `--once` would write on this machine. `--random-fully auto` follows kube-proxy: the host's
     /// iptables is 1.6.2 or newer (its `--version` needs no privileges); without an iptables binary, the kernel
-    /// decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since 3.13).
+    /// decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since 3.13). `kernelRelease` (tests): the running kernel's
+    /// release, as uname(2) gives it.
     ///
     /// `--nfacct-counters auto` follows kube-proxy's `NewProxier`: each nfacct object is created (`create`, the
     /// modes that write rules) and its match written only when that worked; a dry run (`create` false) asks whether
@@ -72,12 +73,13 @@ extension KernelFeatures {
     /// `create`; a failure is logged, the rules then fail to load as they would with `iptables`); `no` writes none.
     public static func decide(randomFully: FeatureChoice, nfacctCounters: FeatureChoice, create: Bool = false,
                               objects: NFAcctObjects = KernelNFAcct(), logger: Logger? = nil,
-                              iptables: () -> IptablesVersion? = IptablesVersion.detect) -> KernelFeatures {
+                              iptables: () -> IptablesVersion? = IptablesVersion.detect,
+                              kernelRelease: () -> String? = KernelFeatures.kernelRelease) -> KernelFeatures {
         let random: Bool
         switch randomFully {
         case .yes: random = true
         case .no: random = false
-        case .auto: random = iptables()?.supportsRandomFully ?? kernelHasRandomFully()
+        case .auto: random = iptables()?.supportsRandomFully ?? kernelRelease().map(kernelHasRandomFully) ?? false
         }
         var counters = Set<NFAcctCounter>()
         if nfacctCounters != .no {
@@ -103,10 +105,15 @@ extension KernelFeatures {
         return KernelFeatures(randomFully: random, nfacct: counters)
     }
 
-    static func kernelHasRandomFully() -> Bool {
+    /// The running kernel's release (uname -r), nil when uname fails.
+    public static func kernelRelease() -> String? {
         var u = utsname()
-        guard uname(&u) == 0 else { return false }
-        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard uname(&u) == 0 else { return nil }
+        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since Linux 3.13.
+    static func kernelHasRandomFully(_ release: String) -> Bool {
         let parts = release.split(separator: ".").prefix(2).map { Int($0.prefix { $0.isNumber }) ?? 0 }
         guard parts.count == 2 else { return false }
         return parts[0] > 3 || (parts[0] == 3 && parts[1] >= 13)

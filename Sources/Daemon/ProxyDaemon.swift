@@ -44,13 +44,16 @@ public actor ProxyDaemon {
     /// Ends the process (tests record instead): upstream's NodeManager calls os.Exit(1).
     let exit: @Sendable (Int32) -> Void
     private let executor = DedicatedExecutor(label: "kube-natd.sync")
+    /// How the healthz and metrics servers bind (tests inject the sleeper).
+    public nonisolated let serverBinding: ServerBinding
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { self.executor.asUnownedSerialExecutor() }
 
-    public init(path: SyncPath, source: ClusterSource, logger: Logger,
+    public init(path: SyncPath, source: ClusterSource, logger: Logger, serverBinding: ServerBinding = ServerBinding(),
                 lifecycle: NodeLifecycle = NodeLifecycle(waitForNode: false, watchPodCIDRs: false),
                 requirePrimaryFamily: Bool = false, nfacct: NFAcctObjects = KernelNFAcct(),
                 exit: @escaping @Sendable (Int32) -> Void = { Foundation.exit($0) }) {
+        self.serverBinding = serverBinding
         self.path = path
         self.source = source
         self.logger = logger
@@ -75,24 +78,24 @@ public actor ProxyDaemon {
     public func run() async throws {
         let c = self.path.setup.configuration
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var healthServer: HealthServer?
-        var metricsServer: MetricsServer?
+        // kube-proxy's serveHealthz/serveMetrics: fatal with bindAddressHardFail, else retried every 5 s.
+        let (proxyHealth, proxyMetrics, serverLog) = (self.health, self.metrics, self.logger)
+        var healthServer: ServerBinding.Slot<HealthServer>?
+        var metricsServer: ServerBinding.Slot<MetricsServer>?
         if let (host, port) = c.healthzListenAddress {
-            do {
-                healthServer = try await HealthServer.start(host: host, port: port, health: self.health, metrics: self.metrics,
-                                                            group: group, logger: self.logger)
-            } catch {
-                self.logger.error("cannot serve healthz on \(c.healthzBindAddress): \(error)")
-                if c.bindAddressHardFail { throw error }
+            healthServer = try await self.serverBinding.start(
+                "healthz", address: c.healthzBindAddress, hardFail: c.bindAddressHardFail, logger: serverLog
+            ) {
+                try await HealthServer.start(host: host, port: port, health: proxyHealth, metrics: proxyMetrics,
+                                             group: group, logger: serverLog)
             }
         }
         if let (host, port) = c.metricsListenAddress {
-            do {
-                metricsServer = try await MetricsServer.start(host: host, port: port, metrics: self.metrics, group: group,
-                                                              logger: self.logger)
-            } catch {
-                self.logger.error("cannot serve metrics on \(c.metricsBindAddress): \(error)")
-                if c.bindAddressHardFail { throw error }
+            metricsServer = try await self.serverBinding.start(
+                "metrics", address: c.metricsBindAddress, hardFail: c.bindAddressHardFail, logger: serverLog
+            ) {
+                try await MetricsServer.start(host: host, port: port, metrics: proxyMetrics, group: group,
+                                              logger: serverLog)
             }
         }
         let serviceHealth = ServiceHealthServers(
@@ -120,6 +123,7 @@ public actor ProxyDaemon {
             log.error("\(invalid)")
             metrics.invalidObjectSeen(kind: invalid.kind.rawValue)
         }
+        store.setOnRequest { resource, verb, code in metrics.apiserverRequest(resource: resource, verb: verb, code: code) }
         let source = self.source
         let sourceTask = Task { await source.run(into: store) }
         if self.lifecycle.waitForNode {
@@ -131,8 +135,8 @@ public actor ProxyDaemon {
                 sourceTask.cancel()
                 _ = await sourceTask.value
                 await serviceHealth.stop()
-                await healthServer?.stop()
-                await metricsServer?.stop()
+                await healthServer?.end()?.stop()
+                await metricsServer?.end()?.stop()
                 try? await group.shutdownGracefully()
                 throw error
             }
@@ -152,8 +156,8 @@ public actor ProxyDaemon {
         _ = await sourceTask.value
         try? self.notifier.stopping()
         await serviceHealth.stop()
-        await healthServer?.stop()
-        await metricsServer?.stop()
+        await healthServer?.end()?.stop()
+        await metricsServer?.end()?.stop()
         try? await group.shutdownGracefully()
         self.logger.info("stopped; the rules stay in the kernel")
     }
@@ -256,21 +260,9 @@ public actor ProxyDaemon {
         }
     }
 
-    /// ETP Local LoadBalancers with a health-check node port, and their local ready endpoints.
+    /// ETP Local LoadBalancers with a health-check node port, and their local ready endpoints per family.
     func serviceHealthStates() -> [HealthCheckPort: ServiceHealthState] {
-        let state = self.store.peek()
-        var out: [HealthCheckPort: ServiceHealthState] = [:]
-        for svc in state.services.values
-        where svc.type == .loadBalancer && svc.externalTrafficPolicy == .local && svc.healthCheckNodePort != 0 {
-            var local = Set<IPAddress>()
-            for slice in state.slices(for: svc.name) {
-                for ep in slice.endpoints where ep.nodeName == self.path.setup.nodeName && (ep.conditions.ready ?? true) {
-                    if let ip = ep.addresses.first { local.insert(ip) }
-                }
-            }
-            out[svc.healthCheckNodePort] = ServiceHealthState(service: svc.name, localEndpoints: local.count)
-        }
-        return out
+        ServiceHealthServers.states(self.store.peek(), settings: self.path.families.compactMap { self.path.settings(for: $0) })
     }
 
     // MARK: - Canaries and drift

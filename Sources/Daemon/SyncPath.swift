@@ -30,6 +30,8 @@ public final class SyncPath {
     /// The `localhostNodePorts` the node was last prepared for (nil: not yet).
     private var preparedFor: Bool?
     private var prefetched = false
+    /// A sync failed since the last conntrack cleanup: the next one looks at every Service.
+    private var conntrackBehind = false
     /// The rulesets of the last successful apply: what drift checks compare the kernel with.
     public private(set) var committed: [Ruleset] = []
 
@@ -126,20 +128,24 @@ public final class SyncPath {
         var outcome = Outcome(succeeded: false)
         let clock = ContinuousClock()
         let started = clock.now
+        // What changed since the last compile, for backends that redo only that; a full sync redoes everything.
+        var changes: [RulesetChange] = []
         for family in self.families {
             let compiler = self.compilers[family]!
             outcome.rulesets.append(compiler.compile(snapshot.state))
             outcome.stats[family] = compiler.lastStats
+            changes.append(full ? compiler.lastChange.asEverything : compiler.lastChange)
         }
         let compiled = clock.now
         outcome.compileSeconds = (compiled - started).secondsValue
         do {
-            outcome.report = try self.backend.apply(outcome.rulesets)
+            outcome.report = try self.backend.apply(outcome.rulesets, changes: changes)
             outcome.succeeded = true
             self.committed = outcome.rulesets
         } catch {
             outcome.error = error
             self.committed = []
+            self.conntrackBehind = true
         }
         let applied = clock.now
         outcome.applySeconds = (applied - compiled).secondsValue
@@ -188,9 +194,14 @@ public final class SyncPath {
     /// upstream, only after the rules are in, so a deleted flow's next packet meets the new DNAT.
     private func cleanConntrack(_ snapshot: ClusterStore.Snapshot, full: Bool) {
         guard self.conntrackCleanup, full || snapshot.endpointChanges + snapshot.serviceChanges > 0 else { return }
+        // After a full sync, or when a failed sync may have skipped some Services' cleanup, every Service;
+        // else only the frontends of the Services this compile patched. Both from the compiler's cached views.
+        let everyService = full || self.conntrackBehind
+        self.conntrackBehind = false
         for family in self.families {
-            guard let settings = self.compilers[family]?.settings else { continue }
-            let report = self.reconcileConntrack(RuleCompiler.udpFrontends(snapshot.state, settings: settings))
+            guard let compiler = self.compilers[family] else { continue }
+            let report = self.reconcileConntrack(
+                compiler.cachedUDPFrontends(only: everyService ? nil : compiler.lastChangedServices))
             self.metrics?.conntrackReconciled(family: family, seconds: report.durationSeconds, deleted: Int(report.deleted))
             if report.error != nil {
                 self.logger.error("\(report)")

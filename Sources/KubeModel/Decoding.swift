@@ -6,6 +6,8 @@ public enum DecodedObject: Hashable, Sendable {
     case endpointSlice(EndpointSlice)
     /// A v1 Endpoints object, converted to a slice with `fromEndpoints: true`.
     case endpoints(EndpointSlice)
+    /// A v1 Node (cluster-scoped: its `ObjectName` has an empty namespace).
+    case node(Node)
     /// A kind (or apiVersion) a service proxy does not read.
     case ignored(kind: String)
     /// The object had an error; `issues` says which field. `name` is set when the metadata was readable.
@@ -34,6 +36,12 @@ public struct DecodeResult: Hashable, Sendable {
         case .endpointSlice(let s), .endpoints(let s): s
         default: nil
         }
+    }
+
+    /// The Node, if the object was one and was accepted.
+    public var node: Node? {
+        if case .node(let n) = object { return n }
+        return nil
     }
 }
 
@@ -68,6 +76,9 @@ public enum ObjectDecoder {
         case "Endpoints":
             guard apiVersion == nil || apiVersion == "v1" else { return unsupported(kind, apiVersion!, object) }
             return EndpointsDecoder.decode(object)
+        case "Node":
+            guard apiVersion == nil || apiVersion == "v1" else { return unsupported(kind, apiVersion!, object) }
+            return NodeDecoder.decode(object)
         default:
             return DecodeResult(object: .ignored(kind: kind))
         }

@@ -52,7 +52,10 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         }
     }
 
-    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (what Go's `net.ParseIP` accepts, minus zone suffixes).
+    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text as kube-proxy does (`netutils.ParseIPSloppy`: Go's
+    /// pre-1.17 `net.ParseIP`, which reads IPv4 octets with leading zeros as decimal, "172.30.0.041" being
+    /// 172.30.0.41 — objects written before the apiserver rejected them still carry such addresses), minus zone
+    /// suffixes.
     public init?(_ text: some StringProtocol) {
         if let v = Self.parseDottedQuad(text.utf8) {
             self.init(ipv4: v)
@@ -64,14 +67,14 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
             guard inet_pton(AF_INET6, s, &a) == 1 else { return nil }
             self.init(bytes: withUnsafeBytes(of: &a) { Array($0) })
         } else {
-            // inet_pton rejects leading zeros ("010.0.0.1") as Go's ParseIP does.
+            // Not a dotted quad (parseDottedQuad took every valid one): inet_pton gives the exact rejection.
             var a = in_addr()
             guard inet_pton(AF_INET, s, &a) == 1 else { return nil }
             self.init(bytes: withUnsafeBytes(of: &a) { Array($0) })
         }
     }
 
-    /// Strict dotted-quad IPv4 (four decimal octets 0-255, no leading zeros, as Go's ParseIP since 1.17) read
+    /// Dotted-quad IPv4 (four decimal octets 0-255; leading zeros read as decimal, as ParseIPSloppy does) read
     /// straight from the UTF-8 bytes: manifests at 30k Services hold ~10^5 addresses. nil for anything else,
     /// which then goes to inet_pton (IPv6, and the exact rejection of malformed text).
     static func parseDottedQuad(_ utf8: some Sequence<UInt8>) -> UInt32? {
@@ -79,21 +82,17 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         var octet: UInt32 = 0
         var digits = 0
         var parts = 0
-        var leadingZero = false
         for c in utf8 {
             if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") {
-                if leadingZero { return nil }
-                if digits == 0 && c == UInt8(ascii: "0") { leadingZero = true }
                 octet = octet * 10 + UInt32(c - UInt8(ascii: "0"))
                 digits += 1
-                if digits > 3 || octet > 255 { return nil }
+                if octet > 255 { return nil }
             } else if c == UInt8(ascii: ".") {
                 if digits == 0 || parts == 3 { return nil }
                 value = value << 8 | octet
                 parts += 1
                 octet = 0
                 digits = 0
-                leadingZero = false
             } else {
                 return nil
             }

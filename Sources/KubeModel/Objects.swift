@@ -1,4 +1,5 @@
-/// `namespace/name` of a namespaced object.
+/// `namespace/name` of a namespaced object; a cluster-scoped object (a Node) has an empty namespace and is
+/// written as its name alone.
 public struct ObjectName: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var namespace: String
     public var name: String
@@ -6,7 +7,7 @@ public struct ObjectName: Hashable, Sendable, Comparable, CustomStringConvertibl
         self.namespace = namespace
         self.name = name
     }
-    public var description: String { "\(namespace)/\(name)" }
+    public var description: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
     public static func < (a: ObjectName, b: ObjectName) -> Bool {
         (a.namespace, a.name) < (b.namespace, b.name)
     }

@@ -10,6 +10,9 @@ import NIOSSL
 public enum APIError: Error, CustomStringConvertible {
     /// HTTP 410 or a watch ERROR event with a Status of code 410: the resourceVersion is too old.
     case gone(path: String)
+    /// A list from a resourceVersion newer than the apiserver has (504 with cause `ResourceVersionTooLarge`, or the
+    /// message older servers send): an apiserver that restarted from an older etcd state, or a lagging watch cache.
+    case resourceVersionTooLarge(path: String, message: String)
     case unauthorized(path: String, message: String)
     case forbidden(path: String, message: String)
     case notFound(path: String)
@@ -25,6 +28,8 @@ public enum APIError: Error, CustomStringConvertible {
         switch self {
         case .gone(let path):
             return "GET \(path): 410 Gone, resourceVersion expired; relisting"
+        case .resourceVersionTooLarge(let path, let message):
+            return "GET \(path): \(message); listing the current state (a consistent read) instead"
         case .unauthorized(let path, let message):
             return "GET \(path): 401 Unauthorized (\(message)): the token or client certificate was rejected; "
                 + "check that it is current and issued by the cluster"
@@ -62,16 +67,22 @@ struct WatchEvent {
     var object: JSONObject
 }
 
-/// GET and streaming GET against the apiserver over AsyncHTTPClient, with the cluster's TLS and auth.
+/// GET and streaming GET against the apiserver over AsyncHTTPClient, with the cluster's TLS and auth. Every
+/// request, list or watch, first takes a token from the rate limiter, and its outcome is told to the observer.
 final class APIClient: Sendable {
     let http: HTTPClient
     let base: String
     let token: BearerToken?
     let requestTimeout: TimeAmount
+    let limiter: RequestRateLimiter
+    let observer: APIRequestObserver?
 
     /// `readTimeout` bounds the silence on a connection, body included. AsyncHTTPClient's request
     /// deadline stops at the response head, so this is what catches a watch the server stalled on.
-    init(credentials: ClusterCredentials, requestTimeout: TimeAmount, readTimeout: TimeAmount) throws(APIError) {
+    init(
+        credentials: ClusterCredentials, requestTimeout: TimeAmount, readTimeout: TimeAmount,
+        limiter: RequestRateLimiter = RequestRateLimiter(qps: -1, burst: 1), observer: APIRequestObserver? = nil
+    ) throws(APIError) {
         var server = credentials.server
         while server.hasSuffix("/") { server.removeLast() }
         guard let url = URL(string: server), let scheme = url.scheme, url.host != nil,
@@ -80,6 +91,8 @@ final class APIClient: Sendable {
         self.base = server
         self.token = credentials.token
         self.requestTimeout = requestTimeout
+        self.limiter = limiter
+        self.observer = observer
 
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(10), read: readTimeout)
@@ -135,15 +148,41 @@ final class APIClient: Sendable {
         return req
     }
 
+    /// The resource a path is about, for the request metric.
+    static func resource(of path: String) -> String {
+        path.hasPrefix("/apis/discovery.k8s.io/v1/") || path.hasPrefix("/api/v1/")
+            ? String(path.split(separator: "/").last ?? "") : "discovery"
+    }
+
+    /// Waits for a token of the rate limiter; a cancelled wait is a transport failure the caller stops on.
+    private func throttle(_ path: String) async throws(APIError) {
+        do { try await limiter.acquire() } catch { throw .transport(path: path, underlying: "cancelled") }
+    }
+
+    private func observe(_ path: String, _ verb: String, _ code: Int?) {
+        observer?(Self.resource(of: path), verb, code.map(String.init) ?? "<error>")
+    }
+
     private static func check(_ response: HTTPClientResponse, path: String) async throws(APIError) {
         let code = Int(response.status.code)
         if (200..<300).contains(code) { return }
         var message = response.status.reasonPhrase
+        var causes: [String] = []
         if let body = try? await response.body.collect(upTo: 64 * 1024),
-            case .object(let obj)? = try? JSONTree.parse(Data(body.readableBytesView)),
-            let m = obj["message"]?.stringValue
+            case .object(let obj)? = try? JSONTree.parse(Data(body.readableBytesView))
         {
-            message = m
+            if let m = obj["message"]?.stringValue { message = m }
+            for cause in obj["details"]?.objectValue?["causes"]?.arrayValue ?? [] {
+                causes += [cause.objectValue?["reason"]?.stringValue, cause.objectValue?["type"]?.stringValue,
+                           cause.objectValue?["message"]?.stringValue].compactMap { $0 }
+            }
+        }
+        // As client-go's isTooLargeResourceVersionError: the cause type, or the message of servers before it.
+        if code == 504
+            && (causes.contains("ResourceVersionTooLarge") || causes.contains("Too large resource version")
+                || message.contains("Too large resource version"))
+        {
+            throw .resourceVersionTooLarge(path: path, message: message)
         }
         switch code {
         case 410: throw .gone(path: path)
@@ -158,9 +197,16 @@ final class APIClient: Sendable {
     func get(_ path: String, query: [(String, String)] = []) async throws(APIError) -> JSONObject {
         let full = query.isEmpty ? path : path + "?" + Self.query(query)
         let req = try request(full)
+        try await throttle(path)
+        let verb = Self.resource(of: path) == "discovery" ? "get" : "list"
         let body: ByteBuffer
         do {
-            let response = try await http.execute(req, timeout: requestTimeout)
+            let response: HTTPClientResponse
+            do { response = try await http.execute(req, timeout: requestTimeout) } catch {
+                observe(path, verb, nil)
+                throw error
+            }
+            observe(path, verb, Int(response.status.code))
             try await Self.check(response, path: path)
             body = try await response.body.collect(upTo: 1 << 30)
         } catch let e as APIError {
@@ -182,12 +228,15 @@ final class APIClient: Sendable {
     ) async throws {
         let full = path + "?" + Self.query(query)
         let req = try request(full)
+        try await throttle(path)
         let response: HTTPClientResponse
         do {
             response = try await http.execute(req, timeout: requestTimeout)
         } catch {
+            observe(path, "watch", nil)
             throw APIError.transport(path: path, underlying: "\(error)")
         }
+        observe(path, "watch", Int(response.status.code))
         try await Self.check(response, path: path)
         var pending: [UInt8] = []
         func emit(_ line: ArraySlice<UInt8>) throws {

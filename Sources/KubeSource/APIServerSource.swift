@@ -31,9 +31,11 @@ public struct APIServerSource<Object: Sendable>: Sendable {
         // A watch lasts at most 2 x minWatchTimeout (timeoutSeconds); silence beyond that plus the
         // grace means the server or the path to it stalled.
         let silence = 2 * options.minWatchTimeout.seconds + options.watchStallGrace.seconds
+        let limiter =
+            options.rateLimiter ?? RequestRateLimiter(qps: options.qps, burst: options.burst, timing: options.timing)
         let client = try APIClient(
             credentials: credentials, requestTimeout: .nanoseconds(Int64(options.requestTimeout.seconds * 1e9)),
-            readTimeout: .nanoseconds(Int64(silence * 1e9)))
+            readTimeout: .nanoseconds(Int64(silence * 1e9)), limiter: limiter, observer: options.onRequest)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.follow(.service, client: client, emit: emit) }
             group.addTask {
@@ -66,7 +68,8 @@ public struct APIServerSource<Object: Sendable>: Sendable {
 
     /// discovery.k8s.io/v1 present: EndpointSlices. 404: the server predates them, follow Endpoints.
     func endpointKind(client: APIClient) async -> ResourceKind? {
-        var streak = FailureStreak(what: "discovery of discovery.k8s.io/v1", policy: options.backoff, logger: logger)
+        var streak = FailureStreak(
+            what: "discovery of discovery.k8s.io/v1", policy: options.backoff, timing: options.timing, logger: logger)
         while !Task.isCancelled {
             do {
                 _ = try await client.get("/apis/discovery.k8s.io/v1")
@@ -114,32 +117,50 @@ public struct APIServerSource<Object: Sendable>: Sendable {
         await run(collection, client: client, handler: handler)
     }
 
+    /// This node's Node, by name (upstream's node informer: a `metadata.name=<name>` field selector), through the
+    /// same list/watch (or poll) loop as the other kinds. Emitted when first seen and whenever its content changes
+    /// (a status heartbeat that only renumbers it is no change); nil when it is deleted.
     func followNode(_ name: String, client: APIClient, emit: @escaping @Sendable (SourceEvent<Object>) -> Void) async {
         let collection = Collection(
             name: "Node \(name)", path: "/api/v1/nodes", selector: [("fieldSelector", "metadata.name=\(name)")])
-        var last: NodeInfo?
+        var last: Node?
+        var present = false
         let logger = self.logger
         func seen(_ item: JSONObject) {
-            let info = NodeInfo(json: item)
-            guard info.name == name, info != last else { return }
-            last = info
+            let result = ObjectDecoder.decode(item, defaultKind: "Node", defaultAPIVersion: "v1")
+            for issue in result.issues { logger.log(level: issue.severity == .error ? .error : .warning, "\(issue)") }
+            guard var node = result.node else {
+                logger.error("node \(name): invalid Node ignored, keeping the last good one")
+                return
+            }
+            guard node.name == name else { return }
+            node.resourceVersion = ""
+            guard node != last || !present else { return }
+            last = node
+            present = true
             logger.info(
-                "node \(name): podCIDRs \(info.podCIDRs), InternalIP \(info.internalIPs), ExternalIP \(info.externalIPs)"
+                "node \(name): zone \(node.zone ?? "(none)"), podCIDRs \(node.podCIDRs), addresses \(node.addresses.map { "\($0.type) \($0.address)" })\(node.deletionTimestamp != nil ? ", being deleted" : "")"
             )
-            emit(.node(info))
+            emit(.node(node))
+        }
+        func gone() {
+            guard present else { return }
+            present = false
+            last = nil
+            logger.warning("node \(name) was deleted from the apiserver")
+            emit(.node(nil))
         }
         let handler = CollectionHandler(
             replaceAll: { items in
-                if let item = items.first {
+                if let item = items.first(where: { objectName($0).name == name }) {
                     seen(item)
                 } else {
                     logger.warning("node \(name) not found on the apiserver: is --hostname-override right?")
+                    gone()
                 }
             },
             upsert: seen,
-            delete: { _ in
-                logger.warning("node \(name) was deleted from the apiserver; keeping its last known addresses")
-            })
+            delete: { item in if objectName(item).name == name { gone() } })
         await run(collection, client: client, handler: handler)
     }
 
@@ -152,54 +173,112 @@ public struct APIServerSource<Object: Sendable>: Sendable {
 
     // MARK: - List and watch
 
-    /// Lists every page; a 410 on a `continue` page (the token expired) restarts the list.
-    func listAll(_ c: Collection, client: APIClient) async throws(APIError) -> (
-        items: [JSONObject], resourceVersion: String
+    /// One list as client-go's reflector and pager make it: from `resourceVersion` ("" is a consistent read from
+    /// etcd, "0" any state the watch cache holds, a number a state at least that new), `limit` pages when
+    /// `paginate`, the `continue` pages without a resourceVersion (they are pinned to the first page's), and, when a
+    /// `continue` token expired (410), one full list without `limit` instead, as client-go's pager falls back.
+    func list(_ c: Collection, client: APIClient, resourceVersion: String, paginate: Bool) async throws(APIError) -> (
+        items: [JSONObject], resourceVersion: String, paginated: Bool
     ) {
-        var restarts = 0
-        while true {
-            var items: [JSONObject] = []
-            var resourceVersion = ""
-            var token: String?
-            do throws(APIError) {
-                repeat {
-                    var query = c.selector + [("limit", "\(options.pageSize)")]
-                    if let token { query.append(("continue", token)) }
-                    let page = try await client.get(c.path, query: query)
-                    items += objects(page["items"])
-                    let meta = page["metadata"]?.objectValue ?? JSONObject()
-                    resourceVersion = meta["resourceVersion"]?.stringValue ?? resourceVersion
-                    token = nonEmpty(meta["continue"]?.stringValue)
-                } while token != nil
-                return (items, resourceVersion)
-            } catch .gone(let path) where token != nil && restarts < 3 {
-                restarts += 1
-                logger.info(
-                    "list \(c.name): continue token expired (410 Gone at \(path)); listing again from the start")
-            }
+        var items: [JSONObject] = []
+        var listRV = ""
+        var token: String?
+        var pages = 0
+        var query = c.selector
+        if !resourceVersion.isEmpty { query.append(("resourceVersion", resourceVersion)) }
+        if paginate { query.append(("limit", "\(options.pageSize)")) }
+        do throws(APIError) {
+            repeat {
+                var q = query
+                if let token {
+                    q = c.selector + [("limit", "\(options.pageSize)"), ("continue", token)]
+                }
+                let page = try await client.get(c.path, query: q)
+                pages += 1
+                items += objects(page["items"])
+                let meta = page["metadata"]?.objectValue ?? JSONObject()
+                listRV = meta["resourceVersion"]?.stringValue ?? listRV
+                token = nonEmpty(meta["continue"]?.stringValue)
+            } while token != nil
+            return (items, listRV, pages > 1)
+        } catch .gone(let path) where token != nil {
+            logger.info(
+                "list \(c.name): continue token expired (410 Gone at \(path)); listing everything in one request")
+            let page = try await client.get(c.path, query: c.selector)
+            let meta = page["metadata"]?.objectValue ?? JSONObject()
+            return (objects(page["items"]), meta["resourceVersion"]?.stringValue ?? "", false)
         }
     }
 
+    /// What a list/watch loop remembers between lists, as client-go's reflector does.
+    struct ListState {
+        /// The last resourceVersion seen, in a list or a watch event (bookmarks included); "" before the first list.
+        var lastSyncResourceVersion = ""
+        /// The last list from `lastSyncResourceVersion` was refused (410, or too large): the next is consistent.
+        var lastSyncResourceVersionUnavailable = false
+        /// The first list (from the watch cache) came back in pages: the watch cache is off, keep paginating.
+        var paginatedResult = false
+
+        /// The resourceVersion of the next list: "0" (the watch cache) at first, then the last one seen (at
+        /// least as new as what we hold, still served from the cache), "" (etcd) only after that was refused.
+        var relistResourceVersion: String {
+            if lastSyncResourceVersionUnavailable { return "" }
+            return lastSyncResourceVersion.isEmpty ? "0" : lastSyncResourceVersion
+        }
+    }
+
+    /// A list from the watch cache where it can be (see `ListState`); when the apiserver refuses the
+    /// resourceVersion (410 Expired, or too large after an apiserver restart), at once a consistent list.
+    func relist(_ c: Collection, client: APIClient, state: inout ListState) async throws(APIError) -> [JSONObject] {
+        let rv = state.relistResourceVersion
+        // client-go paginates consistent lists and RV=0 lists (which the watch cache answers whole anyway), but not
+        // lists from a given resourceVersion: with a limit the apiserver would send them to etcd.
+        let paginate = state.paginatedResult || rv.isEmpty || rv == "0"
+        var result: (items: [JSONObject], resourceVersion: String, paginated: Bool)
+        do throws(APIError) {
+            result = try await list(c, client: client, resourceVersion: rv, paginate: paginate)
+        } catch {
+            switch error {
+            case .gone, .resourceVersionTooLarge:
+                state.lastSyncResourceVersionUnavailable = true
+                logger.info("list \(c.name) from resourceVersion \(rv) refused (\(error)); listing consistently")
+                result = try await list(c, client: client, resourceVersion: "", paginate: true)
+            default:
+                throw error
+            }
+        }
+        if rv == "0" && result.paginated { state.paginatedResult = true }
+        state.lastSyncResourceVersionUnavailable = false
+        state.lastSyncResourceVersion = result.resourceVersion
+        return result.items
+    }
+
     func listAndWatch(_ c: Collection, client: APIClient, handler: CollectionHandler) async {
-        var streak = FailureStreak(what: "list/watch \(c.name)", policy: options.backoff, logger: logger)
-        var resourceVersion: String?
+        var streak = FailureStreak(
+            what: "list/watch \(c.name)", policy: options.backoff, timing: options.timing, logger: logger)
+        var state = ListState()
+        var needList = true
+        let timing = options.timing
         while !Task.isCancelled {
             do {
-                if resourceVersion == nil {
-                    let (items, rv) = try await listAll(c, client: client)
+                if needList {
+                    let rv = state.relistResourceVersion
+                    let items = try await relist(c, client: client, state: &state)
                     streak.succeeded()
-                    logger.info("listed \(c.name): \(items.count) objects at resourceVersion \(rv)")
+                    logger.info(
+                        "listed \(c.name): \(items.count) objects at resourceVersion \(state.lastSyncResourceVersion) (asked for \(rv.isEmpty ? "a consistent read" : "resourceVersion \(rv)"))"
+                    )
                     handler.replaceAll(items)
-                    resourceVersion = rv
+                    needList = false
                 }
                 let minTimeout = options.minWatchTimeout.seconds
-                let timeoutSeconds = max(1, Int(minTimeout * Double.random(in: 1..<2)))
+                let timeoutSeconds = max(1, Int(minTimeout * (1 + timing.random())))
                 var query = c.selector
                 query += [
-                    ("watch", "true"), ("resourceVersion", resourceVersion ?? ""), ("allowWatchBookmarks", "true"),
-                    ("timeoutSeconds", "\(timeoutSeconds)"),
+                    ("watch", "true"), ("resourceVersion", state.lastSyncResourceVersion),
+                    ("allowWatchBookmarks", "true"), ("timeoutSeconds", "\(timeoutSeconds)"),
                 ]
-                let started = ContinuousClock.now
+                let started = timing.now()
                 var events = 0
                 try await client.watch(c.path, query: query) { event in
                     if event.type != .error {
@@ -207,7 +286,7 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                         streak.succeeded()
                     }
                     if let rv = metadata(event.object)["resourceVersion"]?.stringValue, !rv.isEmpty {
-                        resourceVersion = rv
+                        state.lastSyncResourceVersion = rv
                     }
                     switch event.type {
                     case .added, .modified: handler.upsert(event.object)
@@ -219,21 +298,33 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                         var code = 0
                         if case .int(let n)? = event.object["code"] { code = n }
                         if code == 410 { throw APIError.gone(path: c.path) }
+                        let message = event.object["message"]?.stringValue ?? "watch ERROR event"
+                        if code == 504 && message.contains("Too large resource version") {
+                            throw APIError.resourceVersionTooLarge(path: c.path, message: message)
+                        }
                         throw APIError.status(
                             path: c.path, code: code,
                             message: event.object["message"]?.stringValue ?? "watch ERROR event")
                     }
                 }
                 // A watch the server closes at once, empty, again and again would become a request
-                // storm from every node: pace it like a failure (client-go backs off the same way).
-                if events == 0 && ContinuousClock.now - started < .seconds(1) {
+                // storm from every node: pace it like a failure (client-go's "very short watch").
+                if events == 0 && timing.now() - started < .seconds(1) {
                     throw APIError.status(path: c.path, code: 200, message: "watch ended at once without events")
                 }
                 // The server ended the watch at timeoutSeconds: resume from where we are.
                 streak.succeeded()
-            } catch APIError.gone where resourceVersion != nil {
-                logger.info("watch \(c.name): resourceVersion \(resourceVersion ?? "") expired (410 Gone); relisting")
-                resourceVersion = nil
+            } catch let error as APIError where !needList && error.isResourceVersionRefused {
+                // As client-go: the next list asks for the last resourceVersion seen (the watch cache answers it);
+                // only if that is refused too does it fall back to a consistent read. Relists are paced by the
+                // same backoff as failures, so a flapping watch cache does not become a list storm.
+                let why: String
+                if case .gone = error { why = "expired (410 Gone)" } else { why = "is newer than the apiserver's" }
+                logger.info(
+                    "watch \(c.name): resourceVersion \(state.lastSyncResourceVersion) \(why); relisting from it after the backoff"
+                )
+                needList = true
+                guard await streak.pause() else { return }
             } catch {
                 guard await streak.failed(error) else { return }
             }
@@ -242,13 +333,15 @@ public struct APIServerSource<Object: Sendable>: Sendable {
 
     // MARK: - Polling
 
-    /// Lists every `interval` and hands on only what changed (by resourceVersion) since the last list.
+    /// Lists every `interval` and hands on only what changed (by resourceVersion) since the last list. Lists as the
+    /// reflector does (`relist`): the first from the watch cache, the next ones from the last resourceVersion.
     func poll(_ c: Collection, every interval: Duration, client: APIClient, handler: CollectionHandler) async {
-        var streak = FailureStreak(what: "poll \(c.name)", policy: options.backoff, logger: logger)
+        var streak = FailureStreak(what: "poll \(c.name)", policy: options.backoff, timing: options.timing, logger: logger)
         var known: [ObjectName: String]?
+        var state = ListState()
         while !Task.isCancelled {
             do {
-                let (items, _) = try await listAll(c, client: client)
+                let items = try await relist(c, client: client, state: &state)
                 streak.succeeded()
                 var current: [ObjectName: String] = [:]
                 for item in items {
@@ -265,12 +358,22 @@ public struct APIServerSource<Object: Sendable>: Sendable {
                     handler.replaceAll(items)
                 }
                 known = current
-                try await Task.sleep(for: interval)
+                try await options.timing.sleep(interval)
             } catch is CancellationError {
                 return
             } catch {
                 guard await streak.failed(error) else { return }
             }
+        }
+    }
+}
+
+extension APIError {
+    /// The apiserver no longer (or not yet) serves the resourceVersion asked for: relist.
+    var isResourceVersionRefused: Bool {
+        switch self {
+        case .gone, .resourceVersionTooLarge: true
+        default: false
         }
     }
 }
@@ -290,17 +393,17 @@ struct CollectionHandler {
 }
 
 /// Counts consecutive failures of one loop: logs the cause when a streak starts (and when the
-/// cause changes), sleeps the backoff, and logs once when the loop recovers.
+/// cause changes), sleeps the loop's backoff, and logs once when the loop recovers.
 struct FailureStreak {
     let what: String
-    let policy: BackoffPolicy
     let logger: Logger
+    private var backoff: Backoff
     private(set) var failures = 0
     private var lastCause = ""
 
-    init(what: String, policy: BackoffPolicy, logger: Logger) {
+    init(what: String, policy: BackoffPolicy, timing: SourceTiming, logger: Logger) {
         self.what = what
-        self.policy = policy
+        self.backoff = Backoff(policy: policy, timing: timing)
         self.logger = logger
     }
 
@@ -311,18 +414,18 @@ struct FailureStreak {
         let cause = "\(error)"
         if failures == 0 || cause != lastCause {
             logger.warning(
-                "\(what) failed, retrying with backoff (up to \(policy.cap)); not logged again until the cause changes",
+                "\(what) failed, retrying with backoff (up to \(backoff.policy.cap) plus jitter); not logged again until the cause changes",
                 metadata: ["error": "\(cause)"])
         }
         lastCause = cause
-        let delay = policy.delay(attempt: failures)
         failures += 1
-        do {
-            try await Task.sleep(for: delay)
-            return true
-        } catch {
-            return false
-        }
+        return await backoff.sleep()
+    }
+
+    /// Sleeps the loop's next backoff without counting a failure (the pause before a relist); false when cancelled.
+    mutating func pause() async -> Bool {
+        if Task.isCancelled { return false }
+        return await backoff.sleep()
     }
 
     mutating func succeeded() {

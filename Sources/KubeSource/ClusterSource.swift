@@ -19,18 +19,26 @@ extension ClusterSource {
 ///
 /// A file that cannot be read or parsed keeps the objects it held at its last good read; an invalid object keeps
 /// its last good version (the `ClusterStore` rule).
+///
+/// `kind: Node` objects are read too: the one named `nodeName` is this node's Node (`ClusterStore.setNode`), others
+/// are ignored; a read that no longer holds it sets none.
 public final class ManifestFileSource: ClusterSource, @unchecked Sendable {
     public let path: String
     public let recheck: Duration
+    /// This node's name (hostnameOverride / --hostname-override / hostname); nil: no Node is read.
+    public let nodeName: String?
     let logger: Logger
     private let lock = NSLock()
     private var reloadRequested = false
     /// Objects each file held at its last read without document-level errors.
     private var lastGood: [String: [(ResourceKind, ObjectName)]] = [:]
+    /// Files whose last good read held this node's Node.
+    private var nodeFiles: Set<String> = []
 
-    public init(path: String, recheck: Duration = .seconds(1), logger: Logger) {
+    public init(path: String, recheck: Duration = .seconds(1), nodeName: String? = nil, logger: Logger) {
         self.path = path
         self.recheck = recheck
+        self.nodeName = nodeName
         self.logger = logger
     }
 
@@ -69,6 +77,7 @@ public final class ManifestFileSource: ClusterSource, @unchecked Sendable {
         }
         var load = ManifestLoad()
         var keep: [(ResourceKind, ObjectName)] = []
+        var keepNode = false
         var seen: [String: String] = [:]  // "Kind ns/name" -> file
         for file in files {
             let one: ManifestLoad
@@ -81,11 +90,14 @@ public final class ManifestFileSource: ClusterSource, @unchecked Sendable {
             let broken = one.errors.contains { $0.object == nil }
             let names = one.services.map { (ResourceKind.service, $0.name) }
                 + one.slices.map { ($0.fromEndpoints ? ResourceKind.endpoints : .endpointSlice, $0.fromEndpoints ? $0.service : $0.name) }
+            let holdsNode = self.nodeName.map { name in one.nodes.contains { $0.name == name } } ?? false
             if broken {
                 // What this file held last time stays; what it still holds now is current.
                 keep += self.lastGood[file] ?? []
+                if self.nodeFiles.contains(file) && !holdsNode { keepNode = true }
             } else {
                 self.lastGood[file] = names
+                if holdsNode { self.nodeFiles.insert(file) } else { self.nodeFiles.remove(file) }
             }
             for (kind, name) in names {
                 let key = "\(kind) \(name)"
@@ -97,14 +109,26 @@ public final class ManifestFileSource: ClusterSource, @unchecked Sendable {
             }
             load.services += one.services
             load.slices += one.slices
+            load.nodes += one.nodes
             load.issues += one.issues
         }
-        for issue in load.issues where issue.severity != .error || issue.object == nil {
+        // Object-level errors reach the log through the store's onInvalid; a Node is not a store kind: logged here.
+        for issue in load.issues where issue.severity != .error || issue.object == nil || issue.kind == "Node" {
             self.logger.log(level: issue.severity == .error ? .error : .warning, "\(issue)")
         }
         store.replace(load: load, keep: keep)
+        var nodeNote = ""
+        if let name = self.nodeName {
+            let node = load.node(named: name)
+            // An invalid version of this node's Node keeps the last good one (the store's rule for every object).
+            if node == nil && load.errors.contains(where: { $0.kind == "Node" && $0.object?.name == name }) {
+                keepNode = true
+            }
+            if node != nil || !keepNode { store.setNode(node) }
+            nodeNote = node != nil ? ", Node \(name)" : (keepNode ? ", Node \(name) kept from its last good read" : ", no Node \(name)")
+        }
         self.logger.info(
-            "read \(self.path): \(load.services.count) Services, \(load.slices.count) endpoint slices\(forced ? " (SIGHUP)" : "")")
+            "read \(self.path): \(load.services.count) Services, \(load.slices.count) endpoint slices\(nodeNote)\(forced ? " (SIGHUP)" : "")")
     }
 
     /// Names, sizes and modification times of the source files: a change in any means re-read.
@@ -131,7 +155,15 @@ public struct APIServerClusterSource: ClusterSource {
     }
 
     public func run(into store: ClusterStore) async {
-        let source = APIServerSource<DecodeResult>(credentials: self.credentials, options: self.options,
+        var options = self.options
+        if let observer = store.requestObserver {
+            let earlier = options.onRequest
+            options.onRequest = { resource, verb, code in
+                earlier?(resource, verb, code)
+                observer(resource, verb, code)
+            }
+        }
+        let source = APIServerSource<DecodeResult>(credentials: self.credentials, options: options,
                                                    logger: self.logger) { kind, json in
             ObjectDecoder.decode(json, defaultKind: kind.rawValue)
         }

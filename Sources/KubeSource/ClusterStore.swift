@@ -38,7 +38,11 @@ public final class ClusterStore: @unchecked Sendable {
     private var triggerTimes: [Date] = []
     private var onChange: @Sendable () -> Void = {}
     private var onInvalid: @Sendable (InvalidObject) -> Void = { _ in }
-    private var nodeInfo: NodeInfo?
+    private var onRequest: APIRequestObserver?
+    private var sawNode = false
+    /// Callers of `waitForNode` still waiting, each with what it waits for.
+    private var nodeWaiters: [UInt64: (until: @Sendable (Node) -> Bool, resume: CheckedContinuation<Node?, Never>)] = [:]
+    private var nextWaiter: UInt64 = 0
 
     public init() {}
 
@@ -52,13 +56,63 @@ public final class ClusterStore: @unchecked Sendable {
         self.lock.withLock { self.onInvalid = f }
     }
 
+    /// Told of every request an apiserver source feeding this store makes (set before the source runs).
+    public func setOnRequest(_ f: @escaping APIRequestObserver) {
+        self.lock.withLock { self.onRequest = f }
+    }
+
+    /// The request observer, if one was set.
+    public var requestObserver: APIRequestObserver? { self.lock.withLock { self.onRequest } }
+
     /// True once both the Services and the endpoints have been listed (upstream's `isInitialized`).
     public var isInitialized: Bool {
         self.lock.withLock { self.servicesSynced && self.endpointsSynced }
     }
 
-    /// This node's Node object, as last seen (apiserver source only).
-    public var node: NodeInfo? { self.lock.withLock { self.nodeInfo } }
+    /// This node's Node object as last seen (`state.node`); nil before it is seen, or after it was deleted.
+    public var node: Node? { self.lock.withLock { self.state.node } }
+
+    /// True once the source has seen this node's Node at least once, even if it was deleted since
+    /// (`nodeSeen && node == nil` is a deleted Node).
+    public var nodeSeen: Bool { self.lock.withLock { self.sawNode } }
+
+    /// True while a `waitForNode` call is waiting (tests wait on it instead of sleeping).
+    var hasNodeWaiters: Bool { self.lock.withLock { !self.nodeWaiters.isEmpty } }
+
+    /// Waits until this node's Node is present and `until` holds for it (upstream's NodeManager waits for node IPs,
+    /// and for podCIDRs in NodeCIDR mode); returns it, or nil when `timeout` passes first or the task is cancelled.
+    /// Returns at once when the Node already qualifies.
+    public func waitForNode(timeout: Duration, until: @escaping @Sendable (Node) -> Bool = { _ in true }) async -> Node? {
+        if let node = self.node, until(node) { return node }
+        let id: UInt64 = self.lock.withLock {
+            self.nextWaiter += 1
+            return self.nextWaiter
+        }
+        return await withTaskGroup(of: Node?.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Node?, Never>) in
+                        let now: Node?? = self.lock.withLock {
+                            if let node = self.state.node, until(node) { return .some(node) }
+                            if Task.isCancelled { return .some(nil) }
+                            self.nodeWaiters[id] = (until, c)
+                            return .none
+                        }
+                        if let now { c.resume(returning: now) }
+                    }
+                } onCancel: {
+                    self.lock.withLock { self.nodeWaiters.removeValue(forKey: id) }?.resume.resume(returning: nil)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
 
     /// What the sync loop works from: a snapshot, the change counts since the last take, the trigger times.
     public struct Snapshot: Sendable {
@@ -102,7 +156,7 @@ public final class ClusterStore: @unchecked Sendable {
         case .synced(let kind): self.markSynced(kind)
         case .upsert(let kind, let result): self.upsert(kind, result)
         case .delete(let kind, let name): self.delete(kind, name)
-        case .node(let info): self.setNode(info)
+        case .node(let node): self.setNode(node)
         }
     }
 
@@ -194,12 +248,30 @@ public final class ClusterStore: @unchecked Sendable {
         notify()
     }
 
-    public func setNode(_ info: NodeInfo) {
-        let notify: @Sendable () -> Void = self.lock.withLock {
-            self.nodeInfo = info
-            return self.onChange
+    /// Records this node's Node (nil: deleted, or absent from a manifest reload) in the state, which re-derives the
+    /// Services with zone hints when the zone changed. Held without its resourceVersion, as other objects are.
+    public func setNode(_ new: Node?) {
+        let content = new.map { node -> Node in
+            var n = node
+            n.resourceVersion = ""
+            return n
         }
-        notify()
+        let (changed, notify, ready) = self.lock.withLock {
+            () -> (Bool, @Sendable () -> Void, [(CheckedContinuation<Node?, Never>, Node)]) in
+            if content != nil { self.sawNode = true }
+            guard self.state.node != content else { return (false, self.onChange, []) }
+            self.state.setNode(content)
+            var ready: [(CheckedContinuation<Node?, Never>, Node)] = []
+            if let node = content {
+                for (id, waiter) in self.nodeWaiters where waiter.until(node) {
+                    self.nodeWaiters[id] = nil
+                    ready.append((waiter.resume, node))
+                }
+            }
+            return (true, self.onChange, ready)
+        }
+        for (c, node) in ready { c.resume(returning: node) }
+        if changed { notify() }
     }
 
     // MARK: - Internals

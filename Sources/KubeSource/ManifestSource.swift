@@ -3,17 +3,26 @@ import KubeModel
 import Logging
 
 /// What a set of manifest files holds: accepted Services and slices (v1 Endpoints already converted,
-/// `fromEndpoints: true`), and every issue, each prefixed with its file and document.
+/// `fromEndpoints: true`), Nodes, and every issue, each prefixed with its file and document.
 public struct ManifestLoad: Sendable {
     public var services: [Service] = []
     /// EndpointSlices and converted Endpoints, in file order.
     public var slices: [EndpointSlice] = []
+    /// Every Node the files hold; the one named by the node name is this node (`node(named:)`).
+    public var nodes: [Node] = []
     public var issues: [DecodeIssue] = []
 
-    public init(services: [Service] = [], slices: [EndpointSlice] = [], issues: [DecodeIssue] = []) {
+    public init(services: [Service] = [], slices: [EndpointSlice] = [], nodes: [Node] = [], issues: [DecodeIssue] = []) {
         self.services = services
         self.slices = slices
+        self.nodes = nodes
         self.issues = issues
+    }
+
+    /// This node's Node: the one whose name is the node name (hostnameOverride / --hostname-override / hostname);
+    /// Nodes of other names are ignored, as upstream's informer never sees them.
+    public func node(named name: String) -> Node? {
+        nodes.last { $0.name == name }
     }
 
     /// The issues that rejected a whole object or document.
@@ -27,8 +36,15 @@ public struct ManifestLoad: Sendable {
     }
 
     /// The loaded objects as a cluster snapshot. A Service's Endpoints are used only when no
-    /// EndpointSlice names it, as `ClusterState` arranges.
+    /// EndpointSlice names it, as `ClusterState` arranges. No Node: see `clusterState(nodeName:)`.
     public var clusterState: ClusterState { ClusterState(services: services, slices: slices) }
+
+    /// The snapshot as the node named `nodeName` sees it: with its own Node, when the files hold it.
+    public func clusterState(nodeName: String) -> ClusterState {
+        var state = clusterState
+        if let node = node(named: nodeName) { state.setNode(node) }
+        return state
+    }
 }
 
 /// A manifest path that cannot be read at all (as opposed to a file with bad content, which is an issue).
@@ -42,7 +58,7 @@ public enum ManifestError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Reads Services, EndpointSlices and Endpoints from `.yaml`, `.yml` and `.json` files: a file, or a
+/// Reads Services, EndpointSlices, Endpoints and Nodes from `.yaml`, `.yml` and `.json` files: a file, or a
 /// directory and its immediate subdirectories, in sorted path order. Files may hold several YAML
 /// documents and `kind: List` (what `kubectl get svc,endpointslices,endpoints -A -o yaml` prints).
 ///
@@ -221,6 +237,8 @@ public struct ManifestSource: Sendable {
                     place(slice, kind: "EndpointSlice", name: slice.name, source: source, in: \.slices)
                 case .endpoints(let slice):
                     place(slice, kind: "Endpoints", name: slice.name, source: source, in: \.slices)
+                case .node(let node):
+                    place(node, kind: "Node", name: ObjectName(namespace: "", name: node.name), source: source, in: \.nodes)
                 case .ignored, .rejected:
                     break
                 }

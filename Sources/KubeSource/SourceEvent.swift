@@ -28,42 +28,6 @@ public enum ResourceKind: String, Sendable, Hashable, CustomStringConvertible {
     public static let labelSelector = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
 }
 
-/// The parts of this node's Node object the proxy needs.
-public struct NodeInfo: Sendable, Equatable {
-    public var name: String
-    /// `spec.podCIDRs`, or `[spec.podCIDR]` on old clusters.
-    public var podCIDRs: [String]
-    /// `status.addresses` of type InternalIP.
-    public var internalIPs: [String]
-    /// `status.addresses` of type ExternalIP.
-    public var externalIPs: [String]
-
-    public init(name: String, podCIDRs: [String] = [], internalIPs: [String] = [], externalIPs: [String] = []) {
-        self.name = name
-        self.podCIDRs = podCIDRs
-        self.internalIPs = internalIPs
-        self.externalIPs = externalIPs
-    }
-
-    init(json: JSONObject) {
-        let meta = json["metadata"]?.objectValue ?? JSONObject()
-        let spec = json["spec"]?.objectValue ?? JSONObject()
-        let status = json["status"]?.objectValue ?? JSONObject()
-        // All strings or none, as the `[String]` cast this replaces read it.
-        let cidrValues = spec["podCIDRs"]?.arrayValue ?? []
-        var cidrs = cidrValues.compactMap(\.stringValue)
-        if cidrs.count != cidrValues.count { cidrs = [] }
-        if cidrs.isEmpty, let one = nonEmpty(spec["podCIDR"]?.stringValue) { cidrs = [one] }
-        let addresses = objects(status["addresses"])
-        func of(_ type: String) -> [String] {
-            addresses.filter { $0["type"]?.stringValue == type }.compactMap { $0["address"]?.stringValue }
-        }
-        self.init(
-            name: meta["name"]?.stringValue ?? "", podCIDRs: cidrs, internalIPs: of("InternalIP"),
-            externalIPs: of("ExternalIP"))
-    }
-}
-
 /// One change from the apiserver, in the order the consumer must apply them.
 ///
 /// Every list (the first one and each relist after a 410 Gone or, in polling mode, the first
@@ -74,8 +38,9 @@ public enum SourceEvent<Object: Sendable>: Sendable {
     case synced(ResourceKind)
     case upsert(ResourceKind, Object)
     case delete(ResourceKind, ObjectName)
-    /// The own Node changed in a way that matters (pod CIDRs, addresses); sent once it is first seen.
-    case node(NodeInfo)
+    /// This node's Node as first seen and after every change of what it holds (labels, taints, deletion,
+    /// addresses, podCIDRs); nil when it was deleted.
+    case node(Node?)
 }
 
 /// Turns one object (as `JSONTree` parsed it) into the consumer's value; a throw skips that
@@ -91,9 +56,11 @@ public struct SourceOptions: Sendable {
     }
 
     public var mode: Mode = .watch
-    /// This node's name: its Node object is followed for pod CIDRs and addresses. nil: not followed.
+    /// This node's name: its Node object is listed and watched by name (a `metadata.name` field selector, as
+    /// upstream's node informer). nil: not followed.
     public var nodeName: String?
-    /// `limit` of each list page.
+    /// `limit` of each page of a list that is paginated: client-go's pager default. Lists from a given
+    /// resourceVersion after a watch expired are not paginated, so the watch cache can serve them (as client-go).
     public var pageSize: Int = 500
     /// `timeoutSeconds` of a watch is random in [min, 2*min), as client-go's reflector picks it,
     /// so that the node's watches do not all end together.
@@ -102,8 +69,17 @@ public struct SourceOptions: Sendable {
     public var watchStallGrace: Duration = .seconds(30)
     /// Deadline of a single list page or discovery request.
     public var requestTimeout: Duration = .seconds(60)
-    /// Retry pacing after failures.
+    /// Pacing of retries after failures, and of relists after a watch expired (client-go's reflector backoff).
     public var backoff = BackoffPolicy()
+    /// `clientConnection.qps` / `burst`: the client-side token bucket in front of every request (list and watch).
+    public var qps: Double = 5
+    public var burst: Int = 10
+    /// A limiter to use instead of one made from `qps`/`burst` (several sources sharing one, or a test counting).
+    public var rateLimiter: RequestRateLimiter?
+    /// Time, sleeps and jitter; `.live` but in tests.
+    public var timing: SourceTiming = .live
+    /// Told of every request to the apiserver once its outcome is known (metrics).
+    public var onRequest: APIRequestObserver?
 
     public init(mode: Mode = .watch, nodeName: String? = nil) {
         self.mode = mode
@@ -111,34 +87,7 @@ public struct SourceOptions: Sendable {
     }
 }
 
-/// Exponential backoff with jitter, capped (client-go's reflector caps at 30 s too).
-public struct BackoffPolicy: Sendable {
-    public var initial: Duration = .milliseconds(800)
-    public var cap: Duration = .seconds(30)
-    public var factor: Double = 2
-    /// Each delay is stretched by a random fraction up to this.
-    public var jitter: Double = 0.5
-
-    public init(
-        initial: Duration = .milliseconds(800), cap: Duration = .seconds(30), factor: Double = 2, jitter: Double = 0.5
-    ) {
-        self.initial = initial
-        self.cap = cap
-        self.factor = factor
-        self.jitter = jitter
-    }
-
-    /// Delay before retry number `attempt` (0-based).
-    public func delay(attempt: Int, random: Double = Double.random(in: 0..<1)) -> Duration {
-        let base = initial.seconds * pow(factor, Double(min(attempt, 62)))
-        let jittered = base * (1 + jitter * random)
-        return .milliseconds(Int64(min(jittered, cap.seconds) * 1000))
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let c = components
-        return Double(c.seconds) + Double(c.attoseconds) / 1e18
-    }
-}
+/// One request to the apiserver: the resource (`services`, `endpointslices`, `endpoints`, `nodes`, `discovery`), the
+/// verb (`list`, `watch`, `get`) and the HTTP status code, or `<error>` when none came back (client-go's
+/// `rest_client_requests_total` spells a transport failure the same way).
+public typealias APIRequestObserver = @Sendable (_ resource: String, _ verb: String, _ code: String) -> Void

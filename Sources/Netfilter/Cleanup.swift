@@ -3,8 +3,8 @@ import CNetfilter
 import KubeModel
 import Ruleset
 
-/// `--cleanup` through libiptc: removes what `Ownership` says kube-proxy / kube-natd own (reference §1.11), one
-/// libiptc commit per table. Every service chain goes; kubelet's KUBE-FIREWALL and KUBE-MARK-DROP stay.
+/// `--cleanup` through libiptc: removes what `Ownership` says kube-proxy / kube-natd own (reference §1.11) and the
+/// chains and jumps of kube-proxy's IPVS mode (`ProxyModeLeftovers`), one libiptc commit per table. Every service chain goes; kubelet's KUBE-FIREWALL and KUBE-MARK-DROP stay.
 public enum Cleanup {
     /// Opening a legacy table with libiptc instantiates it; a table the kernel does not list holds nothing of ours.
     static func tableExists(_ table: Table, family: IPFamily) -> Bool {
@@ -25,14 +25,14 @@ public enum Cleanup {
             for table in [Table.nat, .filter, .mangle] where Self.tableExists(table, family: family) {
                 var program = TableProgram(family: family, capacity: 4096)
                 do {
-                    for jump in Ownership.upstreamJumps(table) + (extraJumps[table] ?? []) {
+                    for jump in ProxyModeLeftovers.cleanupJumps(table) + (extraJumps[table] ?? []) {
                         try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
                     }
                 } catch {
                     throw NetfilterError.encoding(error)
                 }
                 if table == .nat { for p in Ownership.servicePrefixes { program.stalePrefix(p) } }
-                for name in Ownership.cleanupChains(table) { program.deleteChain(name) }
+                for name in ProxyModeLeftovers.cleanupChains(table) { program.deleteChain(name) }
                 report.tables.append(
                     try LibiptcBackend.run(
                         program, family: family, table: table,

@@ -15,6 +15,11 @@ public protocol KernelBackend: AnyObject {
     /// throws, the transaction that failed left the kernel as it was.
     func apply(_ rulesets: [Ruleset]) throws -> ApplyReport
 
+    /// `apply`, told what changed in each ruleset since the compile before it (`RuleCompiler.lastChange`; a
+    /// ruleset without a change, or with `everything`, is new). A backend that keeps per-chain work between
+    /// applies redoes only the changed chains; the others ignore `changes` (the default).
+    func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport
+
     /// What the kernel holds now of kube-natd's chains in one family: every owned chain (fixed, per-service,
     /// canary) of every table, each with a digest in this backend's own encoding.
     func readOwned(family: IPFamily) throws -> OwnedState
@@ -38,6 +43,9 @@ public protocol KernelBackend: AnyObject {
 
 extension KernelBackend {
     public func prefetch(families: [IPFamily]) {}
+    public func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
+        try self.apply(rulesets)
+    }
 }
 
 /// One owned chain as a backend sees it: its rule count and a digest of its rules (matches and targets, not

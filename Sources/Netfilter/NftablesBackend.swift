@@ -31,6 +31,15 @@ public final class NftablesBackend: KernelBackend {
     /// Whether the last apply found the stamp current: nothing had changed in the netns since a batch of these
     /// same rulesets (by this or another kube-natd process), so it sent nothing and read nothing else.
     public private(set) var lastCallStampCurrent = false
+    /// Test hook: declared chains the last apply encoded anew, and those it copied from the apply before.
+    public private(set) var lastChainsEncoded = 0
+    public private(set) var lastChainsReused = 0
+    /// Each (family, table)'s last program, chain by chain (see `EncodedTable`).
+    private var encodedTables: [EncodedKey: EncodedTable] = [:]
+    private struct EncodedKey: Hashable {
+        var family: IPFamily
+        var table: Table
+    }
     private var context: OpaquePointer?
     /// A read ahead started by `prefetch(families:)`, taken over at the next call.
     private var pending: NftablesPrefetch?
@@ -85,13 +94,14 @@ public final class NftablesBackend: KernelBackend {
     }
 
     public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
+        try self.apply(rulesets, changes: [])
+    }
+
+    /// Encodes only the chains `changes` names when this object's last encoding of a table is the change's
+    /// base; everything else (and every table without such a change) is encoded anew.
+    public func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
         let started = DispatchTime.now().uptimeNanoseconds
-        var programs: [NftablesProgram] = []
-        for ruleset in rulesets {
-            for table in ruleset.tables {
-                programs.append(try NftablesProgram(ruleset.family, table.table) { try Self.encode(table, into: &$0) })
-            }
-        }
+        let programs = try self.encodePrograms(rulesets, changes: changes)
         let encoded = DispatchTime.now().uptimeNanoseconds
         var report = try self.run(programs, stamp: Self.stampChain(rulesets))
         if !report.tables.isEmpty { report.tables[0].encodeSeconds = Double(encoded - started) / 1e9 }
@@ -193,6 +203,46 @@ public final class NftablesBackend: KernelBackend {
 
     // MARK: - Encoding
 
+    /// The programs of `rulesets`, reusing the last apply's encoding of every chain a ruleset's change does not
+    /// name (when that encoding is of the change's base ruleset). Keeps the new encodings for the next apply;
+    /// a table that fails to encode keeps none.
+    func encodePrograms(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> [NftablesProgram] {
+        var programs: [NftablesProgram] = []
+        var encodedCount = 0
+        var reusedCount = 0
+        defer {
+            self.lastChainsEncoded = encodedCount
+            self.lastChainsReused = reusedCount
+        }
+        for ruleset in rulesets {
+            let change = changes.first { $0.family == ruleset.family }
+            for table in ruleset.tables {
+                let key = EncodedKey(family: ruleset.family, table: table.table)
+                // taken out of the dictionary so that its bytes are not shared and are patched in place
+                var entry = self.encodedTables.removeValue(forKey: key)
+                do {
+                    if var previous = entry, let change, !change.isEverything, previous.id != nil,
+                       previous.id == change.base {
+                        entry = nil
+                        try previous.patch(
+                            ruleset.family, table, id: change.id, touched: change.touched[table.table] ?? [],
+                            encodedCount: &encodedCount, reusedCount: &reusedCount)
+                        entry = previous
+                    } else {
+                        entry = nil
+                        entry = try EncodedTable(ruleset.family, table, id: change?.id, encodedCount: &encodedCount)
+                    }
+                } catch {
+                    throw NetfilterError.encoding(error)
+                }
+                guard let entry else { continue }
+                programs.append(NftablesProgram(ruleset.family, table.table, bytes: entry.bytes))
+                self.encodedTables[key] = entry
+            }
+        }
+        return programs
+    }
+
     /// A declared table: stale service chains, declared chains and rules, deleted chains (and kube-proxy's own
     /// jumps into them, written before kube-natd took over), kube-natd's jumps, ensured rules.
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
@@ -201,14 +251,14 @@ public final class NftablesBackend: KernelBackend {
 
     /// `--cleanup`: kube-proxy's jumps wherever they are (whoever wrote them), every jump kube-natd wrote itself
     /// (so kubelet's KUBE-FIREWALL jumps go only where kube-natd's layout wrote them), every service chain, the
-    /// fixed chains and the canary. KUBE-FIREWALL, KUBE-MARK-DROP and ensured rules stay.
+    /// fixed chains and the canary, and the IPVS mode's chains and jumps (`ProxyModeLeftovers`). KUBE-FIREWALL, KUBE-MARK-DROP and ensured rules stay.
     static func encodeCleanup(_ table: Table, into program: inout TableProgram) throws(EncodingError) {
-        for jump in Ownership.upstreamJumps(table) {
+        for jump in ProxyModeLeftovers.cleanupJumps(table) {
             try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
         }
         program.record(Int32(KNAT_OP_DELETE_OWN_JUMPS)) { _ in }
         for prefix in Ownership.servicePrefixes { program.stalePrefix(prefix) }
-        for name in Ownership.cleanupChains(table) { program.deleteChain(name) }
+        for name in ProxyModeLeftovers.cleanupChains(table) { program.deleteChain(name) }
     }
 
     // MARK: - The call into the shim

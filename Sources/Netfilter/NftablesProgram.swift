@@ -68,31 +68,134 @@ struct NftablesProgram {
         self.bytes = program.bytes
     }
 
-    /// The C descriptors of the programs, valid inside `body`.
+    init(_ family: IPFamily, _ table: Table, bytes: [UInt8]) {
+        self.family = family
+        self.table = table
+        self.bytes = bytes
+    }
+
+    /// The C descriptors of the programs, valid inside `body`. Each points into its program's own bytes (no
+    /// copy of the whole ruleset: unchanged tables are the encodings the backend keeps between applies).
     static func withDescriptors<R>(_ programs: [NftablesProgram], _ body: (UnsafePointer<knft_program>?, Int) -> R) -> R {
-        var all: [UInt8] = []
-        all.reserveCapacity(programs.reduce(0) { $0 + $1.bytes.count })
-        var offsets: [Int] = []
-        for p in programs {
-            offsets.append(all.count)
-            all += p.bytes
-        }
-        return all.withUnsafeBufferPointer { base in
-            var descriptors = programs.enumerated().map { i, p in
+        var descriptors: [knft_program] = []
+        descriptors.reserveCapacity(programs.count)
+        func next(_ i: Int) -> R {
+            guard i < programs.count else {
+                return descriptors.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+            }
+            let p = programs[i]
+            return p.bytes.withUnsafeBufferPointer { bytes in
                 var d = knft_program()
                 d.family = p.family.cValue
                 withUnsafeMutableBytes(of: &d.table) { $0.copyBytes(from: p.table.rawValue.utf8.prefix(15)) }
-                d.bytes = base.baseAddress.map { $0 + offsets[i] }
-                d.length = p.bytes.count
-                return d
+                d.bytes = bytes.baseAddress
+                d.length = bytes.count
+                descriptors.append(d)
+                return next(i + 1)
             }
-            return descriptors.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
         }
+        return next(0)
     }
 }
 
 extension IPFamily {
     var cValue: Int32 { self == .ipv4 ? 4 : 6 }
+}
+
+/// One (family, table)'s last program, with where each declared chain's records are in it, so that the next
+/// apply of a ruleset derived from it (`RulesetChange`) patches the bytes in place: only the chains the change
+/// names are encoded again, and only the part of the program between the first and the last of them moves.
+/// A new buffer for the whole program would cost more than the encoding (every page of it faulted in again).
+struct EncodedTable {
+    /// The ruleset these bytes encode (`RulesetChange.id`); nil: applied without a change, reused by nothing.
+    var id: UInt64?
+    var bytes: [UInt8]
+    var names: [String]
+    /// Each chain's records: `bytes[starts[i]..<ends[i]]`.
+    var starts: [Int]
+    var ends: [Int]
+    /// Where the chains end and the tail (deleted chains, jumps, ensured rules) begins.
+    var chainsEnd: Int
+
+    /// Encodes `table` whole (`TableProgram.encode`'s records, in its order).
+    init(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, encodedCount: inout Int) throws(EncodingError) {
+        var program = TableProgram(family: family, capacity: 1 << 16)
+        var starts: [Int] = []
+        var ends: [Int] = []
+        starts.reserveCapacity(table.chains.count)
+        ends.reserveCapacity(table.chains.count)
+        program.encodeHead()
+        for chain in table.chains {
+            starts.append(program.bytes.count)
+            try program.encodeChain(chain, table: table.table)
+            ends.append(program.bytes.count)
+        }
+        encodedCount += table.chains.count
+        self.chainsEnd = program.bytes.count
+        try program.encodeTail(table, dropJumpsIntoDeleted: true)
+        self.id = id
+        self.bytes = program.bytes
+        self.names = table.chains.map(\.name)
+        self.starts = starts
+        self.ends = ends
+    }
+
+    /// Makes this the encoding of `table`, which differs from the table it encodes only in the chains `touched`
+    /// names: the unchanged chains before the first and after the last named one stay where they are, the part
+    /// between is encoded again (copying the unchanged chains in it), the tail is encoded again. The bytes
+    /// equal a whole encode of `table`; when the chains are not as `touched` says (a chain moved), more of
+    /// them are encoded again, never fewer.
+    mutating func patch(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, touched: Set<String>,
+                        encodedCount: inout Int, reusedCount: inout Int) throws(EncodingError) {
+        let new = table.chains
+        let n = new.count
+        let m = self.names.count
+        var p = 0
+        while p < n, p < m, new[p].name == self.names[p], !touched.contains(new[p].name) { p += 1 }
+        var s = 0
+        while s < n - p, s < m - p, new[n - 1 - s].name == self.names[m - 1 - s],
+              !touched.contains(new[n - 1 - s].name) { s += 1 }
+        func startOf(_ k: Int) -> Int { k < m ? self.starts[k] : self.chainsEnd }
+        let oldLo = startOf(p)
+        let oldHi = startOf(m - s)
+        // the middle: unchanged chains in it are copied from where they are now
+        var reusable: [String: Int] = [:]
+        for i in p..<(m - s) where !touched.contains(self.names[i]) { reusable[self.names[i]] = i }
+        var middle = TableProgram(family: family, capacity: max(256, oldHi - oldLo + 256))
+        var names: [String] = []
+        var starts: [Int] = []
+        var ends: [Int] = []
+        for chain in new[p..<(n - s)] {
+            starts.append(oldLo + middle.bytes.count)
+            if !touched.contains(chain.name), let i = reusable[chain.name] {
+                middle.bytes.append(contentsOf: self.bytes[self.starts[i]..<self.ends[i]])
+                reusedCount += 1
+            } else {
+                try middle.encodeChain(chain, table: table.table)
+                encodedCount += 1
+            }
+            ends.append(oldLo + middle.bytes.count)
+            names.append(chain.name)
+        }
+        reusedCount += p + s
+        var tail = TableProgram(family: family, capacity: 4096)
+        try tail.encodeTail(table, dropJumpsIntoDeleted: true)
+        // the tail first: replacing it does not move the middle
+        self.bytes.replaceSubrange(self.chainsEnd..<self.bytes.count, with: tail.bytes)
+        self.bytes.replaceSubrange(oldLo..<oldHi, with: middle.bytes)
+        let delta = middle.bytes.count - (oldHi - oldLo)
+        self.names.replaceSubrange(p..<(m - s), with: names)
+        self.starts.replaceSubrange(p..<(m - s), with: starts)
+        self.ends.replaceSubrange(p..<(m - s), with: ends)
+        if delta != 0 {
+            for k in (p + names.count)..<self.starts.count {
+                self.starts[k] += delta
+                self.ends[k] += delta
+            }
+        }
+        self.chainsEnd += delta
+        self.id = id
+    }
 }
 
 /// A fixed-size C char array as a String.

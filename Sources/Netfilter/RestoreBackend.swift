@@ -179,7 +179,7 @@ public final class RestoreBackend: KernelBackend {
             let binary = self.tool(family, "")
             for table in Ownership.canaryTables where self.exists(table, family) {
                 var r = ApplyReport.TableReport(family: family, table: table)
-                for jump in Ownership.upstreamJumps(table) {
+                for jump in ProxyModeLeftovers.cleanupJumps(table) {
                     let args = Self.arguments(jump.rule)
                     // Bounded: a jump is normally there once; a few copies left by older agents go too.
                     for _ in 0..<8 {
@@ -190,7 +190,7 @@ public final class RestoreBackend: KernelBackend {
                 }
                 let saved = try self.save(family, table)
                 let owned = saved.order.filter {
-                    Ownership.isServiceChain($0) || Ownership.cleanupChains(table).contains($0)
+                    Ownership.isServiceChain($0) || ProxyModeLeftovers.cleanupChains(table).contains($0)
                 }
                 r.chainsDeleted = owned.count
                 report.tables.append(r)

@@ -129,13 +129,27 @@ struct TableProgram {
     /// kube-proxy's own jumps into a deleted chain (the nf_tables shim needs them named; the libiptc shim's plan
     /// drops every jump into a chain it deletes).
     mutating func encode(_ table: TableRuleset, dropJumpsIntoDeleted: Bool = false) throws(EncodingError) {
+        self.encodeHead()
+        for chain in table.chains { try self.encodeChain(chain, table: table.table) }
+        try self.encodeTail(table, dropJumpsIntoDeleted: dropJumpsIntoDeleted)
+    }
+
+    /// The part of `encode` before the chains: the stale service prefixes.
+    mutating func encodeHead() {
         for prefix in Ownership.servicePrefixes { self.stalePrefix(prefix) }
-        for chain in table.chains {
-            self.chain(chain.name)
-            for (i, rule) in chain.rules.enumerated() {
-                try self.rule(rule, table: table.table, chain: chain.name, index: i + 1)
-            }
+    }
+
+    /// One declared chain and its rules, as `encode` writes it (records that depend on nothing else: a backend
+    /// may keep them and reuse them while the chain is unchanged).
+    mutating func encodeChain(_ chain: Chain, table: Table) throws(EncodingError) {
+        self.chain(chain.name)
+        for (i, rule) in chain.rules.enumerated() {
+            try self.rule(rule, table: table, chain: chain.name, index: i + 1)
         }
+    }
+
+    /// The part of `encode` after the chains: deleted chains, jumps into them, kube-natd's jumps, ensured rules.
+    mutating func encodeTail(_ table: TableRuleset, dropJumpsIntoDeleted: Bool) throws(EncodingError) {
         for name in table.deletedChains { self.deleteChain(name) }
         if dropJumpsIntoDeleted {
             let deleted = Set(table.deletedChains)

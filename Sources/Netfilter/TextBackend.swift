@@ -181,13 +181,13 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
             for table in Ownership.canaryTables {
                 guard var t = self.state[family]?[table] else { continue }
                 var r = ApplyReport.TableReport(family: family, table: table)
-                let jumps = Set(Ownership.upstreamJumps(table).map { Self.line($0.rule) })
-                for jump in Ownership.upstreamJumps(table) {
+                let jumps = Set(ProxyModeLeftovers.cleanupJumps(table).map { Self.line($0.rule) })
+                for jump in ProxyModeLeftovers.cleanupJumps(table) {
                     let before = t.rules[jump.baseChain]?.count ?? 0
                     t.rules[jump.baseChain]?.removeAll { jumps.contains($0) }
                     r.rulesDeleted += before - (t.rules[jump.baseChain]?.count ?? 0)
                 }
-                for name in t.order where Ownership.isServiceChain(name) || Ownership.cleanupChains(table).contains(name) {
+                for name in t.order where Ownership.isServiceChain(name) || ProxyModeLeftovers.cleanupChains(table).contains(name) {
                     t.delete(name)
                     r.chainsDeleted += 1
                 }

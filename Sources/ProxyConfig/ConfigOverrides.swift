@@ -77,6 +77,16 @@ public struct ConfigOverrides: Hashable, Sendable {
     public var featureGates: [String: Bool]?
     /// `-v` / `--v`
     public var verbosity: Int?
+    /// `--vmodule`
+    public var vmodule: [KubeProxyConfiguration.VModule]?
+    /// `--logging-format`
+    public var loggingFormat: String?
+    /// `--log-flush-frequency`
+    public var logFlushFrequency: GoDuration?
+    /// `--healthz-port` (deprecated upstream): combined with the healthz address as kube-proxy does; 0 disables.
+    public var healthzPort: Int?
+    /// `--metrics-port` (deprecated upstream): combined with the metrics address as kube-proxy does; 0 disables.
+    public var metricsPort: Int?
 
     public init() {}
 
@@ -160,14 +170,54 @@ public struct ConfigOverrides: Hashable, Sendable {
                 .map(gates.keys.sorted().map { ConfigEntry(key: $0, value: .bool(gates[$0]!)) })
             })
         add("-v", "logging.verbosity", verbosity.map { .int($0) })
+        add(
+            "--vmodule", "logging.vmodule",
+            vmodule.map { list in
+                .list(
+                    list.map {
+                        .map([
+                            ConfigEntry(key: "filePattern", value: .string($0.filePattern)),
+                            ConfigEntry(key: "verbosity", value: .int($0.verbosity)),
+                        ])
+                    })
+            })
+        add("--logging-format", "logging.format", loggingFormat.map { .string($0) })
+        add("--log-flush-frequency", "logging.flushFrequency", logFlushFrequency.map { .string($0.description) })
         return out
+    }
+
+    /// The flags that apply even when `--config` is given: `--hostname-override` (kube-proxy's
+    /// `processHostnameOverrideFlag`) and the logging flags (kube-proxy's `copyLogsFromFlags`: "command line
+    /// flags have priority", so `--config FILE -v=5` works).
+    static let appliesWithConfigFile: Set<String> = [
+        "--hostname-override", "-v", "--vmodule", "--logging-format", "--log-flush-frequency",
+    ]
+
+    /// kube-proxy's `addressFromDeprecatedFlags`, applied without `--config` after defaulting: port 0 disables
+    /// the server (empty address); otherwise the port is appended when the address is a bare IP. An empty
+    /// `--metrics-bind-address`/`--healthz-bind-address` disables the server too ("Set empty to disable").
+    func applyDeprecatedPorts(to c: inout KubeProxyConfiguration, sink: DecodeSink) {
+        func address(_ flagAddress: String?, current: String, port: Int?) -> String {
+            if flagAddress == "" { return "" }
+            guard let port else { return current }
+            if port == 0 { return "" }
+            return KubeProxyConfiguration.appendPortIfNeeded(flagAddress ?? current, port: port)
+        }
+        for (flag, port) in [("--healthz-port", healthzPort), ("--metrics-port", metricsPort)] {
+            if let port, !(0...65535).contains(port) {
+                sink.problems.append(
+                    .viaFlag(flag: flag, .invalid(path: String(flag.dropFirst(2)), reason: "must be 0..65535", got: String(port))))
+            }
+        }
+        c.healthzBindAddress = address(healthzBindAddress, current: c.healthzBindAddress, port: healthzPort)
+        c.metricsBindAddress = address(metricsBindAddress, current: c.metricsBindAddress, port: metricsPort)
     }
 
     /// Writes the given flags into the raw tree before decoding, so they are defaulted and validated
     /// like file values, and remembers which flag set which path for error messages.
     func apply(to tree: inout ConfigValue, configFileGiven: Bool, sink: DecodeSink) {
         for a in assignments {
-            if configFileGiven && a.flag != "--hostname-override" {
+            if configFileGiven && !Self.appliesWithConfigFile.contains(a.flag) {
                 sink.warning(.flagIgnored(flag: a.flag))
                 continue
             }

@@ -195,7 +195,15 @@ extension KubeProxyConfiguration {
             ])
         }
         overrides.apply(to: &tree, configFileGiven: configText != nil, sink: sink)
-        let config = decode(tree, sink: sink)
+        var config = decode(tree, sink: sink)
+        if configText == nil {
+            overrides.applyDeprecatedPorts(to: &config, sink: sink)
+        } else {
+            for flag in ["--healthz-port", "--metrics-port"]
+            where (flag == "--healthz-port" ? overrides.healthzPort : overrides.metricsPort) != nil {
+                sink.warning(.flagIgnored(flag: flag))
+            }
+        }
         config.validate(sink: sink)
         if !sink.problems.isEmpty { throw ConfigurationError(sink.problems) }
         return LoadedConfiguration(configuration: config, warnings: sink.warnings)

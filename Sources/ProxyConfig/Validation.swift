@@ -65,8 +65,10 @@ extension KubeProxyConfiguration {
         if IPAddress(bindAddress) == nil {
             invalid("bindAddress", "must be an IP address", quoted(bindAddress))
         }
-        validateHostPort(healthzBindAddress, path: "healthzBindAddress", sink: sink)
-        validateHostPort(metricsBindAddress, path: "metricsBindAddress", sink: sink)
+        // Empty: the server is off (kube-proxy validates these only when set).
+        if !healthzBindAddress.isEmpty { validateHostPort(healthzBindAddress, path: "healthzBindAddress", sink: sink) }
+        if !metricsBindAddress.isEmpty { validateHostPort(metricsBindAddress, path: "metricsBindAddress", sink: sink) }
+        for problem in FeatureGates.check(featureGates) { sink.problem(problem) }
 
         if !clusterCIDR.isEmpty {
             let parts = clusterCIDR.split(separator: ",", omittingEmptySubsequences: false)
@@ -190,10 +192,10 @@ public enum NodePortAddressKeyword: String, Sendable, CaseIterable {
 }
 
 extension KubeProxyConfiguration {
-    /// `healthzBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    /// `healthzBindAddress` as host and port for the daemon's listener (nil when empty: the server is off).
     public var healthzListenAddress: (host: String, port: Int)? { Self.hostPort(healthzBindAddress) }
 
-    /// `metricsBindAddress` as host and port for the daemon's listener (nil only if validation was skipped).
+    /// `metricsBindAddress` as host and port for the daemon's listener (nil when empty: the server is off).
     public var metricsListenAddress: (host: String, port: Int)? { Self.hostPort(metricsBindAddress) }
 
     private static func hostPort(_ text: String) -> (host: String, port: Int)? {

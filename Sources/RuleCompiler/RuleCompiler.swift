@@ -19,8 +19,9 @@ public struct CompileStats: Sendable, Equatable {
 /// methods of `ServicePortRules` and in `Assembly`; caching and patching are the same for both).
 ///
 /// The result is a pure function of `(ClusterState, NodeSettings)`. The instance only memoises: per-Service
-/// fragments keyed by the Service's generation, and the assembled ruleset, which it patches in place for the
-/// Services the state's change log names. A one-endpoint change therefore re-derives one Service and moves
+/// fragments keyed by the Service's generation (and, for a Service whose endpoints carry zone hints, by this
+/// node's zone), and the assembled ruleset, which it patches in place for the Services the state's change log
+/// names. A one-endpoint change therefore re-derives one Service and moves
 /// no other rule. One compiler follows one ClusterState lineage (copies of one state as it evolves).
 public final class RuleCompiler {
     /// Upstream's `largeClusterEndpointsThreshold`.
@@ -28,6 +29,11 @@ public final class RuleCompiler {
 
     public let settings: NodeSettings
     public private(set) var lastStats = CompileStats()
+    /// What the last compile changed against the one before it (the chains of the Services it patched), or
+    /// `everything` after a full compile: what a backend may limit its work to.
+    public private(set) var lastChange: RulesetChange
+    /// The Services the last compile patched because they changed; nil: it compiled every Service.
+    public private(set) var lastChangedServices: [ObjectName]?
 
     /// One Service's compiled view, kept in namespace/name order.
     private struct Entry {
@@ -36,6 +42,8 @@ public final class RuleCompiler {
         var ports: [ServicePortInfo]
         var endpoints: [[EndpointInfo]]
         var endpointCount: Int
+        /// Some endpoint carries zone hints, so the fragment depends on this node's zone.
+        var zoneHinted: Bool
         var fragment = ServiceFragment()
     }
     private var entries: [Entry] = []
@@ -46,9 +54,12 @@ public final class RuleCompiler {
     private var lineage: UInt64 = 0
     private var lastClock: UInt64 = 0
     private var totals = CompileStats()
+    /// This node's zone when the kept fragments were derived.
+    private var zone: String?
 
     public init(settings: NodeSettings) {
         self.settings = settings
+        lastChange = .everything(settings.family, id: 0)
         sharedChains = settings.ruleLayout == .v1_23
             ? [(0, 0), (0, 1), (0, 3), nil, (1, 0), (1, 1)] : [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1)]
     }
@@ -74,6 +85,8 @@ public final class RuleCompiler {
         let previous = lineage == state.lineage && !entries.isEmpty
             ? Dictionary(uniqueKeysWithValues: entries.map { ($0.name, $0) }) : [:]
         let wasLarge = totals.largeClusterMode
+        let zone = state.node?.zone
+        let sameZone = zone == self.zone
         entries = []
         entries.reserveCapacity(state.services.count)
         position = [:]
@@ -85,7 +98,7 @@ public final class RuleCompiler {
         for name in state.sortedServiceNames {
             let gen = state.generation(of: name)
             position[name] = entries.count
-            if let old = previous[name], old.generation == gen {
+            if let old = previous[name], old.generation == gen, sameZone || !old.zoneHinted {
                 entries.append(old)
                 cached.append(true)
             } else {
@@ -104,7 +117,8 @@ public final class RuleCompiler {
         counts.reserveCapacity(entries.count)
         for i in entries.indices {
             if !cached[i] || wasLarge != stats.largeClusterMode {
-                entries[i].fragment = fragment(entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode)
+                entries[i].fragment = fragment(
+                    entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode, zone: zone)
                 stats.fragmentsCompiled += 1
             }
             assembly.add(entries[i].fragment)
@@ -115,17 +129,26 @@ public final class RuleCompiler {
         assembled = rs
         lineage = state.lineage
         lastClock = state.clock
+        self.zone = zone
         totals = stats
         lastStats = stats
+        lastChange = .everything(settings.family, id: RulesetChange.newID())
+        lastChangedServices = nil
         return rs
     }
 
     /// Patches the last assembled ruleset for the Services changed since the last compile, or returns nil when
     /// that is not possible (Services added or removed, another lineage, large-cluster mode flipped, many changes).
+    /// A change of this node's zone re-derives every Service whose endpoints carry zone hints, whether or not the
+    /// state's change log names it.
     private func compileIncrementally(_ state: ClusterState) -> Ruleset? {
-        guard state.lineage == lineage, var rs = assembled,
-              let changed = state.changedServices(since: lastClock), changed.count <= max(8, entries.count / 8)
-        else { return nil }
+        guard state.lineage == lineage, assembled != nil,
+              var changed = state.changedServices(since: lastClock) else { return nil }
+        let zone = state.node?.zone
+        if zone != self.zone {
+            for e in entries where e.zoneHinted { changed.insert(e.name) }
+        }
+        guard changed.count <= max(8, entries.count / 8), var rs = assembled else { return nil }
         for name in changed where position[name] == nil || state.services[name] == nil { return nil }
         // Hand the storage over so that, once the caller has dropped the previous result, patches happen in place.
         assembled = nil
@@ -140,18 +163,60 @@ public final class RuleCompiler {
         let large = endpoints > Self.largeClusterEndpointsThreshold
         guard large == totals.largeClusterMode else { return nil }
         totals.endpoints = endpoints
+        var touched: [Table: Set<String>] = [:]
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
-            e.fragment = fragment(e.ports, e.endpoints, large: large)
-            patch(&rs, at: i, old: entries[i].fragment, new: e.fragment)
+            e.fragment = fragment(e.ports, e.endpoints, large: large, zone: zone)
+            patch(&rs, at: i, old: entries[i].fragment, new: e.fragment, touched: &touched)
             add(entries[i].ports.count, entries[i].fragment, to: &totals, sign: -1)
             add(e.ports.count, e.fragment, to: &totals, sign: 1)
             entries[i] = e
         }
         assembled = rs
         lastClock = state.clock
+        self.zone = zone
         lastStats = totals
         lastStats.fragmentsCompiled = updates.count
+        lastChange = RulesetChange(family: settings.family, id: RulesetChange.newID(), base: lastChange.id,
+                                   touched: touched)
+        lastChangedServices = changed.map { $0 }
         return rs
+    }
+
+    /// `RuleCompiler.udpFrontends` of the last compiled state, from the views cached for its rules (no Service is
+    /// resolved again): of every Service, or (`only`) of the frontends the named Services use, each still with
+    /// the serving endpoints of every Service that shares it (so a shared frontend keeps another Service's flows).
+    public func cachedUDPFrontends(only names: [ObjectName]? = nil) -> UDPServiceFrontends {
+        var out = UDPServiceFrontends(family: settings.family)
+        func addresses(_ p: ServicePortInfo) -> [IPAddress] { [p.clusterIP] + p.loadBalancerVIPs + p.externalIPs }
+        func add(_ e: Entry) {
+            for (port, eps) in zip(e.ports, e.endpoints) where port.proto == .udp {
+                out.add(addresses: addresses(port), port: port.port, nodePort: port.nodePort,
+                        serving: Set(eps.lazy.filter(\.serving).map(\.ip)))
+            }
+        }
+        guard let names else {
+            entries.forEach(add)
+            return out
+        }
+        var frontends = Set<UDPServiceFrontends.Frontend>()
+        var nodePorts = Set<Int>()
+        for name in names {
+            guard let i = position[name] else { continue }
+            for port in entries[i].ports where port.proto == .udp {
+                for ip in addresses(port) { frontends.insert(.init(ip: ip, port: port.port)) }
+                if port.nodePort != 0 { nodePorts.insert(port.nodePort) }
+            }
+        }
+        if frontends.isEmpty && nodePorts.isEmpty { return out }
+        for e in entries {
+            let shares = e.ports.contains { p in
+                p.proto == .udp
+                    && (nodePorts.contains(p.nodePort)
+                        || addresses(p).contains { frontends.contains(.init(ip: $0, port: p.port)) })
+            }
+            if shares { add(e) }
+        }
+        return out
     }
 
     /// Where fragment rules live in the assembled ruleset: (table index, chain index), in `FragmentCounts` order.
@@ -160,7 +225,9 @@ public final class RuleCompiler {
     /// Per-service nat chains follow the four fixed nat chains (in both layouts).
     private static let natFixedChains = 4
 
-    private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment) {
+    /// Replaces one Service's rules and chains and notes, per table, the chains it rewrote, added or removed.
+    private func patch(_ rs: inout Ruleset, at index: Int, old: ServiceFragment, new: ServiceFragment,
+                       touched: inout [Table: Set<String>]) {
         let oldParts = FragmentCounts.parts(old)
         let newParts = FragmentCounts.parts(new)
         var offsets = SIMD8<Int>()
@@ -169,6 +236,17 @@ public final class RuleCompiler {
             guard let (t, c) = place else { preconditionFailure("a fragment holds rules for a chain its layout lacks") }
             let offset = offsets[k]
             rs.tables[t].chains[c].rules.replaceSubrange(offset..<offset + oldParts[k].count, with: newParts[k])
+            // a shared chain (KUBE-SERVICES holds a rule of every Service) counts only when its share changed
+            if oldParts[k] != newParts[k] { touched[rs.tables[t].table, default: []].insert(rs.tables[t].chains[c].name) }
+        }
+        if old.natChains != new.natChains {
+            // the Service's own chains that went, came or changed (an endpoint's SEP chain; its SVC chain)
+            var names = touched[rs.tables[1].table, default: []]
+            let before = Dictionary(old.natChains.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for chain in new.natChains where before[chain.name] != chain { names.insert(chain.name) }
+            let after = Set(new.natChains.map(\.name))
+            for chain in old.natChains where !after.contains(chain.name) { names.insert(chain.name) }
+            touched[rs.tables[1].table] = names
         }
         let offset = Self.natFixedChains + offsets[6]
         rs.tables[1].chains.replaceSubrange(offset..<offset + old.natChains.count, with: new.natChains)
@@ -184,13 +262,17 @@ public final class RuleCompiler {
         stats.noLocalEndpointsExternal += sign * fragment.noLocalEndpointsExternal
     }
 
-    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool) -> ServiceFragment {
+    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool, zone: String?)
+        -> ServiceFragment
+    {
         var f = ServiceFragment()
+        let topology = NodeTopology(nodeName: settings.nodeName, zone: zone)
         // Typically a SVC chain, maybe an EXT chain, and a SEP chain per endpoint per port; one ClusterIP rule.
         f.natChains.reserveCapacity(endpoints.reduce(0) { $0 + $1.count + 2 })
         f.natServices.reserveCapacity(ports.count)
         for (port, eps) in zip(ports, endpoints) {
-            ServicePortRules(port: port, endpoints: eps, settings: settings, largeClusterMode: large).write(into: &f)
+            ServicePortRules(port: port, endpoints: eps, settings: settings, topology: topology, largeClusterMode: large)
+                .write(into: &f)
         }
         return f
     }
@@ -198,12 +280,15 @@ public final class RuleCompiler {
     private func resolve(_ name: ObjectName, _ state: ClusterState, _ generation: UInt64) -> Entry {
         let svc = state.services[name]!
         let ports = ServicePortInfo.ports(of: svc, family: settings.family)
-        if ports.isEmpty { return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0) }
+        if ports.isEmpty {
+            return Entry(name: name, generation: generation, ports: [], endpoints: [], endpointCount: 0, zoneHinted: false)
+        }
         let byPort = EndpointResolution.endpoints(
             slices: state.slices(for: name), family: settings.family, nodeName: settings.nodeName)
         let eps = ports.map { byPort[EndpointResolution.Key(portName: $0.portName, proto: $0.proto)] }
         return Entry(name: name, generation: generation, ports: ports, endpoints: eps,
-                     endpointCount: eps.reduce(0) { $0 + $1.count })
+                     endpointCount: eps.reduce(0) { $0 + $1.count },
+                     zoneHinted: eps.contains { $0.contains { !$0.zoneHints.isEmpty } })
     }
 }
 

@@ -55,13 +55,18 @@ struct ServicePortRules {
     /// `<port> cluster IP`, on the ClusterIP jump and the masquerade rule (empty when neither is written).
     let clusterIPComment: String
 
-    init(port: ServicePortInfo, endpoints: [EndpointInfo], settings: NodeSettings, largeClusterMode: Bool) {
+    /// - Parameter topology: this node's name and zone, which topology hints are matched against. The v1.23
+    ///   layout ignores hints: 1.23 applied them in `FilterEndpoints` behind the TopologyAwareHints gate and the
+    ///   Service's topology annotation, which legacy-layout.md does not cover (not re-read here).
+    init(port: ServicePortInfo, endpoints: [EndpointInfo], settings: NodeSettings, topology: NodeTopology,
+         largeClusterMode: Bool) {
         self.port = port
         self.endpoints = endpoints
         self.settings = settings
         self.largeClusterMode = largeClusterMode
         let v1_23 = settings.ruleLayout == .v1_23
-        let cats = v1_23 ? EndpointCategories(v1_23: endpoints, port) : EndpointCategories(endpoints, port)
+        let cats = v1_23
+            ? EndpointCategories(v1_23: endpoints, port) : EndpointCategories(endpoints, port, topology: topology)
         self.cats = cats
         let proto = port.proto.lowercased
         self.proto = proto

@@ -11,6 +11,21 @@ struct EndpointInfo: Hashable {
     let ready: Bool
     let serving: Bool
     let terminating: Bool
+    /// `hints.forZones[].name` and `hints.forNodes[].name` (topology-aware routing); empty when unset.
+    var zoneHints: [String] = []
+    var nodeHints: [String] = []
+}
+
+/// Where this node sits, as topology hints are matched against it: its name (node hints) and the value of its
+/// `topology.kubernetes.io/zone` label (zone hints), "" when unknown, as upstream reads a missing label.
+struct NodeTopology: Hashable {
+    var nodeName: String
+    var zone: String
+
+    init(nodeName: String, zone: String?) {
+        self.nodeName = nodeName
+        self.zone = zone ?? ""
+    }
 }
 
 /// A Service port as the iptables proxier sees it for one IP family (upstream's `servicePortInfo`).
@@ -32,6 +47,7 @@ struct ServicePortInfo {
     let internalPolicyLocal: Bool
     let externalPolicyLocal: Bool
 
+    /// Upstream's `ExternallyAccessible` of the port: reachable other than by ClusterIP in this family.
     var externallyAccessible: Bool { nodePort != 0 || !loadBalancerVIPs.isEmpty || !externalIPs.isEmpty }
     /// Cluster endpoints are needed for ITP Cluster, or for any externally reachable port (short circuits).
     var usesClusterEndpoints: Bool { !internalPolicyLocal || externallyAccessible }
@@ -44,6 +60,9 @@ struct ServicePortInfo {
         if svc.labels[Service.serviceProxyNameLabel] != nil { return [] }
         guard let clusterIP = svc.clusterIPs.first(where: { $0.family == family }) else { return [] }
         let isExternalType = svc.type == .nodePort || svc.type == .loadBalancer
+        // apiservice.ExternalPolicyLocal: eTP applies to every externally accessible Service, which includes a
+        // ClusterIP Service with externalIPs (of any family: the Service's, not the port's, accessibility).
+        let externallyAccessibleService = isExternalType || (svc.type == .clusterIP && !svc.externalIPs.isEmpty)
         let externalIPs = svc.externalIPs.filter { $0.family == family }
         let vips = svc.loadBalancerIngressIPs.filter { $0.family == family }
         let ranges = svc.loadBalancerSourceRanges.filter { $0.family == family }
@@ -58,7 +77,7 @@ struct ServicePortInfo {
                 externalIPs: externalIPs, loadBalancerVIPs: vips, loadBalancerSourceRanges: ranges,
                 healthCheckNodePort: hcnp, stickyMaxAgeSeconds: svc.sessionAffinityTimeout,
                 internalPolicyLocal: svc.internalTrafficPolicy == .local,
-                externalPolicyLocal: isExternalType && svc.externalTrafficPolicy == .local)
+                externalPolicyLocal: externallyAccessibleService && svc.externalTrafficPolicy == .local)
         }
     }
 }
@@ -80,11 +99,15 @@ enum EndpointResolution {
             for entry in lists where entry.key == key { return entry.endpoints }
             return []
         }
+
+        /// Every slice port's endpoint list, whether or not the Service has that port.
+        var allLists: [[EndpointInfo]] { lists.map(\.endpoints) }
     }
 
     /// Merges the slices of one Service: ports with a nil name or a nil/0 port are ignored, endpoints without
     /// addresses or of the other family are skipped, duplicates (same `ip:port`) are collapsed preferring a
-    /// local copy, and each list is sorted by its `ip:port` text.
+    /// non-terminating copy, and each list is sorted by its `ip:port` text. Unset conditions read as upstream's
+    /// EndpointSliceCache reads them: ready and serving unless said otherwise, not terminating.
     static func endpoints(slices: [EndpointSlice], family: IPFamily, nodeName: String) -> ByPort {
         var byPort = ByPort()
         for slice in slices where slice.addressType == family {
@@ -97,12 +120,12 @@ enum EndpointResolution {
                     byPort.lists[index].endpoints.count + slice.endpoints.count)
                 for ep in slice.endpoints {
                     guard let ip = ep.addresses.first, ip.family == family else { continue }
-                    let ready = ep.conditions.ready ?? true
                     byPort.lists[index].endpoints.append(EndpointInfo(
                         ip: ip, port: number, text: ip.joined(port: number),
                         isLocal: !nodeName.isEmpty && ep.nodeName == nodeName,
-                        ready: ready, serving: ep.conditions.serving ?? ready,
-                        terminating: ep.conditions.terminating ?? false))
+                        ready: ep.conditions.ready ?? true, serving: ep.conditions.serving ?? true,
+                        terminating: ep.conditions.terminating ?? false,
+                        zoneHints: ep.zoneHints, nodeHints: ep.nodeHints))
                 }
             }
         }
@@ -110,8 +133,10 @@ enum EndpointResolution {
         return byPort
     }
 
-    /// `candidates` (in slice order) sorted by `ip:port`, one per `ip:port`: the last local copy if there is
-    /// one, else the first copy (what upstream's map-based merge keeps).
+    /// `candidates` (in slice order) sorted by `ip:port`, one per `ip:port`: the last non-terminating copy if
+    /// there is one, else the first copy. Upstream's merge (endpointslicecache.go `addEndpoints`) lets a later
+    /// copy replace an earlier one unless the later one is terminating, so a running pod wins over a terminating
+    /// one that had the same IP; its slice order is Go's map order, ours is slice name order.
     static func merged(_ candidates: [EndpointInfo]) -> [EndpointInfo] {
         // Usually each slice lists distinct endpoints in order already: nothing to do.
         if zip(candidates, candidates.dropFirst()).allSatisfy({ $0.text < $1.text }) { return candidates }
@@ -127,14 +152,14 @@ enum EndpointResolution {
             var end = start + 1
             while end < order.count && candidates[order[end]].text == candidates[order[start]].text { end += 1 }
             let group = order[start..<end]
-            out.append(candidates[group.last { candidates[$0].isLocal } ?? group.first!])
+            out.append(candidates[group.last { !candidates[$0].terminating } ?? group.first!])
             start = end
         }
         return out
     }
 }
 
-/// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), without topology hints.
+/// Upstream's `CategorizeEndpoints` (pkg/proxy/topology.go), topology hints included.
 ///
 /// The categories hold positions in the service port's endpoint list rather than copies, so the rules can
 /// name each endpoint's chain once whichever categories it is in. That list is unique and sorted by
@@ -145,10 +170,13 @@ struct EndpointCategories {
     var allReachable: [Int] = []
     var hasAny = false
 
-    init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo) {
+    init(_ endpoints: [EndpointInfo], _ port: ServicePortInfo, topology: NodeTopology) {
+        var mode = TopologyMode.none
         if port.usesClusterEndpoints {
-            cluster = endpoints.indices.filter { endpoints[$0].ready }
-            // No ready endpoint anywhere: fall back to serving-and-terminating ones (KEP-1669).
+            mode = TopologyMode(endpoints, topology)
+            cluster = endpoints.indices.filter { endpoints[$0].ready && mode.admits(endpoints[$0], topology) }
+            // No ready endpoint anywhere (topology already fell back to none when none was ready for this node's
+            // topology): fall back to serving-and-terminating ones, ignoring topology (KEP-1669).
             if cluster.isEmpty {
                 cluster = endpoints.indices.filter { endpoints[$0].serving && endpoints[$0].terminating }
             }
@@ -158,6 +186,7 @@ struct EndpointCategories {
             allReachable = cluster
             return
         }
+        // Local traffic policy ignores topology: this node's endpoints are as close as it gets.
         var localReady = false
         var localServingTerminating = false
         for ep in endpoints {
@@ -180,6 +209,7 @@ struct EndpointCategories {
             allReachable = port.usesClusterEndpoints ? cluster : local
             return
         }
+        // The union: topology may leave local endpoints out of `cluster`, and `local` may hold terminating ones.
         // Upstream merges through a map (random order); we keep `ip:port` order so output is deterministic.
         allReachable = Self.union(cluster, local)
     }
@@ -216,5 +246,52 @@ struct EndpointCategories {
             }
         }
         return out
+    }
+}
+
+/// Upstream's `topologyModeFromHints`: which hints, if any, narrow a port's cluster endpoints on this node.
+/// Only ready endpoints decide. Node hints first (PreferSameNode; upstream's PreferSameTrafficDistribution gate,
+/// on by default in current releases): every ready endpoint has one and at least one names this node. Then zone
+/// hints (PreferSameZone): every ready endpoint has one and at least one names this node's zone. Otherwise none.
+/// The Service's `trafficDistribution` and topology annotation are not read: the hints alone decide.
+enum TopologyMode: Equatable {
+    case none
+    case preferSameNode
+    case preferSameZone
+
+    init(_ endpoints: [EndpointInfo], _ topology: NodeTopology) {
+        var anyReady = false
+        var allNodeHinted = true, forThisNode = false
+        var allZoneHinted = true, forThisZone = false
+        for ep in endpoints where ep.ready {
+            anyReady = true
+            if ep.nodeHints.isEmpty {
+                allNodeHinted = false
+            } else if ep.nodeHints.contains(topology.nodeName) {
+                forThisNode = true
+            }
+            if ep.zoneHints.isEmpty {
+                allZoneHinted = false
+            } else if ep.zoneHints.contains(topology.zone) {
+                forThisZone = true
+            }
+        }
+        if anyReady && allNodeHinted && forThisNode {
+            self = .preferSameNode
+        } else if anyReady && allZoneHinted && forThisZone {
+            self = .preferSameZone
+        } else {
+            self = .none
+        }
+    }
+
+    /// Upstream's `availableForTopology`: whether the mode keeps this endpoint (no fallback here; the fallback
+    /// happened when the mode was chosen).
+    func admits(_ ep: EndpointInfo, _ topology: NodeTopology) -> Bool {
+        switch self {
+        case .none: true
+        case .preferSameNode: ep.nodeHints.contains(topology.nodeName)
+        case .preferSameZone: ep.zoneHints.contains(topology.zone)
+        }
     }
 }

@@ -21,14 +21,18 @@ struct KubeNatd: AsyncParsableCommand {
               kube-natd --config FILE --source PATH --dry-run     print the rules as iptables-restore text
               kube-natd --config FILE --source PATH --once        program the kernel once and exit
               kube-natd --cleanup                                 remove everything kube-proxy/kube-natd created
-            """)
+            """,
+        version: "kube-natd \(kubeNatdVersion)")
 
     @OptionGroup(title: "Configuration") var config: ConfigOptions
     @OptionGroup(title: "Cluster source") var source: SourceOptions
     @OptionGroup(title: "Rules") var rules: RuleOptions
 
-    @Option(name: [.customShort("v"), .customLong("v")], help: "Log level verbosity (0-10), as kube-proxy's -v.")
-    var verbosity: Int?
+    /// kube-proxy's flags, taken out of argv (pflag's syntax) before ArgumentParser reads kube-natd's own.
+    /// Set once in `main` before anything runs.
+    nonisolated(unsafe) static var kubeProxy = KubeProxyCommandLine()
+    /// The effective `logging.verbosity` (flag or file), set once the configuration is loaded.
+    nonisolated(unsafe) static var verbosity = 0
 
     /// Usage errors (unknown values, conflicting modes) exit 2, like configuration errors, not ArgumentParser's 64.
     static func main() async {
@@ -39,8 +43,24 @@ struct KubeNatd: AsyncParsableCommand {
         // daemon whose heavy work runs on one thread at a time.
         _ = mallocOption(-3 /* M_MMAP_THRESHOLD */, 128 * 1024)
         _ = mallocOption(-8 /* M_ARENA_MAX */, 2)
+        let kubeProxy: KubeProxyCommandLine
+        do { kubeProxy = try KubeProxyCommandLine.parse(Array(CommandLine.arguments.dropFirst())) } catch {
+            Stderr.line("kube-natd: \(error)")
+            Foundation.exit(2)
+        }
+        Self.kubeProxy = kubeProxy
+        Self.verbosity = kubeProxy.overrides.verbosity ?? 0
+        if kubeProxy.help {
+            StandardOutput.write(Self.helpMessage() + "\n" + Self.kubeProxyHelp)
+            Foundation.exit(0)
+        }
+        if kubeProxy.version != nil {
+            let version = Self.configuration.version
+            StandardOutput.write((version.isEmpty ? "kube-natd" : version) + "\n")
+            Foundation.exit(0)
+        }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(kubeProxy.remaining)
             if var async = command as? AsyncParsableCommand { try await async.run() } else { try command.run() }
         } catch {
             if exitCode(for: error) == .validationFailure {
@@ -54,7 +74,7 @@ struct KubeNatd: AsyncParsableCommand {
     /// What this run does; exactly one at a time.
     enum Mode: String {
         case daemon, dryRun = "--dry-run", once = "--once", cleanup = "--cleanup", validate = "--validate",
-             writeConfig = "--write-config-to"
+             writeConfig = "--write-config-to", initOnly = "--init-only"
     }
 
     func validate() throws {
@@ -66,9 +86,10 @@ struct KubeNatd: AsyncParsableCommand {
         var modes: [Mode] = []
         if rules.dryRun { modes.append(.dryRun) }
         if rules.once { modes.append(.once) }
-        if rules.cleanup { modes.append(.cleanup) }
+        if Self.kubeProxy.cleanup { modes.append(.cleanup) }
         if config.validate { modes.append(.validate) }
-        if config.writeConfigTo != nil { modes.append(.writeConfig) }
+        if Self.kubeProxy.writeConfigTo != nil { modes.append(.writeConfig) }
+        if Self.kubeProxy.initOnly { modes.append(.initOnly) }
         guard modes.count <= 1 else {
             throw ValidationError("\(modes.map(\.rawValue).joined(separator: " and ")) cannot be combined: choose one")
         }
@@ -77,24 +98,39 @@ struct KubeNatd: AsyncParsableCommand {
 
     var logger: Logger {
         var logger = Logger(label: "kube-natd")
-        logger.logLevel = (verbosity ?? 0) >= 4 ? .debug : .info
+        logger.logLevel = Self.verbosity >= 4 ? .debug : .info
         return logger
     }
 
     mutating func run() async throws {
+        let kubeProxy = Self.kubeProxy
+        let mode = try self.mode()
+        var overrides = kubeProxy.overrides
+        if mode == .writeConfig {
+            // kube-proxy combines --healthz-port/--metrics-port with the addresses only when it neither reads
+            // nor writes a config file.
+            overrides.healthzPort = nil
+            overrides.metricsPort = nil
+        }
+        // What the daemon loads, kept to notice an edit of the file on disk.
+        let loadedConfig = kubeProxy.configFile.flatMap(ConfigFileWatch.read)
         var setup: NodeSetup
         do {
-            setup = try NodeSetup.load(configPath: config.configFile, overrides: try config.overrides(verbosity: verbosity))
+            setup = try NodeSetup.load(configPath: kubeProxy.configFile, overrides: overrides)
             setup.ruleLayout = rules.ruleLayout
         } catch let e as SetupError {
             Stderr.line(e.description)
             throw ExitCode(e.exitCode)
         }
+        Self.verbosity = setup.configuration.logging.verbosity
+        for notice in kubeProxy.notices { Stderr.line("warning: \(notice)") }
         for w in setup.warnings { Stderr.line("warning: \(w)") }
 
-        switch try self.mode() {
+        switch mode {
         case .writeConfig:
-            try setup.configuration.render().write(toFile: config.writeConfigTo!, atomically: true, encoding: .utf8)
+            try StandardOutput.writeFile(setup.configuration.render(), to: kubeProxy.writeConfigTo!)
+        case .initOnly:
+            self.initOnly(setup)
         case .validate:
             if let path = source.source {
                 let load = try loadManifests(path)
@@ -106,53 +142,76 @@ struct KubeNatd: AsyncParsableCommand {
         case .dryRun:
             try dryRun(setup)
         case .once:
+            OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
             try once(setup)
         case .daemon:
-            try await runDaemon(setup)
+            OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
+            let watch = kubeProxy.configFile.map { ConfigFileWatch(path: $0, loaded: loadedConfig ?? []) }
+            try await runDaemon(setup, watch: watch)
         }
     }
 
-    /// `--cleanup`: every backend that may hold rules of an earlier proxy removes what kube-natd owns.
+    /// `--cleanup`: what kube-proxy's iptables, IPVS and nftables modes and kube-natd leave, through every backend
+    /// that may hold rules of an earlier proxy (`EveryModeCleanup`), one line each and a summary.
     func cleanup() throws {
-        var failed = false
-        for backend in BackendFactory.cleanupBackends(logger: logger) {
-            do {
-                let report = try backend.cleanup(families: [.ipv4, .ipv6])
-                let n = report.tables.reduce(0) { $0 + $1.chainsDeleted + $1.rulesDeleted }
-                Stderr.line("kube-natd: cleanup through \(backend.name): \(n) chains and jumps removed")
-            } catch {
-                Stderr.line("kube-natd: cleanup through \(backend.name) failed: \(error)")
-                failed = true
+        let outcome = EveryModeCleanup.run(
+            backends: BackendFactory.cleanupBackends(logger: logger), families: [.ipv4, .ipv6], cleaner: LeftoverCleaner())
+        for line in outcome.lines { Stderr.line("kube-natd: \(line)") }
+        if outcome.failed { throw ExitCode(1) }
+    }
+
+    /// As kube-proxy's iptables mode on every start: kube-proxy's nftables-mode tables go. Best effort, as
+    /// upstream: a failure is logged and the start goes on.
+    func removeNftablesModeLeftovers() {
+        for event in LeftoverCleaner().removeNftablesMode() {
+            switch event.outcome {
+            case .removed: logger.info("\(event), left by kube-proxy's nftables mode")
+            case .skipped: logger.debug("\(event)")
+            case .failed: logger.warning("\(event)")
             }
         }
-        if failed { throw ExitCode(1) }
-        Stderr.line("kube-natd: cleanup done (IPv4 and IPv6)")
+    }
+
+    /// `--init-only`: what needs full privileges (the sysctls kube-proxy sets, the OOM score), then exit 0, so
+    /// the daemon can run later with CAP_NET_ADMIN only.
+    func initOnly(_ setup: NodeSetup) {
+        // route_localnet as the IPv4 proxier sets it (localhost NodePorts); set whatever --ip-family says, since
+        // the privileged step runs before the families are known.
+        let localhost = setup.configuration.iptables.localhostNodePorts || rules.ruleLayout == .v1_23
+        Sysctls().prepare(setup.configuration, localhostNodePorts: localhost, logger: logger)
+        OOMScore.apply(setup.configuration.oomScoreAdj, logger: logger)
+        logger.info("node initialized (--init-only); exiting")
     }
 
     /// The long-running mode: follow the source, keep the kernel in step; SIGTERM/SIGINT stop (rules stay),
-    /// SIGHUP re-reads manifest files.
-    func runDaemon(_ setup: NodeSetup) async throws {
+    /// SIGHUP re-reads manifest files; an edit of the `--config` file ends the process with status 1.
+    func runDaemon(_ setup: NodeSetup, watch: ConfigFileWatch?) async throws {
         let logger = self.logger
         let durations = try source.durations()
         let clusterSource: ClusterSource
         if let path = source.source {
-            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, logger: logger)
+            clusterSource = ManifestFileSource(path: path, recheck: durations.recheck, nodeName: setup.nodeName, logger: logger)
         } else {
             let c = setup.configuration.clientConnection.kubeconfig
             // As kube-proxy: with --config, the file's clientConnection.kubeconfig is used and --kubeconfig is ignored
             // (and reported so at start-up).
-            let search = CredentialSearch(kubeconfigFlag: config.configFile == nil ? config.kubeconfig : nil,
+            let search = CredentialSearch(kubeconfigFlag: Self.kubeProxy.configFile == nil ? Self.kubeProxy.overrides.kubeconfig : nil,
                                           configKubeconfig: c.isEmpty ? nil : c,
-                                          masterOverride: config.master)
+                                          masterOverride: Self.kubeProxy.overrides.master)
             let credentials: ClusterCredentials
             do { credentials = try search.resolve(logger: logger) } catch {
                 Stderr.line("kube-natd: \(error)")
                 throw ExitCode(1)
             }
             var options = KubeSource.SourceOptions(nodeName: setup.nodeName)
+            // clientConnection.qps / burst: client-go's token bucket in front of every request (kube-proxy's
+            // --kube-api-qps / --kube-api-burst land here too). contentType is not honoured: we speak JSON only.
+            options.qps = Double(setup.configuration.clientConnection.qps)
+            options.burst = setup.configuration.clientConnection.burst
             if source.sourceMode == .poll { options.mode = .poll(interval: durations.poll) }
             clusterSource = APIServerClusterSource(credentials: credentials, options: options, logger: logger)
         }
+        removeNftablesModeLeftovers()
         let path = try syncPath(setup, node: Sysctls())
         // As upstream's NodeManager: with an apiserver, wait for this node's Node (and its podCIDRs in NodeCIDR mode).
         let lifecycle = NodeLifecycle(waitForNode: source.source == nil,
@@ -176,11 +235,22 @@ struct KubeNatd: AsyncParsableCommand {
             src.resume()
             signalSources.append(src)
         }
+        let configChanged = ChangeReason()
+        let watchTask = watch.map { watch in
+            Task {
+                guard let reason = await watch.changed(logger: logger) else { return }
+                logger.error("\(reason): exiting so that the supervisor starts kube-natd with it")
+                configChanged.set(reason)
+                task.cancel()
+            }
+        }
         do { try await task.value } catch {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
+        watchTask?.cancel()
         signalSources.forEach { $0.cancel() }
+        if configChanged.get() != nil { throw ExitCode(1) }
     }
 
     /// The sync path of `--once` and the daemon: the chosen backend, features decided on this machine.
@@ -226,6 +296,7 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: --once needs --source PATH (manifest files)")
             throw ExitCode(2)
         }
+        removeNftablesModeLeftovers()
         let sync = try syncPath(setup, node: Sysctls())
         // The kernel's copy of the tables is read on the second core while the manifests are decoded: the apply
         // then only compares (and writes when something differs).
@@ -234,7 +305,7 @@ struct KubeNatd: AsyncParsableCommand {
         let readFrom = clock.now
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         let withNode = applyingNode(setup, state)
         if rules.ipFamily == .auto && !sync.families.contains(withNode.primaryFamily) {
             Stderr.line("kube-natd: no support for primary IP family \"\(withNode.primaryFamily.rawValue)\" in this kernel")
@@ -260,7 +331,7 @@ struct KubeNatd: AsyncParsableCommand {
         }
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
-        let state = load.clusterState
+        let state = load.clusterState(nodeName: setup.nodeName)
         let text = TextBackend(rendersText: true)
         let withNode = applyingNode(setup, state)
         let sync = SyncPath(setup: withNode, families: try families(withNode), backend: text, features: features(create: false),
@@ -271,9 +342,12 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: \(outcome.error.map { "\($0)" } ?? "dry run failed")")
             throw ExitCode(1)
         }
-        FileHandle.standardOutput.write(Data((outcome.report.text ?? "").utf8))
+        StandardOutput.write(outcome.report.text ?? "")
         let skipped = load.issues.filter { $0.severity == .error }.count
         let ignored = load.issues.count - skipped
+        // The dry run changes nothing on the node, so it does not look for them either (reading nf_tables needs
+        // CAP_NET_ADMIN, which a dry run does not): it says what a start would also do.
+        Stderr.line("kube-natd: dry run: a start (daemon or --once) would also delete kube-proxy's nftables-mode tables, table ip kube-proxy and table ip6 kube-proxy, where they exist")
         Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
     }
 
@@ -298,6 +372,23 @@ struct KubeNatd: AsyncParsableCommand {
 @_silgen_name("mallopt")
 private func mallocOption(_ option: Int32, _ value: Int32) -> Int32
 
-enum Stderr {
-    static func line(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+/// Why the daemon stopped on its own (set once, from the config file watch).
+final class ChangeReason: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reason: String?
+    func set(_ r: String) { lock.withLock { reason = r } }
+    func get() -> String? { lock.withLock { reason } }
+}
+
+extension KubeNatd {
+    /// The kube-proxy part of `--help`.
+    static var kubeProxyHelp: String {
+        """
+        KUBE-PROXY FLAGS:
+          Every flag of kube-proxy, with pflag's syntax: --flag=value; --flag value (not for booleans);
+          a bare boolean means true (--masquerade-all), --flag=false turns it off; -v 4, -v=4 or -v4.
+          With --config only --hostname-override and the logging flags apply; the others are reported as ignored.
+
+        """ + KubeProxyFlag.usage
+    }
 }

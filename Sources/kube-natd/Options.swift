@@ -2,102 +2,11 @@ import ArgumentParser
 import Daemon
 import ProxyConfig
 
-/// `--config` and kube-proxy's configuration flags. As in kube-proxy, when `--config` is given only
-/// `--hostname-override` among these flags applies; the others are reported as ignored.
+/// kube-natd's own configuration flags. kube-proxy's flags (`--config`, `--write-config-to`, `--cleanup`,
+/// `--masquerade-all`, ...) are read before these, with pflag's syntax, by `KubeProxyCommandLine` (ProxyConfig).
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: "The path to the KubeProxyConfiguration file.")
-    var configFile: String?
-
-    @Option(name: .customLong("write-config-to"), help: "If set, write the effective configuration (all defaults filled in) to this file and exit.")
-    var writeConfigTo: String?
-
     @Flag(name: .customLong("validate"), help: "Check the configuration (and --source, if given) and exit 0, or 2 listing every error.")
     var validate = false
-
-    @Option(name: .customLong("hostname-override"), help: "If non-empty, will be used as the name of the Node that kube-natd is running on.")
-    var hostnameOverride: String?
-
-    @Option(name: .customLong("bind-address"), help: "Overrides kube-natd's idea of what its node's primary IP is.")
-    var bindAddress: String?
-
-    @Option(name: .customLong("healthz-bind-address"), help: "The IP address and port for the health check server to serve on.")
-    var healthzBindAddress: String?
-
-    @Option(name: .customLong("metrics-bind-address"), help: "The IP address and port for the metrics server to serve on.")
-    var metricsBindAddress: String?
-
-    @Option(name: .customLong("cluster-cidr"), help: "The CIDR range of the pods in the cluster (comma-separated dual-stack pair allowed).")
-    var clusterCIDR: String?
-
-    @Option(name: .customLong("masquerade-all"), help: "SNAT all traffic sent via Service cluster IPs (true|false).")
-    var masqueradeAll: Bool?
-
-    @Option(name: .customLong("iptables-masquerade-bit"), help: "The bit of the fwmark space to mark packets requiring SNAT. Must be within [0, 31].")
-    var masqueradeBit: Int?
-
-    @Option(name: .customLong("iptables-sync-period"), help: "An interval (e.g. '5s', '1m', '2h22m') indicating how frequently various re-synchronizing and cleanup operations are performed.")
-    var syncPeriod: String?
-
-    @Option(name: .customLong("iptables-min-sync-period"), help: "The minimum period between iptables rule resyncs (e.g. '5s', '1m', '2h22m').")
-    var minSyncPeriod: String?
-
-    @Option(name: .customLong("iptables-localhost-nodeports"), help: "If false, kube-natd will disable the legacy behavior of allowing NodePort services to be accessed via localhost (true|false).")
-    var localhostNodePorts: Bool?
-
-    @Option(name: .customLong("nodeport-addresses"), help: "A list of CIDR ranges that contain valid node IPs, or 'primary'.")
-    var nodePortAddresses: String?
-
-    @Option(name: .customLong("detect-local-mode"), help: "Mode to use to detect local traffic (ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix).")
-    var detectLocalMode: String?
-
-    @Option(name: .customLong("pod-bridge-interface"), help: "A bridge interface name, used with --detect-local-mode=BridgeInterface.")
-    var podBridgeInterface: String?
-
-    @Option(name: .customLong("pod-interface-name-prefix"), help: "An interface name prefix, used with --detect-local-mode=InterfaceNamePrefix.")
-    var podInterfaceNamePrefix: String?
-
-    @Option(name: .customLong("conntrack-tcp-be-liberal"), help: "Enable liberal mode for tracking TCP packets (true|false).")
-    var conntrackTCPBeLiberal: Bool?
-
-    @Option(name: .customLong("proxy-mode"), help: "Which proxy mode to use: only 'iptables' is implemented.")
-    var proxyMode: String?
-
-    @Option(name: .customLong("kubeconfig"), help: "Path to kubeconfig file with authorization information.")
-    var kubeconfig: String?
-
-    @Option(name: .customLong("master"), help: "The address of the Kubernetes API server (overrides any value in kubeconfig).")
-    var master: String?
-
-    func overrides(verbosity: Int?) throws -> ConfigOverrides {
-        var o = ConfigOverrides()
-        o.hostnameOverride = hostnameOverride
-        o.bindAddress = bindAddress
-        o.healthzBindAddress = healthzBindAddress
-        o.metricsBindAddress = metricsBindAddress
-        o.clusterCIDR = clusterCIDR
-        o.masqueradeAll = masqueradeAll
-        o.iptablesMasqueradeBit = masqueradeBit
-        o.iptablesSyncPeriod = try syncPeriod.map { try duration($0, flag: "--iptables-sync-period") }
-        o.iptablesMinSyncPeriod = try minSyncPeriod.map { try duration($0, flag: "--iptables-min-sync-period") }
-        o.iptablesLocalhostNodePorts = localhostNodePorts
-        o.nodePortAddresses = nodePortAddresses.map { $0.split(separator: ",").map(String.init) }
-        o.detectLocalMode = detectLocalMode
-        o.podBridgeInterface = podBridgeInterface
-        o.podInterfaceNamePrefix = podInterfaceNamePrefix
-        o.conntrackTCPBeLiberal = conntrackTCPBeLiberal
-        o.proxyMode = proxyMode
-        o.kubeconfig = kubeconfig
-        o.master = master
-        o.verbosity = verbosity
-        return o
-    }
-
-    private func duration(_ text: String, flag: String) throws -> GoDuration {
-        guard let d = GoDuration(parsing: text) else {
-            throw ValidationError("\(flag): expected a duration such as 30s or 1m0s, got \"\(text)\"")
-        }
-        return d
-    }
 }
 
 /// Where Services and endpoints come from.
@@ -137,9 +46,6 @@ struct RuleOptions: ParsableArguments {
 
     @Flag(name: .customLong("once"), help: "Compile from the source, make the kernel match, and exit.")
     var once = false
-
-    @Flag(name: .customLong("cleanup"), help: "Remove every chain and rule kube-proxy or kube-natd creates (both families) and exit.")
-    var cleanup = false
 
     @Option(name: .customLong("ip-family"), help: "The IP families to program: auto (as kube-proxy: every family this node's kernel supports), ipv4, ipv6 or dual.")
     var ipFamily: FamilySelection = .auto

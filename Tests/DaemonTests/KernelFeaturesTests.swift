@@ -7,14 +7,27 @@ import XCTest
 
 final class KernelFeaturesTests: XCTestCase {
     func testRandomFullyAutoFollowsTheIptablesVersionAsKubeProxyDoes() {
-        func auto(_ text: String?) -> Bool {
+        func auto(_ text: String?, kernel: String? = "6.1.0-18-amd64") -> Bool {
             KernelFeatures.decide(randomFully: .auto, nfacctCounters: .no,
-                                  iptables: { text.flatMap(IptablesVersion.init(parsing:)) }).randomFully
+                                  iptables: { text.flatMap(IptablesVersion.init(parsing:)) }, kernelRelease: { kernel }).randomFully
         }
         XCTAssertTrue(auto("iptables v1.8.9 (nf_tables)"))
         XCTAssertTrue(auto("iptables v1.6.2"))
         XCTAssertFalse(auto("iptables v1.6.1"), "kube-proxy's iptablesRandomFullyVersion is 1.6.2")
-        XCTAssertEqual(auto(nil), KernelFeatures.kernelHasRandomFully(), "no iptables binary: the kernel decides")
+        XCTAssertFalse(auto("iptables v1.6.1", kernel: "6.1.0"), "the iptables version decides, not the kernel")
+        // No iptables binary: the kernel release decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY since 3.13).
+        XCTAssertTrue(auto(nil, kernel: "6.1.0-18-amd64"))
+        XCTAssertTrue(auto(nil, kernel: "3.13.0"))
+        XCTAssertFalse(auto(nil, kernel: "3.12.74-60.64.40-default"))
+        XCTAssertFalse(auto(nil, kernel: "2.6.32-754.el6.x86_64"))
+        XCTAssertFalse(auto(nil, kernel: "not-a-release"), "an unreadable release: no --random-fully")
+        XCTAssertFalse(auto(nil, kernel: nil), "uname failed: no --random-fully")
+    }
+
+    func testTheKernelReleaseIsRead() {
+        let release = KernelFeatures.kernelRelease()
+        XCTAssertNotNil(release)
+        XCTAssertEqual(release?.first?.isNumber, true, "\(release ?? "nil")")
     }
 
     func testExplicitChoicesWin() {

@@ -183,6 +183,22 @@ final class ProxyMetricsTests: XCTestCase {
         XCTAssertEqual(s.value("kubenatd_drift_repairs_total", ["table": "filter"]), 0)
     }
 
+    func testAPIServerRequestsAreCountedByResourceVerbAndCode() throws {
+        let metrics = ProxyMetrics(families: [.ipv4])
+        metrics.apiserverRequest(resource: "services", verb: "list", code: "200")
+        metrics.apiserverRequest(resource: "services", verb: "list", code: "200")
+        metrics.apiserverRequest(resource: "services", verb: "watch", code: "410")
+        metrics.apiserverRequest(resource: "nodes", verb: "watch", code: "<error>")
+        let s = try self.scrape(metrics)
+        let name = "kubenatd_apiserver_requests_total"
+        XCTAssertEqual(s.types[name], "counter")
+        XCTAssertEqual(
+            s.help[name], "Requests made to the apiserver, by resource, verb (list, watch, get) and HTTP status code")
+        XCTAssertEqual(s.value(name, ["resource": "services", "verb": "list", "code": "200"]), 2)
+        XCTAssertEqual(s.value(name, ["resource": "services", "verb": "watch", "code": "410"]), 1)
+        XCTAssertEqual(s.value(name, ["resource": "nodes", "verb": "watch", "code": "<error>"]), 1)
+    }
+
     func testProcessMetricsComeFromProcSelf() throws {
         let s = try self.scrape(ProxyMetrics())
         XCTAssertGreaterThan(s.value("process_resident_memory_bytes") ?? 0, 1_000_000)

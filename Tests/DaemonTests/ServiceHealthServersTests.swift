@@ -1,6 +1,7 @@
 import Daemon
 import KubeModel
 import NIOPosix
+import ProxyConfig
 import XCTest
 
 final class ServiceHealthServersTests: XCTestCase {
@@ -48,6 +49,101 @@ final class ServiceHealthServersTests: XCTestCase {
             r.body,
             "{\n\t\"service\": {\n\t\t\"namespace\": \"ns1\",\n\t\t\"name\": \"svc1\"\n\t},\n\t\"localEndpoints\": 2,\n\t\"serviceProxyHealthy\": true\n}"
         )
+    }
+
+    func testEndpointCountIsTheLoadBalancingWeight() {
+        // Upstream's handler sets X-Load-Balancing-Endpoint-Weight to the count, after the two JSON headers.
+        let ok = ServiceHealthServers.reply(
+            state: ServiceHealthState(service: self.svc1, localEndpoints: 3), proxyHealthy: true)
+        XCTAssertEqual(ok.headers.map(\.0), ["Content-Type", "X-Content-Type-Options", "X-Load-Balancing-Endpoint-Weight"])
+        XCTAssertEqual(ok.headers.last?.1, "3")
+        let none = ServiceHealthServers.reply(
+            state: ServiceHealthState(service: self.svc1, localEndpoints: 0), proxyHealthy: true)
+        XCTAssertEqual(none.status, .serviceUnavailable)
+        XCTAssertEqual(none.headers.last?.1, "0")
+    }
+
+    func testWeightHeaderReachesTheClient() async throws {
+        let port = try freePort()
+        await self.servers.sync([port: ServiceHealthState(service: self.svc1, localEndpoints: 2)])
+        let r = try httpGet(port: port, path: "/")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.headers["x-load-balancing-endpoint-weight"], "2")
+    }
+
+    func testListenerOnAnAddressReportsItsFamilysCount() async throws {
+        // The listener on 127.0.0.1 is the IPv4 proxier's: it reports IPv4's count, not the wildcard one.
+        let port = try freePort()
+        await self.servers.sync([
+            port: ServiceHealthState(service: self.svc1, localEndpoints: 4, localEndpointsByFamily: [.ipv4: 0, .ipv6: 4])
+        ])
+        let r = try httpGet(port: port, path: "/")
+        XCTAssertEqual(r.status, 503)
+        XCTAssertEqual(r.headers["x-load-balancing-endpoint-weight"], "0")
+        XCTAssertTrue(r.body.contains("\"localEndpoints\": 0,"))
+        let wildcard = ServiceHealthServers.reply(
+            state: ServiceHealthState(service: self.svc1, localEndpoints: 4, localEndpointsByFamily: [.ipv4: 0, .ipv6: 4]),
+            proxyHealthy: true, family: nil)
+        XCTAssertEqual(wildcard.status, .ok)
+    }
+
+    // MARK: - What each port reports, from the cluster state
+
+    private func settings(_ family: IPFamily) -> NodeSettings {
+        NodeSettings(family: family, nodeName: "test-node",
+                     nodeIPs: [IPAddress(family == .ipv4 ? "192.168.0.2" : "2001:db8::1")!])
+    }
+
+    private func ep(_ ip: String, node: String = "test-node", ready: Bool? = nil, terminating: Bool? = nil) -> Endpoint {
+        Endpoint(addresses: [IPAddress(ip)!], conditions: EndpointConditions(ready: ready, terminating: terminating),
+                 nodeName: node)
+    }
+
+    private func dualStackCluster() -> ClusterState {
+        let svc = Service(
+            name: self.svc1, type: .loadBalancer,
+            clusterIPs: [IPAddress("172.30.0.5")!, IPAddress("fd00:30::5")!],
+            ports: [ServicePort(name: "http", port: 80, nodePort: 30080), ServicePort(name: "https", port: 443, nodePort: 30443)],
+            externalTrafficPolicy: .local, healthCheckNodePort: 30500)
+        let ports = [EndpointPort(name: "http", port: 8080), EndpointPort(name: "https", port: 8443)]
+        let v4 = EndpointSlice(
+            name: ObjectName(namespace: "ns1", name: "svc1-v4"), serviceName: "svc1", resourceVersion: "1",
+            addressType: .ipv4,
+            endpoints: [ep("10.0.0.1"), ep("10.0.0.2"), ep("10.0.0.3", ready: false, terminating: true),
+                        ep("10.0.0.4", node: "other"), ep("10.0.0.5", ready: false)],
+            ports: ports)
+        let v6 = EndpointSlice(
+            name: ObjectName(namespace: "ns1", name: "svc1-v6"), serviceName: "svc1", resourceVersion: "1",
+            addressType: .ipv6, endpoints: [ep("fd00:10::1")], ports: ports)
+        return ClusterState(services: [svc], slices: [v4, v6])
+    }
+
+    func testStatesCountDistinctLocalReadyEndpointIPsPerFamily() {
+        // Two ports per endpoint count once; terminating, not-ready and remote endpoints do not count; a dual-stack
+        // pod counts once in each family, not twice.
+        let states = ServiceHealthServers.states(self.dualStackCluster(), settings: [self.settings(.ipv4), self.settings(.ipv6)])
+        XCTAssertEqual(states, [30500: ServiceHealthState(service: self.svc1, localEndpoints: 2,
+                                                          localEndpointsByFamily: [.ipv4: 2, .ipv6: 1])])
+        // With IPv6 as the node's primary family, a wildcard listener reports IPv6's count.
+        let v6First = ServiceHealthServers.states(self.dualStackCluster(), settings: [self.settings(.ipv6), self.settings(.ipv4)])
+        XCTAssertEqual(v6First[30500]?.localEndpoints, 1)
+        // A single-family node counts only its family.
+        let v4Only = ServiceHealthServers.states(self.dualStackCluster(), settings: [self.settings(.ipv4)])
+        XCTAssertEqual(v4Only[30500]?.localEndpointsByFamily, [.ipv4: 2])
+    }
+
+    func testStatesSkipServicesWithoutAHealthCheckInThisFamily() {
+        var state = self.dualStackCluster()
+        // eTP=Cluster: no health check at all.
+        state.upsert(Service(name: self.svc2, type: .loadBalancer, clusterIPs: [IPAddress("172.30.0.6")!],
+                             ports: [ServicePort(name: "http", port: 80, nodePort: 30081)], healthCheckNodePort: 30501))
+        // IPv6-only Service on an IPv4 node: that proxier has no such Service.
+        state.upsert(Service(name: ObjectName(namespace: "ns3", name: "v6"), type: .loadBalancer,
+                             clusterIPs: [IPAddress("fd00:30::7")!], ports: [ServicePort(name: "http", port: 80, nodePort: 30082)],
+                             externalTrafficPolicy: .local, healthCheckNodePort: 30502))
+        XCTAssertEqual(Array(ServiceHealthServers.states(state, settings: [self.settings(.ipv4)]).keys), [30500])
+        XCTAssertEqual(ServiceHealthServers.states(state, settings: [self.settings(.ipv4), self.settings(.ipv6)]).keys.sorted(),
+                       [30500, 30502])
     }
 
     func testNoLocalEndpointsAnswers503() async throws {

@@ -4,6 +4,7 @@ import KubeSource
 import Logging
 import Netfilter
 import ProxyConfig
+import RuleCompiler
 import Ruleset
 import XCTest
 
@@ -62,16 +63,41 @@ final class SyncPathTests: XCTestCase {
         let sync = try path(text)
         let outcome = sync.run(snapshot([web()], [slice(["10.244.1.10"])]), full: true)
         XCTAssertTrue(outcome.succeeded)
-        let nat = try XCTUnwrap(text.tables[.ipv4]?[.nat])
-        let services = try XCTUnwrap(nat.rules["KUBE-SERVICES"])
+        let natApplied = try XCTUnwrap(text.tables[.ipv4]?[.nat])
+        let services = try XCTUnwrap(natApplied.rules["KUBE-SERVICES"])
         XCTAssertTrue(services.contains { $0.contains("-d 10.96.0.10 ") && $0.contains("--dport 80") })
-        XCTAssertEqual(nat.rules["PREROUTING"]?.first?.hasSuffix("-j KUBE-SERVICES"), true, "jump on top of PREROUTING")
-        // The dry run is the same turn with the text backend: its text declares exactly the chains applied.
+        XCTAssertEqual(natApplied.rules["PREROUTING"]?.first?.hasSuffix("-j KUBE-SERVICES"), true, "jump on top of PREROUTING")
+        // The dry run is the same turn with the text backend: its text declares exactly the chains the compiler
+        // made for this state (read from the compiler's Ruleset, not from another text backend), and they have
+        // upstream's shape for one NodePort Service with one endpoint.
         let dry = TextBackend(rendersText: true)
         let printed = try path(dry).run(snapshot([web()], [slice(["10.244.1.10"])]), full: true).report.text ?? ""
-        let declared = Set(printed.split(separator: "\n").filter { $0.hasPrefix(":") }.map { String($0.dropFirst().prefix { $0 != " " }) })
-        XCTAssertEqual(declared, Set(nat.order + (text.tables[.ipv4]?[.filter]?.order ?? []))
-            .subtracting(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]))
+        var declared: [String: Set<String>] = [:]
+        var table = ""
+        for line in printed.split(separator: "\n") {
+            if line.hasPrefix("*") { table = String(line.dropFirst()) }
+            if line.hasPrefix(":") { declared[table, default: []].insert(String(line.dropFirst().prefix { $0 != " " })) }
+        }
+        let compiled = RuleCompiler(settings: try setup().settings(for: .ipv4, features: KernelFeatures()))
+            .compile(ClusterState(services: [web()], slices: [slice(["10.244.1.10"])]))
+        let builtin: Set<String> = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+        for t in compiled.tables {
+            XCTAssertEqual(declared[t.table.rawValue] ?? [], Set(t.chains.map(\.name)).subtracting(builtin),
+                           "\(t.table.rawValue): the dry run declares the compiled chains")
+        }
+        let nat = declared["nat"] ?? []
+        XCTAssertTrue(["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"].allSatisfy(nat.contains), "\(nat)")
+        for prefix in ["KUBE-SVC-", "KUBE-EXT-", "KUBE-SEP-"] {
+            XCTAssertEqual(nat.filter { $0.hasPrefix(prefix) }.count, 1, "one \(prefix) chain for web's one port and endpoint: \(nat)")
+        }
+        XCTAssertEqual(nat.count, 7, "\(nat.sorted())")
+        // ...and the applied turn holds the same chains, rule for rule as the printed text.
+        let appliedChains = Set(nat.union(declared["filter"] ?? []))
+        XCTAssertEqual(appliedChains, Set(natApplied.order + (text.tables[.ipv4]?[.filter]?.order ?? [])).subtracting(builtin))
+        for chain in nat {
+            let printedRules = printed.split(separator: "\n").filter { $0.hasPrefix("-A \(chain) ") }.count
+            XCTAssertEqual(natApplied.rules[chain]?.count ?? 0, printedRules, "\(chain): applied and printed rule counts")
+        }
     }
 
     func testTheNodeIsPreparedAsTheDaemonDoesOnceAndAgainWhenSettingsNeedIt() throws {
@@ -170,6 +196,55 @@ final class SyncPathTests: XCTestCase {
         XCTAssertEqual(calls, 2)
     }
 
+    func testAPartialSyncCleansConntrackOfTheChangedServicesOnlyAndAFullOrAfterAFailureOfAll() throws {
+        func dns(_ n: String, _ ip: String) -> Service {
+            Service(name: name(n), type: .clusterIP, clusterIPs: [IPAddress(ip)!],
+                    ports: [ServicePort(name: "dns", protocol: .udp, port: 53, targetPort: .int(5353))])
+        }
+        func dnsSlice(_ n: String, _ ep: String) -> EndpointSlice {
+            EndpointSlice(name: name(n + "-1"), serviceName: n,
+                          endpoints: [Endpoint(addresses: [IPAddress(ep)!], conditions: .init(ready: true))],
+                          ports: [EndpointPort(name: "dns", port: 5353, protocol: .udp)])
+        }
+        final class Flaky: KernelBackend {
+            let inner = TextBackend()
+            var fail = false
+            var name: String { "flaky" }
+            func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
+                if fail { throw NetfilterError.unsupported("test failure") }
+                return try inner.apply(rulesets)
+            }
+            func readOwned(family: IPFamily) throws -> OwnedState { try inner.readOwned(family: family) }
+            func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState { try inner.expectedOwned(ruleset) }
+            func ensureCanaries(family: IPFamily) throws { try inner.ensureCanaries(family: family) }
+            func cleanup(families: [IPFamily]) throws -> ApplyReport { try inner.cleanup(families: families) }
+        }
+        let backend = Flaky()
+        let sync = try path(backend)
+        sync.conntrackCleanup = true
+        var seen: [Set<IPAddress>] = []
+        sync.reconcileConntrack = { f in
+            seen.append(Set(f.byAddress.keys.map(\.ip)))
+            return UDPConntrackReport(family: .ipv4)
+        }
+        var state = ClusterState(services: [dns("a", "10.96.0.1"), dns("b", "10.96.0.2"), dns("c", "10.96.0.3")],
+                                 slices: [dnsSlice("a", "10.244.0.1"), dnsSlice("b", "10.244.0.2"), dnsSlice("c", "10.244.0.3")])
+        let all: Set = [IPAddress("10.96.0.1")!, IPAddress("10.96.0.2")!, IPAddress("10.96.0.3")!]
+        _ = sync.run(ClusterStore.Snapshot(state: state, serviceChanges: 3), full: true)
+        state.upsert(dnsSlice("b", "10.244.0.22"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        // a failed sync skips the cleanup; the next one cannot know what that one changed, so it takes all
+        backend.fail = true
+        state.upsert(dnsSlice("a", "10.244.0.11"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        backend.fail = false
+        state.upsert(dnsSlice("c", "10.244.0.33"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        state.upsert(dnsSlice("c", "10.244.0.34"))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        XCTAssertEqual(seen, [all, [IPAddress("10.96.0.2")!], all, [IPAddress("10.96.0.3")!]])
+    }
+
     func testDualStackAppliesBothFamiliesInOneCall() throws {
         final class Counting: KernelBackend {
             let inner = TextBackend()
@@ -187,5 +262,41 @@ final class SyncPathTests: XCTestCase {
         let backend = Counting()
         _ = try path(backend, families: [.ipv4, .ipv6]).run(snapshot([web()], []), full: true)
         XCTAssertEqual(backend.calls, [[.ipv4, .ipv6]], "one transaction for every family")
+    }
+    func testThePartialSyncHandsTheCompilersChangeToTheBackendAndAFullSyncEverything() throws {
+        final class Recording: KernelBackend {
+            let inner = TextBackend()
+            var changes: [[RulesetChange]] = []
+            var name: String { "recording" }
+            func apply(_ rulesets: [Ruleset]) throws -> ApplyReport { try inner.apply(rulesets) }
+            func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
+                self.changes.append(changes)
+                return try inner.apply(rulesets)
+            }
+            func readOwned(family: IPFamily) throws -> OwnedState { try inner.readOwned(family: family) }
+            func expectedOwned(_ ruleset: Ruleset) throws -> OwnedState { try inner.expectedOwned(ruleset) }
+            func ensureCanaries(family: IPFamily) throws { try inner.ensureCanaries(family: family) }
+            func cleanup(families: [IPFamily]) throws -> ApplyReport { try inner.cleanup(families: families) }
+        }
+        let backend = Recording()
+        let sync = try path(backend)
+        // one state, evolving as the daemon's store does, so the compiler patches instead of compiling anew
+        var state = ClusterState(services: [web()], slices: [slice(["10.244.1.10"])])
+        _ = sync.run(ClusterStore.Snapshot(state: state, serviceChanges: 1), full: true)
+        state.upsert(slice(["10.244.1.11"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: false)
+        state.upsert(slice(["10.244.1.12"]))
+        _ = sync.run(ClusterStore.Snapshot(state: state, endpointChanges: 1), full: true)
+        XCTAssertEqual(backend.changes.count, 3)
+        guard backend.changes.count == 3 else { return }
+        let (first, partial, full) = (backend.changes[0][0], backend.changes[1][0], backend.changes[2][0])
+        XCTAssertTrue(first.isEverything)
+        XCTAssertFalse(partial.isEverything)
+        XCTAssertEqual(partial.base, first.id)
+        let nat = partial.touched[.nat] ?? []
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SEP-") }, "\(nat)")
+        XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SVC-") }, "\(nat)")
+        XCTAssertTrue(full.isEverything, "a full sync redoes everything whatever the compiler patched")
+        XCTAssertNotEqual(full.id, partial.id)
     }
 }

@@ -24,13 +24,15 @@ final class NetworkTests: XCTestCase {
 }
 
 final class DottedQuadTests: XCTestCase {
-    /// The byte-level IPv4 reader must accept exactly what inet_pton(AF_INET) accepts, with the same value.
-    func testAgreesWithInetPton() {
+    /// kube-proxy reads Service and endpoint addresses with `netutils.ParseIPSloppy` (Go's pre-1.17 ParseIP):
+    /// octets with leading zeros are decimal. The reference here is inet_pton (strict) on the text with each
+    /// octet's leading zeros removed.
+    func testAgreesWithInetPtonOnOctetsWithLeadingZerosReadAsDecimal() {
         var cases = [
             "0.0.0.0", "255.255.255.255", "10.0.0.1", "1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.0", "1.2.3",
             "1.2.3.4.5", "256.1.1.1", "1.1.1.256", "1..1.1", ".1.1.1", "1.1.1.", "1.1.1.1 ", " 1.1.1.1", "",
             "1000.1.1.1", "1.2.3.4a", "a.b.c.d", "00.0.0.0", "0.00.0.0", "192.168.001.1", "fd00::1", "::ffff:1.2.3.4",
-            "1.2.3.-4", "+1.2.3.4", "999.999.999.999", "255.255.255.2550",
+            "1.2.3.-4", "+1.2.3.4", "999.999.999.999", "255.255.255.2550", "0000255.1.1.1", "0256.1.1.1",
         ]
         var rng = SystemRandomNumberGenerator()
         let alphabet = Array("0123456789..0125")
@@ -39,12 +41,31 @@ final class DottedQuadTests: XCTestCase {
             cases.append(String((0..<n).map { _ in alphabet.randomElement(using: &rng)! }))
         }
         for s in cases {
-            var a = in_addr()
-            let pton = inet_pton(AF_INET, s, &a) == 1 ? UInt32(bigEndian: a.s_addr) : nil
-            XCTAssertEqual(IPAddress.parseDottedQuad(s.utf8), pton, "\"\(s)\"")
-            if let v = pton {
+            let expected = Self.sloppyReference(s)
+            XCTAssertEqual(IPAddress.parseDottedQuad(s.utf8), expected, "\"\(s)\"")
+            if let v = expected {
                 XCTAssertEqual(IPAddress(s)?.description, IPAddress(bytes: withUnsafeBytes(of: v.bigEndian) { Array($0) })?.description)
             }
         }
+    }
+
+    func testLeadingZerosAreDecimalAsUpstreamTestBadIPs() {
+        XCTAssertEqual(IPAddress("172.30.0.041")?.description, "172.30.0.41")
+        XCTAssertEqual(IPAddress("192.168.099.022")?.description, "192.168.99.22")
+        XCTAssertEqual(CIDR("203.0.113.000/025")?.description, "203.0.113.0/25")
+        XCTAssertNil(IPAddress("1.2.3.0400"))
+    }
+
+    private static func sloppyReference(_ s: String) -> UInt32? {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 >= "0" && $0 <= "9" } }) else {
+            return nil
+        }
+        let stripped = parts.map { p -> String in
+            let t = p.drop(while: { $0 == "0" })
+            return t.isEmpty ? "0" : String(t)
+        }.joined(separator: ".")
+        var a = in_addr()
+        return inet_pton(AF_INET, stripped, &a) == 1 ? UInt32(bigEndian: a.s_addr) : nil
     }
 }

@@ -64,9 +64,14 @@ final class AuthTests: XCTestCase {
         defer { Task { await server.stop() } }
         let capture = LogCapture()
         // No CA: the system roots do not know the test CA.
-        try await withSource(ClusterCredentials(server: server.url), logger: capture.logger) { log in
-            await log.wait { _ in capture.count(.warning, containing: "list/watch Service failed") == 1 }
-            try await Task.sleep(for: .milliseconds(200))
+        let clock = TestTiming()
+        try await withSource(
+            ClusterCredentials(server: server.url), options: .onTestClock(clock), logger: capture.logger
+        ) { log in
+            // Both loops (Services, EndpointSlice discovery) failed and sleep their backoff: nothing got through.
+            await eventually("both loops backing off") {
+                clock.sleeping == 2 && capture.count(.warning, containing: "list/watch Service failed") == 1
+            }
             XCTAssertEqual(log.lines, [])
         }
         XCTAssertEqual(server.requests.count, 0)

@@ -201,3 +201,133 @@ final class ManifestFileSourceTests: XCTestCase {
         XCTAssertEqual(store.peek().services.count, 1, "a file removed: its objects go")
     }
 }
+
+final class ClusterStoreNodeTests: XCTestCase {
+    func node(_ zone: String?, rv: String = "1") -> Node {
+        Node(name: "node-a", resourceVersion: rv, labels: zone.map { [Node.zoneLabel: $0] } ?? [:],
+             addresses: [NodeAddress(type: "InternalIP", address: IPAddress("192.168.10.11")!)])
+    }
+
+    func testTheNodeIsKeptInTheStateAndAZoneChangeRederivesHintedServices() {
+        let store = ClusterStore()
+        let changes = Box(0)
+        store.setOnChange { changes.with { $0 += 1 } }
+        XCTAssertNil(store.node)
+        XCTAssertFalse(store.nodeSeen)
+        let hinted = ObjectName(namespace: "ns", name: "web")
+        let slice = EndpointSlice(
+            name: ObjectName(namespace: "ns", name: "web-1"), serviceName: "web", addressType: .ipv4,
+            endpoints: [Endpoint(addresses: [IPAddress("10.244.1.7")!], zoneHints: ["eu-west-1a"])])
+        store.apply(.replaceAll(.endpointSlice, [DecodeResult(object: .endpointSlice(slice))]))
+        let before = store.peek().generation(of: hinted)
+
+        store.apply(.node(node("eu-west-1a")))
+        XCTAssertEqual(store.node?.zone, "eu-west-1a")
+        XCTAssertEqual(store.take().state.node?.zone, "eu-west-1a", "the snapshot carries the Node")
+        XCTAssertTrue(store.nodeSeen)
+        XCTAssertGreaterThan(store.peek().generation(of: hinted), before)
+        XCTAssertEqual(changes.get, 2)
+
+        // A renumbered Node (status heartbeat) is no change.
+        store.apply(.node(node("eu-west-1a", rv: "2")))
+        XCTAssertEqual(changes.get, 2)
+        XCTAssertEqual(store.node?.resourceVersion, "", "held without its resourceVersion")
+
+        store.apply(.node(nil))
+        XCTAssertNil(store.node)
+        XCTAssertTrue(store.nodeSeen, "a deleted Node was seen: nodeSeen && node == nil")
+        XCTAssertEqual(changes.get, 3)
+    }
+
+    func testWaitForNodeReturnsWhenTheNodeArrivesAndQualifies() async {
+        let store = ClusterStore()
+        let waiter = Task { await store.waitForNode(timeout: .seconds(60)) { !$0.labels.isEmpty } }
+        // Wait (bounded, on a condition) until the waiter is registered, so the first Node really reaches it.
+        for _ in 0..<1000 where !store.hasNodeWaiters { await Task.yield() }
+        XCTAssertTrue(store.hasNodeWaiters)
+        store.setNode(node(nil))  // present but not qualifying: still waiting
+        XCTAssertTrue(store.hasNodeWaiters)
+        store.setNode(node("eu-west-1b"))
+        let got = await waiter.value
+        XCTAssertEqual(got?.zone, "eu-west-1b")
+        XCTAssertFalse(store.hasNodeWaiters)
+        let already = await store.waitForNode(timeout: .zero)
+        XCTAssertEqual(already?.zone, "eu-west-1b", "a Node already there is returned at once")
+    }
+
+    func testWaitForNodeGivesUpAtTheTimeoutAndOnCancellation() async {
+        let store = ClusterStore()
+        let none = await store.waitForNode(timeout: .zero)
+        XCTAssertNil(none)
+        XCTAssertFalse(store.hasNodeWaiters, "a timed-out wait leaves nothing behind")
+        let waiter = Task { await store.waitForNode(timeout: .seconds(600)) }
+        for _ in 0..<1000 where !store.hasNodeWaiters { await Task.yield() }
+        waiter.cancel()
+        let cancelled = await waiter.value
+        XCTAssertNil(cancelled)
+        XCTAssertFalse(store.hasNodeWaiters)
+    }
+}
+
+final class ManifestNodeTests: XCTestCase {
+    func node(_ name: String, zone: String) -> String {
+        """
+        apiVersion: v1
+        kind: Node
+        metadata: {name: \(name), labels: {topology.kubernetes.io/zone: \(zone)}}
+        spec: {podCIDRs: [10.244.1.0/24]}
+        status: {addresses: [{type: InternalIP, address: 192.168.10.11}]}
+        """
+    }
+
+    func testTheNodeNamedByTheNodeNameIsThisNodeAndAReloadWithoutItSetsNone() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("knat-node-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let write = { (name: String, text: String) in
+            try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        try write("nodes.yaml", node("node-a", zone: "zone-a") + "\n---\n" + node("node-b", zone: "zone-b"))
+        let source = ManifestFileSource(path: dir.path, nodeName: "node-b", logger: Logger(label: "test"))
+        let store = ClusterStore()
+        source.read(into: store, forced: false)
+        XCTAssertEqual(store.node?.name, "node-b", "only the Node named by the node name is this node")
+        XCTAssertEqual(store.node?.zone, "zone-b")
+        XCTAssertEqual(store.node?.podCIDRs, [CIDR("10.244.1.0/24")!])
+
+        try write("nodes.yaml", node("node-b", zone: "zone-c"))
+        source.read(into: store, forced: true)
+        XCTAssertEqual(store.node?.zone, "zone-c", "a label change arrives on reload")
+
+        try write("nodes.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: node-b\n  : [")
+        source.read(into: store, forced: true)
+        XCTAssertEqual(store.node?.zone, "zone-c", "its file no longer parses: the Node keeps its last good read")
+
+        try write("nodes.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: node-b, labels: {a: [1]}}\n")
+        source.read(into: store, forced: true)
+        XCTAssertEqual(store.node?.zone, "zone-c", "an invalid version keeps the last good Node")
+
+        try write("nodes.yaml", node("node-a", zone: "zone-a"))
+        source.read(into: store, forced: true)
+        XCTAssertNil(store.node, "a reload that no longer holds this node's Node sets none")
+        XCTAssertTrue(store.nodeSeen)
+    }
+
+    func testWithoutANodeNameNoNodeIsRead() throws {
+        let path = try tempFile("node.yaml", node("node-a", zone: "zone-a"))
+        let store = ClusterStore()
+        ManifestFileSource(path: path, logger: Logger(label: "test")).read(into: store, forced: false)
+        XCTAssertNil(store.node)
+        XCTAssertFalse(store.nodeSeen)
+    }
+
+    func testOneShotLoadsSeeTheirOwnNode() throws {
+        let load = ManifestSource.decode(
+            data: Data((node("node-a", zone: "zone-a") + "\n---\n" + node("node-b", zone: "zone-b")).utf8),
+            source: "nodes.yaml")
+        XCTAssertEqual(load.nodes.map(\.name), ["node-a", "node-b"])
+        XCTAssertEqual(load.clusterState(nodeName: "node-a").node?.zone, "zone-a")
+        XCTAssertNil(load.clusterState(nodeName: "node-c").node)
+        XCTAssertNil(load.clusterState.node)
+    }
+}

@@ -1,5 +1,5 @@
 import Foundation
-import KubeSource
+@testable import KubeSource
 import Logging
 import XCTest
 
@@ -238,14 +238,46 @@ final class CredentialTests: XCTestCase {
 }
 
 final class BackoffTests: XCTestCase {
-    func testDelaysGrowExponentiallyWithJitterAndStopAtThirtySeconds() {
+    func testDelaysAreClientGoReflectorBackoff() {
+        // wait.NewExponentialBackoffManager(800ms, 30s, 2m, 2.0, 1.0): base doubles to a 30 s cap, then jitter
+        // stretches each delay by up to itself.
         let policy = BackoffPolicy()
         XCTAssertEqual(policy.delay(attempt: 0, random: 0), .milliseconds(800))
         XCTAssertEqual(policy.delay(attempt: 1, random: 0), .milliseconds(1600))
-        XCTAssertEqual(policy.delay(attempt: 2, random: 0.5), .milliseconds(4000))
-        XCTAssertEqual(policy.delay(attempt: 10, random: 0.99), .seconds(30))
-        XCTAssertEqual(policy.delay(attempt: 1000, random: 0.99), .seconds(30))
+        XCTAssertEqual(policy.delay(attempt: 2, random: 0.5), .milliseconds(4800))
+        XCTAssertEqual(policy.delay(attempt: 10, random: 0), .seconds(30))
+        XCTAssertEqual(policy.delay(attempt: 1000, random: 0.5), .seconds(45))
         let jittered = Set((0..<20).map { _ in policy.delay(attempt: 3) })
         XCTAssertGreaterThan(jittered.count, 1, "retries of many nodes must not line up")
+    }
+
+    func testTheSequenceStartsOverAfterTwoQuietMinutes() {
+        let clock = TestTiming()
+        var backoff = Backoff(policy: BackoffPolicy(), timing: clock.timing)
+        XCTAssertEqual(backoff.next(), .milliseconds(800))
+        XCTAssertEqual(backoff.next(), .milliseconds(1600))
+        clock.advance(by: .seconds(120))
+        XCTAssertEqual(backoff.next(), .milliseconds(3200), "two minutes exactly is not quiet enough")
+        clock.advance(by: .seconds(121))
+        XCTAssertEqual(backoff.next(), .milliseconds(800))
+    }
+}
+
+final class RequestRateLimiterTests: XCTestCase {
+    func testBurstGoesAtOnceThenOneTokenPerOneOverQPS() {
+        let clock = TestTiming()
+        let limiter = RequestRateLimiter(qps: 5, burst: 10, timing: clock.timing)
+        for _ in 0..<10 { XCTAssertEqual(limiter.reserve(), .zero) }
+        XCTAssertEqual(limiter.reserve(), .milliseconds(200))
+        XCTAssertEqual(limiter.reserve(), .milliseconds(400), "a wait reserves its token: waiters queue")
+        clock.advance(by: .seconds(10))
+        // 10 s at 5/s refills far beyond the burst: the bucket holds at most 10 (minus the 2 owed).
+        for _ in 0..<10 { XCTAssertEqual(limiter.reserve(), .zero) }
+        XCTAssertEqual(limiter.reserve(), .milliseconds(200))
+    }
+
+    func testANegativeQPSTurnsLimitingOff() {
+        let limiter = RequestRateLimiter(qps: -1, burst: 1, timing: TestTiming().timing)
+        for _ in 0..<100 { XCTAssertEqual(limiter.reserve(), .zero) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import KubeSource
 import XCTest
 
@@ -41,6 +42,8 @@ final class ListWatchTests: XCTestCase {
         let list = try XCTUnwrap(reqs.first)
         XCTAssertFalse(list.isWatch)
         XCTAssertEqual(list.query["limit"], "500")
+        XCTAssertEqual(list.query["resourceVersion"], "0", "the first list is served from the watch cache")
+        XCTAssertNil(list.query["resourceVersionMatch"], "client-go's reflector sends none on a list")
         XCTAssertEqual(
             list.query["labelSelector"], "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name")
         let watches = reqs.filter(\.isWatch)
@@ -83,20 +86,17 @@ final class ListWatchTests: XCTestCase {
         XCTAssertEqual(server.requests.first { $0.path == services && $0.isWatch }?.query["resourceVersion"], "300")
     }
 
-    func testExpiredContinueTokenRestartsTheList() async throws {
-        let continued = Box(0)
+    func testExpiredContinueTokenFallsBackToOneFullList() async throws {
         let cluster = FakeCluster()
         let server = try await TestAPIServer.start { req in
             if req.path == "/api/v1/services" && !req.isWatch {
-                if req.query["continue"] != nil {
-                    let n = continued.with {
-                        $0 += 1
-                        return $0
-                    }
-                    if n == 1 { return .json(status: 410, body: Wire.gone) }
+                if req.query["continue"] != nil { return .json(status: 410, body: Wire.gone) }
+                if req.query["limit"] == nil {
                     return .json(
                         status: 200,
-                        body: Wire.list(kind: "ServiceList", rv: "300", items: [Wire.service("b", "s3", rv: "3")]))
+                        body: Wire.list(
+                            kind: "ServiceList", rv: "300",
+                            items: [Wire.service("a", "s1", rv: "1"), Wire.service("b", "s3", rv: "3")]))
                 }
                 return .json(
                     status: 200,
@@ -109,7 +109,11 @@ final class ListWatchTests: XCTestCase {
         try await withSource(ClusterCredentials(server: server.url)) { log in
             await log.wait(for: "replaceAll Service [a/s1@1, b/s3@3]")
         }
-        XCTAssertEqual(server.requests.filter { $0.path == services && !$0.isWatch }.count, 4)
+        // As client-go's pager: the expired token is not retried page by page; one list without a limit follows.
+        let lists = server.requests.filter { $0.path == services && !$0.isWatch }
+        XCTAssertEqual(lists.map { $0.query["limit"] }, ["500", "500", nil])
+        XCTAssertEqual(lists.map { $0.query["continue"] }, [nil, "tok", nil])
+        XCTAssertEqual(lists.map { $0.query["resourceVersion"] }, ["0", nil, nil])
     }
 
     func testDroppedConnectionMidStreamResumesFromLastResourceVersion() async throws {
@@ -140,12 +144,10 @@ final class ListWatchTests: XCTestCase {
             .stream([.send(Wire.event("ADDED", Wire.service("shop", "cart", rv: "102"))), .stall]))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
-        let start = ContinuousClock.now
+        // timeoutSeconds=1 plus 0.5 s grace: the client gives up on the silent connection and watches again.
         try await withSource(ClusterCredentials(server: server.url)) { log in
             await log.wait(for: "upsert Service shop/cart@102")
         }
-        // timeoutSeconds=1 plus 0.5 s grace: the stall is noticed well inside the test's bound.
-        XCTAssertLessThan(ContinuousClock.now - start, .seconds(4))
         let watches = server.requests.filter { $0.path == services && $0.isWatch }
         XCTAssertEqual(watches.prefix(2).map { $0.query["resourceVersion"] }, ["100", "101"])
     }
@@ -310,19 +312,26 @@ final class ListWatchTests: XCTestCase {
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
         try await withSource(ClusterCredentials(server: server.url), options: .fast(nodeName: "node-a")) { log in
+            // The heartbeat came before the change on the same stream: once the change is here, the heartbeat has
+            // been handled, and it must not have produced an event of its own.
             await log.wait { _ in log.nodes.count == 2 }
-            try await Task.sleep(for: .milliseconds(100))
+            let cidrs = [CIDR("10.244.1.0/24")!, CIDR("fd00:10:244:1::/64")!]
+            let labels = ["kubernetes.io/hostname": "node-a", "kubernetes.io/os": "linux"]
             XCTAssertEqual(
                 log.nodes,
                 [
-                    NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
-                        internalIPs: ["192.168.10.11"],
-                        externalIPs: ["203.0.113.7"]),
-                    NodeInfo(
-                        name: "node-a", podCIDRs: ["10.244.1.0/24", "fd00:10:244:1::/64"],
-                        internalIPs: ["192.168.10.99"],
-                        externalIPs: ["203.0.113.7"]),
+                    Node(
+                        name: "node-a", labels: labels,
+                        addresses: [
+                            NodeAddress(type: "InternalIP", address: IPAddress("192.168.10.11")!),
+                            NodeAddress(type: "ExternalIP", address: IPAddress("203.0.113.7")!),
+                        ], podCIDRs: cidrs),
+                    Node(
+                        name: "node-a", labels: labels,
+                        addresses: [
+                            NodeAddress(type: "InternalIP", address: IPAddress("192.168.10.99")!),
+                            NodeAddress(type: "ExternalIP", address: IPAddress("203.0.113.7")!),
+                        ], podCIDRs: cidrs),
                 ])
         }
         let nodeRequests = server.requests.filter { $0.path == "/api/v1/nodes" }
@@ -372,8 +381,9 @@ final class ListWatchTests: XCTestCase {
             }
             return seen
         }
+        // Only against a hang (the stream must end when its consumer breaks out); no speed is asserted.
         let watchdog = Task {
-            try await Task.sleep(for: .seconds(5))
+            try await Task.sleep(for: .seconds(60))
             consumer.cancel()
         }
         let seen = await consumer.value
@@ -387,12 +397,18 @@ final class ListWatchTests: XCTestCase {
             req.path == "/api/v1/services" && req.isWatch ? .stream([.end]) : cluster.route(req)
         }
         defer { Task { await server.stop() } }
-        try await withSource(ClusterCredentials(server: server.url)) { log in
-            await log.wait(for: "synced Service")
-            try await Task.sleep(for: .milliseconds(500))
+        let clock = TestTiming()
+        let watches = { server.requests.filter { $0.path == self.services && $0.isWatch }.count }
+        try await withSource(ClusterCredentials(server: server.url), options: .onTestClock(clock)) { log in
+            // Each empty watch that ends at once is followed by a backoff sleep; no new watch until it passes.
+            for (n, delay) in [(1, 800), (2, 1600), (3, 3200)] {
+                await eventually("watch \(n), then a backoff of \(delay) ms") {
+                    watches() == n && clock.pending == [.milliseconds(delay)]
+                }
+                XCTAssertEqual(watches(), n, "no watch while the backoff sleeps")
+                clock.advance(by: .milliseconds(delay))
+            }
+            await eventually("watch 4") { watches() == 4 }
         }
-        let watches = server.requests.filter { $0.path == services && $0.isWatch }.count
-        XCTAssertGreaterThan(watches, 1)
-        XCTAssertLessThan(watches, 20, "an empty watch ending at once must not be retried in a tight loop")
     }
 }

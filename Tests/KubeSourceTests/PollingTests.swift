@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import KubeSource
 import XCTest
 
@@ -29,12 +30,18 @@ final class PollingTests: XCTestCase {
                     items: [Wire.service("a", "web", rv: "3"), Wire.service("a", "cart", rv: "4")])))
         let server = try await cluster.start()
         defer { Task { await server.stop() } }
+        let clock = TestTiming()
+        let lists = { server.requests.filter { $0.path == "/api/v1/services" }.count }
         try await withSource(
-            ClusterCredentials(server: server.url), options: .fast(mode: .poll(interval: .milliseconds(50)))
+            ClusterCredentials(server: server.url), options: .onTestClock(clock, mode: .poll(interval: .seconds(1)))
         ) { log in
-            await log.wait(for: "delete Service a/db")
-            // Let a few more identical polls pass: they must emit nothing.
-            try await Task.sleep(for: .milliseconds(200))
+            // Six polls, one per second of the test clock: both loops (Services, EndpointSlices) list, then sleep
+            // the interval; the last three lists are identical to the third and must emit nothing.
+            for poll in 1...6 {
+                await eventually("poll \(poll): listed, both loops asleep") { lists() == poll && clock.sleeping == 2 }
+                XCTAssertEqual(clock.pending, [.seconds(1), .seconds(1)])
+                if poll < 6 { clock.advance(by: .seconds(1)) }
+            }
             XCTAssertEqual(
                 log.lines.filter { $0.contains("Service") },
                 [
@@ -43,7 +50,10 @@ final class PollingTests: XCTestCase {
                 ])
         }
         XCTAssertFalse(server.requests.contains { $0.isWatch }, "polling mode never watches")
-        XCTAssertGreaterThan(server.requests.filter { $0.path == "/api/v1/services" }.count, 4)
+        XCTAssertEqual(lists(), 6)
+        let polls = server.requests.filter { $0.path == "/api/v1/services" }
+        XCTAssertEqual(polls.map { $0.query["resourceVersion"] }, ["0", "10", "11", "12", "12", "12"],
+                       "each poll from the last list's resourceVersion, served by the watch cache")
     }
 
     func testPollingRetriesFailedListsWithBackoff() async throws {
@@ -88,7 +98,7 @@ final class PollingTests: XCTestCase {
             ClusterCredentials(server: server.url),
             options: .fast(mode: .poll(interval: .milliseconds(50)), nodeName: "node-a")
         ) { log in
-            await log.wait { _ in log.nodes.last?.podCIDRs == ["10.244.9.0/24"] }
+            await log.wait { _ in log.nodes.last??.podCIDRs == [CIDR("10.244.9.0/24")!] }
         }
     }
 }

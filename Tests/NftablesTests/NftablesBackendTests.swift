@@ -189,9 +189,37 @@ final class NftablesBackendTests: XCTestCase {
         try NftablesBackend.encodeCleanup(.filter, into: &program)
         let ops = Self.operations(program.bytes)
         XCTAssertEqual(ops.filter { $0 == "delete-own-jumps" }.count, 1)
-        XCTAssertEqual(ops.filter { $0 == "delete-rule" }.count, Ownership.upstreamJumps(.filter).count)
-        XCTAssertEqual(ops.filter { $0 == "delete-chain" }.count, Ownership.cleanupChains(.filter).count)
-        XCTAssertFalse(Ownership.cleanupChains(.filter).contains(Ownership.kubeletFirewall))
+        // the iptables mode's 9 jumps and the IPVS mode's 6 (FORWARD -> KUBE-FORWARD is the same rule in both)
+        XCTAssertEqual(ops.filter { $0 == "delete-rule" }.count, 9 + 6 - 1)
+        XCTAssertEqual(ops.filter { $0 == "delete-rule" }.count, ProxyModeLeftovers.cleanupJumps(.filter).count)
+        XCTAssertEqual(ops.filter { $0 == "delete-chain" }.count, ProxyModeLeftovers.cleanupChains(.filter).count)
+        XCTAssertFalse(ProxyModeLeftovers.cleanupChains(.filter).contains(Ownership.kubeletFirewall))
+    }
+
+    func testCleanupDeletesTheIPVSModesChainsAndJumpsInEveryTable() throws {
+        for (table, chains) in ProxyModeLeftovers.ipvsChains {
+            var program = TableProgram(family: .ipv4)
+            try NftablesBackend.encodeCleanup(table, into: &program)
+            let deleted = Self.deletedChains(program.bytes)
+            for chain in chains { XCTAssertTrue(deleted.contains(chain), "\(table.rawValue) \(chain) not deleted") }
+            XCTAssertFalse(deleted.contains(Ownership.kubeletMarkDrop))
+        }
+        XCTAssertEqual(ProxyModeLeftovers.cleanupJumps(.nat), Ownership.upstreamJumps(.nat), "the IPVS mode's nat jumps are the iptables mode's")
+    }
+
+    /// The chains a program deletes, by name.
+    static func deletedChains(_ bytes: [UInt8]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i + 4 <= bytes.count {
+            let kind = Int(bytes[i]) | Int(bytes[i + 1]) << 8
+            let length = Int(bytes[i + 2]) | Int(bytes[i + 3]) << 8
+            if Int32(kind) == Int32(KNAT_OP_DELETE_CHAIN) {
+                out.append(String(decoding: bytes[(i + 4)..<(i + 4 + length)], as: UTF8.self))
+            }
+            i += 4 + length
+        }
+        return out
     }
 
     /// The table-level operations of a program, by name.

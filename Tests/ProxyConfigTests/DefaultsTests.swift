@@ -97,7 +97,7 @@ final class DefaultsTests: XCTestCase {
         XCTAssertEqual(loaded.warnings, [])
         let c = loaded.configuration
         XCTAssertEqual(c.hostnameOverride, "worker-7")
-        XCTAssertEqual(c.featureGates, ["SomeGate": true, "OtherGate": false])
+        XCTAssertEqual(c.featureGates, ["PreferSameTrafficDistribution": true, "AllAlpha": false])
         XCTAssertTrue(c.iptables.masqueradeAll)
         XCTAssertFalse(c.iptables.localhostNodePorts)
         XCTAssertEqual(c.iptables.syncPeriod, .minutes(1))

@@ -89,7 +89,7 @@ enum Fixtures {
           "bindAddress": "fd00::10",
           "clusterCIDR": "10.244.0.0/16,fd00:10:244::/56",
           "detectLocalMode": "ClusterCIDR",
-          "featureGates": {"SomeGate": true, "OtherGate": false},
+          "featureGates": {"PreferSameTrafficDistribution": true, "AllAlpha": false},
           "iptables": {"masqueradeBit": 0, "masqueradeAll": true, "localhostNodePorts": false,
                        "syncPeriod": "1m", "minSyncPeriod": "500ms"},
           "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpBeLiberal": true,

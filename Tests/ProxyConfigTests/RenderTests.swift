@@ -27,7 +27,7 @@ final class RenderTests: XCTestCase {
         c.winkernel.sourceVip = "0123"
         c.showHiddenMetricsForVersion = "1.30"
         c.detectLocal.interfaceNamePrefix = "- x\n\"q\""
-        c.featureGates = ["A": true, "B": false]
+        c.featureGates = ["PreferSameTrafficDistribution": true, "AllAlpha": false]
         c.ipvs.excludeCIDRs = ["10.0.0.0/8", "fd00::/8"]
         c.logging.vmodule = [.init(filePattern: "*.go", verbosity: 2)]
         c.logging.options = .map([

@@ -88,6 +88,94 @@ final class IncrementalCompileTests: XCTestCase {
         }
     }
 
+    /// `lastChange` names every chain an incremental compile added, removed or rewrote: every chain it does not
+    /// name is in the previous result, with the same rules, in the same order among the unnamed ones.
+    func testTheReportedChangeCoversEveryChainThatDiffers() {
+        for layout in RuleLayout.allCases {
+            let settings = F.settings(layout: layout)
+            var rng = Rng(state: 0x0bad_cafe_f00d_0001)
+            var state = ClusterState()
+            for i in 0..<40 {
+                state.upsert(service(i, &rng))
+                state.upsert(slice(i, &rng))
+            }
+            let compiler = RuleCompiler(settings: settings)
+            var previous = compiler.compile(state)
+            XCTAssertTrue(compiler.lastChange.isEverything)
+            var previousID = compiler.lastChange.id
+            var incremental = 0
+            var nonEmpty = 0
+            for step in 0..<150 {
+                let i = rng.next(40)
+                switch rng.next(3) {
+                case 0: state.upsert(service(i, &rng))
+                default: state.upsert(slice(i, &rng))
+                }
+                let result = compiler.compile(state)
+                let change = compiler.lastChange
+                XCTAssertNotEqual(change.id, previousID)
+                XCTAssertEqual(change.family, settings.family)
+                if !change.isEverything {
+                    incremental += 1
+                    XCTAssertEqual(change.base, previousID, "\(layout) step \(step)")
+                    for (t, table) in result.tables.enumerated() {
+                        let touched = change.touched[table.table] ?? []
+                        if !touched.isEmpty { nonEmpty += 1 }
+                        let before = previous.tables[t].chains.filter { !touched.contains($0.name) }
+                        let after = table.chains.filter { !touched.contains($0.name) }
+                        XCTAssertTrue(before == after, "\(layout) step \(step) \(table.table): a changed chain is not named")
+                        XCTAssertEqual(previous.tables[t].deletedChains, table.deletedChains)
+                        XCTAssertEqual(previous.tables[t].baseJumps, table.baseJumps)
+                    }
+                }
+                previous = result
+                previousID = change.id
+            }
+            // the checks above ran, and on changes that touched something
+            XCTAssertGreaterThan(incremental, 100, "\(layout)")
+            XCTAssertGreaterThan(nonEmpty, 50, "\(layout)")
+        }
+    }
+
+    /// The conntrack cleanup's frontends from the compiler's cache: of every Service they equal a fresh
+    /// resolution; of the changed Services they hold every frontend those use, with the same serving endpoints
+    /// (including those of other Services sharing the frontend), and nothing else.
+    func testCachedUDPFrontendsEqualAFreshResolution() {
+        let settings = F.settings()
+        var rng = Rng(state: 0x5eed_0000_0000_0077)
+        var state = ClusterState()
+        for i in 0..<40 {
+            state.upsert(service(i, &rng))
+            state.upsert(slice(i, &rng))
+        }
+        let compiler = RuleCompiler(settings: settings)
+        _ = compiler.compile(state)
+        XCTAssertNil(compiler.lastChangedServices)
+        XCTAssertEqual(compiler.cachedUDPFrontends(), RuleCompiler.udpFrontends(state, settings: settings))
+        var partial = 0
+        for step in 0..<80 {
+            let i = rng.next(40)
+            if rng.next(3) == 0 { state.upsert(service(i, &rng)) } else { state.upsert(slice(i, &rng)) }
+            _ = compiler.compile(state)
+            let all = RuleCompiler.udpFrontends(state, settings: settings)
+            XCTAssertEqual(compiler.cachedUDPFrontends(), all, "step \(step)")
+            // an upsert equal to what the state holds changes nothing
+            guard let changed = compiler.lastChangedServices, !changed.isEmpty else { continue }
+            XCTAssertEqual(changed, [ObjectName(namespace: "ns\(i % 3)", name: "svc\(i)")])
+            let only = compiler.cachedUDPFrontends(only: changed)
+            let mine = RuleCompiler.udpFrontends(
+                ClusterState(services: changed.compactMap { state.services[$0] }, slices: Array(state.slices.values)),
+                settings: settings)
+            if !only.isEmpty { partial += 1 }
+            for (f, serving) in only.byAddress { XCTAssertEqual(all.byAddress[f], serving, "step \(step) \(f)") }
+            for (p, serving) in only.byNodePort { XCTAssertEqual(all.byNodePort[p], serving, "step \(step) \(p)") }
+            for f in mine.byAddress.keys { XCTAssertNotNil(only.byAddress[f], "step \(step): \(f) left out") }
+            for p in mine.byNodePort.keys { XCTAssertNotNil(only.byNodePort[p], "step \(step): \(p) left out") }
+            XCTAssertLessThan(only.byAddress.count, max(1, all.byAddress.count), "step \(step): not only the changed")
+        }
+        XCTAssertGreaterThan(partial, 10)
+    }
+
     func testAnotherStateLineageIsNotMistakenForAChange() {
         for layout in RuleLayout.allCases {
             let compiler = RuleCompiler(settings: F.settings(layout: layout))

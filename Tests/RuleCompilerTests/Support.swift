@@ -72,7 +72,7 @@ func upstreamSorted(_ rs: Ruleset) -> String {
     return TextRenderer.render(Ruleset(family: rs.family, tables: tables))
 }
 
-/// `Golden/` in the source tree, where UPDATE_GOLDEN=1 writes.
+/// `Golden/` in the source tree, where UPDATE_GOLDEN=1 writes (and then fails the run).
 let goldenInSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
 func golden(_ name: String) throws -> String {
@@ -146,17 +146,22 @@ func restorePayload(_ rs: Ruleset) -> Ruleset {
     return rs
 }
 
-/// Compares with a golden file under `Golden/` whole; UPDATE_GOLDEN=1 rewrites it in the source tree instead.
+/// Compares with a snapshot under `Golden/` (kube-natd's own earlier output, a change detector) whole.
+/// UPDATE_GOLDEN=1 rewrites it in the source tree and then fails, so that the diff is reviewed before it is
+/// committed: a run that writes its own expectations never passes.
 func assertGolden(_ actual: String, _ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
     if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
         let url = goldenInSource.appendingPathComponent(path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let old = try? String(contentsOf: url, encoding: .utf8)
         try actual.write(to: url, atomically: true, encoding: .utf8)
+        XCTFail("UPDATE_GOLDEN=1 wrote \(url.path)\(old == actual ? " (unchanged)" : ""): review `git diff`, commit "
+                + "what is right, and run again without UPDATE_GOLDEN.", file: file, line: line)
         return
     }
     let expected = try golden(path)
     if actual != expected {
-        XCTFail("golden \(path) differs", file: file, line: line)
+        XCTFail("snapshot \(path) differs from kube-natd's earlier output", file: file, line: line)
         assertSameLines(actual, expected, file: file, line: line)
     }
 }

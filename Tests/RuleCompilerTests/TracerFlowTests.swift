@@ -97,6 +97,34 @@ final class TracerFlowTests: XCTestCase {
         check(PacketTracer(F.compile([svc], [notServing])), pod, "172.30.0.70", 80, ["REJECT"], masq: false)
     }
 
+    func testUnsetServingCountsAsServingForTheTerminatingFallback() {
+        // Upstream reads a nil `serving` as true whatever `ready` says: a terminating endpoint without the
+        // condition still takes traffic when nothing is ready.
+        let svc = F.service("ns", "t", clusterIP: "172.30.0.71")
+        let slice = F.slice("ns", "t", [F.ep("10.180.0.2", ready: false, terminating: true)])
+        check(PacketTracer(F.compile([svc], [slice])), pod, "172.30.0.71", 80, ["10.180.0.2:80"], masq: false)
+    }
+
+    func testExternalTrafficPolicyLocalAppliesToClusterIPServiceWithExternalIPs() {
+        // apiservice.ExternalPolicyLocal: a ClusterIP Service with externalIPs is externally accessible, so its
+        // eTP=Local keeps external clients on this node's endpoints with their source address.
+        let svc = F.service("ns", "eip", clusterIP: "172.30.0.72", externalIPs: ["192.168.99.72"], etp: .local)
+        let both = F.slice("ns", "eip", [F.ep("10.180.0.1", node: "test-node"), F.ep("10.180.1.1", node: "other")])
+        let t = PacketTracer(F.compile([svc], [both]))
+        check(t, external, "192.168.99.72", 80, ["10.180.0.1:80"], masq: false)
+        // Pods and the ClusterIP still reach every endpoint.
+        check(t, pod, "192.168.99.72", 80, ["10.180.0.1:80", "10.180.1.1:80"], masq: false)
+        check(t, pod, "172.30.0.72", 80, ["10.180.0.1:80", "10.180.1.1:80"], masq: false)
+        let remoteOnly = F.slice("ns", "eip", [F.ep("10.180.1.1", node: "other")])
+        let t2 = PacketTracer(F.compile([svc], [remoteOnly]))
+        check(t2, external, "192.168.99.72", 80, ["DROP"], masq: false)
+        check(t2, pod, "172.30.0.72", 80, ["10.180.1.1:80"], masq: false)
+        // The same Service with eTP=Cluster sends external clients anywhere, masqueraded.
+        let cluster = F.service("ns", "eip", clusterIP: "172.30.0.72", externalIPs: ["192.168.99.72"])
+        check(PacketTracer(F.compile([cluster], [remoteOnly])), external, "192.168.99.72", 80, ["10.180.1.1:80"],
+              masq: true)
+    }
+
     func testMasqueradeAllMasqueradesPods() {
         var s = F.settings()
         s.masqueradeAll = true

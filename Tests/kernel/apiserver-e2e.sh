@@ -230,24 +230,38 @@ put Service e2e other "$(service other 10.96.0.20 80)" && put EndpointSlice e2e 
 check "second Service 10.96.0.20:80 answered by pod-dns" wait_for 15 answered_only "pod-dns" 10.96.0.20 80
 
 # --- 3. apiserver restart changes nothing until a real change --------------------------------------------
+# Conditions, not clocks: the daemon's own log says when it saw the apiserver go and come back, and the sync
+# count (/metrics) says when a sync ran after that.
+sync_count() {
+    topo_in node curl -s --max-time 5 http://127.0.0.1:10249/metrics \
+        | awk '/^kubeproxy_sync_proxy_rules_duration_seconds_count/ {s += $2} END {print s + 0}'
+}
+# synced_after COUNT: a sync finished after the sync count was COUNT (at most 15 s: syncPeriod is 10 s).
+synced_after() { local c=$1; moved() { [ "$(sync_count)" -gt "$c" ]; }; wait_for 15 moved; }
+logged_after() { # LINE PATTERN: the daemon logged PATTERN after line LINE of its log
+    tail -n +"$(($1 + 1))" "$TMP/natd.log" | grep -q "$2"
+}
 t3() {
-    local before i diffs=0
+    local before i diffs=0 l c
     before=$(kube_rules)
     [ -n "$before" ] || { echo "     no KUBE-* rules to compare"; return 1; }
+    l=$(wc -l < "$TMP/natd.log")
     stop "$FAKE_PID"; FAKE_PID=""
-    sleep 2
+    wait_for 15 logged_after "$l" 'failed, retrying with backoff' || { echo "     the daemon never noticed the apiserver was gone"; diffs=1; }
+    c=$(sync_count)
+    synced_after "$c" || { echo "     no sync while the apiserver was down"; diffs=1; }
     [ "$(kube_rules)" = "$before" ] || { echo "     rules changed while the apiserver was down"; diffs=1; }
     # The new incarnation issues resourceVersions from 1000 and holds the same objects; whether the daemon
     # resumes or relists (the 410 path is covered by KubeSourceTests), the kernel must not change.
+    l=$(wc -l < "$TMP/natd.log")
     start_fake 1000 || return 1
-    sleep 3
-    for i in 1 2 3 4; do
-        [ "$(kube_rules)" = "$before" ] || {
-            echo "     rules differ after the restart (snapshot $i):"; diff <(echo "$before") <(kube_rules) | head -20 | sed 's/^/     /'
-            diffs=1; break
-        }
-        sleep 1
-    done
+    wait_for 30 logged_after "$l" 'recovered after' || { echo "     the daemon did not log its recovery"; diffs=1; }
+    c=$(sync_count)
+    synced_after "$c" || { echo "     no sync after the recovery"; diffs=1; }
+    [ "$(kube_rules)" = "$before" ] || {
+        echo "     rules differ after the restart:"; diff <(echo "$before") <(kube_rules) | head -20 | sed 's/^/     /'
+        diffs=1
+    }
     answered_only "pod-a pod-b" || { echo "     answers after restart: $LAST"; diffs=1; }
     return $diffs
 }
@@ -277,7 +291,8 @@ t5() {
         grep -i 'broken' "$TMP/natd.log" | tail -5 | sed 's/^/     /'
         return 1
     fi
-    sleep 1
+    local c; c=$(sync_count)
+    synced_after "$c" || { echo "     no sync after the broken object"; return 1; }
     [ -n "$before" ] && [ "$(kube_rules | grep 'e2e/other')" = "$before" ] \
         || { echo "     e2e/other's rules changed"; return 1; }
     answered_only "pod-dns" 10.96.0.20 80 || { echo "     answers: $LAST"; return 1; }
@@ -303,7 +318,8 @@ t6() {
     wait_for 10 counted || { echo "     kubenatd_invalid_objects_total{kind=Service} did not move (${c0:-?})"; return 1; }
     grep -q 'e2e/other: spec.ports\[0\].port.*invalid update ignored' "$TMP/natd.log" \
         || { echo "     the watch event was not logged with object, field and the last-good decision"; return 1; }
-    sleep 1
+    local c; c=$(sync_count)
+    synced_after "$c" || { echo "     no sync after the watch event"; return 1; }
     [ "$(kube_rules | grep 'e2e/other')" = "$before" ] || { echo "     rules changed on the watch event"; return 1; }
     answered_only "pod-dns" 10.96.0.20 80 || { echo "     not answered after the watch event: $LAST"; return 1; }
     # The restarted apiserver holds the invalid version; its resourceVersions start far above the old ones.
@@ -317,7 +333,8 @@ t6() {
     wait_for 15 seen_again || { echo "     the relist's invalid version was not logged again ($n0 -> $n1)"; return 1; }
     c2=$(invalid_count)
     awk -v a="${c2:-0}" -v b="${c1:-0}" 'BEGIN{exit !(a > b)}' || { echo "     not counted again (${c1:-?} -> ${c2:-?})"; return 1; }
-    sleep 1
+    c=$(sync_count)
+    synced_after "$c" || { echo "     no sync after the relist"; return 1; }
     [ "$(kube_rules | grep 'e2e/other')" = "$before" ] || { echo "     rules changed after the relist"; return 1; }
     answered_only "pod-dns" 10.96.0.20 80 || { echo "     not answered after the relist: $LAST"; return 1; }
 }
@@ -342,5 +359,5 @@ if [ "$FAIL" -gt 0 ]; then
     echo "--- kube-natd log (last 40 lines)"; tail -40 "$TMP/natd.log" | cut -c1-300
 fi
 echo "($(($(date +%s) - STARTED)) s)"
-echo "$SUITE: $PASS passed, $FAIL failed"
+summary "$SUITE"
 [ "$FAIL" = 0 ]

@@ -56,6 +56,17 @@ metrics() { curl_in http://127.0.0.1:10249/metrics; }
 metric() { metrics | grep -E "^$1 " | head -1 | awk '{print $2}'; }
 drift_count() { metric "kubenatd_drift_repairs_total\\{[^}]*table=\"$1\"[^}]*\\}"; }
 log_lines() { wc -l < "$TMP/daemon.log"; }
+# The first daemon rechecks its manifests only every hour: every edit below is loaded by SIGHUP, so a check can tell
+# that SIGHUP (and nothing else) loaded it. (The restore-backend daemon of section 8 keeps the 1 s recheck.)
+# reload: SIGHUP, then the daemon's "(SIGHUP)" read logged after it (at most 5 s).
+reload() {
+    local l; l=$(log_lines)
+    kill -HUP "$DAEMON_PID" 2> /dev/null || { echo "     cannot signal the daemon"; return 1; }
+    hup_read() { tail -n +"$((l + 1))" "$TMP/daemon.log" | grep -q '(SIGHUP)'; }
+    until_true 50 hup_read || { echo "     no (SIGHUP) read logged within 5 s"; return 1; }
+}
+# syncs_after N: at least N syncs (IPv4 sync duration count) after the value given in $DUR_MARK.
+syncs_after() { local d; d=$(metric "$DUR"); [ -n "$d" ] && awk -v a="$d" -v b="$DUR_MARK" -v n="$1" 'BEGIN{exit !(a >= b + n)}'; }
 web_answers() { # a TCP request from the client namespace to web's cluster IP is answered by one of its pods
     topo_in client timeout 5 python3 "$HERE/lib/probe.py" tcp 10.96.0.10 80 1 1 2> /dev/null | grep -qE '^pod-(a|b|remote) '
 }
@@ -103,7 +114,7 @@ until_true 50 test -S "$NOTIFY"
 # route_localnet starts off (a new namespace may inherit the host's): the daemon must turn it on itself.
 topo_in node sysctl -qw net.ipv4.conf.all.route_localnet=0 > /dev/null
 ip netns exec "$(topo_ns node)" env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC=2000000 \
-    timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" \
+    timeout -k 2 110 "$BIN" --config "$TMP/config.yaml" --source "$TMP/manifests" --manifest-recheck-interval 1h \
     --backend "$BACKEND" > "$TMP/daemon.log" 2>&1 &
 RUNNER_PID=$!
 find_daemon() {
@@ -221,17 +232,19 @@ has_extra() { N iptables-$FLAVOR -t nat -S KUBE-SERVICES 2> /dev/null | grep -q 
 # A SEP chain of the `extra` Service (other Services use the same pods) DNATing to $1:8080.
 # (grep without -q reads to the end: with pipefail, an early exit would make the save's SIGPIPE the result)
 has_sep() { N iptables-$FLAVOR-save -t nat | grep -- '-A KUBE-SEP-' | grep -- 'default/extra:http' | grep -- "--to-destination $1:8080" > /dev/null; }
-sleep 0.5 # let the startup syncs settle so the next sync line is the change's
+# The first sync is done (READY=1 checked above); later syncs without news re-derive 0 Services.
 L0=$(log_lines)
 extra 10.244.1.10 > "$TMP/manifests/extra.yaml"
 change_seen() {
-    until_true 20 has_extra || { echo "     10.96.0.50 not in KUBE-SERVICES after 2 s"; tail -3 "$TMP/daemon.log"; return 1; }
+    reload || return 1
+    until_true 20 has_extra || { echo "     10.96.0.50 not in KUBE-SERVICES 2 s after SIGHUP"; tail -3 "$TMP/daemon.log"; return 1; }
 }
-check "change: a Service added to the manifests reaches the kernel within 2 s" change_seen
-sleep 0.3
+check "change: a Service added to the manifests reaches the kernel within 2 s of SIGHUP" change_seen
 # Periodic full syncs (syncPeriod 2 s) that find nothing new re-derive 0 Services and may land between L0 and
 # the change; the first sync that re-derived anything must be the change's, and must have re-derived just `extra`.
 one_rederived() {
+    rederived() { tail -n +"$((L0 + 1))" "$TMP/daemon.log" | grep 'synced IPv4' | grep -qv ' 0 re-derived'; }
+    until_true 20 rederived
     local line; line=$(tail -n +"$((L0 + 1))" "$TMP/daemon.log" | grep 'synced IPv4' | grep -v ' 0 re-derived' | head -1)
     echo "$line" | grep -q ' 1 re-derived' && return 0
     echo "     first sync after the change that re-derived anything: ${line:-none}"; return 1
@@ -247,16 +260,20 @@ metrics_moved() {
     return $r
 }
 check "metrics: duration count, nat rule total and last timestamp move after the change" metrics_moved
-# Same size, same mtime: only SIGHUP can tell the daemon the file changed.
-touch -d '2001-01-01 00:00:00' "$TMP/manifests/extra.yaml"
-sleep 1.5
-cp -p "$TMP/manifests/extra.yaml" "$TMP/extra.ref"
-extra 10.244.1.11 > "$TMP/manifests/extra.yaml"
-touch -r "$TMP/extra.ref" "$TMP/manifests/extra.yaml"
-sleep 1.5
-has_sep 10.244.1.11 && echo "     (note: the rewrite was picked up before SIGHUP)"
+# Same size, same mtime (the new text written beside it, given the old mtime, renamed over it): only SIGHUP can tell
+# the daemon the file changed, and the hour-long recheck cannot load it in the meantime.
+extra 10.244.1.11 > "$TMP/extra.new"
+touch -r "$TMP/manifests/extra.yaml" "$TMP/extra.new"
+mv "$TMP/extra.new" "$TMP/manifests/extra.yaml"
+DUR_MARK=$(metric "$DUR")
+not_before_sighup() {
+    [ -n "$DUR_MARK" ] || { echo "     no sync duration count"; return 1; }
+    until_true 60 syncs_after 2 || { echo "     no two syncs within 6 s (count $DUR_MARK -> $(metric "$DUR"))"; return 1; }
+    ! has_sep 10.244.1.11 || { echo "     the edit was loaded without SIGHUP"; return 1; }
+}
+check "change: the edit is not loaded before SIGHUP (two syncs later, recheck 1h)" not_before_sighup
 sighup() {
-    kill -HUP "$DAEMON_PID" 2> /dev/null || { echo "     cannot signal the daemon"; return 1; }
+    reload || return 1
     until_true 20 has_sep 10.244.1.11 || { echo "     no KUBE-SEP to 10.244.1.11 after SIGHUP"; return 1; }
     ! N iptables-$FLAVOR-save -t nat | grep -- '--to-destination 10.244.1.10:8080' | grep extra > /dev/null ||
         { echo "     extra still has its old endpoint"; return 1; }
@@ -264,7 +281,7 @@ sighup() {
 check "change: SIGHUP picks up an edit made with the old mtime kept (touch -r)" sighup
 
 # --- 4. drift ----------------------------------------------------------------------------------------------
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 # drift NAME TABLE COMMAND...: break the rules with COMMAND, expect repair within syncPeriod (2 s) + margin,
 # byte-identical owned rules, one more drift repair counted for TABLE, and web answering again.
@@ -321,12 +338,14 @@ EOF
 check "health check 32001: 200, default/web-local, localEndpoints 1, serviceProxyHealthy" hc_ok
 sed 's/nodeName: node-1/nodeName: node-3/' "$TMP/web-local.orig" > "$TMP/manifests/web-local.yaml"
 hc_503() {
+    reload || return 1
     until_true 30 is_now 503 hc_code && return 0
     echo "     status $(curl_in -o /dev/null -w '%{http_code}' "$HC") with no local endpoint"; return 1
 }
 check "health check 32001: 503 when web-local has no endpoint on node-1" hc_503
 rm "$TMP/manifests/web-local.yaml"
 hc_closed() {
+    reload || return 1
     refused() { N curl -s --max-time 2 -o /dev/null "$HC"; [ $? = 7 ]; } # curl 7: connection refused
     until_true 30 refused && return 0
     echo "     port 32001 still accepts connections after web-local was removed"; return 1
@@ -334,7 +353,7 @@ hc_closed() {
 check "health check 32001: port closed once web-local is removed" hc_closed
 
 # --- 6. a broken object at runtime ----------------------------------------------------------------------------
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 cat > "$TMP/manifests/broken.yaml" << 'EOF'
 apiVersion: v1
@@ -345,13 +364,16 @@ spec:
   ports: [{name: http, port: 0, targetPort: 8080, protocol: TCP}]
 EOF
 broken_logged() {
+    reload || return 1
     logged() { grep 'broken' "$TMP/daemon.log" | grep -q 'spec.ports\[0\].port'; }
     until_true 30 logged && return 0
     echo "     no log line naming default/broken and spec.ports[0].port"; tail -3 "$TMP/daemon.log"; return 1
 }
 check "broken object: logged with its name and field path" broken_logged
+DUR_MARK=$(metric "$DUR")
 broken_harmless() {
-    sleep 2.5 # past one syncPeriod
+    # two syncs after the broken object was read: at least one whole sync ran with it
+    until_true 60 syncs_after 2 || { echo "     no two syncs within 6 s (count $DUR_MARK -> $(metric "$DUR"))"; return 1; }
     owned > "$TMP/owned.after"
     cmp -s "$TMP/owned.before" "$TMP/owned.after" && web_answers && return 0
     diff "$TMP/owned.before" "$TMP/owned.after" | head -10 | sed 's/^/     /'; return 1
@@ -383,11 +405,19 @@ restore_started() {
     grep -q "restore backend (iptables-$FLAVOR-restore)" "$TMP/daemon.log" || { echo "     not the restore backend"; return 1; }
 }
 check "restore backend: the daemon starts and syncs through iptables-$FLAVOR-restore" restore_started
-sleep 0.5
+DUR_MARK=$(metric "$DUR"); until_true 60 syncs_after 1 # a whole sync after the last change, not a sleep
 owned > "$TMP/owned.before"
 drift "nat -F KUBE-SERVICES (restore backend)" nat flush_services
 drift "mangle canary deleted (restore backend)" mangle delete_canary
 check "restore backend: TCP to web 10.96.0.10:80 answered after the repairs" web_answers
+# This daemon keeps the default 1 s recheck: an edited manifest is loaded without SIGHUP.
+L1=$(log_lines)
+extra 10.244.1.12 > "$TMP/manifests/extra.yaml"
+recheck_loads() {
+    until_true 50 has_sep 10.244.1.12 || { echo "     no KUBE-SEP to 10.244.1.12 within 5 s"; return 1; }
+    ! tail -n +"$((L1 + 1))" "$TMP/daemon.log" | grep -q '(SIGHUP)' || { echo "     a SIGHUP read was logged"; return 1; }
+}
+check "restore backend: with the 1 s recheck an edited manifest is loaded without SIGHUP" recheck_loads
 kill -TERM "$DAEMON_PID" 2> /dev/null
 timeout 5 tail --pid="$DAEMON_PID" -f /dev/null
 wait "$RUNNER_PID"
@@ -398,5 +428,5 @@ if [ "$FAIL" -gt 0 ]; then
     tail -15 "$TMP/daemon.log" | cut -c1-200 | sed 's/^/     /'
 fi
 echo "$SUITE: run time $(($(date +%s) - STARTED)) s"
-echo "$SUITE: $PASS passed, $FAIL failed"
+summary "$SUITE"
 [ "$FAIL" -eq 0 ]

@@ -13,14 +13,17 @@ HARNESS=${1:-.build/debug/netfilter-harness}
 HARNESS=$(readlink -f "$HARNESS")
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$HARNESS" ] || { echo "netfilter-backend: harness $HARNESS not found (swift build first)"; exit 2; }
-VALGRIND=${VALGRIND:-1} # 0: skip the valgrind runs on purpose (they fail when valgrind is missing)
+VALGRIND=${VALGRIND:-1} # 0: skip the valgrind runs on purpose (counted as skipped; they fail when valgrind is missing)
 # FAMILIES="ipv4": one family only (a quicker run while working on the shim)
 
-PASS=0
-FAIL=0
+# shellcheck source=lib/checks.sh
+. "$HERE/lib/checks.sh"
 NAMESPACES=()
 TMP=$(mktemp -d /tmp/knat-nb.XXXXXX)
 LOCK_PID=""
+# A private xtables lock: the shim and the iptables binaries both read XTABLES_LOCKFILE, so the lock tests hold and
+# wait on this file, never on the host's /run/xtables.lock.
+export XTABLES_LOCKFILE="$TMP/xtables.lock"
 
 cleanup() {
     [ -n "$LOCK_PID" ] && kill "$LOCK_PID" 2>/dev/null
@@ -41,16 +44,52 @@ delns() {
 }
 X() { local ns="knat-nb-$$-$1"; shift; ip netns exec "$ns" "$@"; }
 
-ok() { PASS=$((PASS + 1)); echo "ok   $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
-check() { # check NAME COMMAND...
-    local name=$1; shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
 same_files() { # same_files A B: identical, or show the diff
     if cmp -s "$1" "$2"; then return 0; fi
     diff -u "$1" "$2" | head -40
     return 1
+}
+
+# hold_lock NAME: a process holds $XTABLES_LOCKFILE until release_lock; returns once it holds it.
+hold_lock() {
+    rm -f "$TMP/lock.held" "$TMP/lock.release"
+    flock "$XTABLES_LOCKFILE" bash -c 'touch "$1"; for ((i = 0; i < 1200; i++)); do [ -e "$2" ] && exit 0; sleep 0.05; done' \
+        _ "$TMP/lock.held" "$TMP/lock.release" &
+    LOCK_PID=$!
+    wait_for 100 test -e "$TMP/lock.held" || { echo "the lock holder never took $XTABLES_LOCKFILE"; release_lock; return 1; }
+}
+release_lock() { touch "$TMP/lock.release"; [ -n "$LOCK_PID" ] && wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""; }
+# refused_or_queued TRACE: the traced apply was refused the lock at least 3 times (the shim polls with LOCK_NB), or
+# a process waits for it in /proc/locks (iptables-restore blocks in flock).
+refused_or_queued() {
+    [ "$(grep -c 'flock(.*LOCK_NB.*= -1 EAGAIN' "$1" 2>/dev/null || true)" -ge 3 ] 2>/dev/null && return 0
+    local ino; ino=$(stat -c %i "$XTABLES_LOCKFILE")
+    grep -E -- "-> FLOCK .*:$ino " /proc/locks > /dev/null
+}
+# lock_honoured NS "HARNESS ARGS" libiptc|restore: while the lock is held the apply tries it, waits and changes
+# nothing; once released it succeeds (and the libiptc report says it waited).
+lock_honoured() {
+    local ns=$1 args=$2 kind=$3 pid rc
+    hold_lock "$kind" || return 1
+    rm -f "$TMP/lock.trace"
+    # shellcheck disable=SC2086 # the harness's words
+    X "$ns" strace -f -qq -e trace=flock -o "$TMP/lock.trace" "$HARNESS" $args --family "$FAMILY" 2> "$TMP/lockreport" &
+    pid=$!
+    if ! wait_for 300 refused_or_queued "$TMP/lock.trace"; then
+        release_lock; wait "$pid"
+        echo "the apply never tried the held lock (exit status once released: $?)"; cat "$TMP/lock.trace" | head -5; return 1
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then release_lock; echo "the apply finished while the lock was held"; return 1; fi
+    # (the save to a file first: `save | grep -q` under pipefail fails when grep stops reading early)
+    X "$ns" "$SAVE" > "$TMP/lock.save" || { release_lock; wait "$pid"; echo "$SAVE failed"; return 1; }
+    if grep -q '^:KUBE-' "$TMP/lock.save"; then release_lock; wait "$pid"; echo "KUBE- chains written while the lock was held"; return 1; fi
+    release_lock
+    wait "$pid"; rc=$?
+    [ "$rc" = 0 ] || { echo "apply exit $rc after the lock was released"; cat "$TMP/lockreport"; return 1; }
+    X "$ns" "$SAVE" > "$TMP/lock.save" && grep -q '^:KUBE-SERVICES' "$TMP/lock.save" || { echo "no KUBE-SERVICES after the apply"; return 1; }
+    if [ "$kind" = libiptc ]; then
+        grep -qE 'lockWait=0*[.]0*[1-9]|lockWait=[1-9]' "$TMP/lockreport" || { echo "report: $(head -3 "$TMP/lockreport")"; return 1; }
+    fi
 }
 
 for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
@@ -64,7 +103,7 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
 
     # --- libiptc commit vs iptables-restore of the dry-run text -------------------------------------
     newns a; newns b
-    H a apply --backend dry-run > "$TMP/$FAMILY.v1.txt"
+    need "$FAMILY: dry-run text" H a apply --backend dry-run > "$TMP/$FAMILY.v1.txt"
     check "$FAMILY: libiptc apply" H a apply --backend libiptc
     check "$FAMILY: restore of dry-run text" X b "$RESTORE" --noflush < "$TMP/$FAMILY.v1.txt"
     save a > "$TMP/a1"; save b > "$TMP/b1"
@@ -81,8 +120,9 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
 
     # --- the nfacct match needs its accounting object; same comparison with it ----------------------
     newns a; newns b
-    X a python3 "$HERE/nfacct-add.py" knat-test && X b python3 "$HERE/nfacct-add.py" knat-test
-    H a apply --backend dry-run --nfacct > "$TMP/$FAMILY.nfacct.txt"
+    need "$FAMILY: nfacct object in both namespaces" bash -c \
+        "ip netns exec knat-nb-$$-a python3 '$HERE/nfacct-add.py' knat-test && ip netns exec knat-nb-$$-b python3 '$HERE/nfacct-add.py' knat-test"
+    need "$FAMILY: dry-run text with nfacct" H a apply --backend dry-run --nfacct > "$TMP/$FAMILY.nfacct.txt"
     check "$FAMILY: libiptc apply with nfacct" H a apply --backend libiptc --nfacct
     check "$FAMILY: restore with nfacct" X b "$RESTORE" --noflush < "$TMP/$FAMILY.nfacct.txt"
     save a > "$TMP/an"; save b > "$TMP/bn"
@@ -91,13 +131,19 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     check "$FAMILY: nfacct rule identical raw entries" same_files "$TMP/dan" "$TMP/dbn"
     delns a; delns b
     newns a; newns b
-    H a apply --backend libiptc
-    X b "$RESTORE" --noflush < "$TMP/$FAMILY.v1.txt"
+    need "$FAMILY: libiptc apply (drift fixture)" H a apply --backend libiptc
+    need "$FAMILY: restore (drift fixture)" X b "$RESTORE" --noflush < "$TMP/$FAMILY.v1.txt"
 
     check "$FAMILY: read-back digests equal the ruleset's own (no drift)" H a drift
-    X a "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
-    check "$FAMILY: a rule added by hand is seen as drift" bash -c "! ip netns exec knat-nb-$$-a '$HARNESS' drift --family $FAMILY"
-    H a apply --backend libiptc > "$TMP/repair.out" 2>&1
+    need "$FAMILY: a rule added by hand to KUBE-MARK-MASQ" X a "$IPT" -t nat -A KUBE-MARK-MASQ -j RETURN
+    # drift exits 1 when it finds drift and 4 on an error: a crash is not a finding.
+    drift_seen() { # CHAIN: drift exits 1 and names the chain
+        local rc; H a drift > "$TMP/drift.out" 2>&1; rc=$?
+        [ "$rc" = 1 ] && grep -q "^drift: nat $1: " "$TMP/drift.out" && return 0
+        echo "drift exit $rc:"; cat "$TMP/drift.out"; return 1
+    }
+    check "$FAMILY: a rule added by hand is seen as drift (exit 1, KUBE-MARK-MASQ named)" drift_seen KUBE-MARK-MASQ
+    need "$FAMILY: the repairing apply" H a apply --backend libiptc > "$TMP/repair.out" 2>&1
     save a > "$TMP/a1again"
     check "$FAMILY: second apply is idempotent" same_files "$TMP/a1" "$TMP/a1again"
     # Only the drifted chain is rewritten; the untouched table is not committed at all.
@@ -114,9 +160,11 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     }
     check "$FAMILY: an apply onto identical tables commits neither table" steady_skips_commit
     # Same rule count and size, different content: the comparison is of bytes, not of counts.
-    X a "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
-    X a "$IPT" -t filter -R KUBE-FORWARD 1 -m conntrack --ctstate INVALID -j ACCEPT
-    H a apply --backend libiptc > "$TMP/replaced.out" 2>&1
+    need "$FAMILY: nat KUBE-MARK-MASQ rule 1 replaced" X a "$IPT" -t nat -R KUBE-MARK-MASQ 1 -j MARK --set-xmark 0x8000/0x8000
+    need "$FAMILY: filter KUBE-FORWARD rule 1 replaced" X a "$IPT" -t filter -R KUBE-FORWARD 1 -m conntrack --ctstate INVALID -j ACCEPT
+    save a > "$TMP/a1drifted"
+    check "$FAMILY: the replacements changed the tables" bash -c "! cmp -s '$TMP/a1' '$TMP/a1drifted'"
+    need "$FAMILY: the repairing apply (replaced rules)" H a apply --backend libiptc > "$TMP/replaced.out" 2>&1
     save a > "$TMP/a1replaced"
     check "$FAMILY: a same-size replaced rule is seen and repaired" same_files "$TMP/a1" "$TMP/a1replaced"
 
@@ -131,8 +179,8 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     check "$FAMILY: nat and filter unchanged after the refused apply" same_files "$TMP/a1" "$TMP/a1broken"
 
     # --- changed ruleset: stale service chains and listed deletions go ----------------------------
-    X a "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
-    X b "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
+    need "$FAMILY: KUBE-SEP-GONE... in a" X a "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
+    need "$FAMILY: KUBE-SEP-GONE... in b" X b "$IPT" -t nat -N KUBE-SEP-GONEGONEGONEGONE
     check "$FAMILY: libiptc apply variant 2" H a apply --backend libiptc --variant 2
     check "$FAMILY: restore backend apply variant 2" H b apply --backend restore-legacy --variant 2
     save a > "$TMP/a2"; save b > "$TMP/b2"
@@ -146,17 +194,21 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
 
     # --- foreign rules survive apply, re-apply and cleanup ------------------------------------------
     newns f
-    X f "$IPT" -t nat -A PREROUTING -p tcp --dport 2222 -j REDIRECT --to-ports 22
-    X f "$IPT" -t nat -A OUTPUT -p udp --dport 5353 -j RETURN
-    X f "$IPT" -t nat -A POSTROUTING -o lo -j RETURN
-    X f "$IPT" -t filter -A INPUT -p tcp --dport 22 -j ACCEPT
-    X f "$IPT" -t filter -A FORWARD -i lo -j ACCEPT
-    X f "$IPT" -t filter -A OUTPUT -m comment --comment "foreign output rule" -j ACCEPT
-    X f "$IPT" -t filter -N FOREIGN-CHAIN
-    X f "$IPT" -t filter -A FOREIGN-CHAIN -p udp --dport 53 -j ACCEPT
-    X f "$IPT" -t filter -A INPUT -j FOREIGN-CHAIN
-    X f "$IPT" -t mangle -A PREROUTING -p tcp --dport 80 -j MARK --set-mark 7
+    foreign_rules() {
+        X f "$IPT" -t nat -A PREROUTING -p tcp --dport 2222 -j REDIRECT --to-ports 22 \
+            && X f "$IPT" -t nat -A OUTPUT -p udp --dport 5353 -j RETURN \
+            && X f "$IPT" -t nat -A POSTROUTING -o lo -j RETURN \
+            && X f "$IPT" -t filter -A INPUT -p tcp --dport 22 -j ACCEPT \
+            && X f "$IPT" -t filter -A FORWARD -i lo -j ACCEPT \
+            && X f "$IPT" -t filter -A OUTPUT -m comment --comment "foreign output rule" -j ACCEPT \
+            && X f "$IPT" -t filter -N FOREIGN-CHAIN \
+            && X f "$IPT" -t filter -A FOREIGN-CHAIN -p udp --dport 53 -j ACCEPT \
+            && X f "$IPT" -t filter -A INPUT -j FOREIGN-CHAIN \
+            && X f "$IPT" -t mangle -A PREROUTING -p tcp --dport 80 -j MARK --set-mark 7
+    }
+    need "$FAMILY: nine foreign rules and a foreign chain" foreign_rules
     save f > "$TMP/f0"
+    check "$FAMILY: the foreign fixture is in the tables (9 rules)" bash -c "[ \$(grep -c '^-A' '$TMP/f0') = 9 ]"
     detect_legacy() { # only legacy rules in this namespace: the wrapper-script logic must pick legacy
         local d; d=$(X f "$HARNESS" detect); echo "detect: $d"; [ "${d%%$'\t'*}" = legacy ]
     }
@@ -184,10 +236,11 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     check "$FAMILY: jumps not duplicated by re-apply" bash -c \
         "[ \$(grep -c -- '-A PREROUTING .*-j KUBE-SERVICES' '$TMP/f2') = 1 ]"
     # A jump moved below a foreign rule (someone -I'd above it) is moved back to the top, not duplicated.
-    X f "$IPT" -t nat -I PREROUTING 1 -p tcp --dport 2223 -j RETURN
-    H f apply --backend libiptc --variant 2
+    need "$FAMILY: a foreign rule inserted above the jump" X f "$IPT" -t nat -I PREROUTING 1 -p tcp --dport 2223 -j RETURN
+    check "$FAMILY: the insert put a foreign rule on top" bash -c "! ip netns exec knat-nb-$$-f $IPT -t nat -S PREROUTING | sed -n 2p | grep -q -- '-j KUBE-'"
+    need "$FAMILY: the re-apply after the insert" H f apply --backend libiptc --variant 2
     check "$FAMILY: jump restored to the top after a foreign insert" first_rule_is_ours nat PREROUTING
-    X f "$IPT" -t nat -D PREROUTING -p tcp --dport 2223 -j RETURN
+    need "$FAMILY: the inserted foreign rule removed" X f "$IPT" -t nat -D PREROUTING -p tcp --dport 2223 -j RETURN
     check "$FAMILY: canary chains" H f canary
     check "$FAMILY: canary in mangle, nat, filter" bash -c \
         "[ \$(ip netns exec knat-nb-$$-f $SAVE | grep -c '^:KUBE-PROXY-CANARY') = 3 ]"
@@ -255,54 +308,46 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
         same_files "$TMP/k0" "$TMP/k1"
     delns k
 
-    # --- the xtables lock --------------------------------------------------------------------------
+    # --- the xtables lock (the private one, $XTABLES_LOCKFILE) -----------------------------------------
+    # An apply honours the lock when, while another process holds it, it tries the lock and is refused (strace sees
+    # its flock calls refused, or /proc/locks shows it queued on the file), changes nothing, and finishes only once
+    # the holder lets go. Conditions throughout: the holder says it holds the lock; no sleeps.
     newns l
-    flock /run/xtables.lock sleep 2 &
-    LOCK_PID=$!
-    sleep 0.3
-    start=$(date +%s.%N)
-    if H l apply --backend libiptc 2> "$TMP/lockreport"; then
-        waited=$(echo "$(date +%s.%N) - $start" | bc)
-        if grep -qE 'lockWait=(1\.[4-9]|[2-9]\.)' "$TMP/lockreport"; then
-            ok "$FAMILY: apply waited for /run/xtables.lock (${waited}s) then succeeded"
-        else
-            bad "$FAMILY: apply did not report waiting for the lock: $(head -1 "$TMP/lockreport")"
-        fi
-    else
-        bad "$FAMILY: apply failed while waiting for the lock: $(cat "$TMP/lockreport")"
-    fi
-    wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
-    flock /run/xtables.lock sleep 2 &
-    LOCK_PID=$!
-    sleep 0.3
-    if H l apply --backend libiptc --lock-timeout-ms 200 2> "$TMP/lockfail"; then
-        bad "$FAMILY: apply with a 200 ms lock timeout should fail while the lock is held"
-    else
-        check "$FAMILY: lock timeout is a clear error" grep -q 'xtables.lock' "$TMP/lockfail"
-    fi
-    wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
-    flock /run/xtables.lock sleep 1 &
-    LOCK_PID=$!
-    sleep 0.3
-    check "$FAMILY: restore backend waits for the lock too" H l apply --backend restore-legacy
-    wait "$LOCK_PID" 2>/dev/null; LOCK_PID=""
+    check "$FAMILY: apply waits for the xtables lock, then succeeds" lock_honoured l "apply --backend libiptc" libiptc
+    lock_timeout() {
+        hold_lock timeout || return 1
+        local rc; H l apply --backend libiptc --lock-timeout-ms 200 2> "$TMP/lockfail"; rc=$?
+        release_lock
+        [ "$rc" != 0 ] || { echo "apply with a 200 ms lock timeout succeeded while the lock was held"; return 1; }
+        grep -q "cannot take $XTABLES_LOCKFILE" "$TMP/lockfail" && return 0
+        cat "$TMP/lockfail"; return 1
+    }
+    check "$FAMILY: lock timeout while the lock is held is a clear error naming the lock" lock_timeout
+    delns l; newns l
+    check "$FAMILY: restore backend waits for the lock too" lock_honoured l "apply --backend restore-legacy" restore
     delns l
 
     # --- a writer that ignores the lock: commit sees EAGAIN, the apply starts over, nothing is lost -
     newns r
-    # The shim's test hook holds the first attempt between iptc_init and iptc_commit for 1.5 s (the --scale
-    # ruleset has only a nat table); the writer (on another lock file) adds its 12 nat rules inside that window,
-    # so the first commit must see EAGAIN.
-    KNAT_TEST_PAUSE_BEFORE_COMMIT_MS=1500 H r apply --backend libiptc --scale 200 2> "$TMP/race" &
+    # The shim's test gate holds the first attempt between iptc_init and iptc_commit until the gate file exists (the
+    # --scale ruleset has only a nat table); the writer (on another lock file) adds its 12 nat rules inside that
+    # window, so the first commit must see EAGAIN.
+    rm -f "$TMP/gate-commit" "$TMP/gate-commit.ready"
+    KNAT_TEST_GATE_BEFORE_COMMIT="$TMP/gate-commit" H r apply --backend libiptc --scale 200 2> "$TMP/race" &
     APPLY=$!
-    sleep 0.5
-    X r bash -c "for i in \$(seq 1 12); do XTABLES_LOCKFILE=$TMP/racing.lock $IPT -t nat -A POSTROUTING -j RETURN; done"
+    if wait_for 600 test -e "$TMP/gate-commit.ready"; then
+        need "$FAMILY: the racing writer's 12 rules" X r bash -c \
+            "for i in \$(seq 1 12); do XTABLES_LOCKFILE=$TMP/racing.lock $IPT -t nat -A POSTROUTING -j RETURN || exit 1; done"
+    else
+        bad "$FAMILY: the apply never reached its gate before iptc_commit"
+    fi
+    touch "$TMP/gate-commit"
     wait "$APPLY"
     race_rc=$?
     retried() {
         local attempts; attempts=$(grep -o 'attempts=[0-9]*' "$TMP/race" | head -1 | cut -d= -f2)
-        echo "attempts: ${attempts:-?}"
-        [ "$race_rc" = 0 ] && [ "${attempts:-1}" -ge 2 ]
+        echo "exit $race_rc, attempts: ${attempts:-none}"
+        [ "$race_rc" = 0 ] && [ -n "$attempts" ] && [ "$attempts" -ge 2 ]
     }
     check "$FAMILY: EAGAIN from a racing writer is retried from iptc_init" retried
     check "$FAMILY: the racing writer's rules all survive" bash -c \
@@ -312,23 +357,29 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     # position to move it back on top; the writer's insert shifts the positions, so the executor must notice that
     # the rule there is no longer the planned one and start over, never deleting a foreign rule.
     newns w
-    H w apply --backend libiptc > /dev/null 2>&1
-    X w "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5001 -j RETURN
-    KNAT_TEST_PAUSE_BEFORE_INIT_MS=1500 H w apply --backend libiptc 2> "$TMP/shift" &
+    need "$FAMILY: first apply (shift fixture)" H w apply --backend libiptc > /dev/null 2>&1
+    need "$FAMILY: a foreign rule above the jump" X w "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5001 -j RETURN
+    rm -f "$TMP/gate-init" "$TMP/gate-init.ready"
+    KNAT_TEST_GATE_BEFORE_INIT="$TMP/gate-init" H w apply --backend libiptc 2> "$TMP/shift" &
     APPLY=$!
-    sleep 0.5
-    X w env XTABLES_LOCKFILE="$TMP/racing.lock" "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5002 -j RETURN
+    if wait_for 600 test -e "$TMP/gate-init.ready"; then
+        need "$FAMILY: the racing writer's insert" \
+            X w env XTABLES_LOCKFILE="$TMP/racing.lock" "$IPT" -t nat -I PREROUTING 1 -p udp --dport 5002 -j RETURN
+    else
+        bad "$FAMILY: the apply never reached its gate before iptc_init"
+    fi
+    touch "$TMP/gate-init"
     wait "$APPLY"
     shift_rc=$?
     replanned() {
         local attempts rules; attempts=$(grep -o 'nat: attempts=[0-9]*' "$TMP/shift" | cut -d= -f2)
         rules=$(X w "$IPT" -t nat -S PREROUTING | tail -n +2)
-        [ "$shift_rc" = 0 ] && [ "${attempts:-1}" -ge 2 ] \
+        [ "$shift_rc" = 0 ] && [ -n "$attempts" ] && [ "$attempts" -ge 2 ] \
             && [ "$(echo "$rules" | sed -n 1p | grep -c -- '-j KUBE-SERVICES')" = 1 ] \
             && [ "$(echo "$rules" | grep -c -- '-j KUBE-SERVICES')" = 1 ] \
             && echo "$rules" | grep -q -- '--dport 5001 -j RETURN' && echo "$rules" | grep -q -- '--dport 5002 -j RETURN' \
             && return 0
-        echo "attempts: ${attempts:-?}"; echo "$rules"; cat "$TMP/shift"; return 1
+        echo "exit $shift_rc, attempts: ${attempts:-none}"; echo "$rules"; cat "$TMP/shift"; return 1
     }
     check "$FAMILY: a table changed between the read and iptc_init is read again; no foreign rule deleted" replanned
     delns w
@@ -460,9 +511,11 @@ for FAMILY in ${FAMILIES:-ipv4 ipv6}; do
     # definite leaks count: the Swift runtime's metadata caches show up as "possibly lost". Every path of the shim:
     # writes (raw read + plan + iptc_init + commit, and through libiptc's cache as reader), the steady-state
     # decision, ensured rules, read-ahead snapshots, both listers, the program digests, cleanup.
-    if [ "$VALGRIND" = 1 ] && ! command -v valgrind > /dev/null; then
+    if [ "$VALGRIND" = 0 ]; then
+        skip "$FAMILY: valgrind of the shim (12 runs)" "VALGRIND=0"
+    elif ! command -v valgrind > /dev/null; then
         bad "$FAMILY: valgrind is not installed (make deps installs it; VALGRIND=0 skips on purpose)"
-    elif [ "$VALGRIND" = 1 ]; then
+    else
         newns v
         objcopy --strip-debug "$HARNESS" "$TMP/harness-nodebug"
         touch "$TMP/vgate"
@@ -529,5 +582,5 @@ X d5 ip link set lo down
 check "detect: completes with the loopback down (no hang)" detect_in d5
 delns d5
 
-echo "netfilter-backend: $PASS passed, $FAIL failed"
+summary netfilter-backend
 [ "$FAIL" = 0 ]

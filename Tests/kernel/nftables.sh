@@ -13,6 +13,8 @@
 #   foreign iptables-nft rules and foreign native nft tables placed before stay byte-identical.
 # - Forms: the 1.8.7 (all-compat) and 1.8.10 encodings load, save exactly as the 1.8.9 form, and
 #   `iptables-nft -C` finds every rule written.
+# - Faults injected in the shim (nft-harness --fault): ERESTART until the retry limit, lost replies (ENOBUFS),
+#   dumps interrupted again and again: each a clear error or a counted retry, and the kernel as it should be.
 # - Ownership, incremental updates, concurrency (ERESTART retry, 10k Services in one batch, a refused batch),
 #   drift through readOwned/expectedOwned, cleanup, canaries, ensured rules, traffic and the daemon through the
 #   rules, valgrind; the nfacct match against its accounting objects.
@@ -27,13 +29,13 @@ BENCH=$(dirname "$HARNESS")/natd-bench
 CASES="$ROOT/Tests/RuleCompilerTests/Golden/cases"
 CASES_V123="$ROOT/Tests/RuleCompilerTests/Golden/cases-v1.23"
 NORMALIZE="$HERE/lib/nft-normalize.py"
-SECTIONS=${SECTIONS:-"equivalence forms ownership incremental concurrency drift cleanup canaries ensured traffic scale valgrind"}
+SECTIONS=${SECTIONS:-"equivalence forms ownership incremental concurrency faults drift cleanup canaries ensured traffic scale valgrind"}
 [ -x "$BIN" ] || { echo "nftables: $BIN not found (swift build first)"; exit 2; }
 [ -x "$HARNESS" ] || { echo "nftables: $HARNESS not found (swift build first)"; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "nftables: needs root (network namespaces)"; exit 2; }
 
-PASS=0
-FAIL=0
+# shellcheck source=lib/checks.sh
+. "$HERE/lib/checks.sh" # counters, need, skip, summary, wait_for; ok/bad/check below print details
 NAMESPACES=()
 TMP=$(mktemp -d /tmp/knft-test.XXXXXX)
 BGPIDS=()
@@ -61,6 +63,8 @@ same() { # same A B: identical files, or the diff
     diff -u "$1" "$2" | head -40
     return 1
 }
+# same_genid G0 G1: two generation ids read, both numbers, equal (two failed reads are not "nothing committed")
+same_genid() { [[ "$1" =~ ^[0-9]+$ && "$2" =~ ^[0-9]+$ ]] || { echo "generation ids not read: '$1' '$2'"; return 1; }; [ "$1" = "$2" ]; }
 tool() { [ "$1" = ipv6 ] && echo "ip6tables-nft$2" || echo "iptables-nft$2"; }
 # iptables-nft-save without the date comments and counters.
 save() { X "$1" "$(tool "$2" -save)" | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/'; }
@@ -89,12 +93,13 @@ table ip other {
     chain c { udp dport 53 counter; }
 }
 NFT
+    [ $? = 0 ] || return 1
     local ipt; ipt=$(tool "$2" "")
     local addr=198.51.100.7; [ "$2" = ipv6 ] && addr=2001:db8:7::7
-    X "$1" "$ipt" -t nat -A INPUT -s "$addr" -m comment --comment "foreign nat input" -j ACCEPT
-    X "$1" "$ipt" -t filter -N FOREIGN-CHAIN
-    X "$1" "$ipt" -t filter -A FOREIGN-CHAIN -p udp --dport 4789 -j DROP
-    X "$1" "$ipt" -t mangle -A PREROUTING -p tcp --dport 22 -j MARK --set-mark 7
+    X "$1" "$ipt" -t nat -A INPUT -s "$addr" -m comment --comment "foreign nat input" -j ACCEPT \
+        && X "$1" "$ipt" -t filter -N FOREIGN-CHAIN \
+        && X "$1" "$ipt" -t filter -A FOREIGN-CHAIN -p udp --dport 4789 -j DROP \
+        && X "$1" "$ipt" -t mangle -A PREROUTING -p tcp --dport 22 -j MARK --set-mark 7
 }
 foreign_state() { # NS FAMILY: everything of the foreign setup, byte for byte
     X "$1" nft list table inet fw
@@ -109,13 +114,17 @@ for dir in "$CASES"/*/ "$CASES_V123"/*/; do
     dir=${dir%/}; name=$(case_name "$dir")
     for fam in ipv4 ipv6; do
         newns a; newns b
-        foreign_setup a $fam; foreign_setup b $fam
+        if ! need "$name/$fam: foreign fixture in a" foreign_setup a $fam || ! need "$name/$fam: foreign fixture in b" foreign_setup b $fam; then
+            delns a; delns b; continue
+        fi
         foreign_state a $fam > "$TMP/foreign.before"
         read -ra args <<< "$(case_args "$dir" $fam)"
         if ! out=$(once a 1.8.9 "${args[@]}" 2>&1); then
             bad "$name/$fam: --once failed" "$out"; delns a; delns b; continue
         fi
-        natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2>/dev/null
+        if ! natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2> "$TMP/dry.err"; then
+            bad "$name/$fam: --dry-run failed" "$(cat "$TMP/dry.err")"; delns a; delns b; continue
+        fi
         if ! out=$(X b "$(tool $fam -restore)" --noflush < "$TMP/dry.txt" 2>&1); then
             bad "$name/$fam: iptables-nft-restore of the dry run failed" "$out"; delns a; delns b; continue
         fi
@@ -135,10 +144,11 @@ done
 for fam in ipv4 ipv6; do
     newns a; newns b
     for ns in a b; do for o in ct_state_invalid_dropped_pkts localhost_nps_accepted_pkts; do
-        X $ns python3 "$HERE/nfacct-add.py" $o; done; done
+        need "nfacct/$fam: accounting object $o in $ns" X $ns python3 "$HERE/nfacct-add.py" $o; done; done
     args=(--config "$ROOT/Config/kube-proxy-config.yaml" --source "$ROOT/Config/example-cluster.yaml" --ip-family $fam --nfacct-counters yes)
     once a 1.8.9 "${args[@]}" > "$TMP/nfacct.out" 2>&1 || bad "nfacct/$fam: --once failed" "$(cat "$TMP/nfacct.out")"
-    natd b "${args[@]}" --dry-run 2>/dev/null | X b "$(tool $fam -restore)" --noflush
+    need "nfacct/$fam: --dry-run" bash -c "ip netns exec knft-$$-b '$BIN' ${args[*]} --dry-run > '$TMP/nfacct.dry'"
+    need "nfacct/$fam: iptables-nft-restore of the dry run" X b "$(tool $fam -restore)" --noflush < "$TMP/nfacct.dry"
     save a $fam > "$TMP/sa"; save b $fam > "$TMP/sb"; dump a $fam > "$TMP/da"; dump b $fam > "$TMP/db"
     check "nfacct/$fam: iptables-nft-save identical ($(grep -c -- '-m nfacct' "$TMP/sa") nfacct rules)" \
         bash -c "grep -q -- '-m nfacct' '$TMP/sa' && cmp -s '$TMP/sa' '$TMP/sb'"
@@ -175,8 +185,8 @@ for dir in "$CASES"/*/ "$CASES_V123"/*/; do
     for fam in ipv4 ipv6; do
         read -ra args <<< "$(case_args "$dir" $fam)"
         newns b
-        natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2>/dev/null
-        X b "$(tool $fam -restore)" --noflush < "$TMP/dry.txt"
+        need "$name/$fam: --dry-run" natd b "${args[@]}" --dry-run > "$TMP/dry.txt" 2>/dev/null
+        need "$name/$fam: iptables-nft-restore of the dry run (the 1.8.9 reference)" X b "$(tool $fam -restore)" --noflush < "$TMP/dry.txt"
         save b $fam > "$TMP/sb"
         dump b $fam > "$TMP/db"
         for form in 1.8.7 1.8.9 1.8.10; do
@@ -227,8 +237,8 @@ handles() { X "$1" nft -a list table ip nat 2>/dev/null | awk '
     /# handle [0-9]+$/ && chain != "" { h = $NF; sub(/ # handle [0-9]+$/, ""); gsub(/^\t+/, ""); print chain "\t" $0 "\t" h }'; }
 chains_of() { save "$1" "$2" | grep '^:KUBE-' | cut -d' ' -f1 | sort; }
 reference() { # NS FAMILY SOURCE CONFIG: iptables-nft-restore of the dry run into a fresh namespace NS
-    natd "$1" --config "$4" --source "$3" --ip-family "$2" --dry-run > "$TMP/ref.txt" 2>/dev/null
-    X "$1" "$(tool "$2" -restore)" --noflush < "$TMP/ref.txt"
+    need "reference: --dry-run of $3" natd "$1" --config "$4" --source "$3" --ip-family "$2" --dry-run > "$TMP/ref.txt" 2>/dev/null \
+        && need "reference: iptables-nft-restore of the dry run of $3" X "$1" "$(tool "$2" -restore)" --noflush < "$TMP/ref.txt"
 }
 
 if want ownership; then
@@ -236,15 +246,17 @@ echo "ownership: foreign rules in the base chains kube-natd uses, policies, -C/-
 EX="$ROOT/Config/example-cluster.yaml"
 CFG="$ROOT/Config/kube-proxy-config.yaml"
 newns own
-foreign_setup own ipv4
+need "ownership: foreign fixture" foreign_setup own ipv4
 for t in "nat PREROUTING" "nat OUTPUT" "nat POSTROUTING" "filter INPUT" "filter FORWARD" "filter OUTPUT"; do
     set -- $t
-    X own iptables-nft -t "$1" -A "$2" -s 198.51.100.8 -m comment --comment "foreign $2" -j ACCEPT
-    X own ip6tables-nft -t "$1" -A "$2" -s 2001:db8:8::8 -m comment --comment "foreign $2" -j ACCEPT
+    need "ownership: foreign rule in $1 $2" X own iptables-nft -t "$1" -A "$2" -s 198.51.100.8 -m comment --comment "foreign $2" -j ACCEPT
+    need "ownership: foreign IPv6 rule in $1 $2" X own ip6tables-nft -t "$1" -A "$2" -s 2001:db8:8::8 -m comment --comment "foreign $2" -j ACCEPT
 done
-X own iptables-nft -P FORWARD DROP
+need "ownership: FORWARD policy DROP" X own iptables-nft -P FORWARD DROP
 fstate() { foreign_state own ipv4; { save own ipv4; save own ipv6; } | grep -e 'foreign ' -e '^:FORWARD'; }
 fstate > "$TMP/f0"
+fixture_there() { [ "$(grep -c -- '^-A .*comment "foreign ' "$TMP/f0")" -ge 12 ] && grep -q '^:FORWARD DROP' "$TMP/f0" || { cat "$TMP/f0"; return 1; }; }
+check "the foreign fixture is there (12 base-chain rules, FORWARD DROP)" fixture_there
 check "--once (dual) over foreign rules" once own 1.8.9 --config "$CFG" --source "$EX" --ip-family dual
 fstate > "$TMP/f1"
 check "foreign rules, tables and the FORWARD DROP policy byte-identical after apply" same "$TMP/f0" "$TMP/f1"
@@ -267,9 +279,9 @@ check "--once with another source (clusterip)" once own 1.8.9 --config "$CFG" --
 fstate > "$TMP/f2"
 check "foreign rules byte-identical after a changed apply" same "$TMP/f0" "$TMP/f2"
 # A foreign rule inserted above kube-natd's jump: the jump goes back to the top, the foreign rule stays below.
-X own iptables-nft -t nat -I PREROUTING 1 -s 192.0.2.55 -j RETURN
+need "ownership: a foreign rule above the jump" X own iptables-nft -t nat -I PREROUTING 1 -s 192.0.2.55 -j RETURN
 # A second copy of kube-natd's own jump lower down: upstream keeps exactly one.
-X own iptables-nft -t nat -A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+need "ownership: a duplicate jump" X own iptables-nft -t nat -A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 H own apply --config "$CFG" --source "$CASES/clusterip/cluster.yaml" --ip-family dual > "$TMP/own.out" 2>&1
 pre_fixed() {
     local pre; pre=$(X own iptables-nft -t nat -S PREROUTING | grep '^-A')
@@ -369,38 +381,76 @@ newns ref; reference ref ipv4 "$GEN/v1" "$(GCFG)"
 save live ipv4 > "$TMP/s4"; save ref ipv4 > "$TMP/r4"
 check "long-lived: the result equals the restore of the dry run" same "$TMP/s4" "$TMP/r4"
 delns ref; delns live
+
+# As the daemon: one compiler and one evolving state, each apply told the compiler's change, so only the chains
+# it names are encoded again (steps 2, 3 and 6 are one-endpoint changes; 4 and 5 remove and re-add a Service,
+# which the compiler compiles fully). After the series the kernel holds what a new process's --once writes.
+newns evo
+H evo apply --evolve --form 1.8.9 --config "$(GCFG)" --source "$GEN/v1" --then "$GEN/v2" --then "$GEN/v1" \
+    --then "$GEN/v3" --then "$GEN/v1" --then "$GEN/v2" > "$TMP/evo.out" 2>&1 || bad "evolving applies failed" "$(cat "$TMP/evo.out")"
+encoded_only_changes() {
+    python3 - "$TMP/evo.out" <<'PY'
+import re, sys
+steps = [tuple(map(int, m)) for m in re.findall(r"chains encoded=(\d+) reused=(\d+)", open(sys.argv[1]).read())]
+print("encoded/reused per apply:", steps)
+if len(steps) != 6: sys.exit(1)
+total = steps[0][0]
+ok = steps[0][1] == 0 and total > 500
+for i in (1, 2, 5):  # one endpoint: its SVC and SEP chains (and at most a shared chain) again, the rest reused
+    ok = ok and 1 <= steps[i][0] <= 6 and steps[i][0] + steps[i][1] >= total - 10
+for i in (3, 4):     # a Service removed or added: a full compile, everything encoded
+    ok = ok and steps[i][1] == 0
+sys.exit(0 if ok else 1)
+PY
+}
+check "evolving: one-endpoint changes encode only the chains the compiler names" encoded_only_changes
+newns fresh
+once fresh 1.8.9 --config "$(GCFG)" --source "$GEN/v2" --ip-family ipv4 > /dev/null 2>&1 || bad "--once of v2 failed"
+dump evo ipv4 > "$TMP/evo.dump"; dump fresh ipv4 > "$TMP/fresh.dump"
+same_nonempty() { grep -q 'KUBE-SEP-' "$2" || { echo "no service chains in $2"; return 1; }; same "$1" "$2"; }
+check "evolving: after the series every rule equals a new process's --once, expression by expression" \
+    same_nonempty "$TMP/evo.dump" "$TMP/fresh.dump"
+save evo ipv4 > "$TMP/evo.save"; save fresh ipv4 > "$TMP/fresh.save"
+check "evolving: iptables-nft-save equals a new process's --once" same_nonempty "$TMP/evo.save" "$TMP/fresh.save"
+delns fresh; delns evo
 fi
 
 if want concurrency; then
 echo "concurrency: another writer between decision and batch; a refused batch changes nothing"
 [ -d "$GEN/v1" ] || generate 200
 newns race
-# The test hook holds the first attempt 1.5 s between the decision and the send; a foreign commit lands inside.
-KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS=1500 H race apply --config "$(GCFG)" --source "$GEN/v1" > "$TMP/race.out" 2>&1 &
-pid=$!; BGPIDS+=("$pid")
-sleep 0.5
-X race iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
-wait "$pid"; rc=$?
-retried() {
-    local a; a=$(field attempts < "$TMP/race.out"); echo "rc=$rc attempts=$a"
-    [ "$rc" = 0 ] && [ "${a:-1}" -ge 2 ]
+# gated_apply NAME ARGS...: nft-harness apply in the background, held by the test gate between the decision and
+# the send of its first attempt; returns once it is held there (the racer then commits, and `open_gate` lets it go).
+gated_apply() {
+    local name=$1; shift
+    rm -f "$TMP/$name.gate" "$TMP/$name.gate.ready"
+    KNAT_TEST_NFT_GATE_BEFORE_SEND="$TMP/$name.gate" H race apply "$@" > "$TMP/$name.out" 2>&1 &
+    GATED=$!; BGPIDS+=("$GATED")
+    wait_for 600 test -e "$TMP/$name.gate.ready" || { bad "$name: the apply never reached its gate before the send"; return 1; }
 }
-check "ERESTART from a racing commit: re-read, re-decided, retried" retried
+open_gate() { touch "$TMP/$1.gate"; wait "$GATED"; }
+# A foreign commit lands between the decision and the send: the batch comes back ERESTART and is decided again.
+gated_apply race --config "$(GCFG)" --source "$GEN/v1" \
+    && need "the racing writer's rule" X race iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
+open_gate race; rc=$?
+retried() { # OUT: exit 0 after at least 2 attempts
+    local a; a=$(field attempts < "$1"); echo "rc=$rc attempts=${a:-none}"
+    [ "$rc" = 0 ] && [ -n "$a" ] && [ "$a" -ge 2 ] || { cat "$1"; return 1; }
+}
+check "ERESTART from a racing commit: re-read, re-decided, retried" retried "$TMP/race.out"
 newns ref; reference ref ipv4 "$GEN/v1" "$(GCFG)"
-X ref iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
+need "the racing writer's rule in the reference" X ref iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
 save race ipv4 > "$TMP/s"; save ref ipv4 > "$TMP/r"
 check "after the retry: the kube rules and the racing writer's rule are all there" same "$TMP/s" "$TMP/r"
 # The racer rewrites one of kube-natd's chains in the window: the retry decides again from the new state.
-KNAT_TEST_NFT_PAUSE_BEFORE_SEND_MS=1500 H race apply --config "$(GCFG)" --source "$GEN/v2" > "$TMP/race2.out" 2>&1 &
-pid=$!; BGPIDS+=("$pid")
-sleep 0.5
-X race nft flush chain ip nat KUBE-SERVICES
-wait "$pid"; rc=$?
+gated_apply race2 --config "$(GCFG)" --source "$GEN/v2" \
+    && need "the racer flushes KUBE-SERVICES" X race nft flush chain ip nat KUBE-SERVICES
+open_gate race2; rc=$?
+check "a racer flushing KUBE-SERVICES in the window forces a retry" retried "$TMP/race2.out"
 delns ref; newns ref; reference ref ipv4 "$GEN/v2" "$(GCFG)"
-X ref iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
+need "the racing writer's rule in the reference" X ref iptables-nft -t filter -A INPUT -s 192.0.2.99 -m comment --comment "racing writer" -j ACCEPT
 save race ipv4 > "$TMP/s"; save ref ipv4 > "$TMP/r"
-check "a racer flushing KUBE-SERVICES in the window: retried ($(field attempts < "$TMP/race2.out") attempts) and repaired" \
-    bash -c "[ $rc = 0 ] && $(declare -f same); same '$TMP/s' '$TMP/r'"
+check "... and the retry repaired KUBE-SERVICES: the result equals the reference" same "$TMP/s" "$TMP/r"
 delns ref
 # A batch the kernel refuses (a jump to a chain that does not exist): nothing of it is applied.
 X race nft list ruleset 2>/dev/null > "$TMP/before.nft"; save race ipv4 > "$TMP/before.save"; g0=$(H race genid)
@@ -411,8 +461,72 @@ else
 fi
 X race nft list ruleset 2>/dev/null > "$TMP/after.nft"; save race ipv4 > "$TMP/after.save"; g1=$(H race genid)
 check "after the refused batch: nft list ruleset byte-identical" same "$TMP/before.nft" "$TMP/after.nft"
-check "after the refused batch: nothing committed (generation $g0 -> $g1)" [ "$g0" = "$g1" ]
+check "after the refused batch: nothing committed (generation $g0 -> $g1)" same_genid "$g0" "$g1"
 delns race
+fi
+
+if want faults; then
+echo "faults: the shim's error paths, through its test-only fault hook (nft-harness --fault)"
+[ -d "$GEN/v1" ] || generate 200
+FA=(--config "$(GCFG)" --source "$GEN/v1")
+newns fref; reference fref ipv4 "$GEN/v1" "$(GCFG)"; save fref ipv4 > "$TMP/fref"
+newns f
+# ERESTART on every attempt: the apply gives up after its 5 attempts with a clear error, and nothing is applied.
+H f apply "${FA[@]}" --fault batch-erestart:1:1000 > "$TMP/f-giveup.out" 2>&1; rc=$?
+gave_up() {
+    [ "$rc" != 0 ] || { echo "the apply succeeded"; return 1; }
+    grep -q 'gave up after 5 attempts' "$TMP/f-giveup.out" && grep -q 'faults: batch-erestart=5$' "$TMP/f-giveup.out" \
+        && ! save f ipv4 | grep '^:KUBE-SERVICES' > /dev/null && return 0
+    cat "$TMP/f-giveup.out"; return 1
+}
+check "ERESTART on every attempt: gives up after 5 attempts, says so, applies nothing" gave_up
+# ERESTART twice: the third attempt commits; the result is the reference's.
+H f apply "${FA[@]}" --fault batch-erestart:1:2 > "$TMP/f-retry.out" 2>&1; rc=$?
+three_attempts() {
+    [ "$rc" = 0 ] && [ "$(field attempts < "$TMP/f-retry.out")" = 3 ] && grep -q 'faults: batch-erestart=2$' "$TMP/f-retry.out" \
+        && return 0
+    cat "$TMP/f-retry.out"; return 1
+}
+check "ERESTART twice: retried, committed at attempt 3" three_attempts
+save f ipv4 > "$TMP/f-now"
+check "... and the kernel holds exactly the reference" same "$TMP/f-now" "$TMP/fref"
+delns f; newns f
+# A lost reply (ENOBUFS) after a batch the kernel did commit: a clear error, and the model is forgotten: the next
+# apply of the same object does not trust it. It finds nothing to send, from the stamp the lost batch wrote, or
+# (--read: no stamp shortcut) from a read of the kernel.
+lost_reply() { # OUT READ-WANTED
+    [ "$rc" = 1 ] || { echo "exit $rc, want 1"; cat "$1"; return 1; }
+    grep -q "^apply 1 failed: .*reading the batch's replies: No buffer space available" "$1" \
+        && grep '^apply 2 ' "$1" | grep -E "$2" | grep -q 'messages=0 batches=0' \
+        && grep -q 'faults: batch-enobufs=1$' "$1" && return 0
+    cat "$1"; return 1
+}
+H f apply "${FA[@]}" --fault batch-enobufs --keep-going --then same > "$TMP/f-lost.out" 2>&1; rc=$?
+check "lost replies (ENOBUFS): a clear error; the model is not trusted (the stamp says current), nothing resent" \
+    lost_reply "$TMP/f-lost.out" 'readKernel=true|stampCurrent=true'
+delns f; newns f
+H f apply "${FA[@]}" --read --fault batch-enobufs --keep-going --then same > "$TMP/f-lost-read.out" 2>&1; rc=$?
+check "lost replies (ENOBUFS), --read: a clear error; the kernel is read again, nothing resent" \
+    lost_reply "$TMP/f-lost-read.out" 'readKernel=true'
+save f ipv4 > "$TMP/f-now"
+check "... and the kernel holds exactly the reference" same "$TMP/f-now" "$TMP/fref"
+# Dumps interrupted again and again (a busy writer): the read gives up after 8 reads with a clear error ...
+H f apply "${FA[@]}" --read --fault dump-intr:1:100000 > "$TMP/f-intr.out" 2>&1; rc=$?
+intr_gave_up() {
+    [ "$rc" != 0 ] && grep -q 'the ruleset kept changing while it was read (8 reads)' "$TMP/f-intr.out" \
+        && grep -qE 'faults: dump-intr=[0-9]+$' "$TMP/f-intr.out" && return 0
+    echo "exit $rc"; cat "$TMP/f-intr.out"; return 1
+}
+check "dumps interrupted on every read: gives up after 8 reads with a clear error" intr_gave_up
+# ... and a few interrupted dumps are read again until one is whole.
+H f apply "${FA[@]}" --read --fault dump-intr:1:3 > "$TMP/f-intr3.out" 2>&1; rc=$?
+intr_retried() {
+    [ "$rc" = 0 ] && grep -q 'faults: dump-intr=3$' "$TMP/f-intr3.out" \
+        && grep '^apply 1 ' "$TMP/f-intr3.out" | grep -q 'readKernel=true .*messages=0 batches=0' && return 0
+    echo "exit $rc"; cat "$TMP/f-intr3.out"; return 1
+}
+check "three interrupted dumps: read again, the decision unchanged (nothing to send)" intr_retried
+delns f; delns fref
 fi
 
 if want drift; then
@@ -480,9 +594,9 @@ for who in kubelet kube-natd; do
         check "kube-natd: every KUBE-* jump gone (its own KUBE-FIREWALL jumps too), only the KUBE-FIREWALL chain left" \
             bash -c "[ -z '$left' ] && ip netns exec knft-$$-c iptables-nft-save | grep -q '^:KUBE-FIREWALL '"
     fi
-    g0=$(H c genid); natd c --cleanup > "$TMP/cleanup2.out" 2>&1; g1=$(H c genid)
+    g0=$(H c genid); need "$who: a second cleanup" natd c --cleanup > "$TMP/cleanup2.out" 2>&1; g1=$(H c genid)
     check "$who: a second cleanup removes nothing and commits nothing" bash -c \
-        "grep -q 'cleanup through libnftnl: 0 chains and jumps removed' '$TMP/cleanup2.out' && [ $g0 = $g1 ]"
+        "grep -q 'cleanup through libnftnl: 0 chains and jumps removed' '$TMP/cleanup2.out' && [[ '$g0' =~ ^[0-9]+\$ ]] && [ '$g0' = '$g1' ]"
     delns c
 done
 fi
@@ -493,11 +607,11 @@ newns k
 check "ensureCanaries (both families)" H k canaries --ip-family dual
 check "KUBE-PROXY-CANARY in mangle, nat and filter, both families" bash -c \
     "[ \$(ip netns exec knft-$$-k iptables-nft-save | grep -c '^:KUBE-PROXY-CANARY') = 3 ] && [ \$(ip netns exec knft-$$-k ip6tables-nft-save | grep -c '^:KUBE-PROXY-CANARY') = 3 ]"
-g0=$(H k genid); H k canaries --ip-family dual; g1=$(H k genid)
-check "canaries again: nothing committed" [ "$g0" = "$g1" ]
+g0=$(H k genid); need "canaries again" H k canaries --ip-family dual; g1=$(H k genid)
+check "canaries again: nothing committed" same_genid "$g0" "$g1"
 check "readOwned lists the canaries" bash -c "[ \$(ip netns exec knft-$$-k '$HARNESS' read --ip-family dual | grep -c 'KUBE-PROXY-CANARY 0 ') = 6 ]"
 X k iptables-nft -t nat -X KUBE-PROXY-CANARY
-check "a deleted canary is missing from readOwned" bash -c "! ip netns exec knft-$$-k '$HARNESS' read | grep -q 'nat KUBE-PROXY-CANARY'"
+check "a deleted canary is missing from readOwned" bash -c "ip netns exec knft-$$-k '$HARNESS' read > '$TMP/k-read' && ! grep -q 'nat KUBE-PROXY-CANARY' '$TMP/k-read'"
 delns k
 fi
 
@@ -517,8 +631,8 @@ ensured_in_place() {
         && X e iptables-nft -S KUBE-FIREWALL | grep -q -- '--mark 0x8000/0x8000 -j DROP'
 }
 check "ensured rules created, INPUT's right after kube-natd's jumps, the foreign rule last" ensured_in_place
-g0=$(H e genid); once e 1.8.9 "${eargs[@]}" > /dev/null 2>&1; g1=$(H e genid)
-check "again: nothing committed" [ "$g0" = "$g1" ]
+g0=$(H e genid); need "ensured: --once again" once e 1.8.9 "${eargs[@]}" > /dev/null 2>&1; g1=$(H e genid)
+check "again: nothing committed (generation $g0 -> $g1)" same_genid "$g0" "$g1"
 X e iptables-nft -D INPUT -j KUBE-FIREWALL
 X e iptables-nft -A OUTPUT -s 192.0.2.10 -j ACCEPT
 X e iptables-nft -D OUTPUT -j KUBE-FIREWALL
@@ -532,7 +646,7 @@ check "a removed ensured rule is added again; one present elsewhere in its chain
 natd e --cleanup > /dev/null 2>&1
 kept_after_cleanup() {
     X e iptables-nft -S INPUT | grep -q -- '-A INPUT -j KUBE-FIREWALL' && X e iptables-nft -t nat -S KUBE-MARK-DROP | grep -q MARK \
-        && ! X e iptables-nft-save | grep -q -e KUBE-SERVICES -e KUBE-NODEPORTS
+        && ! X e iptables-nft-save | grep -e KUBE-SERVICES -e KUBE-NODEPORTS > /dev/null
 }
 check "kube-natd --cleanup leaves the ensured rules and kubelet's chains" kept_after_cleanup
 delns e
@@ -658,5 +772,5 @@ else
 fi
 fi
 
-echo "nftables: $PASS passed, $FAIL failed"
+summary nftables
 [ "$FAIL" -eq 0 ]

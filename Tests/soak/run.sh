@@ -6,7 +6,7 @@
 #
 # Environment: SOAK_S (seconds of churn per backend, default 600), SOAK_SEED (default 1), SOAK_SERVICES (default
 # 10000), SOAK_BACKENDS (default: libiptc, and libnftnl where kube-natd has it), SOAK_RATE (changes per second,
-# default 4), SOAK_OUT (report directory, default bench-results). Prints `soak: N passed, M failed` (one per backend)
+# default 4), SOAK_OUT (report directory, default bench-results). Prints `soak: N passed, M failed, 0 skipped` (one per backend)
 # and writes bench-results/soak-<UTC time>.json; exits non-zero when any backend missed a target.
 set -uo pipefail
 BIN=$(readlink -f "${1:-.build/release}")
@@ -61,5 +61,5 @@ json.dump(doc, open(out, "w"), indent=1)
 print("soak: report written to %s" % out)
 PY
 fi
-echo "soak: $PASS passed, $FAIL failed"
+echo "soak: $PASS passed, $FAIL failed, 0 skipped"
 [ "$FAIL" = 0 ]

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -218,11 +219,15 @@ class Soak:
         self.legacy = a.backend != "libnftnl"
         self.report = {"backend": a.backend, "seed": a.seed, "seconds": a.seconds, "services": a.services,
                        "changes": {}, "faults": {}, "checkpoints": [], "divergences": 0, "probe_failures": 0,
-                       "latency_ms": {}, "syncs": 0, "samples": [], "failures": []}
+                       "latency_ms": {}, "syncs": 0, "samples": [], "failures": [], "unsettled": 0,
+                       "faults_without_trace": []}
         self.apiserver = None
         self.daemon = None
         self.samples_stop = threading.Event()
         self.pending = []  # (time, callable): delayed fault endings
+        self.traces = []  # (label, callable returning None or why the fault left no trace): checked at a checkpoint
+        # A private xtables lock for the daemon and the xtables-lock fault: never the host's /run/xtables.lock.
+        self.lockfile = os.path.join(self.tmp, "xtables.lock")
         self.rv = 1
 
     # --- processes ----------------------------------------------------------------------------------------
@@ -262,7 +267,8 @@ class Soak:
         self.daemon_log = os.path.join(self.tmp, "daemon.log")
         self.daemon = subprocess.Popen(
             [os.path.join(self.a.bin, "kube-natd"), "--config", cfg, "--backend", self.a.backend, "-v", "4"],
-            stdout=open(self.daemon_log, "w"), stderr=subprocess.STDOUT)
+            stdout=open(self.daemon_log, "w"), stderr=subprocess.STDOUT,
+            env=dict(os.environ, XTABLES_LOCKFILE=self.lockfile))
         deadline = time.time() + 300
         while time.time() < deadline:
             if self.daemon.poll() is not None:
@@ -373,13 +379,43 @@ class Soak:
         tool = "iptables-legacy" if self.legacy else "iptables-nft"
         return run([tool] + list(args), check=False)
 
+    @staticmethod
+    def succeeds(argv):
+        return subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
+
+    def ipt_ok(self, *args):
+        return self.succeeds(["iptables-legacy" if self.legacy else "iptables-nft"] + list(args))
+
+    def log_size(self):
+        return os.path.getsize(self.daemon_log)
+
+    def logged_since(self, offset, text):
+        with open(self.daemon_log, errors="replace") as f:
+            f.seek(offset)
+            return text in f.read()
+
+    def trace(self, label, check):
+        self.traces.append((label, check))
+
+    def expect_log(self, label, offset, text):
+        """The fault took effect when the daemon logs `text` after `offset` (checked at the next checkpoint)."""
+        self.trace(label, lambda: None if self.logged_since(offset, text) else "the daemon never logged %r" % text)
+
     def fault(self, kind):
         log("fault: " + kind)
+        label = "%s at t+%ds" % (kind, int(time.time() - self.t0))
+        offset = self.log_size()
         if kind == "watch-cut":
-            self.api.request("POST", "/control/cut-watches")
+            cut = self.api.request("POST", "/control/cut-watches").get("cut", 0)
+            self.trace(label, lambda: None if cut >= 1 else "no watch was open to cut")
         elif kind == "410":
+            # A change first: its kind's watch moves to the new resourceVersion, the others stay older until their
+            # next bookmark (every second), so the compaction leaves at least one watch resuming from before it.
+            self.change()
             self.api.request("POST", "/control/compact")
-            self.api.request("POST", "/control/cut-watches")
+            cut = self.api.request("POST", "/control/cut-watches").get("cut", 0)
+            self.trace(label, lambda: None if cut >= 1 else "no watch was open to cut")
+            self.expect_log(label, offset, "expired (410 Gone); relisting")
         elif kind == "apiserver-restart":
             state = self.api.request("GET", "/control/state", timeout=60)
             rv = int(state["metadata"]["resourceVersion"])
@@ -387,29 +423,63 @@ class Soak:
             self.apiserver.wait()
             path = self.write_list(state["items"], "state.json")
             self.start_apiserver(path, rv + 100000)
+            # the daemon resumes from a resourceVersion the new apiserver never issued: 410, relist
+            self.expect_log(label, offset, "expired (410 Gone); relisting")
         elif kind == "slow-apiserver":
             self.api.request("POST", "/control/latency?ms=1500")
+            began = time.time()
+            self.api.request("GET", "/api/v1/services?limit=1", timeout=30)
+            took = time.time() - began
+            self.trace(label, lambda: None if took >= 1.4 else "a list answered in %.2f s with 1500 ms latency set" % took)
             self.pending.append((time.time() + 8, lambda: self.api.request("POST", "/control/latency?ms=0")))
         elif kind == "xtables-lock":
-            holder = subprocess.Popen(["flock", "/run/xtables.lock", "sleep", "3"])
-            self.pending.append((time.time() + 4, holder.wait))
-        elif kind == "flush-services":
-            if self.legacy:
-                self.ipt("-t", "nat", "-F", "KUBE-SERVICES")
-            else:
-                run(["nft", "flush", "chain", "ip", "nat", "KUBE-SERVICES"], check=False)
-        elif kind == "delete-sep":
-            save = run(["iptables-legacy-save" if self.legacy else "iptables-nft-save", "-t", "nat"], check=False)
-            for line in save.splitlines():
-                m = re.match(r"-A (KUBE-SVC-\S+) .*-j (KUBE-SEP-\S+)$", line)
-                if m:
-                    self.ipt("-t", "nat", "-D", *line.split()[1:])
-                    self.ipt("-t", "nat", "-F", m.group(2))
-                    self.ipt("-t", "nat", "-X", m.group(2))
+            held = os.path.join(self.tmp, "lock.held.%d" % offset)
+            release = os.path.join(self.tmp, "lock.release.%d" % offset)
+            holder = subprocess.Popen(["flock", self.lockfile, "sh", "-c",
+                                       'touch "$1"; i=0; while [ ! -e "$2" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
+                                       "_", held, release])
+            for _ in range(100):  # the holder says when it holds the lock
+                if os.path.exists(held):
                     break
+                time.sleep(0.05)
+            took_effect = os.path.exists(held)
+            self.trace(label, lambda: None if took_effect else "the holder never took the xtables lock")
+
+            def let_go(holder=holder, release=release):
+                open(release, "w").close()
+                holder.wait()
+            self.pending.append((time.time() + 3, let_go))
+        elif kind in ("flush-services", "delete-sep"):
+            if kind == "flush-services":
+                if self.legacy:
+                    done = self.ipt_ok("-t", "nat", "-F", "KUBE-SERVICES")
+                else:
+                    done = self.succeeds(["nft", "flush", "chain", "ip", "nat", "KUBE-SERVICES"])
+            else:
+                done = False
+                save = run(["iptables-legacy-save" if self.legacy else "iptables-nft-save", "-t", "nat"], check=False)
+                for line in (save or "").splitlines():
+                    m = re.match(r"-A (KUBE-SVC-\S+) .*-j (KUBE-SEP-\S+)$", line)
+                    if m:
+                        # shlex: the rule's comment is quoted and holds spaces ("ns/name:port -> ip:port")
+                        done = all(self.ipt_ok("-t", "nat", *args) for args in
+                                   (["-D"] + shlex.split(line)[1:], ["-F", m.group(2)], ["-X", m.group(2)]))
+                        break
+            self.trace(label, lambda: None if done else "the rules could not be broken")
+            self.expect_log(label, offset, "rules changed behind kube-natd's back")
         elif kind == "sighup":
             os.kill(self.daemon.pid, signal.SIGHUP)
+            self.expect_log(label, offset, "SIGHUP: reading the source again")
         self.count(kind, "faults")
+
+    def check_traces(self):
+        """Every fault since the last checkpoint left its trace; one that did not is a failure."""
+        for label, check in self.traces:
+            why = check()
+            if why:
+                self.report["faults_without_trace"].append("%s: %s" % (label, why))
+                log("fault %s left no trace: %s" % (label, why))
+        self.traces = []
 
     # --- checkpoints --------------------------------------------------------------------------------------
     def settle(self, since):
@@ -488,6 +558,9 @@ class Soak:
                 break
             time.sleep(1)
         probes = self.probe()
+        self.check_traces()
+        if not settled:
+            self.report["unsettled"] += 1
         cp = {"label": label, "t": round(time.time() - self.t0, 1), "settled": settled, "chains": len(expected),
               "divergent_chains": len(differing), "probe_failures": probes}
         if differing:
@@ -587,6 +660,12 @@ class Soak:
             r["failures"].append("%d checkpoint(s) diverged" % r["divergences"])
         if r["probe_failures"]:
             r["failures"].append("%d probe failure(s)" % r["probe_failures"])
+        if r["unsettled"]:
+            r["failures"].append("%d checkpoint(s) did not settle (changes still pending, or no sync, after 120 s)"
+                                 % r["unsettled"])
+        if r["faults_without_trace"]:
+            r["failures"].append("%d fault(s) left no trace: %s" % (len(r["faults_without_trace"]),
+                                                                   "; ".join(r["faults_without_trace"][:5])))
         if not alive:
             r["failures"].append("the daemon did not survive (it exited or was restarted)")
         if rss_end > self.rss_first * 1.10:

@@ -11,6 +11,11 @@
 //                                                resourceVersion gets 410 Gone and must relist
 //   POST   /control/latency?ms=N                 delays every list and watch answer by N ms (0: none)
 //   GET    /control/state                        every object held, as a List (for a restart with --preload)
+//   GET    /control/requests                     the lists and watches asked of it (the last 10,000): path, query
+//
+// Lists answer by resourceVersion as the apiserver does: "0" from the "watch cache" (the whole list, `limit`
+// ignored), a number at least that new (the whole list; a number it has not reached yet is refused with 504
+// ResourceVersionTooLarge), none (a consistent read from "etcd": paginated by `limit`/`continue`).
 //
 // Everything runs on one event loop, so the store needs no locks.
 import Foundation
@@ -102,6 +107,8 @@ final class Store {
     var objects: [String: [String: Any]] = [:]  // "Kind/ns/name"
     var history: [Event] = []
     var watchers: [ObjectIdentifier: Watcher] = [:]
+    /// Every list and watch asked for, in order (`/control/requests`).
+    var requests: [[String: Any]] = []
 
     init(startRV: Int) {
         rv = startRV
@@ -271,6 +278,8 @@ final class Handler: ChannelInboundHandler {
             store.latency = .milliseconds(Int64(query["ms"] ?? "") ?? 0)
             print("fake-apiserver: latency \(query["ms"] ?? "0") ms")
             reply(200, ["ms": Int(query["ms"] ?? "") ?? 0], context: context)
+        case (.GET, "/control/requests"):
+            reply(200, ["items": store.requests], context: context)
         case (.GET, "/control/state"):
             let items = store.objects.sorted { $0.key < $1.key }.map(\.value)
             reply(200, ["kind": "List", "apiVersion": "v1", "metadata": ["resourceVersion": "\(store.rv)"],
@@ -289,6 +298,8 @@ final class Handler: ChannelInboundHandler {
             }
             let filter = Filter(query: query)
             let answer = { [self] in
+                store.requests.append(["path": path, "query": query, "watch": query["watch"] == "true" || query["watch"] == "1"])
+                if store.requests.count > 10_000 { store.requests.removeFirst(5_000) }
                 if query["watch"] == "true" || query["watch"] == "1" {
                     watch(k, filter: filter, query: query, context: context)
                 } else {
@@ -324,7 +335,19 @@ final class Handler: ChannelInboundHandler {
         } else {
             all = store.list(k, filter: filter)
         }
-        let limit = Int(query["limit"] ?? "") ?? 0
+        var limit = Int(query["limit"] ?? "") ?? 0
+        if let asked = query["resourceVersion"], !asked.isEmpty, query["continue"] == nil {
+            // Not a consistent read: the watch cache answers, whole (it ignores `limit` for "0"; client-go sends
+            // none for a number), at its current state, which is at least as new as asked unless it is not there yet.
+            guard let n = Int(asked), n <= store.rv else {
+                var tooLarge = status(504, "Timeout", "Too large resource version: \(asked), current: \(store.rv)")
+                tooLarge["details"] = ["causes": [["reason": "ResourceVersionTooLarge", "message": "Too large resource version"]],
+                                       "retryAfterSeconds": 1] as [String: Any]
+                reply(504, tooLarge, context: context)
+                return
+            }
+            limit = 0
+        }
         let end = limit > 0 ? min(all.count, offset + limit) : all.count
         var meta: [String: Any] = ["resourceVersion": "\(rv)"]
         if end < all.count {

@@ -6,7 +6,7 @@
 //   netfilter-harness cleanup --family ipv4|ipv6
 //   netfilter-harness canary  --family ipv4|ipv6
 //   netfilter-harness list    --family ipv4|ipv6 --table nat|filter|mangle
-//   netfilter-harness drift   --family ipv4|ipv6 [--variant N]   (exit 1 if owned chains differ from the ruleset)
+//   netfilter-harness drift   --family ipv4|ipv6 [--variant N]   (exit 1 if owned chains differ from the ruleset; any error exits 4)
 //   netfilter-harness detect
 import Foundation
 import KubeModel
@@ -490,5 +490,5 @@ do {
     }
 } catch {
     FileHandle.standardError.write("netfilter-harness: \(error)\n".data(using: .utf8)!)
-    exit(1)
+    exit(4)  // not 1: `drift` exits 1 when it finds drift, and a test must tell a failure from a finding
 }

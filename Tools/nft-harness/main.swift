@@ -8,6 +8,9 @@
 //        one again), `drift` (readOwned vs expectedOwned of the last source), `wait:PATH` (until PATH exists,
 //        at most 60 s: a test changes the kernel meanwhile). --read: dump the kernel every time (stateless).
 //        --kubelet-ensured: also ensure kubelet's v1.23 rules (KUBE-MARK-DROP, KUBE-FIREWALL and its jumps).
+//        --evolve: as the daemon, one compiler per family and one cluster state that each step's source is
+//        upserted into (objects it lacks removed), each apply told the compiler's change; each report adds
+//        "chains encoded=N reused=M".
 //   nft-harness read     [--ip-family ...] [--read]          owned chains with digests, "family table chain rules digest"
 //   nft-harness drift    --source PATH --config FILE [--ip-family ...] [--form F]
 //                        exit 1 when a declared chain's digest read back differs from the expected one
@@ -15,6 +18,11 @@
 //   nft-harness canaries [--ip-family ...]
 //   nft-harness dump     --family ipv4|ipv6 --table nat|filter|mangle   every rule in canonical text
 //   nft-harness genid
+//   Any command: --fault POINT[:FIRST[:COUNT]] (repeatable) makes calls FIRST.. (default 1) of POINT fail COUNT
+//   times (default 1): batch-erestart (the batch comes back ERESTART unsent), batch-enobufs (sent, replies lost),
+//   dump-intr (a dump ends interrupted). Prints "faults: POINT=hits ..." at the end. --keep-going: a failed apply
+//   step prints "apply N failed: ERROR" and the next step runs (exit 1 at the end).
+import CNftables
 import Daemon
 import Foundation
 import KubeModel
@@ -36,7 +44,10 @@ struct Options {
     var then: [String] = []
     var injectBadRule = false
     var kubeletEnsured = false
+    var evolve = false
     var table = "nat"
+    var faults: [(point: Int32, name: String, first: UInt32, count: UInt32)] = []
+    var keepGoing = false
 
     init(_ args: [String]) throws {
         var it = args.makeIterator()
@@ -72,7 +83,19 @@ struct Options {
             case "--then": self.then.append(try value(arg))
             case "--inject-bad-rule": self.injectBadRule = true
             case "--kubelet-ensured": self.kubeletEnsured = true
+            case "--evolve": self.evolve = true
             case "--table": self.table = try value(arg)
+            case "--keep-going": self.keepGoing = true
+            case "--fault":
+                let parts = try value(arg).split(separator: ":").map(String.init)
+                let points: [String: Int32] = [
+                    "batch-erestart": Int32(KNFT_FAULT_BATCH_ERESTART), "batch-enobufs": Int32(KNFT_FAULT_BATCH_ENOBUFS),
+                    "dump-intr": Int32(KNFT_FAULT_DUMP_INTR),
+                ]
+                guard let name = parts.first, let point = points[name], parts.count <= 3,
+                    let first = parts.count > 1 ? UInt32(parts[1]) : 1, let count = parts.count > 2 ? UInt32(parts[2]) : 1
+                else { throw Usage("--fault: batch-erestart|batch-enobufs|dump-intr[:FIRST[:COUNT]]") }
+                self.faults.append((point, name, first, count))
             default: throw Usage("unknown argument \(arg)")
             }
         }
@@ -93,6 +116,33 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct, create: true)
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
+    }
+}
+
+/// The daemon's way (`--evolve`): one state that sources are merged into, one compiler per family that
+/// patches its last result, and the change each compile reports.
+final class Evolving {
+    var state = ClusterState()
+    var compilers: [RuleCompiler] = []
+
+    init(_ o: Options) throws {
+        var setup = try NodeSetup.load(configPath: o.config, overrides: ConfigOverrides())
+        setup.ruleLayout = o.layout
+        let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct)
+        self.compilers = o.families.map { RuleCompiler(settings: setup.settings(for: $0, features: features)) }
+    }
+
+    /// Makes the state hold exactly the source's objects, changing only those that differ.
+    func merge(_ source: String) throws {
+        let next = try ManifestInput.load(source).clusterState
+        for name in self.state.slices.keys where next.slices[name] == nil { self.state.removeSlice(name) }
+        for name in self.state.services.keys where next.services[name] == nil { self.state.removeService(name) }
+        for (name, s) in next.services where self.state.services[name] != s { self.state.upsert(s) }
+        for (name, s) in next.slices where self.state.slices[name] != s { self.state.upsert(s) }
+    }
+
+    func compile() -> ([Ruleset], [RulesetChange]) {
+        (self.compilers.map { $0.compile(self.state) }, self.compilers.map(\.lastChange))
     }
 }
 
@@ -177,6 +227,12 @@ func run() throws -> Int32 {
     let o = try Options(Array(CommandLine.arguments.dropFirst()))
     let backend = NftablesBackend(form: o.form)
     backend.alwaysRead = o.read
+    for f in o.faults { knft_test_fault(f.point, f.first, f.count) }
+    defer {
+        if !o.faults.isEmpty {
+            print("faults: " + o.faults.map { "\($0.name)=\(knft_test_fault_hits($0.point))" }.joined(separator: " "))
+        }
+    }
     var status: Int32 = 0
     switch o.command {
     case "apply":
@@ -184,6 +240,7 @@ func run() throws -> Int32 {
         var last = source
         var rulesets: [Ruleset] = []
         var step = 0
+        let evolving = o.evolve ? try Evolving(o) : nil
         for s in [source] + o.then {
             if s == "drift" {
                 if try drift(backend, rulesets) > 0 { status = 1 }
@@ -195,14 +252,28 @@ func run() throws -> Int32 {
             }
             if s != "same" { last = s }
             step += 1
-            rulesets = try compile(o, source: last)
+            var changes: [RulesetChange] = []
+            if let evolving {
+                try evolving.merge(last)
+                (rulesets, changes) = evolving.compile()
+            } else {
+                rulesets = try compile(o, source: last)
+            }
             if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
             if o.injectBadRule && s == ([source] + o.then).last { injectBadRule(&rulesets) }
             let started = Date()
-            let report = try backend.apply(rulesets)
+            let report: ApplyReport
+            do { report = try backend.apply(rulesets, changes: changes) } catch where o.keepGoing {
+                print("apply \(step) failed: \(error)")
+                status = 1
+                continue
+            }
             printReport(
                 "apply \(step) (\(backend.form.rawValue) form) \(String(format: "%.4fs", Date().timeIntervalSince(started))) readKernel=\(backend.lastCallReadKernel) stampCurrent=\(backend.lastCallStampCurrent)",
                 report)
+            if evolving != nil {
+                print("  chains encoded=\(backend.lastChainsEncoded) reused=\(backend.lastChainsReused)")
+            }
         }
     case "read":
         for family in o.families {

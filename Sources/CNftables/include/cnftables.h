@@ -108,6 +108,18 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
                const knft_stamp *stamp, int max_attempts, int flags, knft_result *result);
 
 /*
+ * Test-only fault injection (nft-harness --fault; the daemon never calls it, and with no fault set each point
+ * costs one compare). Calls number FIRST..FIRST+COUNT-1 (1-based, counted per point from this call on) fail:
+ *   KNFT_FAULT_BATCH_ERESTART  the batch is not sent and comes back ERESTART, as when another writer committed
+ *   KNFT_FAULT_BATCH_ENOBUFS   the batch is sent (and committed), its replies are lost: ENOBUFS
+ *   KNFT_FAULT_DUMP_INTR       a dump ends marked NLM_F_DUMP_INTR, as when a commit interrupted it
+ * knft_test_fault_hits(point): how many calls of the point failed so far.
+ */
+enum { KNFT_FAULT_BATCH_ERESTART = 0, KNFT_FAULT_BATCH_ENOBUFS = 1, KNFT_FAULT_DUMP_INTR = 2, KNFT_FAULT_POINTS = 3 };
+void knft_test_fault(int point, unsigned first, unsigned count);
+unsigned knft_test_fault_hits(int point);
+
+/*
  * Reads ahead (e.g. on another thread, in a context of its own, while the caller compiles): the tables
  * (families[i], tables[i]) into the context's model, unless the stamp shows the kernel as a batch of kube-natd
  * left it (then the apply's stamp check is all it needs). knft_has_model says which happened.
@@ -168,5 +180,14 @@ int knft_generation(knft_context *ctx, uint32_t *genid, knft_result *result);
  * is reached (0: no limit). For host-mode detection, which needs "any rules?" or "more than N?".
  */
 int knft_count_rules(knft_context *ctx, int family, unsigned limit, unsigned *count, knft_result *result);
+
+/*
+ * Deletes table `name` of family 4 or 6 (nft's `ip` / `ip6`) with everything in it, in a batch of its own begun
+ * with the generation id (ERESTART: looked up and tried again, max_attempts in all). A table that is not there is
+ * not an error: *deleted says whether this call removed one. Nothing is sent when there is none.
+ * Returns 0 or an errno value (EPROTONOSUPPORT from knft_open or EOPNOTSUPP here: no nf_tables in this kernel).
+ */
+int knft_delete_table(knft_context *ctx, int family, const char *name, int max_attempts, int *deleted,
+                      knft_result *result);
 
 #endif

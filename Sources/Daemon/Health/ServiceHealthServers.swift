@@ -4,19 +4,34 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ProxyConfig
+import RuleCompiler
 
 /// A Service's `healthCheckNodePort`.
 public typealias HealthCheckPort = Int
 
 /// What a health-check port reports: the Service and its ready endpoints on this node.
+///
+/// Upstream runs one proxier per family, each with its own health-check server counting its own family's
+/// endpoints: a listener on an address of one family answers with that family's count; a wildcard listener
+/// (one socket for both families) with `localEndpoints`, the count of the first family, in the node's family
+/// order, that has the port.
 public struct ServiceHealthState: Hashable, Sendable {
     public var service: ObjectName
-    /// Ready endpoints on this node (terminating ones do not count, as upstream).
+    /// Ready endpoints on this node (distinct IPs; terminating ones do not count, as upstream), as a wildcard
+    /// listener reports them.
     public var localEndpoints: Int
+    /// The same count per family that has this health-check port.
+    public var localEndpointsByFamily: [IPFamily: Int]
 
-    public init(service: ObjectName, localEndpoints: Int) {
+    public init(service: ObjectName, localEndpoints: Int, localEndpointsByFamily: [IPFamily: Int] = [:]) {
         self.service = service
         self.localEndpoints = localEndpoints
+        self.localEndpointsByFamily = localEndpointsByFamily
+    }
+
+    /// What a listener on an address of `family` (nil: a wildcard listener) reports.
+    public func localEndpoints(listeningOn family: IPFamily?) -> Int {
+        family.flatMap { self.localEndpointsByFamily[$0] } ?? self.localEndpoints
     }
 }
 
@@ -52,6 +67,23 @@ public actor ServiceHealthServers {
         case .all: return ["0.0.0.0"]
         case .addresses(let ips): return ips.isEmpty ? ["0.0.0.0"] : ips.map(\.description)
         }
+    }
+
+    /// Every health-check port the node's families need and what each reports, from the cluster state (one
+    /// `settings` per family, the node's primary family first). A port named by Services of different families
+    /// keeps the first family's Service, as the first upstream proxier to bind it would.
+    public static func states(_ state: ClusterState, settings: [NodeSettings]) -> [HealthCheckPort: ServiceHealthState] {
+        var out: [HealthCheckPort: ServiceHealthState] = [:]
+        for family in settings {
+            for hc in RuleCompiler.healthCheckEndpoints(state, settings: family) {
+                var entry = out[hc.healthCheckNodePort]
+                    ?? ServiceHealthState(service: hc.service, localEndpoints: hc.localReadyEndpoints)
+                guard entry.service == hc.service else { continue }
+                entry.localEndpointsByFamily[family.family] = hc.localReadyEndpoints
+                out[hc.healthCheckNodePort] = entry
+            }
+        }
+        return out
     }
 
     /// Makes the open ports exactly `wanted`: closes ports no longer wanted, opens new ones and
@@ -111,8 +143,10 @@ public actor ServiceHealthServers {
         let health = self.health
         do {
             for address in self.addresses {
+                // A wildcard listener takes both families on one socket, as Go's listener on 0.0.0.0 does.
+                let family = ["", "0.0.0.0", "::"].contains(address) ? nil : IPAddress(address)?.family
                 let listener = try await HTTPListener.bind(host: address, port: port, group: self.group) { _ in
-                    ServiceHealthServers.reply(state: states[port], proxyHealthy: health.isHealthy())
+                    ServiceHealthServers.reply(state: states[port], proxyHealthy: health.isHealthy(), family: family)
                 }
                 opened.append(listener)
             }
@@ -124,22 +158,27 @@ public actor ServiceHealthServers {
     }
 
     /// Upstream's answer for one Service: `localEndpoints != 0 && proxyHealthy` gives 200, else 503;
-    /// the body is upstream's dedented, tab-indented JSON. A port closed between accept and answer
-    /// gets an empty 503 (upstream writes nothing and logs).
-    public static func reply(state: ServiceHealthState?, proxyHealthy: Bool) -> HTTPReply {
+    /// the body is upstream's dedented, tab-indented JSON, and `X-Load-Balancing-Endpoint-Weight` carries the
+    /// count (load balancers that weigh nodes by it send traffic in proportion to local endpoints). A port
+    /// closed between accept and answer gets an empty 503 (upstream writes nothing and logs).
+    /// - Parameter family: the family of the address the listener is bound to, nil for a wildcard listener.
+    public static func reply(state: ServiceHealthState?, proxyHealthy: Bool, family: IPFamily? = nil) -> HTTPReply {
         guard let state else { return .json(.serviceUnavailable, "") }
-        let ok = state.localEndpoints != 0 && proxyHealthy
+        let count = state.localEndpoints(listeningOn: family)
+        let ok = count != 0 && proxyHealthy
         let body = """
             {
             \t"service": {
             \t\t"namespace": \(goQuote(state.service.namespace)),
             \t\t"name": \(goQuote(state.service.name))
             \t},
-            \t"localEndpoints": \(state.localEndpoints),
+            \t"localEndpoints": \(count),
             \t"serviceProxyHealthy": \(proxyHealthy)
             }
             """
-        return .json(ok ? .ok : .serviceUnavailable, body)
+        var reply = HTTPReply.json(ok ? .ok : .serviceUnavailable, body)
+        reply.headers.append(("X-Load-Balancing-Endpoint-Weight", String(count)))
+        return reply
     }
 
     /// Go's `%q` for the characters Kubernetes names may hold (DNS labels need no escapes).

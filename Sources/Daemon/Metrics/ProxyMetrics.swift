@@ -111,6 +111,12 @@ public final class ProxyMetrics: @unchecked Sendable {
         self.counter(Name.invalidObjects, [("kind", kind)]).increment()
     }
 
+    /// One request to the apiserver: `resource` (`services`, `endpointslices`, `endpoints`, `nodes`, `discovery`),
+    /// `verb` (`list`, `watch`, `get`), `code` (the HTTP status, or `<error>` when none came back).
+    public func apiserverRequest(resource: String, verb: String, code: String) {
+        self.counter(Name.apiserverRequests, [("resource", resource), ("verb", verb), ("code", code)]).increment()
+    }
+
     // MARK: Health endpoints
 
     /// `/healthz` answered `code`.
@@ -307,6 +313,7 @@ extension ProxyMetrics {
         public static let localhostNodePortsAccepted = "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
         public static let driftRepairs = "kubenatd_drift_repairs_total"
         public static let invalidObjects = "kubenatd_invalid_objects_total"
+        public static let apiserverRequests = "kubenatd_apiserver_requests_total"
         public static let residentMemory = "process_resident_memory_bytes"
         public static let virtualMemory = "process_virtual_memory_bytes"
         public static let cpuSeconds = "process_cpu_seconds_total"
@@ -378,6 +385,10 @@ extension ProxyMetrics {
         Spec(
             name: Name.invalidObjects,
             help: "Invalid objects seen, each time one is seen; the last good version of each keeps its rules",
+            plainHelp: true),
+        Spec(
+            name: Name.apiserverRequests,
+            help: "Requests made to the apiserver, by resource, verb (list, watch, get) and HTTP status code",
             plainHelp: true),
         Spec(name: Name.residentMemory, help: "Resident memory size in bytes.", plainHelp: true),
         Spec(name: Name.virtualMemory, help: "Virtual memory size in bytes.", plainHelp: true),
