@@ -64,9 +64,15 @@ extension KernelFeatures {
     /// Decides the optional rule features the same way for `--dry-run`, `--once` and the daemon, so a dry run
     /// prints what `--once` would write on this machine. `--random-fully auto` follows kube-proxy: the host's
     /// iptables is 1.6.2 or newer (its `--version` needs no privileges); without an iptables binary, the kernel
-    /// decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since 3.13). nfacct counters are used only on request.
-    /// `kernelRelease` (tests): the running kernel's release, as uname(2) gives it.
-    public static func decide(randomFully: FeatureChoice, nfacctCounters: FeatureChoice,
+    /// decides (NF_NAT_RANGE_PROTO_RANDOM_FULLY exists since 3.13). `kernelRelease` (tests): the running kernel's
+    /// release, as uname(2) gives it.
+    ///
+    /// `--nfacct-counters auto` follows kube-proxy's `NewProxier`: each nfacct object is created (`create`, the
+    /// modes that write rules) and its match written only when that worked; a dry run (`create` false) asks whether
+    /// the kernel could hold it, and creates nothing. `yes` writes both matches (creating the objects when
+    /// `create`; a failure is logged, the rules then fail to load as they would with `iptables`); `no` writes none.
+    public static func decide(randomFully: FeatureChoice, nfacctCounters: FeatureChoice, create: Bool = false,
+                              objects: NFAcctObjects = KernelNFAcct(), logger: Logger? = nil,
                               iptables: () -> IptablesVersion? = IptablesVersion.detect,
                               kernelRelease: () -> String? = KernelFeatures.kernelRelease) -> KernelFeatures {
         let random: Bool
@@ -75,7 +81,28 @@ extension KernelFeatures {
         case .no: random = false
         case .auto: random = iptables()?.supportsRandomFully ?? kernelRelease().map(kernelHasRandomFully) ?? false
         }
-        return KernelFeatures(randomFully: random, nfacctCounters: nfacctCounters == .yes)
+        var counters = Set<NFAcctCounter>()
+        if nfacctCounters != .no {
+            for counter in NFAcctCounter.allCases.sorted() {
+                let name = counter.rawValue
+                if create {
+                    do {
+                        try objects.ensure(name)
+                        counters.insert(counter)
+                    } catch {
+                        if nfacctCounters == .yes {
+                            logger?.warning("cannot create nfacct object \(name), which the rules use (--nfacct-counters yes): \(error)")
+                            counters.insert(counter)
+                        } else {
+                            logger?.warning("nfacct object \(name) not available, its match and metric are left out: \(error)")
+                        }
+                    }
+                } else if nfacctCounters == .yes || objects.available(name) {
+                    counters.insert(counter)
+                }
+            }
+        }
+        return KernelFeatures(randomFully: random, nfacct: counters)
     }
 
     /// The running kernel's release (uname -r), nil when uname fails.

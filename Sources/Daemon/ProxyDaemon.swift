@@ -33,24 +33,42 @@ public actor ProxyDaemon {
     private var driftCounted = false
     /// A failed sync leaves the kernel behind the compiler: the next full sync's rewrites are not drift.
     private var lastSyncSucceeded = false
+    /// What the daemon does about its own Node (wait, restart on change).
+    let lifecycle: NodeLifecycle
+    /// `--ip-family auto`: the Node's primary family must be one the kernel supports (upstream refuses to start).
+    let requirePrimaryFamily: Bool
+    /// The Node the daemon took its node IPs and podCIDRs from (nil: none yet), and whether that was decided.
+    private var startedNode: Node?
+    private var nodeAdopted = false
     private var lastNode: Node?
+    /// Ends the process (tests record instead): upstream's NodeManager calls os.Exit(1).
+    let exit: @Sendable (Int32) -> Void
     private let executor = DedicatedExecutor(label: "kube-natd.sync")
     /// How the healthz and metrics servers bind (tests inject the sleeper).
     public nonisolated let serverBinding: ServerBinding
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { self.executor.asUnownedSerialExecutor() }
 
-    public init(path: SyncPath, source: ClusterSource, logger: Logger, serverBinding: ServerBinding = ServerBinding()) {
+    public init(path: SyncPath, source: ClusterSource, logger: Logger, serverBinding: ServerBinding = ServerBinding(),
+                lifecycle: NodeLifecycle = NodeLifecycle(waitForNode: false, watchPodCIDRs: false),
+                requirePrimaryFamily: Bool = false, nfacct: NFAcctObjects = KernelNFAcct(),
+                exit: @escaping @Sendable (Int32) -> Void = { Foundation.exit($0) }) {
         self.serverBinding = serverBinding
         self.path = path
         self.source = source
         self.logger = logger
+        self.lifecycle = lifecycle
+        self.requirePrimaryFamily = requirePrimaryFamily
+        self.exit = exit
         let c = path.setup.configuration
         let syncPeriod = Duration.nanoseconds(c.iptables.syncPeriod.nanoseconds)
         self.runner = SyncRunner(minInterval: .nanoseconds(c.iptables.minSyncPeriod.nanoseconds), maxInterval: syncPeriod)
         self.metrics = ProxyMetrics(families: path.families)
         self.health = ProxyHealth(syncPeriod: syncPeriod)
         path.metrics = self.metrics
+        if !path.features.nfacct.isEmpty {
+            self.metrics.exportNFAcct(path.features.nfacct) { try? nfacct.packets($0.rawValue) }
+        }
     }
 
     /// Asks the source to read everything again (SIGHUP).
@@ -90,6 +108,8 @@ public actor ProxyDaemon {
 
         let (runner, health, metrics, store, log) = (self.runner, self.health, self.metrics, self.store, self.logger)
         store.setOnChange {
+            // Upstream's SyncNode runs on every Node event; a Node not yet seen leaves eligibility as it is.
+            if let node = store.peek().node { health.syncNode(node) }
             runner.request()
             let now = WallTime.now()
             for f in families {
@@ -106,6 +126,21 @@ public actor ProxyDaemon {
         store.setOnRequest { resource, verb, code in metrics.apiserverRequest(resource: resource, verb: verb, code: code) }
         let source = self.source
         let sourceTask = Task { await source.run(into: store) }
+        if self.lifecycle.waitForNode {
+            do {
+                let node = try await self.lifecycle.wait(for: self.path.setup.nodeName, in: store, clock: ContinuousClock(),
+                                                         logger: self.logger)
+                try self.adopt(node)
+            } catch {
+                sourceTask.cancel()
+                _ = await sourceTask.value
+                await serviceHealth.stop()
+                await healthServer?.end()?.stop()
+                await metricsServer?.end()?.stop()
+                try? await group.shutdownGracefully()
+                throw error
+            }
+        }
         let clock = ContinuousClock()
         let syncPeriod = runner.maxInterval
         let timers = Timers(nextCheck: clock.now + syncPeriod)
@@ -149,12 +184,7 @@ public actor ProxyDaemon {
     // MARK: - Sync
 
     func sync(full: Bool) -> SyncRunner<ContinuousClock>.Outcome {
-        // Only podCIDRs and addresses feed the settings; a label or taint change needs no fresh compilers.
-        if let node = self.store.node, node.podCIDRs != self.lastNode?.podCIDRs || node.addresses != self.lastNode?.addresses {
-            self.lastNode = node
-            // New settings mean new compilers: this sync compiles everything afresh.
-            _ = self.path.update(setup: Self.applying(node, to: self.path.setup))
-        }
+        self.followNode(self.store.peek().node)
         // A full sync rewrites every owned chain, repairing any drift silently: look first, so what it repairs is
         // logged and counted (unless the periodic check already did, and asked for this sync).
         let alreadyCounted = self.driftCounted
@@ -189,17 +219,45 @@ public actor ProxyDaemon {
         return SyncRunner.Outcome(succeeded: outcome.succeeded)
     }
 
-    /// The Node's pod CIDR (for detectLocalMode NodeCIDR) and addresses feed the compiler's settings.
-    static func applying(_ node: Node, to setup: NodeSetup) -> NodeSetup {
-        var s = setup
-        s.podCIDR = node.podCIDRs.first
-        let reported = node.addresses.filter { $0.type == "InternalIP" }.map(\.address)
-            + node.addresses.filter { $0.type == "ExternalIP" }.map(\.address)
-        guard !reported.isEmpty else { return s }
-        var ips: [IPAddress] = []
-        for ip in s.nodeIPs.prefix(1) + reported where !ips.contains(ip) { ips.append(ip) }
-        s.nodeIPs = ips
-        return s
+    // MARK: - The Node
+
+    /// Takes the Node's node IPs, primary family and podCIDRs for the rules (once: later changes restart).
+    func adopt(_ node: Node?) throws {
+        self.nodeAdopted = true
+        self.startedNode = node
+        self.lastNode = node
+        guard let node else { return }
+        self.health.syncNode(node)
+        let setup = self.path.setup.applying(node)
+        self.logger.info("node \"\(node.name)\": node IPs \(NodeLifecycle.list(setup.nodeIPs)), primary family \(setup.primaryFamily.rawValue), podCIDRs \(NodeLifecycle.list(node.podCIDRs))")
+        if !self.path.families.contains(setup.primaryFamily) {
+            let why = "no support for primary IP family \"\(setup.primaryFamily.rawValue)\" (programming \(self.path.families.map(\.rawValue).joined(separator: ", ")))"
+            if self.requirePrimaryFamily { throw SetupError.source(why) }
+            self.logger.warning("\(why); --ip-family decides")
+        }
+        // New settings mean new compilers: the next sync compiles everything afresh.
+        _ = self.path.update(setup: setup)
+    }
+
+    /// Each sync: the first look at the Node adopts it (unless the wait did); later, eligibility follows it and a
+    /// change of what was taken from it at start ends the process, as upstream's NodeManager does.
+    func followNode(_ node: Node?) {
+        if !self.nodeAdopted {
+            do { try self.adopt(node) } catch {
+                self.logger.critical("\(error)")
+                self.exit(1)
+            }
+            return
+        }
+        guard node != self.lastNode else { return }
+        self.lastNode = node
+        if let node { self.health.syncNode(node) }
+        if let why = self.lifecycle.restartReason(started: self.startedNode, now: node) {
+            self.logger.critical("\(why): exiting so that kube-natd restarts with the new values")
+            self.exit(1)
+        } else if let node, NodeSetup.hostIPs(of: node).isEmpty {
+            self.logger.error("node \"\(node.name)\" lists no node IP any more; keeping \(NodeLifecycle.list(self.path.setup.nodeIPs))")
+        }
     }
 
     /// ETP Local LoadBalancers with a health-check node port, and their local ready endpoints per family.

@@ -21,6 +21,9 @@ public final class SyncPath {
     public var conntrackCleanup: Bool
     /// Where metrics go (the daemon's); nil for one-shot runs.
     public var metrics: ProxyMetrics?
+    /// Reads every address on this namespace's interfaces (tests replace it): `nodePortAddresses` CIDRs are matched
+    /// against them before each sync, as upstream's proxier calls `GetNodeIPs` in every `syncProxyRules`.
+    let probeLocalAddresses: @Sendable () -> [IPAddress]
     /// The UDP conntrack reconciler (tests replace it).
     var reconcileConntrack: (UDPServiceFrontends) -> UDPConntrackReport = { UDPConntrackReconciler().reconcile($0) }
     private var compilers: [IPFamily: RuleCompiler] = [:]
@@ -44,7 +47,11 @@ public final class SyncPath {
     }
 
     public init(setup: NodeSetup, families: [IPFamily], backend: KernelBackend, features: KernelFeatures,
-                node: NodePreparation, logger: Logger, conntrackCleanup: Bool = true) {
+                node: NodePreparation, logger: Logger, conntrackCleanup: Bool = true,
+                localAddresses: @escaping @Sendable () -> [IPAddress] = { LocalAddresses.all() }) {
+        var setup = setup
+        self.probeLocalAddresses = localAddresses
+        if Self.matchesLocalAddresses(setup) { setup.localAddresses = localAddresses() }
         self.setup = setup
         self.families = families
         self.backend = backend
@@ -65,21 +72,51 @@ public final class SyncPath {
         self.backend.prefetch(families: self.families)
     }
 
+    /// `nodePortAddresses` lists CIDRs (or keywords): the local addresses matter.
+    static func matchesLocalAddresses(_ setup: NodeSetup) -> Bool { !setup.configuration.nodePortAddresses.isEmpty }
+
     /// Takes a new node setup (the Node's pod CIDR or addresses changed); true when the rules change with it,
-    /// so the caller asks for a full sync.
+    /// so the caller asks for a full sync. The local addresses stay those last read.
     public func update(setup: NodeSetup) -> Bool {
+        var setup = setup
+        if Self.matchesLocalAddresses(setup) { setup.localAddresses = self.setup.localAddresses ?? self.probeLocalAddresses() }
         self.setup = setup
+        return self.rebuildCompilers()
+    }
+
+    /// New compilers for the families whose settings changed with `setup`; true when any did.
+    private func rebuildCompilers() -> Bool {
         var changed = false
-        for f in self.families where self.compilers[f]?.settings != setup.settings(for: f, features: self.features) {
-            self.compilers[f] = RuleCompiler(settings: setup.settings(for: f, features: self.features))
+        for f in self.families where self.compilers[f]?.settings != self.setup.settings(for: f, features: self.features) {
+            self.compilers[f] = RuleCompiler(settings: self.setup.settings(for: f, features: self.features))
             changed = true
         }
         return changed
     }
 
+    private var nodePortSummary: String {
+        self.families.map { f -> String in
+            switch self.compilers[f]?.settings.nodePortAddresses {
+            case .addresses(let ips)?: "\(f.rawValue) [\(ips.map(\.description).joined(separator: " "))]"
+            default: "\(f.rawValue) all"
+            }
+        }.joined(separator: ", ")
+    }
+
     /// One turn. `full` says the turn rewrites everything (for metrics and the log; the compiler and backends
     /// decide by themselves what actually changed).
     public func run(_ snapshot: ClusterStore.Snapshot, full: Bool) -> Outcome {
+        if Self.matchesLocalAddresses(self.setup) {
+            let local = self.probeLocalAddresses()
+            if local != self.setup.localAddresses {
+                var s = self.setup
+                s.localAddresses = local
+                self.setup = s
+                if self.rebuildCompilers() {
+                    self.logger.info("local addresses changed, nodePortAddresses now match: \(self.nodePortSummary)")
+                }
+            }
+        }
         // Localhost NodePorts need route_localnet; the v1.23 layout DNATs them whatever the setting, and kube-proxy
         // v1.23 turned it on unconditionally.
         let localhost = self.compilers[.ipv4].map { $0.settings.localhostNodePorts || $0.settings.ruleLayout == .v1_23 } ?? false

@@ -20,14 +20,34 @@ public enum NodePortAddresses: Hashable, Sendable {
     case addresses([IPAddress])
 }
 
+/// kube-proxy's nfacct accounting objects (pkg/proxy/metrics): each one's `-m nfacct` match is written only when
+/// the object could be created on this node.
+public enum NFAcctCounter: String, Hashable, Sendable, CaseIterable, Comparable {
+    /// Counts the packets the INVALID conntrack-state DROP rule drops.
+    case ctStateInvalidDropped = "ct_state_invalid_dropped_pkts"
+    /// Counts the packets accepted on localhost NodePorts.
+    case localhostNodePortsAccepted = "localhost_nps_accepted_pkts"
+
+    public static func < (a: NFAcctCounter, b: NFAcctCounter) -> Bool { a.rawValue < b.rawValue }
+}
+
 /// Kernel features that may be absent; the dry run assumes what the config or a probe says.
 public struct KernelFeatures: Hashable, Sendable {
     public var randomFully: Bool
-    /// nfacct objects `ct_state_invalid_dropped_pkts` / `localhost_nps_accepted_pkts` exist.
-    public var nfacctCounters: Bool
+    /// The nfacct objects that exist (or that kube-natd creates before writing): their matches go in the rules.
+    public var nfacct: Set<NFAcctCounter>
+    /// Every nfacct object exists (true) or none (false).
+    public var nfacctCounters: Bool {
+        get { self.nfacct == Set(NFAcctCounter.allCases) }
+        set { self.nfacct = newValue ? Set(NFAcctCounter.allCases) : [] }
+    }
     public init(randomFully: Bool = false, nfacctCounters: Bool = false) {
         self.randomFully = randomFully
-        self.nfacctCounters = nfacctCounters
+        self.nfacct = nfacctCounters ? Set(NFAcctCounter.allCases) : []
+    }
+    public init(randomFully: Bool = false, nfacct: Set<NFAcctCounter>) {
+        self.randomFully = randomFully
+        self.nfacct = nfacct
     }
 }
 

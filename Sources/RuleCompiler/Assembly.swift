@@ -78,7 +78,9 @@ struct Assembly {
         // wrote the drop unconditionally and had no nfacct counter (legacy-layout §2.1).
         if isV1_23 || !settings.conntrackTCPBeLiberal {
             var m: [Match] = [.conntrackState([.invalid], negated: false)]
-            if !isV1_23 && settings.features.nfacctCounters { m.append(.nfacct(name: "ct_state_invalid_dropped_pkts")) }
+            if !isV1_23 && settings.features.nfacct.contains(.ctStateInvalidDropped) {
+                m.append(.nfacct(name: NFAcctCounter.ctStateInvalidDropped.rawValue))
+            }
             rules.append(Rule(m, .drop))
         }
         rules.append(Rule([.comment("kubernetes forwarding rules"), .mark(value: mark, mask: mark, negated: false)], .accept))

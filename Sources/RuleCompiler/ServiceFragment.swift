@@ -199,11 +199,11 @@ struct ServicePortRules {
         guard port.nodePort != 0 else { return }
         if cats.hasAny {
             // NodePorts are not subject to loadBalancerSourceRanges (upstream cannot change that either).
-            if settings.localhostNodePorts && settings.family == .ipv4 && settings.features.nfacctCounters {
+            if settings.localhostNodePorts && settings.family == .ipv4 && settings.features.nfacct.contains(.localhostNodePortsAccepted) {
                 f.natNodePorts.append(Rule([
                     .comment(port.name), .proto(port.proto),
                     .destination(.cidr(CIDR("127.0.0.0/8")!), negated: false), .destinationPort(port.nodePort),
-                    .nfacct(name: "localhost_nps_accepted_pkts"),
+                    .nfacct(name: NFAcctCounter.localhostNodePortsAccepted.rawValue),
                 ], .jump(extChain)))
             }
             f.natNodePorts.append(

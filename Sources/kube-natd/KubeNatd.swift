@@ -213,7 +213,11 @@ struct KubeNatd: AsyncParsableCommand {
         }
         removeNftablesModeLeftovers()
         let path = try syncPath(setup, node: Sysctls())
-        let daemon = ProxyDaemon(path: path, source: clusterSource, logger: logger)
+        // As upstream's NodeManager: with an apiserver, wait for this node's Node (and its podCIDRs in NodeCIDR mode).
+        let lifecycle = NodeLifecycle(waitForNode: source.source == nil,
+                                      watchPodCIDRs: setup.configuration.detectLocalMode == .nodeCIDR)
+        let daemon = ProxyDaemon(path: path, source: clusterSource, logger: logger, lifecycle: lifecycle,
+                                 requirePrimaryFamily: rules.ipFamily == .auto)
         let task = Task { try await daemon.run() }
         var signalSources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
@@ -262,8 +266,28 @@ struct KubeNatd: AsyncParsableCommand {
             Stderr.line("kube-natd: \(error)")
             throw ExitCode(1)
         }
-        return SyncPath(setup: setup, families: rules.ipFamily.families, backend: backend, features: features,
+        return SyncPath(setup: setup, families: try families(setup), backend: backend, features: features(create: true),
                         node: node, logger: logger, conntrackCleanup: rules.conntrackCleanup)
+    }
+
+    /// `--ip-family`, or (auto) every family this kernel can take, the primary one required.
+    func families(_ setup: NodeSetup) throws -> [IPFamily] {
+        let support = FamilySupport.detect()
+        do {
+            let families = try rules.ipFamily.families(primary: setup.primaryFamily, support: support)
+            if rules.ipFamily == .auto {
+                logger.info("IP families: \(families.map(\.rawValue).joined(separator: ", ")) (\(support); primary \(setup.primaryFamily.rawValue))")
+            }
+            return families
+        } catch let e as SetupError {
+            Stderr.line("kube-natd: \(e)")
+            throw ExitCode(e.exitCode)
+        }
+    }
+
+    /// The Node of a manifest source feeds node IPs, primary family and podCIDRs as the daemon's would.
+    func applyingNode(_ setup: NodeSetup, _ state: ClusterState) -> NodeSetup {
+        state.node.map { setup.applying($0) } ?? setup
     }
 
     /// `--once`: one turn of the daemon's sync path, from manifest files, then exit.
@@ -282,6 +306,12 @@ struct KubeNatd: AsyncParsableCommand {
         let load = try loadManifests(path)
         for issue in load.issues { Stderr.line(issue.description) }
         let state = load.clusterState(nodeName: setup.nodeName)
+        let withNode = applyingNode(setup, state)
+        if rules.ipFamily == .auto && !sync.families.contains(withNode.primaryFamily) {
+            Stderr.line("kube-natd: no support for primary IP family \"\(withNode.primaryFamily.rawValue)\" in this kernel")
+            throw ExitCode(1)
+        }
+        _ = sync.update(setup: withNode)
         logger.info("read \(path): \(state.services.count) Services, \(state.slices.count) endpoint slices in \(Self.ms(clock.now - readFrom)) ms")
         let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
         guard outcome.succeeded else {
@@ -303,7 +333,8 @@ struct KubeNatd: AsyncParsableCommand {
         for issue in load.issues { Stderr.line(issue.description) }
         let state = load.clusterState(nodeName: setup.nodeName)
         let text = TextBackend(rendersText: true)
-        let sync = SyncPath(setup: setup, families: rules.ipFamily.families, backend: text, features: features,
+        let withNode = applyingNode(setup, state)
+        let sync = SyncPath(setup: withNode, families: try families(withNode), backend: text, features: features(create: false),
                             node: NoNodePreparation(), logger: Logger(label: "kube-natd", factory: { _ in SwiftLogNoOpLogHandler() }),
                             conntrackCleanup: false)
         let outcome = sync.run(ClusterStore.Snapshot(state: state), full: true)
@@ -320,9 +351,11 @@ struct KubeNatd: AsyncParsableCommand {
         Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
     }
 
-    /// Optional rule features, decided the same way for every mode (a dry run prints what `--once` would write).
-    var features: KernelFeatures {
-        KernelFeatures.decide(randomFully: rules.randomFully, nfacctCounters: rules.nfacctCounters)
+    /// Optional rule features, decided the same way for every mode (a dry run prints what `--once` would write;
+    /// only the modes that write rules create the nfacct objects).
+    func features(create: Bool) -> KernelFeatures {
+        KernelFeatures.decide(randomFully: rules.randomFully, nfacctCounters: rules.nfacctCounters, create: create,
+                              logger: logger)
     }
 
     static func ms(_ d: Duration) -> String { String(format: "%.1f", d.secondsValue * 1000) }

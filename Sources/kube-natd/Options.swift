@@ -47,8 +47,8 @@ struct RuleOptions: ParsableArguments {
     @Flag(name: .customLong("once"), help: "Compile from the source, make the kernel match, and exit.")
     var once = false
 
-    @Option(name: .customLong("ip-family"), help: "The IP family to program: ipv4, ipv6 or dual.")
-    var ipFamily: FamilySelection = .ipv4
+    @Option(name: .customLong("ip-family"), help: "The IP families to program: auto (as kube-proxy: every family this node's kernel supports), ipv4, ipv6 or dual.")
+    var ipFamily: FamilySelection = .auto
 
     @Option(name: .customLong("rule-layout"), help: "Which kube-proxy rule layout to write: current, or v1.23 (KUBE-XLB chains, KUBE-MARK-DROP).")
     var ruleLayout: RuleLayout = .current
@@ -59,7 +59,7 @@ struct RuleOptions: ParsableArguments {
     @Option(name: .customLong("random-fully"), help: "Whether MASQUERADE gets --random-fully: auto (as kube-proxy: iptables >= 1.6.2, also for --dry-run), yes or no.")
     var randomFully: FeatureChoice = .auto
 
-    @Option(name: .customLong("nfacct-counters"), help: "Whether the nfacct counters ct_state_invalid_dropped_pkts and localhost_nps_accepted_pkts are used: auto (no), yes or no.")
+    @Option(name: .customLong("nfacct-counters"), help: "Whether the nfacct counters ct_state_invalid_dropped_pkts and localhost_nps_accepted_pkts are used: auto (as kube-proxy: created where the kernel has nfacct), yes or no.")
     var nfacctCounters: FeatureChoice = .auto
 
     @Option(name: .customLong("conntrack-cleanup"), help: "After the rules are written, delete UDP conntrack entries of Services whose reply source is no longer a serving endpoint (true|false).")

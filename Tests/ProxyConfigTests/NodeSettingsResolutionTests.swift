@@ -89,4 +89,39 @@ final class NodeSettingsResolutionTests: XCTestCase {
         XCTAssertEqual(s.nodeName, "n")
         XCTAssertEqual(s.family, .ipv6)
     }
+
+    func testNodePortAddressCIDRsMatchEveryLocalAddressLoopbackIncluded() throws {
+        let c = try config("nodePortAddresses: [127.0.0.0/8, 10.1.0.0/16, \"fd00::/64\"]")
+        let local = [IPAddress("127.0.0.1")!, IPAddress("10.1.0.5")!, IPAddress("10.2.0.5")!, IPAddress("::1")!, v6]
+        func npa(_ family: IPFamily) -> NodePortAddresses {
+            c.nodeSettings(family: family, nodeName: "n", nodeIPs: [v4], podCIDR: nil, features: .init(),
+                           localAddresses: local).nodePortAddresses
+        }
+        XCTAssertEqual(npa(.ipv4), .addresses([IPAddress("127.0.0.1")!, IPAddress("10.1.0.5")!]),
+                       "local addresses, not the node IP 192.168.1.10, are matched")
+        XCTAssertEqual(npa(.ipv6), .addresses([v6]))
+    }
+
+    func testLocalhostNodePortsAreOffWhenNodePortAddressesHoldNoIPv4Loopback() throws {
+        func localhost(_ yaml: String) throws -> Bool { settings(try config(yaml), .ipv4).localhostNodePorts }
+        XCTAssertTrue(try localhost(""), "unset: every address, loopback included")
+        XCTAssertFalse(try localhost("nodePortAddresses: [10.0.0.0/8]"))
+        XCTAssertFalse(try localhost("nodePortAddresses: [primary]"))
+        XCTAssertTrue(try localhost("nodePortAddresses: [10.0.0.0/8, 127.0.0.1/32]"))
+        XCTAssertTrue(try localhost("nodePortAddresses: [0.0.0.0/0]"))
+        XCTAssertTrue(try localhost("nodePortAddresses: [\"fd00::/64\"]"), "no IPv4 entry: IPv4 matches all")
+    }
+
+    func testPrimaryIsTheNodeIPsHostCIDRUnlessItIsLoopback() throws {
+        let c = try config("nodePortAddresses: [primary]")
+        let loop = c.nodeSettings(family: .ipv4, nodeName: "n", nodeIPs: [IPAddress("127.0.0.1")!], podCIDR: nil,
+                                  features: .init(), localAddresses: [IPAddress("127.0.0.1")!, v4])
+        XCTAssertEqual(loop.nodePortAddresses, .all, "no node IP known: upstream leaves the family unrestricted")
+        let real = c.nodeSettings(family: .ipv4, nodeName: "n", nodeIPs: [v4], podCIDR: nil, features: .init(),
+                                  localAddresses: [IPAddress("127.0.0.1")!, v4, v4b])
+        XCTAssertEqual(real.nodePortAddresses, .addresses([v4]))
+        let absent = c.nodeSettings(family: .ipv4, nodeName: "n", nodeIPs: [v4], podCIDR: nil, features: .init(),
+                                    localAddresses: [v4b])
+        XCTAssertEqual(absent.nodePortAddresses, .addresses([]), "the node IP is not on an interface: no NodePort address")
+    }
 }

@@ -215,8 +215,9 @@ check "second endpoint in the slice: both pod-a and pod-b answer" t2
 programming_observed() {
     local m count sum
     m=$(topo_in node curl -s --max-time 5 http://127.0.0.1:10249/metrics)
-    count=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_count/ {print $2}')
-    sum=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_sum/ {print $2}')
+    # The IPv4 series: the daemon programs both families by default, each with its own series.
+    count=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_count\{ip_family="IPv4"\}/ {print $2}')
+    sum=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_sum\{ip_family="IPv4"\}/ {print $2}')
     if [ -n "$count" ] && [ "$count" -ge 2 ] && awk -v s="$sum" -v c="$count" 'BEGIN{exit !(s > 0 && s / c < 15)}'; then
         echo "     $count observations, mean $(awk -v s="$sum" -v c="$count" 'BEGIN{printf "%.3f", s / c}') s"; return 0
     fi

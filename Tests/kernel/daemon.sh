@@ -192,8 +192,9 @@ EOF
 }
 check "metrics: /metrics parses as Prometheus text" prom_text
 DUR='kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\}'
-NAT_TOTAL='kubeproxy_sync_proxy_rules_iptables_total\{[^}]*table="nat"[^}]*\}'
-LAST_TS='kubeproxy_sync_proxy_rules_last_timestamp_seconds(\{[^}]*\})?'
+# The IPv4 series: the daemon programs both families by default (--ip-family auto), each with its own series.
+NAT_TOTAL='kubeproxy_sync_proxy_rules_iptables_total\{ip_family="IPv4",table="nat"\}'
+LAST_TS='kubeproxy_sync_proxy_rules_last_timestamp_seconds\{ip_family="IPv4"\}'
 dur_present() { [ -n "$(metric "$DUR")" ] || { echo "     no $DUR sample"; return 1; }; }
 check "metrics: sync duration count for IPv4 present" dur_present
 nat_total_matches() {

@@ -33,7 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-newns() { local ns="knat-eq-$$-$1"; ip netns add "$ns" || exit 2; NAMESPACES+=("$ns"); ip netns exec "$ns" ip link set lo up; }
+# Every namespace holds kube-proxy's nfacct objects: --once creates them itself (--nfacct-counters auto), and the
+# dry-run text it is compared with uses them, so restoring that text needs them too (as on a node kube-natd ran on).
+newns() { local ns="knat-eq-$$-$1" o; ip netns add "$ns" || exit 2; NAMESPACES+=("$ns"); ip netns exec "$ns" ip link set lo up
+    for o in ct_state_invalid_dropped_pkts localhost_nps_accepted_pkts; do ip netns exec "$ns" python3 "$HERE/nfacct-add.py" $o; done; }
 delns() { ip netns del "knat-eq-$$-$1" 2>/dev/null; }
 X() { local ns="knat-eq-$$-$1"; shift; timeout 60 ip netns exec "$ns" "$@"; }
 ok() { PASS=$((PASS + 1)); echo "  ok   $1"; }

@@ -42,13 +42,15 @@ run_suite daemon-cli "$HERE/daemon-cli.sh" "$BIN"
 run_suite apiserver-e2e "$HERE/apiserver-e2e.sh" "$BIN"
 run_suite topology "$HERE/topology.sh" "$BIN"
 run_suite apiserver-topology "$HERE/apiserver-topology.sh" "$BIN"
-# The traffic, daemon, end-to-end and topology suites again through the nf_tables backend.
+run_suite node "$HERE/node.sh" "$BIN"
+# The traffic, daemon, end-to-end, topology and node suites again through the nf_tables backend.
 BACKEND=libnftnl run_suite traffic-nft "$HERE/traffic.sh" "$BIN"
 BACKEND=libnftnl run_suite traffic-nft-v1.23 "$HERE/traffic.sh" "$BIN" v1.23
 BACKEND=libnftnl run_suite daemon-nft "$HERE/daemon.sh" "$BIN"
 BACKEND=libnftnl run_suite apiserver-e2e-nft "$HERE/apiserver-e2e.sh" "$BIN"
 BACKEND=libnftnl run_suite topology-nft "$HERE/topology.sh" "$BIN"
 BACKEND=libnftnl run_suite apiserver-topology-nft "$HERE/apiserver-topology.sh" "$BIN"
+BACKEND=libnftnl run_suite node-nft "$HERE/node.sh" "$BIN"
 run_suite nftables "$HERE/nftables.sh" "$BIN" "$BINDIR/nft-harness"
 run_suite cleanup "$HERE/cleanup.sh" "$BIN"
 

@@ -235,6 +235,9 @@ equivalent() {
     sed -n '/^# IPv6/,$p' "$TMP/dry.txt" > "$TMP/dry.v6"
     RESTORES=$((RESTORES + 1)); restore="restore$RESTORES"
     topo_add_ns "$restore" || return 1
+    # The dry run writes the nfacct matches --once writes; --once created their objects, the restore needs them too.
+    local o; for o in ct_state_invalid_dropped_pkts localhost_nps_accepted_pkts; do
+        topo_in "$restore" python3 "$HERE/nfacct-add.py" $o || return 1; done
     topo_in "$restore" iptables-$FLAVOR-restore --noflush < "$TMP/dry.v4" || return 1
     topo_in "$restore" ip6tables-$FLAVOR-restore --noflush < "$TMP/dry.v6" || return 1
     local fam save diffs=0

@@ -63,8 +63,10 @@ struct Options {
             case "--config": self.config = try value(arg)
             case "--ip-family", "--family":
                 let v = try value(arg)
-                guard let f = FamilySelection(rawValue: v) else { throw Usage("\(arg): ipv4, ipv6 or dual") }
-                self.families = f.families
+                guard let f = FamilySelection(rawValue: v), let families = f.explicitFamilies else {
+                    throw Usage("\(arg): ipv4, ipv6 or dual")
+                }
+                self.families = families
             case "--form":
                 let v = try value(arg)
                 guard let f = NftablesForm(name: v) else { throw Usage("--form: a release such as 1.8.7, 1.8.9, 1.8.10") }
@@ -110,7 +112,8 @@ func compile(_ o: Options, source: String) throws -> [Ruleset] {
     var setup = try NodeSetup.load(configPath: o.config, overrides: ConfigOverrides())
     setup.ruleLayout = o.layout
     let state = try ManifestInput.load(source).clusterState
-    let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct)
+    // As kube-natd --once: auto creates the nfacct objects and writes the matches of those that exist.
+    let features = KernelFeatures.decide(randomFully: o.randomFully, nfacctCounters: o.nfacct, create: true)
     return o.families.map { family in
         RuleCompiler(settings: setup.settings(for: family, features: features)).compile(state)
     }

@@ -62,7 +62,13 @@ public final class ProxyHealth: @unchecked Sendable {
     /// Upstream's eligibility rule (`SyncNode`): not deleted and not marked for deletion by the
     /// cluster autoscaler.
     public static func isNodeEligible(beingDeleted: Bool, taintKeys: [String]) -> Bool {
-        !beingDeleted && !taintKeys.contains("ToBeDeletedByClusterAutoscaler")
+        !beingDeleted && !taintKeys.contains(Node.toBeDeletedTaint)
+    }
+
+    /// A Node event (upstream's `SyncNode`): eligibility follows the Node's deletion timestamp and taints.
+    public func syncNode(_ node: Node) {
+        self.nodeEligible = Self.isNodeEligible(beingDeleted: node.deletionTimestamp != nil,
+                                                taintKeys: node.taints.map(\.key))
     }
 
     /// True unless some family that has synced before has had a change pending for `healthTimeout`

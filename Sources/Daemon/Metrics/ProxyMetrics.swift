@@ -1,6 +1,7 @@
 import Foundation
 import KubeModel
 import Metrics
+import ProxyConfig
 
 import class Prometheus.PrometheusCollectorRegistry
 
@@ -16,6 +17,9 @@ public final class ProxyMetrics: @unchecked Sendable {
     private let factory: HelpfulPrometheusFactory
     private let processLock = NSLock()
     private var reportedCPUSeconds = 0.0
+    /// The nfacct objects exported, how to read one, and the count each last reported.
+    private var nfacct: [NFAcctCounter: UInt64] = [:]
+    private var readNFAcct: (@Sendable (NFAcctCounter) -> UInt64?)?
 
     /// Registers every metric, creating the labelled series for `families` (the node's IP families)
     /// up front so a scrape shows them, at zero, before the first sync.
@@ -125,11 +129,49 @@ public final class ProxyMetrics: @unchecked Sendable {
         self.counter(Name.livezTotal, [("code", String(code))]).increment()
     }
 
+    // MARK: nfacct
+
+    /// Exports the packet counts of these nfacct objects (the ones kube-natd could create), read at each scrape as
+    /// upstream's collectors read them: `kubeproxy_iptables_ct_state_invalid_dropped_packets_total` and
+    /// `kubeproxy_iptables_localhost_nodeports_accepted_packets_total`. An object whose read fails is not updated.
+    public func exportNFAcct(_ counters: Set<NFAcctCounter>, read: @escaping @Sendable (NFAcctCounter) -> UInt64?) {
+        self.processLock.withLock {
+            for c in counters where self.nfacct[c] == nil { self.nfacct[c] = 0 }
+            self.readNFAcct = read
+        }
+        for c in counters { _ = Counter(label: Self.nfacctMetric(c), factory: self.factory) }
+        self.refreshNFAcct()
+    }
+
+    static func nfacctMetric(_ c: NFAcctCounter) -> String {
+        switch c {
+        case .ctStateInvalidDropped: Name.ctStateInvalidDropped
+        case .localhostNodePortsAccepted: Name.localhostNodePortsAccepted
+        }
+    }
+
+    /// Reads the exported nfacct objects; a counter only goes up, so each scrape adds what the kernel counted
+    /// since the last (an object recreated with a lower count starts a new base).
+    public func refreshNFAcct() {
+        let (counters, read) = self.processLock.withLock { (Array(self.nfacct.keys), self.readNFAcct) }
+        guard let read else { return }
+        for c in counters {
+            guard let now = read(c) else { continue }
+            let delta: UInt64 = self.processLock.withLock {
+                let last = self.nfacct[c] ?? 0
+                self.nfacct[c] = now
+                return now >= last ? now - last : now
+            }
+            if delta > 0 { Counter(label: Self.nfacctMetric(c), factory: self.factory).increment(by: Int(clamping: delta)) }
+        }
+    }
+
     // MARK: Exposition
 
-    /// The Prometheus text exposition of every metric, process metrics refreshed first.
+    /// The Prometheus text exposition of every metric, process metrics and nfacct counts refreshed first.
     public func exposition() -> String {
         self.refreshProcessMetrics()
+        self.refreshNFAcct()
         return Self.goOrdered(self.registry.emitToString())
     }
 
@@ -267,6 +309,8 @@ extension ProxyMetrics {
         public static let conntrackDuration = "kubeproxy_conntrack_reconciler_sync_duration_seconds"
         public static let healthzTotal = "kubeproxy_proxy_healthz_total"
         public static let livezTotal = "kubeproxy_proxy_livez_total"
+        public static let ctStateInvalidDropped = "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"
+        public static let localhostNodePortsAccepted = "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
         public static let driftRepairs = "kubenatd_drift_repairs_total"
         public static let invalidObjects = "kubenatd_invalid_objects_total"
         public static let apiserverRequests = "kubenatd_apiserver_requests_total"
@@ -332,6 +376,8 @@ extension ProxyMetrics {
             name: Name.conntrackDuration, help: "ReconcileConntrackFlowsLatency latency in seconds",
             buckets: syncBuckets),
         Spec(name: Name.healthzTotal, help: "Cumulative proxy healthz HTTP status"),
+        Spec(name: Name.ctStateInvalidDropped, help: "packets dropped by iptables to work around conntrack problems"),
+        Spec(name: Name.localhostNodePortsAccepted, help: "Number of packets accepted on nodeports of loopback interface"),
         Spec(name: Name.livezTotal, help: "Cumulative proxy livez HTTP status"),
         Spec(
             name: Name.driftRepairs, help: "Rules or chains kube-natd restored after something else changed them",
