@@ -37,6 +37,11 @@ METRICS_PORT = 10249
 HEALTHZ_PORT = 10256
 
 # The pods of lib/topology.sh, each serving TCP 8080; "remote" belongs to node-2.
+# This node's Node (the daemon's hostnameOverride), with the topology's node address: kube-natd, as kube-proxy,
+# waits for its Node to list a node IP before the first sync.
+NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
+        "spec": {"podCIDRs": ["10.244.1.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.10.1"}]}}
 PODS = {"pod-a": "10.244.1.10", "pod-b": "10.244.1.11", "pod-dns": "10.244.1.12", "pod-remote": "10.244.2.10"}
 
 
@@ -192,7 +197,7 @@ class Cluster:
                               for ip, r, sv, t, node in eps]}
 
     def all_objects(self):
-        out = []
+        out = [NODE]
         for key, s in self.served.items():
             out.append(self.service_json(s))
             out.append(self.slice_json(key, self.slices[key]))
@@ -201,6 +206,7 @@ class Cluster:
     def model(self):
         """What kube-natd must program: last valid Services, current slices."""
         items = []
+        items.append(NODE)
         for key, s in sorted(self.good.items()):
             items.append(self.service_json(s))
         for key, eps in sorted(self.slices.items()):
@@ -423,8 +429,9 @@ class Soak:
             self.apiserver.wait()
             path = self.write_list(state["items"], "state.json")
             self.start_apiserver(path, rv + 100000)
-            # the daemon resumes from a resourceVersion the new apiserver never issued: 410, relist
-            self.expect_log(label, offset, "expired (410 Gone); relisting")
+            # the daemon's connections fail, and it lists again from the last resourceVersion it saw, as client-go's
+            # reflector does (the restarted apiserver answers that list: its history starts above it)
+            self.expect_log(label, offset, "recovered after")
         elif kind == "slow-apiserver":
             self.api.request("POST", "/control/latency?ms=1500")
             began = time.time()
@@ -519,10 +526,16 @@ class Soak:
         model = os.path.join(self.tmp, "model.json")
         with open(model, "w") as f:
             json.dump(self.cluster.model(), f)
-        text = run([os.path.join(self.a.bin, "kube-natd"), "--config", self.config, "--source", model, "--dry-run"])
+        # The kernel side compared is the IPv4 tables (iptables-*-save), so the dry run prints IPv4 only.
+        text = run([os.path.join(self.a.bin, "kube-natd"), "--config", self.config, "--source", model, "--dry-run",
+                    "--ip-family", "ipv4"])
         scratch = self.a.prefix + "scratch"
         run(["ip", "netns", "add", scratch])
         try:
+            # The rules match kube-proxy's nfacct objects, which the daemon created in its own namespace.
+            for name in ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"):
+                run(["ip", "netns", "exec", scratch, "python3",
+                     os.path.join(HERE, "..", "kernel", "nfacct-add.py"), name])
             run(["ip", "netns", "exec", scratch, "iptables-legacy-restore", "--noflush"], input=text)
             return self.normalize(run(["ip", "netns", "exec", scratch, "iptables-legacy-save"]))
         finally:
