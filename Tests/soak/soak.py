@@ -32,6 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "..", "kernel", "lib", "probe.py")
 SYNC_PERIOD = 5  # seconds: drift repairs and periodic syncs happen within this
+BACKOFF_MAX = 60  # seconds: the longest wait of kube-natd's list/watch backoff (30 s cap with jitter 1.0)
 API_PORT = 16443
 METRICS_PORT = 10249
 HEALTHZ_PORT = 10256
@@ -390,7 +391,11 @@ class Soak:
         return subprocess.run(argv, capture_output=True, timeout=60).returncode == 0
 
     def ipt_ok(self, *args):
-        return self.succeeds(["iptables-legacy" if self.legacy else "iptables-nft"] + list(args))
+        # The daemon's private xtables lock, waited for: a legacy command racing the daemon's commit fails with
+        # EAGAIN (the table changed under it) and the fault would leave no trace.
+        argv = ["iptables-legacy", "-w", "10"] if self.legacy else ["iptables-nft"]
+        return subprocess.run(argv + list(args), capture_output=True, timeout=60,
+                              env=dict(os.environ, XTABLES_LOCKFILE=self.lockfile)).returncode == 0
 
     def log_size(self):
         return os.path.getsize(self.daemon_log)
@@ -561,8 +566,10 @@ class Soak:
     def checkpoint(self, label):
         since = time.time()
         settled = self.settle(since)
-        # Repairs of drift happen within a syncPeriod: a difference counts only if it outlasts three of them.
-        deadline = time.time() + 3 * SYNC_PERIOD + 10
+        # Repairs of drift happen within a syncPeriod: a difference counts only if it outlasts three of them, plus
+        # the reflector's longest backoff (client-go's: 30 s cap, jitter 1.0, so up to 60 s; after the faults'
+        # errors in quick succession a list may legitimately wait that long before it is retried).
+        deadline = time.time() + 3 * SYNC_PERIOD + 10 + BACKOFF_MAX
         expected = self.expected_state()
         while True:
             have = self.kernel_state()
