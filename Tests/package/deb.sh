@@ -107,8 +107,13 @@ dry_run() {
     slices=$(grep -c '^kind: EndpointSlice$' "$EX")
     grep -q "dry run: $services Services, $slices EndpointSlices" "$work/dry.err" \
         || { echo "expected $services Services, $slices EndpointSlices in: $(cat "$work/dry.err")"; return 1; }
-    [ "$(grep -c '^\*filter$' "$work/dry.out")" = 1 ] && [ "$(grep -c '^\*nat$' "$work/dry.out")" = 1 ] \
-        && [ "$(grep -c '^COMMIT$' "$work/dry.out")" = 2 ] || { echo "not one *filter and one *nat table"; return 1; }
+    # One *filter and one *nat per family the dry run programs (every family this kernel takes, IPv4 first).
+    local families
+    families=$(grep -c '^# IPv[46]$' "$work/dry.out")
+    [ "$(head -1 "$work/dry.out")" = "# IPv4" ] && [ "$families" -ge 1 ] \
+        && [ "$(grep -c '^\*filter$' "$work/dry.out")" = "$families" ] && [ "$(grep -c '^\*nat$' "$work/dry.out")" = "$families" ] \
+        && [ "$(grep -c '^COMMIT$' "$work/dry.out")" = $((2 * families)) ] \
+        || { echo "not one *filter and one *nat table per family"; return 1; }
     # default/web (Config/example-cluster.yaml's first Service): 10.96.0.10:80/TCP to its service chain.
     grep -qE '^-A KUBE-SERVICES .*-d 10\.96\.0\.10(/32)? .*--dport 80 -j KUBE-SVC-[A-Z0-9]{16}$' "$work/dry.out" \
         || { echo "no KUBE-SERVICES jump for default/web 10.96.0.10:80"; return 1; }
