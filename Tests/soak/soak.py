@@ -477,8 +477,10 @@ class Soak:
                         done = all(self.ipt_ok("-t", "nat", *args) for args in
                                    (["-D"] + shlex.split(line)[1:], ["-F", m.group(2)], ["-X", m.group(2)]))
                         break
+            # The fault took effect when the rules were broken; the next checkpoint's convergence shows the repair.
+            # (Which sync repairs it, and so whether "rules changed behind kube-natd's back" is logged, depends on
+            # timing: a partial sync that rewrites the broken chain repairs it without a drift check.)
             self.trace(label, lambda: None if done else "the rules could not be broken")
-            self.expect_log(label, offset, "rules changed behind kube-natd's back")
         elif kind == "sighup":
             os.kill(self.daemon.pid, signal.SIGHUP)
             self.expect_log(label, offset, "SIGHUP: reading the source again")
