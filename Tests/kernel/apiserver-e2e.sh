@@ -212,16 +212,23 @@ check "second endpoint in the slice: both pod-a and pod-b answer" t2
 
 # kubeproxy_network_programming_duration_seconds: one observation per slice change, from the slice's
 # last-change-trigger-time to the commit that carried it (here both changes were applied within seconds).
-programming_observed() {
-    local m count sum
+# The daemon observes after the commit returns, and traffic flows from the commit on: wait for the observation.
+PROG_COUNT="" PROG_SUM=""
+programming_counted() {
+    local m
     m=$(topo_in node curl -s --max-time 5 http://127.0.0.1:10249/metrics)
     # The IPv4 series: the daemon programs both families by default, each with its own series.
-    count=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_count\{ip_family="IPv4"\}/ {print $2}')
-    sum=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_sum\{ip_family="IPv4"\}/ {print $2}')
-    if [ -n "$count" ] && [ "$count" -ge 2 ] && awk -v s="$sum" -v c="$count" 'BEGIN{exit !(s > 0 && s / c < 15)}'; then
-        echo "     $count observations, mean $(awk -v s="$sum" -v c="$count" 'BEGIN{printf "%.3f", s / c}') s"; return 0
+    PROG_COUNT=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_count\{ip_family="IPv4"\}/ {print $2}')
+    PROG_SUM=$(echo "$m" | awk '/^kubeproxy_network_programming_duration_seconds_sum\{ip_family="IPv4"\}/ {print $2}')
+    [ -n "$PROG_COUNT" ] && [ "$PROG_COUNT" -ge 2 ]
+}
+programming_observed() {
+    if wait_for 10 programming_counted \
+        && awk -v s="$PROG_SUM" -v c="$PROG_COUNT" 'BEGIN{exit !(s > 0 && s / c < 15)}'; then
+        echo "     $PROG_COUNT observations, mean $(awk -v s="$PROG_SUM" -v c="$PROG_COUNT" 'BEGIN{printf "%.3f", s / c}') s"
+        return 0
     fi
-    echo "     count=${count:-none} sum=${sum:-none}"; return 1
+    echo "     count=${PROG_COUNT:-none} sum=${PROG_SUM:-none}"; return 1
 }
 check "network programming duration observed for each slice change (count >= 2, mean under 15 s)" programming_observed
 
