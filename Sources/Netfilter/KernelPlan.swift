@@ -14,6 +14,9 @@ struct KernelTableLines {
     var builtin: [Bool]
     var lines: [[String]]
     var index: [String: Int]
+    /// Rules the backend knows kube-natd wrote as one of its jumps (chain index → rule indices; knat_plan.h D7).
+    /// Text cannot tell, so the backends leave it empty; tests set it.
+    var ownJumps: [Int: Set<Int>] = [:]
 
     /// Chains in table order; a chain is a base chain when `Ownership.baseChains` names it.
     init(order: [String], rules: (String) -> [String]) {
@@ -90,7 +93,8 @@ struct KernelPlan: Equatable {
         }
         v.rule = { ctx, chain, index in
             let b = Unmanaged<ViewBox>.fromOpaque(ctx!).takeUnretainedValue()
-            return knat_view_rule(target: UnsafePointer(b.target(Int(chain), Int(index))), own_jump: 0)
+            let own = b.view.ownJumps[Int(chain)]?.contains(Int(index)) == true
+            return knat_view_rule(target: UnsafePointer(b.target(Int(chain), Int(index))), own_jump: own ? 1 : 0)
         }
         v.same = { ctx, chain, index, want in
             let b = Unmanaged<ViewBox>.fromOpaque(ctx!).takeUnretainedValue()
