@@ -372,7 +372,8 @@ static int plan_edits(planner *pl, const char *name, size_t n, const pedit *firs
         rc = ENOMEM;
         goto out;
     }
-    /* D6, D7: rules to delete wherever they are */
+    /* D6, D7: rules to delete wherever they are; own jumps only in a base chain or one that gets jumps */
+    own = own && (nj || vc.builtin);
     for (uint32_t i = 0; i < count; i++) {
         int s = same_any(pl, ch, i, dels, nd);
         if (s < 0) { rc = -s; goto out; }

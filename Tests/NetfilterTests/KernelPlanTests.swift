@@ -228,6 +228,16 @@ final class KernelPlanTests: XCTestCase {
             try ensure(&$0, "INPUT", toFirewall)
         }
         XCTAssertEqual(try plan(ensuring, v).steps, [.create("KUBE-ONE"), .fill("KUBE-ONE", rules: 0..<0)])
+        // outside base chains and chains that get jumps, provenance deletes nothing
+        let marked = kernel([("KUBE-MARK-DROP", [toFirewall])], own: ["KUBE-MARK-DROP": [0]])
+        let ensuringElsewhere = try program {
+            try declare(&$0, "KUBE-ONE", [])
+            try ensure(&$0, "KUBE-MARK-DROP", markDrop)
+        }
+        XCTAssertEqual(try plan(ensuringElsewhere, marked).steps, [
+            .create("KUBE-ONE"), .fill("KUBE-ONE", rules: 0..<0),
+            .insert("KUBE-MARK-DROP", rule: 0, at: nil, before: nil, jump: false),
+        ])
     }
 
     // MARK: - D8 ensured rules
