@@ -362,4 +362,30 @@ final class KernelPlanTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("longer than 28 bytes"), "\(error)")
         }
     }
+
+    // MARK: - restore compares rules in iptables-save's form
+
+    func testSaveFormTakesWhatIptablesSavePrintsForKubeletsRulesAsTheRulesKubeNatdRenders() {
+        // iptables-save prints MARK rev 2 as --set-xmark and the IP-header options first (legacy-layout §2.2)
+        XCTAssertEqual(SaveForm.canonical(TextBackend.line(markDrop)),
+                       SaveForm.canonical("-j MARK --set-xmark 0x8000/0x8000"))
+        XCTAssertNotEqual(SaveForm.canonical(TextBackend.line(Rule([], .markOr(0x4000)))),
+                          SaveForm.canonical("-j MARK --set-xmark 0x8000/0x8000"))
+        let localnet = Rule([
+            .comment("block incoming localnet connections"),
+            .destination(.cidr(CIDR("127.0.0.0/8")!), negated: false),
+            .source(.cidr(CIDR("127.0.0.0/8")!), negated: true),
+            .conntrackState([.related, .established, .dnat], negated: true),
+        ], .drop)
+        let saved = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" "
+            + "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+        XCTAssertEqual(SaveForm.canonical(TextBackend.line(localnet)), SaveForm.canonical(saved))
+        XCTAssertNotEqual(SaveForm.canonical(TextBackend.line(localnet)),
+                          SaveForm.canonical(saved.replacingOccurrences(of: "! -s", with: "-s")))
+        let upstream = Rule([.conntrackState([.new], negated: false), .comment("kubernetes service portals")],
+                            .jump("KUBE-SERVICES"))
+        XCTAssertEqual(SaveForm.canonical(TextBackend.line(upstream)),
+                       SaveForm.canonical("-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"))
+        XCTAssertEqual(SaveForm.canonical("-d 10.0.0.1/32 -j ACCEPT"), SaveForm.canonical("-d 10.0.0.1 -j ACCEPT"))
+    }
 }
