@@ -49,10 +49,10 @@ static int apply_once(const knat_family *f, const char *table, const uint8_t *pr
     if (rc) goto done;
     res->chains_unchanged = plan.unchanged;
     if (check) {
-        res->checked = plan.nsteps || plan.nstale ? 2 : 1;
+        res->checked = plan.writes ? 2 : 1;
         res->check_seconds = knat_now() - started;
     }
-    if (!plan.nsteps && !plan.nstale) goto done; /* the table already holds the wanted state: no commit */
+    if (!plan.writes) goto done; /* the table already holds the wanted state: no commit */
     struct xtc_handle *h = s->handle;
     if (!h) {
         knat_test_gate("KNAT_TEST_GATE_BEFORE_INIT", attempt);

@@ -1,8 +1,8 @@
 /*
  * Inside the libiptc shim. Data flows one way:
  *   snapshot.c reads a table (raw entries, or libiptc's cache when the raw layout is not libiptc's),
- *   plan.c compares it with the program and decides every change (the only place that decides),
- *   execute.c replays the plan through libiptc and commits.
+ *   plan.c shows it to the one planner (knat_plan.h, CRuleProgram), which decides every change,
+ *   execute.c replays the planner's steps through libiptc and commits.
  * family.c holds what differs between IPv4 and IPv6; rule.c encodes, compares and digests one rule.
  */
 #ifndef KNAT_SHIM_H
@@ -17,6 +17,7 @@
 #include <libiptc/xtcshared.h>
 #include "cnetfilter.h"
 #include "knat_xtinfo.h"
+#include "knat_plan.h"
 
 #define KNAT_CHAIN_MAX 32   /* xt_chainlabel */
 #define KNAT_ENTRY_CAP 8192 /* one encoded rule; kube-proxy's largest is well under 2 KiB */
@@ -146,43 +147,9 @@ const knat_chain *knat_find_chain(const knat_snapshot *s, const char *name);
 void knat_snapshot_release(knat_snapshot *s); /* what it holds, not the struct */
 int knat_get_info(const knat_family *f, const char *table, knat_snapshot *s, knat_result *res);
 
-/* The decision: what to write so the table holds the program's wanted state. Empty: it already does. */
-enum {
-    KNAT_DO_CREATE, /* create the chain named at `at` */
-    KNAT_DO_FLUSH,  /* flush it */
-    KNAT_DO_FILL,   /* append the chain's rules that follow the KNAT_OP_CHAIN at `at` */
-    KNAT_DO_DELETE, /* delete rule `index` of the chain named at `at`, if it still has `digest` */
-    KNAT_DO_INSERT, /* insert the rule that follows the record at `at` at `index` (KNAT_APPEND: append) */
-};
-#define KNAT_APPEND UINT32_MAX
-
-typedef struct knat_step {
-    uint32_t at; /* program offset of the record naming the chain */
-    uint32_t index;
-    uint64_t digest;
-    uint8_t what; /* KNAT_DO_* */
-} knat_step;
-
-typedef char knat_name[KNAT_CHAIN_MAX];
-typedef struct knat_declared {
-    char name[KNAT_CHAIN_NAME_MAX + 1];
-    uint8_t owned; /* a KNAT_OP_CHAIN (flushed and refilled), not only kept (ENSURE_CHAIN, ENSURE_RULE) */
-} knat_declared;
-
-typedef struct knat_plan {
-    knat_step *steps; /* CREATE, FLUSH and FILL steps in program order, DELETE and INSERT steps per chain */
-    size_t nsteps, step_cap;
-    knat_name *stale; /* chains to flush and delete */
-    size_t nstale, stale_cap;
-    knat_declared *declared; /* chains the program creates or keeps */
-    size_t ndeclared, declared_cap;
-    int sorted; /* declared is sorted by name (done only for a plan that writes: the executor looks names up) */
-    unsigned unchanged; /* declared chains that already hold exactly their rules */
-} knat_plan;
-
+/* The decision is the one planner's (knat_plan.h, in CRuleProgram): plan.c only shows it the table as read,
+   rules compared as entries. 0 or an errno, with the reason in res. */
 int knat_plan_make(const knat_snapshot *s, const uint8_t *prog, size_t len, knat_plan *p, knat_result *res);
-int knat_plan_declares(const knat_plan *p, const char *name);
-void knat_plan_free(knat_plan *p);
 
 /* Replays the plan into h (iptc_init of the table s was read from, or s's own handle) and commits. attempt: the
    read..commit round (the test gate holds the first). EAGAIN when the table changed under us. */

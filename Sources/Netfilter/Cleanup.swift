@@ -13,7 +13,8 @@ public enum Cleanup {
         return text.split(separator: "\n").contains { $0 == table.rawValue }
     }
 
-    /// Runs cleanup for each family; jumps are matched exactly, so foreign rules stay.
+    /// Runs cleanup for each family with the program every backend plans (`TableProgram.encodeCleanup`); jumps are
+    /// matched exactly, so foreign rules stay.
     @discardableResult
     public static func run(
         families: [IPFamily], extraJumps: [Table: [BaseChainJump]] = [:],
@@ -25,14 +26,10 @@ public enum Cleanup {
             for table in [Table.nat, .filter, .mangle] where Self.tableExists(table, family: family) {
                 var program = TableProgram(family: family, capacity: 4096)
                 do {
-                    for jump in ProxyModeLeftovers.cleanupJumps(table) + (extraJumps[table] ?? []) {
-                        try program.deleteRule(in: jump.baseChain, jump.rule, table: table)
-                    }
+                    try program.encodeCleanup(table, extraJumps: extraJumps[table] ?? [])
                 } catch {
                     throw NetfilterError.encoding(error)
                 }
-                if table == .nat { for p in Ownership.servicePrefixes { program.stalePrefix(p) } }
-                for name in ProxyModeLeftovers.cleanupChains(table) { program.deleteChain(name) }
                 report.tables.append(
                     try LibiptcBackend.run(
                         program, family: family, table: table,

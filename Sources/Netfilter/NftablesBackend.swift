@@ -246,7 +246,7 @@ public final class NftablesBackend: KernelBackend {
     /// A declared table: stale service chains, declared chains and rules, deleted chains (and kube-proxy's own
     /// jumps into them, written before kube-natd took over), kube-natd's jumps, ensured rules.
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
-        try program.encode(table, dropJumpsIntoDeleted: true)
+        try program.encode(table)
     }
 
     /// `--cleanup`: kube-proxy's jumps wherever they are (whoever wrote them), every jump kube-natd wrote itself

@@ -132,7 +132,7 @@ struct EncodedTable {
         }
         encodedCount += table.chains.count
         self.chainsEnd = program.bytes.count
-        try program.encodeTail(table, dropJumpsIntoDeleted: true)
+        try program.encodeTail(table)
         self.id = id
         self.bytes = program.bytes
         self.names = table.chains.map(\.name)
@@ -179,7 +179,7 @@ struct EncodedTable {
         }
         reusedCount += p + s
         var tail = TableProgram(family: family, capacity: 4096)
-        try tail.encodeTail(table, dropJumpsIntoDeleted: true)
+        try tail.encodeTail(table)
         // the tail first: replacing it does not move the middle
         self.bytes.replaceSubrange(self.chainsEnd..<self.bytes.count, with: tail.bytes)
         self.bytes.replaceSubrange(oldLo..<oldHi, with: middle.bytes)

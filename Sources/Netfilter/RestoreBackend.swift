@@ -4,9 +4,9 @@ import Ruleset
 /// Feeds the rendered text to `iptables-restore --noflush` (legacy or nft), as upstream kube-proxy does: the
 /// fallback where neither kernel-API backend applies.
 ///
-/// Stale service chains are found with `iptables-save -t TABLE` and deleted with `-X` in the same payload;
-/// base-chain jumps and ensured rules are made sure of afterwards with `iptables -C` / `-I` / `-A`, as upstream's
-/// `EnsureRule`. The kernel's own encoding of a ruleset is only known by reading it back, so after each apply the
+/// What to write is the one planner's decision (`KernelPlan`) over `iptables-save -t TABLE`: stale service chains
+/// are deleted with `-X` in the same payload; base-chain jumps and ensured rules are placed afterwards with
+/// `iptables -I` / `-A` where the plan says, as upstream's `EnsureRule(Prepend)` leaves them. The kernel's own encoding of a ruleset is only known by reading it back, so after each apply the
 /// owned chains are saved once more and kept as what the next drift check expects.
 public final class RestoreBackend: KernelBackend {
     public let mode: HostMode
@@ -25,55 +25,79 @@ public final class RestoreBackend: KernelBackend {
         var report = ApplyReport()
         for ruleset in rulesets {
             let before = self.written.removeValue(forKey: ruleset.family)
-            report.merge(try self.apply(ruleset, lastWritten: before?.state))
+            report.merge(try self.apply(ruleset, lastWritten: before?.state, lastRuleset: before?.ruleset))
             self.written[ruleset.family] = (ruleset, try self.read(family: ruleset.family, tables: ruleset.tables.map(\.table)))
         }
         return report
     }
 
-    /// `lastWritten`: what the kernel showed after this backend's previous apply, so the report can tell chains
-    /// rewritten because they differed (changed, or drifted) from chains restored unchanged.
-    func apply(_ ruleset: Ruleset, lastWritten: OwnedState? = nil) throws -> ApplyReport {
+    /// `lastWritten`: what the kernel showed after this backend's previous apply (and the ruleset it applied), so
+    /// the report can tell chains rewritten because they differed (changed, or drifted) from chains restored
+    /// unchanged.
+    ///
+    /// What to write is the one planner's decision (`KernelPlan`, `knat_plan.h`) over `iptables-save`'s lines:
+    /// rules of base chains and ensured chains are compared in iptables-save's own form (`SaveForm`), declared
+    /// chains by the digest this backend read back after writing them. Executed as upstream does: rule deletions
+    /// (`-D CHAIN N`) first, then one `--noflush` restore of every declared chain, the stale chains (`-X`) and the
+    /// kept ones (flushed), then the jumps and ensured rules (`-I CHAIN N` / `-A`).
+    func apply(_ ruleset: Ruleset, lastWritten: OwnedState? = nil, lastRuleset: Ruleset? = nil) throws -> ApplyReport {
         var payload = ruleset
         var report = ApplyReport()
+        var edits: [(table: Table, steps: [KernelPlan.Step], rules: [Rule])] = []
         for i in payload.tables.indices {
             let table = payload.tables[i]
             let saved = try self.save(ruleset.family, table.table)
-            let declared = Set(table.chains.map(\.name))
-            var deleted = table.deletedChains.filter { saved.chains[$0] != nil }
-            for name in saved.order where Ownership.isServiceChain(name) && !declared.contains(name) {
-                if !deleted.contains(name) { deleted.append(name) }
+            var program = TableProgram(family: ruleset.family, capacity: 1 << 16)
+            program.recorded = []
+            do {
+                try program.encode(table)
+            } catch {
+                throw NetfilterError.encoding(error)
+            }
+            let known = lastWritten?.tables[table.table] ?? [:]
+            let before = lastRuleset?[table.table]
+            let rules = program.recorded ?? []
+            let plan = try Self.plan(program, rules: rules, table: table.table, saved: saved) { name in
+                guard let digest = known[name], let was = before?.chain(named: name),
+                      let now = table.chain(named: name), was.rules == now.rules,
+                      let lines = saved.chains[name]
+                else { return 0 }
+                return ChainDigest(lines: lines) == digest ? 1 : 0
+            }
+            var r = ApplyReport.TableReport(family: ruleset.family, table: table.table)
+            r.rulesAppended = table.ruleCount
+            var deleted: [String] = []
+            for step in plan.steps {
+                switch step {
+                case .create(let name, let jumps, let ensured, _):
+                    if !jumps && !ensured { r.chainsCreated += 1 }
+                    // a chain for ensured rules is declared (created) by the restore, before rules jump to it
+                    if ensured && !jumps && !Self.isBaseChain(name) && table.chain(named: name) == nil {
+                        payload.tables[i].chains.append(Chain(name, []))
+                    }
+                case .unchanged(let name): if known[name] != nil { r.chainsUnchanged += 1 }
+                case .rewrite(let name, _, _): if known[name] != nil { r.chainsFlushed += 1 }
+                case .deleteChain(let name):
+                    deleted.append(name)
+                    r.chainsDeleted += 1
+                case .keepChain(let name, let warning):
+                    payload.tables[i].chains.append(Chain(name, []))  // a chain line flushes it
+                    r.warnings.append("\(ruleset.family.flagName) \(table.table.rawValue): \(warning)")
+                case .fill, .deleteRule, .insert: break
+                }
             }
             payload.tables[i].deletedChains = deleted
             payload.tables[i].baseJumps = []
             payload.tables[i].ensured = []
-            var r = ApplyReport.TableReport(family: ruleset.family, table: table.table)
-            r.rulesAppended = table.ruleCount
-            r.chainsDeleted = deleted.count
-            r.chainsCreated = table.chains.filter { saved.chains[$0.name] == nil }.count
-            let known = lastWritten?.tables[table.table] ?? [:]
-            for chain in table.chains {
-                guard let lines = saved.chains[chain.name], let last = known[chain.name] else { continue }
-                if ChainDigest(lines: lines) == last { r.chainsUnchanged += 1 } else { r.chainsFlushed += 1 }
-            }
             report.tables.append(r)
+            edits.append((table.table, plan.steps, rules))
         }
-        // Before the restore: chains the rules jump to but kube-natd only ensures (kubelet's KUBE-MARK-DROP in the
-        // v1.23 layout) must exist, and kube-natd's jumps into chains about to be deleted (a layout switch) must go.
         let binary = self.tool(ruleset.family, "")
-        for (i, table) in ruleset.tables.enumerated() {
-            for chain in Set(table.ensured.map(\.chain)) where !Ownership.baseChains.contains(chain) {
-                _ = try Command.run([binary, "-w", "-t", table.table.rawValue, "-N", chain])  // fails when it exists
-            }
-            let doomed = Set(payload.tables[i].deletedChains)
-            for jump in Ownership.upstreamJumps(table.table) where !table.baseJumps.contains(jump) {
-                guard case .jump(let to) = jump.rule.target, doomed.contains(to) else { continue }
-                let args = Self.arguments(jump.rule)
-                for _ in 0..<8 {  // bounded: a jump is normally there once
-                    let out = try Command.run([binary, "-w", "-t", table.table.rawValue, "-D", jump.baseChain] + args)
-                    if out.status != 0 { break }
-                    report.tables[i].rulesDeleted += 1
-                }
+        // Before the restore: rule deletions (kube-proxy's jumps into chains about to be deleted among them).
+        for (i, e) in edits.enumerated() {
+            for case .deleteRule(let chain, let index) in e.steps {
+                try self.run([binary, "-w", "-t", e.table.rawValue, "-D", chain, String(index + 1)])
+                report.tables[i].rulesDeleted += 1
             }
         }
         let text = TextRenderer.renderBytes(payload)
@@ -83,39 +107,33 @@ public final class RestoreBackend: KernelBackend {
         guard out.status == 0 else {
             throw NetfilterError.command("\(restore) --noflush", status: out.status, stderr: out.stderr)
         }
-        for (i, table) in ruleset.tables.enumerated() {
-            // Prepending each missing jump in reverse leaves them first, in the given order, on a fresh chain.
-            for jump in table.baseJumps.reversed() where try self.ensure(ruleset.family, table.table, jump.baseChain, jump.rule, at: 1) {
-                report.tables[i].jumpsInserted += 1
-            }
-            for e in table.ensured {
-                let position = Self.isBaseChain(e.chain) ? table.baseJumps.filter { $0.baseChain == e.chain }.count + 1 : nil
-                if try self.ensure(ruleset.family, table.table, e.chain, e.rule, at: position, createChain: true) {
-                    report.tables[i].rulesAppended += 1
-                }
+        // After it: the jumps (their targets exist now) and ensured rules, at the planned positions.
+        for (i, e) in edits.enumerated() {
+            for case .insert(let chain, let rule, let at, _, let jump) in e.steps {
+                let place = at.map { ["-I", chain, String($0 + 1)] } ?? ["-A", chain]
+                try self.run([binary, "-w", "-t", e.table.rawValue] + place + Self.arguments(e.rules[rule]))
+                if jump { report.tables[i].jumpsInserted += 1 } else { report.tables[i].rulesAppended += 1 }
             }
         }
         report.text = String(decoding: text, as: UTF8.self)
         return report
     }
 
-    /// Adds the rule (inserted at `position`, or appended) unless an identical one is in the chain; true if added.
-    private func ensure(_ family: IPFamily, _ table: Table, _ chain: String, _ rule: Rule, at position: Int?,
-                        createChain: Bool = false) throws -> Bool {
-        let binary = self.tool(family, "")
-        let args = Self.arguments(rule)
-        if createChain {
-            _ = try Command.run([binary, "-w", "-t", table.rawValue, "-N", chain])  // fails harmlessly when it exists
+    /// The one planner over a saved table. `chainSame(name)`: 1 when the declared chain is known unchanged, 0 else.
+    static func plan(_ program: TableProgram, rules: [Rule], table: Table, saved: SavedTable,
+                     chainSame: @escaping (String) -> Int32 = { _ in 0 }) throws -> KernelPlan {
+        let view = KernelTableLines(order: saved.order) { (saved.chains[$0] ?? []).map(String.init) }
+        let forms = SaveForm.Cache(rules: rules, view: view)
+        return try KernelPlan.make(program.bytes, table: table, view: view, same: { chain, index, id in
+            forms.kernel(chain, index) == forms.program(id)
+        }, chainSame: { chain, _, _ in chainSame(view.names[chain]) })
+    }
+
+    private func run(_ argv: [String]) throws {
+        let out = try Command.run(argv)
+        guard out.status == 0 else {
+            throw NetfilterError.command(argv.joined(separator: " "), status: out.status, stderr: out.stderr)
         }
-        let check = try Command.run([binary, "-w", "-t", table.rawValue, "-C", chain] + args)
-        if check.status == 0 { return false }
-        let place = position.map { ["-I", chain, String($0)] } ?? ["-A", chain]
-        let add = try Command.run([binary, "-w", "-t", table.rawValue] + place + args)
-        guard add.status == 0 else {
-            throw NetfilterError.command("\(binary) -t \(table.rawValue) \(place.joined(separator: " "))",
-                                         status: add.status, stderr: add.stderr)
-        }
-        return true
     }
 
     public func readOwned(family: IPFamily) throws -> OwnedState {
@@ -170,34 +188,44 @@ public final class RestoreBackend: KernelBackend {
         }
     }
 
-    /// Deletes kube-natd's jumps (each exact rule, wherever it is), then flushes and deletes every owned chain the
-    /// table holds, in one restore per table. A chain a foreign rule still jumps to makes that restore fail; the
-    /// error names it.
+    /// `--cleanup`: the one program every backend plans (`TableProgram.encodeCleanup`), per table: the rule
+    /// deletions by number, then one restore that flushes and deletes the stale chains (and flushes, with a
+    /// warning, one a foreign rule still jumps to).
     public func cleanup(families: [IPFamily]) throws -> ApplyReport {
         var report = ApplyReport()
         for family in families {
             let binary = self.tool(family, "")
             for table in Ownership.canaryTables where self.exists(table, family) {
                 var r = ApplyReport.TableReport(family: family, table: table)
-                for jump in ProxyModeLeftovers.cleanupJumps(table) {
-                    let args = Self.arguments(jump.rule)
-                    // Bounded: a jump is normally there once; a few copies left by older agents go too.
-                    for _ in 0..<8 {
-                        let out = try Command.run([binary, "-w", "-t", table.rawValue, "-D", jump.baseChain] + args)
-                        if out.status != 0 { break }
+                var program = TableProgram(family: family, capacity: 4096)
+                program.recorded = []
+                do {
+                    try program.encodeCleanup(table)
+                } catch {
+                    throw NetfilterError.encoding(error)
+                }
+                let plan = try Self.plan(program, rules: program.recorded ?? [], table: table,
+                                         saved: try self.save(family, table))
+                var flushed: [String] = []
+                var deleted: [String] = []
+                for step in plan.steps {
+                    switch step {
+                    case .deleteRule(let chain, let index):
+                        try self.run([binary, "-w", "-t", table.rawValue, "-D", chain, String(index + 1)])
                         r.rulesDeleted += 1
+                    case .deleteChain(let name): deleted.append(name)
+                    case .keepChain(let name, let warning):
+                        flushed.append(name)
+                        r.warnings.append("\(family.flagName) \(table.rawValue): \(warning)")
+                    default: break
                     }
                 }
-                let saved = try self.save(family, table)
-                let owned = saved.order.filter {
-                    Ownership.isServiceChain($0) || ProxyModeLeftovers.cleanupChains(table).contains($0)
-                }
-                r.chainsDeleted = owned.count
+                r.chainsDeleted = deleted.count
                 report.tables.append(r)
-                if owned.isEmpty { continue }
+                if deleted.isEmpty && flushed.isEmpty { continue }
                 var text = "*\(table.rawValue)\n"
-                for name in owned { text += ":\(name) - [0:0]\n" }
-                for name in owned { text += "-X \(name)\n" }
+                for name in flushed + deleted { text += ":\(name) - [0:0]\n" }
+                for name in deleted { text += "-X \(name)\n" }
                 text += "COMMIT\n"
                 let restore = self.tool(family, "-restore")
                 let out = try Command.run([restore, "-w", "5", "-W", "100000", "--noflush"], input: Array(text.utf8))
@@ -223,7 +251,11 @@ public final class RestoreBackend: KernelBackend {
 
     /// A rule as an argv (the rendered `-A CHAIN ...` line, split the way iptables-restore would).
     static func arguments(_ rule: Rule) -> [String] {
-        let line = TextRenderer.line(chain: "X", rule: rule)
+        Array(Self.arguments(line: TextRenderer.line(chain: "X", rule: rule)).dropFirst(2))  // "-A X"
+    }
+
+    /// A rule line split the way iptables-restore would (quotes, backslash escapes inside them).
+    static func arguments(line: String) -> [String] {
         var args: [String] = []
         var current = ""
         var quoted = false
@@ -248,7 +280,7 @@ public final class RestoreBackend: KernelBackend {
             }
         }
         if inToken { args.append(current) }
-        return Array(args.dropFirst(2))  // "-A X"
+        return args
     }
 }
 
@@ -282,5 +314,77 @@ extension ChainDigest {
             h = (h ^ 0x0A) &* 1_099_511_628_211
         }
         self.init(ruleCount: lines.count, digest: h)
+    }
+}
+
+/// A rule line in the form `iptables-save` prints it, for comparing this backend's rendering with what the kernel
+/// shows: the IP-header options (`-s -d -i -o -p`, which iptables-save prints first) as a set, addresses without a
+/// full-length prefix, MARK's `--or-mark`/`--xor-mark` as the `--set-xmark` the kernel stores, REJECT's default
+/// reason spelled out; every other option in its written order (iptables-save prints matches as they were given).
+enum SaveForm {
+    static func canonical(_ line: String) -> String {
+        let tokens = RestoreBackend.arguments(line: line)
+        var header: [String] = []
+        var rest: [String] = []
+        var i = 0
+        while i < tokens.count {
+            var t = tokens[i]
+            var negated = false
+            if t == "!", i + 1 < tokens.count, ["-s", "-d", "-i", "-o", "-p"].contains(tokens[i + 1]) {
+                negated = true
+                i += 1
+                t = tokens[i]
+            }
+            if ["-s", "-d", "-i", "-o", "-p"].contains(t), i + 1 < tokens.count {
+                var value = tokens[i + 1]
+                if t == "-s" || t == "-d" {
+                    if value.hasSuffix("/32") && !value.contains(":") { value.removeLast(3) }
+                    if value.hasSuffix("/128") { value.removeLast(4) }
+                }
+                header.append((negated ? "! " : "") + t + " " + value.lowercased())
+                i += 2
+                continue
+            }
+            if (t == "--or-mark" || t == "--xor-mark"), i + 1 < tokens.count {
+                let v = tokens[i + 1]
+                rest += ["--set-xmark", t == "--or-mark" ? "\(v)/\(v)" : "\(v)/0x0"]
+                i += 2
+                continue
+            }
+            if t == "--reject-with", i + 1 < tokens.count, tokens[i + 1].hasSuffix("-port-unreachable") {
+                i += 2
+                continue
+            }
+            rest.append(t)
+            i += 1
+        }
+        return header.sorted().joined(separator: " ") + " | " + rest.joined(separator: " ")
+    }
+
+    /// Canonical forms computed once each, on demand (a plan compares few rules of a large table this way).
+    final class Cache {
+        let rules: [Rule]
+        let view: KernelTableLines
+        var programForms: [Int: String] = [:]
+        var kernelForms: [Int: [Int: String]] = [:]
+
+        init(rules: [Rule], view: KernelTableLines) {
+            self.rules = rules
+            self.view = view
+        }
+
+        func program(_ id: Int) -> String {
+            if let f = self.programForms[id] { return f }
+            let f = SaveForm.canonical(TextBackend.line(self.rules[id]))
+            self.programForms[id] = f
+            return f
+        }
+
+        func kernel(_ chain: Int, _ index: Int) -> String {
+            if let f = self.kernelForms[chain]?[index] { return f }
+            let f = SaveForm.canonical(self.view.lines[chain][index])
+            self.kernelForms[chain, default: [:]][index] = f
+            return f
+        }
     }
 }

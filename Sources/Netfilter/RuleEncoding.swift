@@ -79,13 +79,19 @@ public struct EncodingError: Error, CustomStringConvertible, Sendable {
 struct TableProgram {
     var bytes: [UInt8] = []
     let family: IPFamily
+    /// When not nil, every rule written is appended here too, in program order: index = the planner's rule id
+    /// (`knat_plan_rule.id`). The text and restore backends compare and write rules as text.
+    var recorded: [Rule]?
 
     init(family: IPFamily, capacity: Int = 1 << 16) {
         self.family = family
         self.bytes.reserveCapacity(capacity)
     }
 
-    mutating func reset() { self.bytes.removeAll(keepingCapacity: true) }
+    mutating func reset() {
+        self.bytes.removeAll(keepingCapacity: true)
+        if self.recorded != nil { self.recorded = [] }
+    }
 
     mutating func record(_ kind: Int32, _ payload: (inout [UInt8]) -> Void) {
         let start = self.bytes.count
@@ -124,14 +130,14 @@ struct TableProgram {
         try self.rule(rule, table: table, chain: base, index: 0)
     }
 
-    /// A declared table, as both kernel shims replay it: stale service prefixes, declared chains and rules,
-    /// deleted chains, kube-natd's jumps, ensured rules. `dropJumpsIntoDeleted` adds a DELETE_RULE for each of
-    /// kube-proxy's own jumps into a deleted chain (the nf_tables shim needs them named; the libiptc shim's plan
-    /// drops every jump into a chain it deletes).
-    mutating func encode(_ table: TableRuleset, dropJumpsIntoDeleted: Bool = false) throws(EncodingError) {
+    /// A declared table, as every backend's plan reads it (`knat_plan.h`): stale service prefixes, declared chains
+    /// and rules, deleted chains and kube-proxy's own jumps into them (as DELETE_RULE records: the planner deletes
+    /// only rules it can tell are kube-natd's, so a deleted chain's upstream jumps are named), kube-natd's jumps,
+    /// ensured rules.
+    mutating func encode(_ table: TableRuleset) throws(EncodingError) {
         self.encodeHead()
         for chain in table.chains { try self.encodeChain(chain, table: table.table) }
-        try self.encodeTail(table, dropJumpsIntoDeleted: dropJumpsIntoDeleted)
+        try self.encodeTail(table)
     }
 
     /// The part of `encode` before the chains: the stale service prefixes.
@@ -142,25 +148,41 @@ struct TableProgram {
     /// One declared chain and its rules, as `encode` writes it (records that depend on nothing else: a backend
     /// may keep them and reuse them while the chain is unchanged).
     mutating func encodeChain(_ chain: Chain, table: Table) throws(EncodingError) {
+        guard chain.name.utf8.count <= KNAT_CHAIN_NAME_MAX else {
+            throw EncodingError(table: table, chain: chain.name, ruleIndex: 0,
+                                reason: "chain name longer than \(KNAT_CHAIN_NAME_MAX) bytes")
+        }
         self.chain(chain.name)
         for (i, rule) in chain.rules.enumerated() {
             try self.rule(rule, table: table, chain: chain.name, index: i + 1)
         }
     }
 
-    /// The part of `encode` after the chains: deleted chains, jumps into them, kube-natd's jumps, ensured rules.
-    mutating func encodeTail(_ table: TableRuleset, dropJumpsIntoDeleted: Bool) throws(EncodingError) {
+    /// The part of `encode` after the chains: deleted chains, kube-proxy's jumps into them, kube-natd's jumps,
+    /// ensured rules.
+    mutating func encodeTail(_ table: TableRuleset) throws(EncodingError) {
         for name in table.deletedChains { self.deleteChain(name) }
-        if dropJumpsIntoDeleted {
-            let deleted = Set(table.deletedChains)
-            for jump in Ownership.upstreamJumps(table.table) {
-                if case .jump(let to) = jump.rule.target, deleted.contains(to) {
-                    try self.deleteRule(in: jump.baseChain, jump.rule, table: table.table)
-                }
+        let deleted = Set(table.deletedChains)
+        for jump in Ownership.upstreamJumps(table.table) where !table.baseJumps.contains(jump) {
+            if case .jump(let to) = jump.rule.target, deleted.contains(to) {
+                try self.deleteRule(in: jump.baseChain, jump.rule, table: table.table)
             }
         }
         for (i, jump) in table.baseJumps.enumerated() { try self.jump(jump, table: table.table, index: i + 1) }
         for (i, e) in table.ensured.enumerated() { try self.ensureRule(e, table: table.table, index: i + 1) }
+    }
+
+    /// `--cleanup` of one table, the same program for every backend: kube-proxy's (and its IPVS mode's) jumps
+    /// wherever they are, the jumps the backend knows kube-natd wrote (`KNAT_OP_DELETE_OWN_JUMPS`), every service
+    /// chain, the fixed chains and the canary (`ProxyModeLeftovers`). kubelet's KUBE-FIREWALL and KUBE-MARK-DROP
+    /// and ensured rules stay.
+    mutating func encodeCleanup(_ table: Table, extraJumps: [BaseChainJump] = []) throws(EncodingError) {
+        for jump in ProxyModeLeftovers.cleanupJumps(table) + extraJumps {
+            try self.deleteRule(in: jump.baseChain, jump.rule, table: table)
+        }
+        self.record(Int32(KNAT_OP_DELETE_OWN_JUMPS)) { _ in }
+        for prefix in Ownership.servicePrefixes { self.stalePrefix(prefix) }
+        for name in ProxyModeLeftovers.cleanupChains(table) { self.deleteChain(name) }
     }
 
     mutating func ensureRule(_ e: EnsuredRule, table: Table, index: Int) throws(EncodingError) {
@@ -173,6 +195,7 @@ struct TableProgram {
             EncodingError(table: table, chain: chain, ruleIndex: index, reason: reason)
         }
         let width = self.family == .ipv4 ? 4 : 16
+        self.recorded?.append(rule)
         for m in rule.matches {
             switch m {
             case .comment(let c): self.string(Int32(KNAT_E_COMMENT), c)

@@ -3,10 +3,10 @@ import KubeModel
 import Ruleset
 
 /// The backend of `--dry-run`, and the daemon tests' kernel: it applies rulesets to an in-memory copy of the
-/// tables kept as the rule lines the real renderer prints (`TextRenderer`), with the same ownership rules as the
-/// kernel backends (declared chains replaced only when they differ, stale service chains and listed chains
-/// deleted, kube-natd's jumps kept once at the top of their base chain, ensured rules added only when absent,
-/// foreign chains and rules untouched). Because its state is the renderer's own output, it cannot drift from
+/// tables kept as the rule lines the real renderer prints (`TextRenderer`), planned by the one planner every
+/// backend asks (`KernelPlan`, `knat_plan.h`: declared chains replaced only when they differ, stale service chains
+/// and listed chains deleted, kube-natd's jumps kept once at the top of their base chain, ensured rules added only
+/// when absent, foreign chains and rules untouched). Because its state is the renderer's own output, it cannot drift from
 /// what `--dry-run` prints, and tests can change it behind the daemon's back (`edit`) as another tool would.
 ///
 /// Each apply's report carries the `iptables-restore --noflush` text that takes an empty namespace to the
@@ -66,12 +66,12 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
 
     public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
         var report = ApplyReport()
-        self.lock.withLock {
+        try self.lock.withLock { () throws -> Void in
             var changed = false
             for ruleset in rulesets {
                 for table in ruleset.tables {
                     var t = self.state[ruleset.family]?[table.table] ?? Self.fresh()
-                    let r = Self.apply(table, family: ruleset.family, to: &t)
+                    let r = try Self.apply(table, family: ruleset.family, to: &t)
                     changed = changed || r.committed
                     report.tables.append(r)
                     self.state[ruleset.family, default: [:]][table.table] = t
@@ -88,60 +88,58 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
         return report
     }
 
-    static func apply(_ want: TableRuleset, family: IPFamily, to t: inout TableState) -> ApplyReport.TableReport {
-        var r = ApplyReport.TableReport(family: family, table: want.table)
-        let declared = Set(want.chains.map(\.name))
-        for chain in want.chains {
-            let lines = chain.rules.map(line)
-            if !t.has(chain.name) {
-                t.create(chain.name)
-                r.chainsCreated += 1
-            } else if t.rules[chain.name] == lines {
-                r.chainsUnchanged += 1
-                continue
-            } else {
+    /// One table, as every backend decides it (`KernelPlan`, the one planner), executed on the lines.
+    static func apply(_ want: TableRuleset, family: IPFamily, to t: inout TableState) throws -> ApplyReport.TableReport {
+        var program = TableProgram(family: family, capacity: 4096)
+        program.recorded = []
+        do {
+            try program.encode(want)
+        } catch {
+            throw NetfilterError.encoding(error)
+        }
+        return try Self.run(program, table: want.table, family: family, on: &t)
+    }
+
+    /// Plans `program` (written with `recorded` rules) against the lines and executes the steps.
+    static func run(_ program: TableProgram, table: Table, family: IPFamily, on t: inout TableState) throws
+        -> ApplyReport.TableReport
+    {
+        let wanted = (program.recorded ?? []).map(line)
+        let view = KernelTableLines(order: t.order) { t.rules[$0] ?? [] }
+        let plan = try KernelPlan.make(program.bytes, table: table, view: view) { chain, index, id in
+            view.lines[chain][index] == wanted[id]
+        }
+        var r = ApplyReport.TableReport(family: family, table: table)
+        for step in plan.steps {
+            switch step {
+            case .create(let name, let jumps, let ensured, _):
+                t.create(name)
+                if !jumps && !ensured { r.chainsCreated += 1 }
+            case .fill(let name, let rules):
+                t.rules[name] = Array(wanted[rules])
+                r.rulesAppended += rules.count
+            case .unchanged: r.chainsUnchanged += 1
+            case .rewrite(let name, let rules, _):
+                t.rules[name] = Array(wanted[rules])
                 r.chainsFlushed += 1
+                r.rulesAppended += rules.count
+            case .deleteRule(let name, let index):
+                t.rules[name]?.remove(at: index)
+                r.rulesDeleted += 1
+            case .insert(let name, let rule, let at, _, let jump):
+                var lines = t.rules[name] ?? []
+                lines.insert(wanted[rule], at: min(at ?? lines.count, lines.count))
+                t.rules[name] = lines
+                if jump { r.jumpsInserted += 1 } else { r.rulesAppended += 1 }
+            case .deleteChain(let name):
+                t.delete(name)
+                r.chainsDeleted += 1
+            case .keepChain(let name, let warning):
+                t.rules[name] = []
+                r.warnings.append("\(family.flagName) \(table.rawValue): \(warning)")
             }
-            t.rules[chain.name] = lines
-            r.rulesAppended += lines.count
         }
-        let stale = t.order.filter {
-            !declared.contains($0) && (Ownership.isServiceChain($0) || want.deletedChains.contains($0))
-        }
-        // kube-natd's jumps: once each at the top of their base chain, in order; its copies elsewhere and jumps
-        // into chains about to go are dropped; foreign rules keep their order below.
-        var bases: [String] = []
-        for j in want.baseJumps where !bases.contains(j.baseChain) { bases.append(j.baseChain) }
-        for base in bases {
-            let wanted = want.baseJumps.filter { $0.baseChain == base }.map { line($0.rule) }
-            let current = t.rules[base] ?? []
-            let isOurs = { (l: String) in wanted.contains(l) || stale.contains { l.hasSuffix(" -j \($0)") } }
-            if Array(current.prefix(wanted.count)) == wanted && !current.dropFirst(wanted.count).contains(where: isOurs) {
-                continue
-            }
-            let foreign = current.filter { !isOurs($0) }
-            r.rulesDeleted += current.count - foreign.count
-            r.jumpsInserted += wanted.count
-            if !t.has(base) { t.create(base) }
-            t.rules[base] = wanted + foreign
-        }
-        for name in stale {
-            t.delete(name)
-            r.chainsDeleted += 1
-        }
-        var ensuredAdded = 0
-        for e in want.ensured {
-            let l = line(e.rule)
-            if !t.has(e.chain) { t.create(e.chain) }
-            if t.rules[e.chain]!.contains(l) { continue }
-            let isBase = Ownership.baseChains.contains(e.chain)
-            let at = isBase ? want.baseJumps.filter { $0.baseChain == e.chain }.count : t.rules[e.chain]!.count
-            t.rules[e.chain]!.insert(l, at: min(at, t.rules[e.chain]!.count))
-            r.rulesAppended += 1
-            ensuredAdded += 1
-        }
-        r.committed = r.chainsCreated + r.chainsFlushed + r.chainsDeleted + r.jumpsInserted + r.rulesDeleted
-            + ensuredAdded > 0
+        r.committed = plan.writes > 0
         return r
     }
 
@@ -173,26 +171,28 @@ public final class TextBackend: KernelBackend, @unchecked Sendable {
         for table in Ownership.canaryTables { self.edit(family, table) { $0.create(Ownership.canary) } }
     }
 
+    static func cleanupProgram(_ table: Table, family: IPFamily) throws -> TableProgram {
+        var program = TableProgram(family: family, capacity: 4096)
+        program.recorded = []
+        do {
+            try program.encodeCleanup(table)
+        } catch {
+            throw NetfilterError.encoding(error)
+        }
+        return program
+    }
+
+    /// `--cleanup`: the same program every backend plans (`TableProgram.encodeCleanup`).
     public func cleanup(families: [IPFamily]) throws -> ApplyReport {
-        self.lock.lock()
-        defer { self.lock.unlock() }
         var report = ApplyReport()
-        for family in families {
-            for table in Ownership.canaryTables {
-                guard var t = self.state[family]?[table] else { continue }
-                var r = ApplyReport.TableReport(family: family, table: table)
-                let jumps = Set(ProxyModeLeftovers.cleanupJumps(table).map { Self.line($0.rule) })
-                for jump in ProxyModeLeftovers.cleanupJumps(table) {
-                    let before = t.rules[jump.baseChain]?.count ?? 0
-                    t.rules[jump.baseChain]?.removeAll { jumps.contains($0) }
-                    r.rulesDeleted += before - (t.rules[jump.baseChain]?.count ?? 0)
+        try self.lock.withLock { () throws -> Void in
+            for family in families {
+                for table in Ownership.canaryTables {
+                    guard var t = self.state[family]?[table] else { continue }
+                    let program = try Self.cleanupProgram(table, family: family)
+                    report.tables.append(try Self.run(program, table: table, family: family, on: &t))
+                    self.state[family]![table] = t
                 }
-                for name in t.order where Ownership.isServiceChain(name) || ProxyModeLeftovers.cleanupChains(table).contains(name) {
-                    t.delete(name)
-                    r.chainsDeleted += 1
-                }
-                self.state[family]![table] = t
-                report.tables.append(r)
             }
         }
         return report
