@@ -99,6 +99,11 @@ probe_objects() {
 
 # changes_logged: the daemon's "change synced" lines so far.
 changes_logged() { grep -c 'change synced: ' "$D/daemon.log"; }
+# change_after K: "LINE:text" of the first "change synced" line after the K-th that carried a Service or endpoint
+# change (a relist that changed nothing also starts a sync, with no change in it).
+change_after() {
+    grep -n 'change synced: ' "$D/daemon.log" | tail -n +"$(($1 + 1))" | grep -v ' 0 Service and 0 endpoint changes' | head -1
+}
 
 # one_size N: generate, serve, start the daemon, take the samples into $D/samples.tsv.
 one_size() {
@@ -161,12 +166,13 @@ KC
         [ "$rc" = 0 ] || { echo "$out" >&2; tail -n 5 "$D/daemon.log" >&2; die "$n: latency-probe failed ($rc)"; }
         cur=$next
         for i in $(seq 1 300); do
-            [ "$(changes_logged)" -gt "$before" ] && break
+            [ -n "$(change_after "$before")" ] && break
             sleep 0.1
         done
-        [ "$(changes_logged)" -gt "$before" ] || { tail -n 5 "$D/daemon.log" >&2; die "$n: the daemon logged no change line"; }
-        at=$(grep -n 'change synced: ' "$D/daemon.log" | sed -n "$((before + 1))p" | cut -d: -f1)
-        line=$(sed -n "${at}p" "$D/daemon.log")
+        line=$(change_after "$before")
+        [ -n "$line" ] || { tail -n 5 "$D/daemon.log" >&2; die "$n: the daemon logged no change line"; }
+        at=${line%%:*}
+        line=${line#*:}
         # Syncs logged since the previous sample besides this change's own: a periodic one came in between.
         others=$(awk -v from="$prev" -v upto="$at" 'NR > from && NR < upto && /synced IPv4 /' "$D/daemon.log" | wc -l)
         others=$((others - 1))
