@@ -5,7 +5,7 @@ DEBIAN_PACKAGES := libiptc-dev libnftnl-dev libnetfilter-conntrack-dev libmnl-de
 BIN_DEBUG := .build/debug/kube-natd
 BIN_RELEASE := .build/release/kube-natd
 
-.PHONY: deps build release test unit-test kernel-test test-tsan soak soak-short demo bench clean
+.PHONY: deps build release test unit-test kernel-test test-tsan soak soak-short demo bench bench-latency clean
 
 ## deps: install the Debian packages the build and the tests need (apt-get only when something is missing)
 deps:
@@ -58,6 +58,13 @@ demo: build
 ## bench: kube-natd vs iptables-legacy-restore at 1k/10k/30k Services (release build)
 bench: release
 	bash Benchmarks/run.sh $(BIN_RELEASE)
+
+## bench-latency: one EndpointSlice change timed by traffic (the first new connection the new endpoint answers) at
+## LATENCY_SIZES Services on nf_tables, beside kube-natd's own time and the kernel's commit (release build;
+## Benchmarks/latency.sh: SAMPLES, BACKEND); report in bench-results/latency-*.json
+LATENCY_SIZES ?= 5000 10000 30000
+bench-latency: release
+	bash Benchmarks/latency.sh $(BIN_RELEASE) "$(LATENCY_SIZES)"
 
 ## deb-deps: what building and checking the Debian package needs beyond `make deps` (lintian, dpkg-shlibdeps,
 ## strip, PyYAML for the manifest check)

@@ -44,6 +44,8 @@ public actor ProxyDaemon {
     /// Ends the process (tests record instead): upstream's NodeManager calls os.Exit(1).
     let exit: @Sendable (Int32) -> Void
     private let executor = DedicatedExecutor(label: "kube-natd.sync")
+    /// When the store received the first change not yet synced (the start of the change's own time).
+    nonisolated let firstChange = FirstChange()
     /// How the healthz and metrics servers bind (tests inject the sleeper).
     public nonisolated let serverBinding: ServerBinding
 
@@ -107,7 +109,10 @@ public actor ProxyDaemon {
         for f in families { self.health.updated(family: f) }  // upstream's SyncLoop start: healthy until a queued sync ages
 
         let (runner, health, metrics, store, log) = (self.runner, self.health, self.metrics, self.store, self.logger)
+        let firstChange = self.firstChange
         store.setOnChange {
+            // Before the request: the sync this change starts always finds its time.
+            firstChange.note()
             // Upstream's SyncNode runs on every Node event; a Node not yet seen leaves eligibility as it is.
             if let node = store.peek().node { health.syncNode(node) }
             runner.request()
@@ -184,12 +189,14 @@ public actor ProxyDaemon {
     // MARK: - Sync
 
     func sync(full: Bool) -> SyncRunner<ContinuousClock>.Outcome {
+        let syncStarted = ContinuousClock.now
         self.followNode(self.store.peek().node)
         // A full sync rewrites every owned chain, repairing any drift silently: look first, so what it repairs is
         // logged and counted (unless the periodic check already did, and asked for this sync).
         let alreadyCounted = self.driftCounted
         self.driftCounted = false
         let snap = self.store.take()
+        let changeSeen = self.firstChange.take()
         // With nothing changed since the last commit, whatever the apply has to rewrite is drift: count it from
         // the apply's own report instead of reading every table twice. With changes pending, look first.
         let checkDrift = full && !alreadyCounted && self.readySent
@@ -198,6 +205,17 @@ public actor ProxyDaemon {
         self.metrics.countChanges(services: snap.serviceChanges, endpoints: snap.endpointChanges)
         self.metrics.setPendingChanges(services: 0, endpoints: 0)
         let outcome = self.path.run(snap, full: full)
+        if outcome.succeeded, let changeSeen {
+            // One line per sync that carried a change: its whole time in kube-natd (store to rules in, conntrack
+            // cleaned) and the kernel's share of it (Benchmarks/latency.sh reads this line).
+            let timing = ChangeTiming(eventToStart: max(0, (syncStarted - changeSeen).secondsValue),
+                                      eventToDone: (ContinuousClock.now - changeSeen).secondsValue,
+                                      kernelCommit: outcome.report.tables.reduce(0) { $0 + $1.commitSeconds })
+            self.logger.debug(
+                "\(timing) (\(full ? "full" : "partial") sync, \(snap.serviceChanges) Service and \(snap.endpointChanges) endpoint changes; compile \(SyncPath.ms(outcome.compileSeconds)) ms, apply \(SyncPath.ms(outcome.applySeconds)) ms)")
+        } else if let changeSeen {
+            self.firstChange.note(at: changeSeen)  // the retry carries the change: its time still counts from here
+        }
         if outcome.succeeded {
             if inferDrift {
                 for finding in DriftMonitor.repaired(by: outcome.report) {
@@ -299,6 +317,44 @@ public actor ProxyDaemon {
         }
         if findings.contains(where: { $0.chains == [Ownership.canary] }) { self.ensureCanaries() }
         return true
+    }
+}
+
+/// The moment the store received the earliest change not yet taken by a sync. Thread-safe: the source notes,
+/// the sync takes.
+final class FirstChange: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: ContinuousClock.Instant?
+
+    /// A change reached the store at `now`; kept if it is the earliest since the last `take`.
+    func note(at now: ContinuousClock.Instant = .now) {
+        self.lock.withLock { self.first = min(self.first ?? now, now) }
+    }
+
+    /// The first change's moment since the last take (nil: none), cleared.
+    func take() -> ContinuousClock.Instant? {
+        self.lock.withLock {
+            defer { self.first = nil }
+            return self.first
+        }
+    }
+}
+
+/// One change's time inside kube-natd, in seconds: from the store receiving it to the sync that carried it done, and
+/// the part of that the kernel spent committing (nf_tables: the batch sent to its replies read; libiptc: iptc_commit,
+/// summed over tables). The rest (waiting for the sync, compile, encode and plan, conntrack cleanup) is kube-natd's
+/// own. `eventToStart` is the wait for the sync alone (0 when the change reached the store just after the sync that
+/// carries it started): minSyncPeriod, or a sync already running, holds a change there.
+struct ChangeTiming: CustomStringConvertible {
+    var eventToStart: Double
+    var eventToDone: Double
+    var kernelCommit: Double
+
+    var own: Double { self.eventToDone - self.kernelCommit }
+
+    var description: String {
+        let ms = { (s: Double) in String(format: "%.3f", s * 1000) }
+        return "change synced: first event to sync done \(ms(self.eventToDone)) ms, kernel commit \(ms(self.kernelCommit)) ms, own \(ms(self.own)) ms, waited for the sync \(ms(self.eventToStart)) ms"
     }
 }
 
