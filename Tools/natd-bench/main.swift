@@ -292,8 +292,13 @@ func expectUnchanged(_ report: ApplyReport) throws {
 func makeBackend(_ name: String) -> KernelBackend {
     switch name {
     case "libiptc": return LibiptcBackend()
+    // every table encoded whole on every apply (the per-chain encodings off): the libiptc "before" of #20
+    case "libiptc-whole":
+        let b = LibiptcBackend()
+        b.keepsEncodings = false
+        return b
     case "libnftnl": return NftablesBackend()
-    default: fail("unknown backend \(name): libiptc or libnftnl")
+    default: fail("unknown backend \(name): libiptc, libiptc-whole or libnftnl")
     }
 }
 
