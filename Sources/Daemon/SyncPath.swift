@@ -37,7 +37,8 @@ public final class SyncPath {
     /// The Services left out for kernel limits that have been logged (each is logged once, and once when it is
     /// back within the limits).
     private var reportedLimits: Set<ServiceLimitViolation> = []
-    /// Families whose rules outside the Services' fragments must be checked whole at the next sync.
+    /// Families whose next ruleset is checked whole for kernel limits: the first of each compiler (what no Service
+    /// owns depends only on its settings), and again after a failed check.
     private var limitsUnchecked: Set<IPFamily> = []
 
     /// What one turn did.
@@ -67,6 +68,7 @@ public final class SyncPath {
         self.logger = logger
         self.conntrackCleanup = conntrackCleanup
         for f in families { self.compilers[f] = RuleCompiler(settings: setup.settings(for: f, features: features)) }
+        self.limitsUnchecked = Set(families)
     }
 
     /// The settings each family compiles with.
@@ -96,6 +98,7 @@ public final class SyncPath {
         var changed = false
         for f in self.families where self.compilers[f]?.settings != self.setup.settings(for: f, features: self.features) {
             self.compilers[f] = RuleCompiler(settings: self.setup.settings(for: f, features: self.features))
+            self.limitsUnchecked.insert(f)
             changed = true
         }
         return changed
@@ -163,8 +166,9 @@ public final class SyncPath {
     }
 
     /// Kernel limits, once for every backend, before any runs: the compiler checked each Service it derived and
-    /// left out those over a limit (named here, logged once); a ruleset compiled anew is checked whole for the
-    /// rules no Service owns, which throws (`KernelLimitError`) and stops the sync.
+    /// left out those over a limit (named here, logged once); the first ruleset of each compiler is checked whole
+    /// for the rules no Service owns (fixed chains, jumps, ensured rules: they follow from its settings alone),
+    /// which throws (`KernelLimitError`) and stops the sync.
     private func checkLimits(_ outcome: inout Outcome) throws {
         for family in self.families {
             guard let compiler = self.compilers[family] else { continue }
@@ -175,10 +179,8 @@ public final class SyncPath {
         let fixed = Set(self.reportedLimits.subtracting(current).map { "\($0.service) (\($0.family.rawValue))" })
         for s in fixed.sorted() { self.logger.info("Service \(s) no longer breaks a kernel limit (fixed or deleted)") }
         self.reportedLimits = current
-        for ruleset in outcome.rulesets
-        where self.limitsUnchecked.contains(ruleset.family) || self.compilers[ruleset.family]?.lastChange.isEverything ?? true {
+        for ruleset in outcome.rulesets where self.limitsUnchecked.contains(ruleset.family) {
             // kept until a check passes: the compiler's next, incremental ruleset still holds what failed here
-            self.limitsUnchecked.insert(ruleset.family)
             try KernelLimits.check(ruleset)
             self.limitsUnchecked.remove(ruleset.family)
         }
