@@ -106,8 +106,8 @@ public final class LibiptcBackend {
             {
                 entry = nil
                 let touched = change.touched[table.table] ?? []
-                let tail = kept.bytes[kept.chainsEnd...]
-                let oldTail = touched.isEmpty ? Array(tail) : []
+                // a copy of the (small) tail, not a slice: a slice would share the buffer the patch then copies
+                let oldTail = touched.isEmpty ? Array(kept.bytes[kept.chainsEnd...]) : []
                 try kept.patch(family, table, id: change.id, touched: touched,
                                encodedCount: &self.lastChainsEncoded, reusedCount: &self.lastChainsReused)
                 self.encoded[key] = kept
