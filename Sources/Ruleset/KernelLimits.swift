@@ -86,8 +86,26 @@ public enum KernelLimits {
         }
     }
 
-    /// The values of one rule over their limits (none for almost every rule: the common path allocates nothing).
+    /// Whether every value of the rule is within its limit: the common path, one pass, nothing allocated.
+    public static func fits(_ rule: Rule) -> Bool {
+        for m in rule.matches {
+            switch m {
+            case .comment(let c): if c.utf8.count > comment { return false }
+            case .inInterface(let name, _): if name.utf8.count > interfaceName { return false }
+            case .recentCheck(let name, _), .recentSet(let name): if name.utf8.count > recentName { return false }
+            case .nfacct(let name): if name.utf8.count > nfacctName { return false }
+            case .proto, .source, .destination, .destinationPort, .addrTypeLocal, .conntrackState, .mark,
+                 .statisticRandom:
+                continue
+            }
+        }
+        if case .jump(let to) = rule.target, to.utf8.count > chainName { return false }
+        return true
+    }
+
+    /// The values of one rule over their limits.
     public static func violations(of rule: Rule, table: Table, chain: String, index: Int) -> [Violation] {
+        if fits(rule) { return [] }
         var out: [Violation] = []
         func check(_ field: Field, _ value: String) {
             let n = value.utf8.count
