@@ -62,6 +62,27 @@ last=$(tail -1 "$TMP/err")
 case "$last" in *"1 objects skipped, 1 fields ignored"*) ok "last stderr line counts what was skipped: $last";; *) bad "last stderr line: $last";; esac
 if diff <(grep -v badrange "$TMP/out") "$TMP/clean.txt" >/dev/null; then ok "other Services' rules unchanged by the bad objects"; else bad "other Services' rules changed"; fi
 
+# A Service whose rules would break a kernel limit (a 240-byte name, which only a manifest can carry: its comments
+# pass XT_MAX_COMMENT_LEN) is named with its port and the field, and left out; every other Service is programmed.
+LONG=$(printf 'l%.0s' $(seq 240))
+cat "$EX" >"$TMP/long.yaml"
+cat >>"$TMP/long.yaml" <<YAML
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $LONG, namespace: team-a}
+spec: {clusterIP: 10.96.0.97, ports: [{name: http, port: 80}]}
+YAML
+run --config "$CFG" --source "$TMP/long.yaml" --dry-run --ip-family ipv4
+cp "$TMP/out" "$TMP/long.txt"
+expect "a Service over a kernel limit is named, port and field, and the dry run exits 0" 0 no \
+    "Service team-a/$LONG port http \(80/TCP\), IPv4: comment of .* is 2[0-9][0-9] bytes, the kernel takes at most 255"
+case "$(tail -1 "$TMP/err")" in *"1 Services left out for kernel limits"*) ok "the summary counts it";; *) bad "summary: $(tail -1 "$TMP/err")";; esac
+run --config "$CFG" --source "$EX" --dry-run --ip-family ipv4
+if ! grep -q '10.96.0.97' "$TMP/long.txt" && diff -q "$TMP/long.txt" "$TMP/out" >/dev/null; then
+    ok "its rules are left out, every other Service's are as without it"
+else bad "the long Service's rules are printed, or others changed" "$(diff "$TMP/long.txt" "$TMP/out" | head -5)"; fi
+
 run --config "$CFG" --source "$EX" --dry-run --ip-family ipv6
 expect "IPv6 dry run" 0 no ''
 grep -q 'fd00:96::22' "$TMP/out" && ! grep -q '10.96.0.22' "$TMP/out" && ok "IPv6 dry run holds only IPv6 addresses" || bad "IPv6 dry run family mix"

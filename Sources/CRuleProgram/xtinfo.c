@@ -32,6 +32,7 @@ _Static_assert(IFNAMSIZ == KNAT_IFNAMSIZ, "interface names");
 _Static_assert(XT_EXTENSION_MAXNAMELEN - 1 == KNAT_CHAIN_NAME_MAX, "chain names");
 _Static_assert(XT_RECENT_NAME_LEN - 1 == KNAT_RECENT_NAME_MAX, "recent names");
 _Static_assert(NFACCT_NAME_MAX - 1 == KNAT_NFACCT_NAME_MAX, "nfacct names");
+_Static_assert(XT_MAX_COMMENT_LEN - 1 == KNAT_COMMENT_MAX, "comments");
 
 static const knat_xt_desc descriptions[KNAT_XT_COUNT] = {
     [KNAT_XT_COMMENT] = {"comment", 0, 0},

@@ -34,6 +34,12 @@ public final class SyncPath {
     private var conntrackBehind = false
     /// The rulesets of the last successful apply: what drift checks compare the kernel with.
     public private(set) var committed: [Ruleset] = []
+    /// The Services left out for kernel limits that have been logged (each is logged once, and once when it is
+    /// back within the limits).
+    private var reportedLimits: Set<ServiceLimitViolation> = []
+    /// Families whose next ruleset is checked whole for kernel limits: the first of each compiler (what no Service
+    /// owns depends only on its settings), and again after a failed check.
+    private var limitsUnchecked: Set<IPFamily> = []
 
     /// What one turn did.
     public struct Outcome {
@@ -41,6 +47,8 @@ public final class SyncPath {
         public var report = ApplyReport()
         public var error: Error?
         public var rulesets: [Ruleset] = []
+        /// Every Service left out of `rulesets` because its rules break a kernel limit (`KernelLimits`).
+        public var limitViolations: [ServiceLimitViolation] = []
         public var stats: [IPFamily: CompileStats] = [:]
         public var compileSeconds = 0.0
         public var applySeconds = 0.0
@@ -60,6 +68,7 @@ public final class SyncPath {
         self.logger = logger
         self.conntrackCleanup = conntrackCleanup
         for f in families { self.compilers[f] = RuleCompiler(settings: setup.settings(for: f, features: features)) }
+        self.limitsUnchecked = Set(families)
     }
 
     /// The settings each family compiles with.
@@ -89,6 +98,7 @@ public final class SyncPath {
         var changed = false
         for f in self.families where self.compilers[f]?.settings != self.setup.settings(for: f, features: self.features) {
             self.compilers[f] = RuleCompiler(settings: self.setup.settings(for: f, features: self.features))
+            self.limitsUnchecked.insert(f)
             changed = true
         }
         return changed
@@ -139,6 +149,7 @@ public final class SyncPath {
         let compiled = clock.now
         outcome.compileSeconds = (compiled - started).secondsValue
         do {
+            try self.checkLimits(&outcome)
             outcome.report = try self.backend.apply(outcome.rulesets, changes: changes)
             outcome.succeeded = true
             self.committed = outcome.rulesets
@@ -152,6 +163,27 @@ public final class SyncPath {
         self.record(outcome, snapshot: snapshot, full: full, seconds: (applied - started).secondsValue)
         if outcome.succeeded { self.cleanConntrack(snapshot, full: full) }
         return outcome
+    }
+
+    /// Kernel limits, once for every backend, before any runs: the compiler checked each Service it derived and
+    /// left out those over a limit (named here, logged once); the first ruleset of each compiler is checked whole
+    /// for the rules no Service owns (fixed chains, jumps, ensured rules: they follow from its settings alone),
+    /// which throws (`KernelLimitError`) and stops the sync.
+    private func checkLimits(_ outcome: inout Outcome) throws {
+        for family in self.families {
+            guard let compiler = self.compilers[family] else { continue }
+            outcome.limitViolations += compiler.limitViolations.keys.sorted().flatMap { compiler.limitViolations[$0]! }
+        }
+        let current = Set(outcome.limitViolations)
+        for v in outcome.limitViolations where !self.reportedLimits.contains(v) { self.logger.error("\(v)") }
+        let fixed = Set(self.reportedLimits.subtracting(current).map { "\($0.service) (\($0.family.rawValue))" })
+        for s in fixed.sorted() { self.logger.info("Service \(s) no longer breaks a kernel limit (fixed or deleted)") }
+        self.reportedLimits = current
+        for ruleset in outcome.rulesets where self.limitsUnchecked.contains(ruleset.family) {
+            // kept until a check passes: the compiler's next, incremental ruleset still holds what failed here
+            try KernelLimits.check(ruleset)
+            self.limitsUnchecked.remove(ruleset.family)
+        }
     }
 
     private func record(_ o: Outcome, snapshot: ClusterStore.Snapshot, full: Bool, seconds: Double) {

@@ -18,6 +18,11 @@ import Ruleset
 /// this backend last wrote there (or that it has not written yet, or that was read ahead) is read from its raw
 /// entries, so a steady state costs neither iptc_init nor a commit; a changed program is read through iptc_init,
 /// which the write needs anyway.
+///
+/// Each table's program is kept between applies, chain by chain (`EncodedTable`, as the nf_tables backend keeps
+/// it): an apply told what changed (`RulesetChange`) re-encodes only the chains the change names, and knows
+/// without reading the bytes whether the program is the one it wrote last. The table is still replaced whole
+/// by `iptc_commit`: x_tables has no other way to change it.
 public final class LibiptcBackend {
     /// Longest wait for /run/xtables.lock, in milliseconds (negative: forever).
     public var lockTimeoutMilliseconds: Int32
@@ -27,9 +32,15 @@ public final class LibiptcBackend {
     public var logger: Logger
     /// Read from the raw entries when no change is expected (see above). Off: always through iptc_init.
     public var checkFirst = true
-    private var program: TableProgram?
-    /// Hash of the program last applied per family and table (this process's seed): decides the check.
-    private var lastApplied: [String: Int] = [:]
+    /// Keep each table's encoding and re-encode only the chains a change names (see above). Off: every apply
+    /// encodes every table whole (what every sync did before; for measurements and tests).
+    public var keepsEncodings = true
+    /// Test hook: declared chains the last apply encoded anew, and those it copied from the apply before.
+    public private(set) var lastChainsEncoded = 0
+    public private(set) var lastChainsReused = 0
+    /// Each (family, table)'s last program, chain by chain, and the tables whose last apply of it succeeded.
+    private var encoded: [String: EncodedTable] = [:]
+    var applied: Set<String> = []
     /// Snapshots taken ahead (`usePrefetched`), each used by the next apply of its table.
     private var prefetched: [String: TableSnapshot] = [:]
     /// A read ahead started by `prefetch(families:)`, handed over at the next apply.
@@ -44,43 +55,82 @@ public final class LibiptcBackend {
         self.logger = logger
     }
 
-    /// Applies one family's ruleset, one commit per table.
+    /// Applies one family's ruleset, one commit per table (every table encoded whole).
     public func apply(_ ruleset: Ruleset) throws -> ApplyReport {
+        try self.apply(ruleset, change: nil)
+    }
+
+    /// Applies one family's ruleset, one commit per table, re-encoding only the chains `change` names when this
+    /// object's kept encoding of a table is the change's base.
+    public func apply(_ ruleset: Ruleset, change: RulesetChange?) throws -> ApplyReport {
         var report = ApplyReport()
         if let p = self.pendingPrefetch {
             self.pendingPrefetch = nil
             for (family, snapshots) in p.wait() { self.usePrefetched(snapshots, family: family) }
         }
+        self.lastChainsEncoded = 0
+        self.lastChainsReused = 0
         for table in ruleset.tables {
-            var program = self.takeProgram(family: ruleset.family)
-            defer { self.program = program }
+            let key = Self.key(ruleset.family, table.table)
             let started = DispatchTime.now().uptimeNanoseconds
-            do {
-                try Self.encode(table, into: &program)
-            } catch {
-                throw NetfilterError.encoding(error)
-            }
-            let key = "\(ruleset.family.rawValue)/\(table.table.rawValue)"
-            let hash = program.bytes.withUnsafeBytes { raw in
-                var h = Hasher()
-                h.combine(bytes: raw)
-                return h.finalize()
-            }
+            let same = try self.encode(table, family: ruleset.family, key: key, change: change)
             let snapshot = self.prefetched.removeValue(forKey: key)
-            let check = self.checkFirst && (snapshot != nil || self.lastApplied[key].map { $0 == hash } ?? true)
+            // a program unlike the one written last goes straight to iptc_init (unless the table was read ahead)
+            let check = self.checkFirst && (snapshot != nil || same != false)
             let encoded = DispatchTime.now().uptimeNanoseconds
-            self.lastApplied[key] = nil
-            var r = try Self.run(
-                program, family: ruleset.family, table: table.table,
-                lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts, check: check,
-                snapshot: snapshot)
-            self.lastApplied[key] = hash
+            self.applied.remove(key)
+            var r = try self.encoded[key]!.bytes.withUnsafeBufferPointer { bytes in
+                try Self.run(
+                    bytes, family: ruleset.family, table: table.table,
+                    lockTimeout: self.lockTimeoutMilliseconds, attempts: self.maxAttempts, check: check,
+                    snapshot: snapshot)
+            }
+            self.applied.insert(key)
             r.encodeSeconds = Double(encoded - started) / 1e9
             self.log(r, family: ruleset.family)
             report.tables.append(r)
         }
         return report
     }
+
+    /// Makes `encoded[key]` the program of `table`: patched when `change` starts from the kept encoding, else
+    /// encoded whole. Returns whether it is the program this object last applied to that table: true or false
+    /// when known, nil when nothing was applied there yet (or the last apply failed).
+    func encode(_ table: TableRuleset, family: IPFamily, key: String, change: RulesetChange?) throws -> Bool? {
+        // taken out of the dictionary so that its bytes are not shared and are patched in place
+        var entry = self.encoded.removeValue(forKey: key)
+        let wasApplied = entry != nil && self.applied.contains(key)
+        do {
+            if self.keepsEncodings, var kept = entry, let change, change.family == family, !change.isEverything,
+               kept.id != nil, kept.id == change.base
+            {
+                entry = nil
+                let touched = change.touched[table.table] ?? []
+                // a copy of the (small) tail, not a slice: a slice would share the buffer the patch then copies
+                let oldTail = touched.isEmpty ? Array(kept.bytes[kept.chainsEnd...]) : []
+                try kept.patch(family, table, id: change.id, touched: touched,
+                               encodedCount: &self.lastChainsEncoded, reusedCount: &self.lastChainsReused)
+                self.encoded[key] = kept
+                guard wasApplied else { return nil }
+                // no chain touched: only the tail (jumps, ensured rules, deleted chains) can differ
+                return touched.isEmpty && kept.bytes[kept.chainsEnd...].elementsEqual(oldTail)
+            }
+            let fresh = try EncodedTable(
+                family, table, id: self.keepsEncodings ? change?.id : nil, encodedCount: &self.lastChainsEncoded)
+            self.encoded[key] = fresh
+            guard wasApplied, let entry else { return nil }
+            return fresh.bytes == entry.bytes
+        } catch {
+            throw NetfilterError.encoding(error)
+        }
+    }
+
+    /// The program kept for a table (what its last apply handed the shim).
+    func program(_ family: IPFamily, _ table: Table) -> [UInt8]? {
+        self.encoded[Self.key(family, table)]?.bytes
+    }
+
+    static func key(_ family: IPFamily, _ table: Table) -> String { "\(family.rawValue)/\(table.rawValue)" }
 
     /// Reads the tables' entries now (e.g. on another thread while the cluster state is still being decoded), for
     /// the next apply's check. The apply reads again when a table's size or entry count changed in between; a
@@ -103,7 +153,7 @@ public final class LibiptcBackend {
 
     /// Hands snapshots from `takeSnapshots` to the next apply of each table.
     public func usePrefetched(_ snapshots: [Table: TableSnapshot], family: IPFamily) {
-        for (table, s) in snapshots { self.prefetched["\(family.rawValue)/\(table.rawValue)"] = s }
+        for (table, s) in snapshots { self.prefetched[Self.key(family, table)] = s }
     }
 
     /// Creates the empty `KUBE-PROXY-CANARY` chain in each table if it is missing (the monitor's canary).
@@ -135,15 +185,6 @@ public final class LibiptcBackend {
         }
     }
 
-    private func takeProgram(family: IPFamily) -> TableProgram {
-        if var p = self.program, p.family == family {
-            self.program = nil
-            p.reset()
-            return p
-        }
-        return TableProgram(family: family)
-    }
-
     static func encode(_ table: TableRuleset, into program: inout TableProgram) throws(EncodingError) {
         try program.encode(table)
     }
@@ -152,12 +193,20 @@ public final class LibiptcBackend {
         _ program: TableProgram, family: IPFamily, table: Table, lockTimeout: Int32, attempts: Int32,
         check: Bool = false, snapshot: TableSnapshot? = nil
     ) throws -> ApplyReport.TableReport {
-        var result = knat_result()
-        let rc = program.bytes.withUnsafeBufferPointer { buf in
-            knat_apply_table(
-                family == .ipv4 ? 4 : 6, table.rawValue, buf.baseAddress, buf.count,
-                lockTimeout, attempts, check ? Int32(KNAT_APPLY_CHECK_FIRST) : 0, snapshot?.pointer, &result)
+        try program.bytes.withUnsafeBufferPointer { bytes in
+            try Self.run(bytes, family: family, table: table, lockTimeout: lockTimeout, attempts: attempts,
+                         check: check, snapshot: snapshot)
         }
+    }
+
+    static func run(
+        _ program: UnsafeBufferPointer<UInt8>, family: IPFamily, table: Table, lockTimeout: Int32, attempts: Int32,
+        check: Bool = false, snapshot: TableSnapshot? = nil
+    ) throws -> ApplyReport.TableReport {
+        var result = knat_result()
+        let rc = knat_apply_table(
+            family == .ipv4 ? 4 : 6, table.rawValue, program.baseAddress, program.count,
+            lockTimeout, attempts, check ? Int32(KNAT_APPLY_CHECK_FIRST) : 0, snapshot?.pointer, &result)
         withExtendedLifetime(snapshot) {}
         let message = result.text
         if rc != 0 {

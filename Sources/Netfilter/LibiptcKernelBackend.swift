@@ -7,8 +7,16 @@ extension LibiptcBackend: KernelBackend {
     public var name: String { "libiptc" }
 
     public func apply(_ rulesets: [Ruleset]) throws -> ApplyReport {
+        try self.apply(rulesets, changes: [])
+    }
+
+    /// One commit per table, each table's program patched from the kept one for the chains its family's change
+    /// names (see `LibiptcBackend.apply(_:change:)`).
+    public func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
         var report = ApplyReport()
-        for ruleset in rulesets { report.merge(try self.apply(ruleset)) }
+        for ruleset in rulesets {
+            report.merge(try self.apply(ruleset, change: changes.first { $0.family == ruleset.family }))
+        }
         return report
     }
 

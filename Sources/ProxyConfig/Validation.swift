@@ -110,6 +110,16 @@ extension KubeProxyConfiguration {
             invalid(
                 "detectLocal.interfaceNamePrefix", "must not be empty when detectLocalMode is InterfaceNamePrefix",
                 "\"\"")
+        // The rules carry it as `-i NAME` (`-i PREFIX+`), which iptables stores in IFNAMSIZ bytes with the NUL
+        // (Ruleset's KernelLimits.interfaceName, 15): refused here, once, rather than every Service's rules left
+        // out for it at every sync.
+        case .bridgeInterface where detectLocal.bridgeInterface.utf8.count > 15:
+            invalid(
+                "detectLocal.bridgeInterface", "must be at most 15 bytes (IFNAMSIZ)", quoted(detectLocal.bridgeInterface))
+        case .interfaceNamePrefix where detectLocal.interfaceNamePrefix.utf8.count > 14:
+            invalid(
+                "detectLocal.interfaceNamePrefix", "must be at most 14 bytes (IFNAMSIZ, with the '+' the rules add)",
+                quoted(detectLocal.interfaceNamePrefix))
         default:
             break
         }

@@ -34,6 +34,10 @@ public final class RuleCompiler {
     public private(set) var lastChange: RulesetChange
     /// The Services the last compile patched because they changed; nil: it compiled every Service.
     public private(set) var lastChangedServices: [ObjectName]?
+    /// The Services left out of the ruleset because their rules break a kernel limit (`KernelLimits`), as of the
+    /// last compile: each is checked when its fragment is derived, and stays out until a version of it is within
+    /// the limits or it is deleted.
+    public private(set) var limitViolations: [ObjectName: [ServiceLimitViolation]] = [:]
 
     /// One Service's compiled view, kept in namespace/name order.
     private struct Entry {
@@ -45,6 +49,8 @@ public final class RuleCompiler {
         /// Some endpoint carries zone hints, so the fragment depends on this node's zone.
         var zoneHinted: Bool
         var fragment = ServiceFragment()
+        /// Why the fragment is empty: the derived rules broke these kernel limits.
+        var limits: [ServiceLimitViolation] = []
     }
     private var entries: [Entry] = []
     /// Rule/chain counts of each entry's fragment, flat, for the prefix sums of in-place patches.
@@ -73,6 +79,7 @@ public final class RuleCompiler {
         position.removeAll()
         assembled = nil
         lineage = 0
+        limitViolations = [:]
     }
 
     public func compile(_ state: ClusterState) -> Ruleset {
@@ -113,19 +120,21 @@ public final class RuleCompiler {
         // Each fragment goes into the assembled chains right after it is derived, while its rules are still
         // in cache: assembling retains every rule and chain again, which costs a cache miss when cold.
         var assembly = Assembly(settings: settings, services: entries.count)
+        var limits: [ObjectName: [ServiceLimitViolation]] = [:]
         counts = []
         counts.reserveCapacity(entries.count)
         for i in entries.indices {
             if !cached[i] || wasLarge != stats.largeClusterMode {
-                entries[i].fragment = fragment(
-                    entries[i].ports, entries[i].endpoints, large: stats.largeClusterMode, zone: zone)
+                derive(&entries[i], large: stats.largeClusterMode, zone: zone)
                 stats.fragmentsCompiled += 1
             }
+            if !entries[i].limits.isEmpty { limits[entries[i].name] = entries[i].limits }
             assembly.add(entries[i].fragment)
             counts.append(FragmentCounts(entries[i].fragment))
             add(entries[i].ports.count, entries[i].fragment, to: &stats, sign: 1)
         }
         let rs = assembly.ruleset()
+        limitViolations = limits
         assembled = rs
         lineage = state.lineage
         lastClock = state.clock
@@ -165,7 +174,8 @@ public final class RuleCompiler {
         totals.endpoints = endpoints
         var touched: [Table: Set<String>] = [:]
         for (i, var e) in updates.sorted(by: { $0.0 < $1.0 }) {
-            e.fragment = fragment(e.ports, e.endpoints, large: large, zone: zone)
+            derive(&e, large: large, zone: zone)
+            limitViolations[e.name] = e.limits.isEmpty ? nil : e.limits
             patch(&rs, at: i, old: entries[i].fragment, new: e.fragment, touched: &touched)
             add(entries[i].ports.count, entries[i].fragment, to: &totals, sign: -1)
             add(e.ports.count, e.fragment, to: &totals, sign: 1)
@@ -262,19 +272,27 @@ public final class RuleCompiler {
         stats.noLocalEndpointsExternal += sign * fragment.noLocalEndpointsExternal
     }
 
-    private func fragment(_ ports: [ServicePortInfo], _ endpoints: [[EndpointInfo]], large: Bool, zone: String?)
-        -> ServiceFragment
-    {
+    /// Derives an entry's fragment; a Service any of whose ports breaks a kernel limit gets an empty one (no
+    /// rules at all: see `limitViolations`), and the violations are kept with the entry.
+    private func derive(_ e: inout Entry, large: Bool, zone: String?) {
         var f = ServiceFragment()
+        var limits: [ServiceLimitViolation] = []
         let topology = NodeTopology(nodeName: settings.nodeName, zone: zone)
         // Typically a SVC chain, maybe an EXT chain, and a SEP chain per endpoint per port; one ClusterIP rule.
-        f.natChains.reserveCapacity(endpoints.reduce(0) { $0 + $1.count + 2 })
-        f.natServices.reserveCapacity(ports.count)
-        for (port, eps) in zip(ports, endpoints) {
+        f.natChains.reserveCapacity(e.endpoints.reduce(0) { $0 + $1.count + 2 })
+        f.natServices.reserveCapacity(e.ports.count)
+        for (port, eps) in zip(e.ports, e.endpoints) {
+            let start = f.marks
             ServicePortRules(port: port, endpoints: eps, settings: settings, topology: topology, largeClusterMode: large)
                 .write(into: &f)
+            for v in f.limitViolations(since: start) {
+                limits.append(ServiceLimitViolation(
+                    family: settings.family, service: port.service, portName: port.portName, port: port.port,
+                    proto: port.proto, violation: v))
+            }
         }
-        return f
+        e.fragment = limits.isEmpty ? f : ServiceFragment()
+        e.limits = limits
     }
 
     private func resolve(_ name: ObjectName, _ state: ClusterState, _ generation: UInt64) -> Entry {

@@ -343,12 +343,15 @@ struct KubeNatd: AsyncParsableCommand {
             throw ExitCode(1)
         }
         StandardOutput.write(outcome.report.text ?? "")
+        for v in outcome.limitViolations { Stderr.line(v.description) }
+        let leftOut = Set(outcome.limitViolations.map(\.service)).count
         let skipped = load.issues.filter { $0.severity == .error }.count
         let ignored = load.issues.count - skipped
         // The dry run changes nothing on the node, so it does not look for them either (reading nf_tables needs
         // CAP_NET_ADMIN, which a dry run does not): it says what a start would also do.
         Stderr.line("kube-natd: dry run: a start (daemon or --once) would also delete kube-proxy's nftables-mode tables, table ip kube-proxy and table ip6 kube-proxy, where they exist")
-        Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored")
+        Stderr.line("kube-natd: dry run: \(state.services.count) Services, \(state.slices.count) EndpointSlices; \(skipped) objects skipped, \(ignored) fields ignored"
+            + (leftOut > 0 ? ", \(leftOut) Services left out for kernel limits" : ""))
     }
 
     /// Optional rule features, decided the same way for every mode (a dry run prints what `--once` would write;

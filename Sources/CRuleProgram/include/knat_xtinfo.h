@@ -78,6 +78,7 @@ enum {
     KNAT_CHAIN_NAME_MAX = 28,                 /* XT_EXTENSION_MAXNAMELEN - 1: the longest chain name iptables takes */
     KNAT_RECENT_NAME_MAX = 199,               /* XT_RECENT_NAME_LEN - 1 */
     KNAT_NFACCT_NAME_MAX = 31,                /* NFACCT_NAME_MAX - 1 */
+    KNAT_COMMENT_MAX = 255,                   /* XT_MAX_COMMENT_LEN - 1 */
 };
 
 #endif
