@@ -49,7 +49,7 @@ final class LibiptcEncodingTests: XCTestCase {
     func whole(_ rs: Ruleset) throws -> [[UInt8]] {
         try rs.tables.map { table in
             var program = TableProgram(family: rs.family)
-            try program.encode(table, dropJumpsIntoDeleted: true)
+            try program.encode(table)
             return program.bytes
         }
     }
