@@ -120,7 +120,8 @@ KC
         in_ns curl -s -o /dev/null --max-time 2 "$api/api/v1/services?limit=1" && break
         sleep 0.1
     done
-    printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.128.1.0/24"}}' \
+    # The generated configuration's node: the daemon waits for its Node's IPs (its bindAddress, 192.168.0.2).
+    printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"spec":{"podCIDR":"10.128.1.0/24"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.0.2"}]}}' \
         | in_ns curl -s -o /dev/null -X PUT --data-binary @- "$api/control/objects" || { stop_daemon_bench; return 1; }
     timeout 900 ip netns exec "${USE_NS:-$NS}" "$KUBE_NATD" --config "$d/daemon-config.yaml" --backend "$backend" \
         --ip-family ipv4 --random-fully no -v 4 > "$d/daemon.log" 2>&1 &
@@ -178,8 +179,8 @@ for N in $SIZES; do
     echo "bench: $N Services: generating" >&2
     timeout 300 "$NATD_BENCH" generate "$N" "$D/base" "$D/changed" >"$R/generate.json" || die "generate $N failed"
     CFG="$D/kube-proxy-config.yaml"
-    ONCE=("$KUBE_NATD" --config "$CFG" --once --backend libiptc --ip-family ipv4 --random-fully no)
-    DRY=("$KUBE_NATD" --config "$CFG" --dry-run --ip-family ipv4 --random-fully no)
+    ONCE=("$KUBE_NATD" --config "$CFG" --once --backend libiptc --ip-family ipv4 --random-fully no --nfacct-counters no)
+    DRY=("$KUBE_NATD" --config "$CFG" --dry-run --ip-family ipv4 --random-fully no --nfacct-counters no)
 
     # (1, 2) compile, render, incremental compile; manifest load and decode (in process).
     echo "bench: $N: compile" >&2
@@ -257,7 +258,7 @@ for N in $SIZES; do
     # onto the same rules (steady), one endpoint changed; in process as the daemon syncs; iptables-nft-restore of
     # the identical dry-run text (once, up to NFT_RESTORE_MAX); the daemon on libnftnl, DAEMON_SAMPLES changes.
     export USE_NS=$NSN
-    NONCE=("$KUBE_NATD" --config "$CFG" --once --backend libnftnl --ip-family ipv4 --random-fully no)
+    NONCE=("$KUBE_NATD" --config "$CFG" --once --backend libnftnl --ip-family ipv4 --random-fully no --nfacct-counters no)
     echo "bench: $N: kube-natd --once --backend libnftnl" >&2
     for i in $(seq 0 "$PR"); do
         empty_nft
