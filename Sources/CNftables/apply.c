@@ -82,14 +82,6 @@ static int current_model(knft_context *ctx, const int *families, const char *con
     return knft_read_tables(ctx, families, tables, n, add, res);
 }
 
-/* What a stamp records of the programs: each table's digest (from its chains' digests and its other records),
-   the form and the encoder. */
-static uint64_t programs_hash(const uint64_t *digests, size_t count, knft_form form) {
-    uint64_t h = knft_hash(((uint64_t)KNFT_ENCODER_VERSION << 32) | (uint64_t)form, &count, sizeof(count));
-    for (size_t i = 0; i < count; i++) h = knft_mix(h, digests[i]);
-    return h;
-}
-
 /* A program of ENSURE_CHAIN records only (the canaries): it changes no declared chain. */
 static int only_ensures(const knft_program *p) {
     knat_reader rd = {p->bytes, p->length, 0};
@@ -109,7 +101,7 @@ static void note_applied(knft_context *ctx, const knft_program *programs, size_t
             continue;
         }
         if (only_ensures(&programs[i])) continue;
-        knft_index *x = knft_index_of(ctx, programs[i].family, programs[i].table);
+        knft_index *x = knft_index_of(&ctx->indexes, programs[i].family, programs[i].table);
         if (x) x->model_epoch = 0;
     }
 }
@@ -137,22 +129,10 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
     int from_change[KNFT_MAX_TABLES] = {0};
     unsigned indexed[KNFT_MAX_TABLES] = {0};
     double t00 = knft_now();
-    for (size_t i = 0; i < count; i++) {
-        if (!programs[i].id) {
-            if ((rc = knft_program_digest(&programs[i], form, &digests[i], res))) return res->error = rc;
-            continue;
-        }
-        knft_index *x = knft_index_of(ctx, programs[i].family, tables[i]);
-        if (!x) {
-            knft_set_message(res, "out of memory");
-            return res->error = ENOMEM;
-        }
-        if ((rc = knft_index_update(x, &programs[i], form, &from_change[i], &indexed[i], res))) return res->error = rc;
-        indexes[i] = x;
-        digests[i] = knft_index_digest(x);
-    }
+    if ((rc = knft_index_programs(&ctx->indexes, programs, count, form, digests, indexes, from_change, indexed, res)))
+        return res->error = rc;
     double index_seconds = knft_now() - t00;
-    uint64_t hash = programs_hash(digests, count, form);
+    uint64_t hash = knft_programs_hash(digests, count, form);
     knft_stamping stamping = {.where = stamp, .hash = hash};
     for (int attempt = 1; attempt <= max_attempts; attempt++) {
         res->attempts = attempt;

@@ -9,18 +9,17 @@
 #include <stdlib.h>
 #include "internal.h"
 
-knft_index *knft_index_of(knft_context *ctx, int family, const char *table) {
-    for (size_t i = 0; i < ctx->nindexes; i++)
-        if (ctx->indexes[i]->family == family && !strcmp(ctx->indexes[i]->table, table)) return ctx->indexes[i];
-    /* each index is allocated on its own: callers hold pointers to several while others are added */
-    knft_index **p = realloc(ctx->indexes, (ctx->nindexes + 1) * sizeof(*p));
+knft_index *knft_index_of(knft_indexes *set, int family, const char *table) {
+    for (size_t i = 0; i < set->n; i++)
+        if (set->items[i]->family == family && !strcmp(set->items[i]->table, table)) return set->items[i];
+    knft_index **p = realloc(set->items, (set->n + 1) * sizeof(*p));
     if (!p) return NULL;
-    ctx->indexes = p;
+    set->items = p;
     knft_index *x = calloc(1, sizeof(*x));
     if (!x) return NULL;
     x->family = family;
     snprintf(x->table, sizeof(x->table), "%s", table);
-    ctx->indexes[ctx->nindexes++] = x;
+    set->items[set->n++] = x;
     return x;
 }
 
@@ -277,5 +276,74 @@ int knft_program_digest(const knft_program *p, knft_form form, uint64_t *digest,
     char table[16];
     snprintf(table, sizeof(table), "%s", p->table);
     *digest = table_digest(p->family, table, s.sum, others);
+    return 0;
+}
+
+void knft_indexes_clear(knft_indexes *set) {
+    for (size_t i = 0; i < set->n; i++) {
+        knft_index_free(set->items[i]);
+        free(set->items[i]);
+    }
+    free(set->items);
+    set->items = NULL;
+    set->n = 0;
+}
+
+uint64_t knft_programs_hash(const uint64_t *digests, size_t count, knft_form form) {
+    uint64_t h = knft_hash(((uint64_t)KNFT_ENCODER_VERSION << 32) | (uint64_t)form, &count, sizeof(count));
+    for (size_t i = 0; i < count; i++) h = knft_mix(h, digests[i]);
+    return h;
+}
+
+int knft_index_programs(knft_indexes *set, const knft_program *programs, size_t count, knft_form form,
+                        uint64_t *digests, knft_index **indexes, int *from_change, unsigned *indexed,
+                        knft_result *res) {
+    for (size_t i = 0; i < count; i++) {
+        indexes[i] = NULL;
+        from_change[i] = 0;
+        indexed[i] = 0;
+        int rc;
+        if (!programs[i].id) {
+            if ((rc = knft_program_digest(&programs[i], form, &digests[i], res))) return rc;
+            continue;
+        }
+        knft_index *x = knft_index_of(set, programs[i].family, programs[i].table);
+        if (!x) {
+            knft_set_message(res, "out of memory");
+            return ENOMEM;
+        }
+        if ((rc = knft_index_update(x, &programs[i], form, &from_change[i], &indexed[i], res))) return rc;
+        indexes[i] = x;
+        digests[i] = knft_index_digest(x);
+    }
+    return 0;
+}
+
+knft_indexes *knft_indexes_new(void) { return calloc(1, sizeof(knft_indexes)); }
+
+void knft_indexes_free(knft_indexes *set) {
+    if (!set) return;
+    knft_indexes_clear(set);
+    free(set);
+}
+
+int knft_indexes_hash(knft_indexes *set, const knft_program *programs, size_t count, knft_form form, uint64_t *hash,
+                      knft_result *res) {
+    memset(res, 0, sizeof(*res));
+    if (count > KNFT_MAX_TABLES) return res->error = EINVAL;
+    uint64_t digests[KNFT_MAX_TABLES];
+    knft_index *indexes[KNFT_MAX_TABLES];
+    int from_change[KNFT_MAX_TABLES];
+    unsigned indexed[KNFT_MAX_TABLES];
+    int rc = knft_index_programs(set, programs, count, form, digests, indexes, from_change, indexed, res);
+    if (rc) return res->error = rc;
+    res->ntables = count;
+    for (size_t i = 0; i < count; i++) {
+        res->tables[i].family = programs[i].family;
+        snprintf(res->tables[i].table, sizeof(res->tables[i].table), "%s", programs[i].table);
+        res->tables[i].chains_indexed = indexed[i];
+        res->tables[i].incremental = from_change[i];
+    }
+    *hash = knft_programs_hash(digests, count, form);
     return 0;
 }

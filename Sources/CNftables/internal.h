@@ -204,8 +204,23 @@ static inline uint64_t knft_chain_digest_of(const uint64_t *ids, uint32_t n) {
     return knft_hash(0x6F776E6564ULL, ids, (size_t)n * sizeof(uint64_t));
 }
 
-/* The index of (family, table) in the context, created empty when missing (NULL: out of memory). */
-knft_index *knft_index_of(knft_context *ctx, int family, const char *table);
+struct knft_indexes {
+    knft_index **items; /* each allocated on its own: callers hold pointers to several while others are added */
+    size_t n;
+};
+
+/* The index of (family, table), created empty when missing (NULL: out of memory). */
+knft_index *knft_index_of(knft_indexes *set, int family, const char *table);
+void knft_indexes_clear(knft_indexes *set);
+/*
+ * Indexes each program (declared programs, with an id, through set; others parsed whole) and gives each table's
+ * digest, its index (NULL when not kept), whether it was indexed from its change, and the chains parsed.
+ */
+int knft_index_programs(knft_indexes *set, const knft_program *programs, size_t count, knft_form form,
+                        uint64_t *digests, knft_index **indexes, int *from_change, unsigned *indexed,
+                        knft_result *res);
+/* What a stamp records of the programs: their tables' digests, the form and the encoder. */
+uint64_t knft_programs_hash(const uint64_t *digests, size_t count, knft_form form);
 const knft_index_chain *knft_index_chain_named(const knft_index *x, const char *name, uint64_t name_hash);
 /*
  * Makes x the index of program p: from p's changed chains and its head and tail when x indexes p->base (then
@@ -246,8 +261,7 @@ struct knft_context {
     int sndbuf, rcvbuf; /* what the socket buffers are set to */
     knft_model model;
     uint64_t applied;   /* hash of the programs the model is known to hold (0: none) */
-    knft_index **indexes; /* the declared programs last applied, per (family, table) */
-    size_t nindexes;
+    knft_indexes indexes; /* the declared programs last applied, per (family, table) */
     uint8_t *buf;       /* receive buffer */
     size_t buflen;
 };

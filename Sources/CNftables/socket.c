@@ -72,11 +72,7 @@ void knft_close(knft_context *ctx) {
     if (!ctx) return;
     if (ctx->nl) mnl_socket_close(ctx->nl);
     knft_model_free(&ctx->model);
-    for (size_t i = 0; i < ctx->nindexes; i++) {
-        knft_index_free(ctx->indexes[i]);
-        free(ctx->indexes[i]);
-    }
-    free(ctx->indexes);
+    knft_indexes_clear(&ctx->indexes);
     free(ctx->buf);
     free(ctx);
 }

@@ -156,6 +156,17 @@ int knft_prefetch(knft_context *ctx, const int *families, const char *const *tab
    use), else 0. */
 int knft_has_model(const knft_context *ctx);
 
+/*
+ * Test view of what knft_apply hashes, without a kernel: a set of program indexes (as a context keeps), the
+ * stamp hash of the programs (through the set: a program naming the one indexed as its base is hashed from its
+ * changed chains), and per table in result->tables[i] the chains parsed (chains_indexed) and `incremental`.
+ */
+typedef struct knft_indexes knft_indexes;
+knft_indexes *knft_indexes_new(void);
+void knft_indexes_free(knft_indexes *set);
+int knft_indexes_hash(knft_indexes *set, const knft_program *programs, size_t count, knft_form form, uint64_t *hash,
+                      knft_result *result);
+
 /* One chain of a table as read back: rule count and digest (see knft_read_owned). */
 typedef struct knft_chain_digest {
     int family;
