@@ -82,15 +82,28 @@ static int current_model(knft_context *ctx, const int *families, const char *con
     return knft_read_tables(ctx, families, tables, n, add, res);
 }
 
-/* What a stamp records of the programs: every byte of them, their tables, the form and the encoder. */
-static uint64_t programs_hash(const knft_program *programs, size_t count, knft_form form) {
-    uint64_t h = knft_hash(((uint64_t)KNFT_ENCODER_VERSION << 32) | (uint64_t)form, &count, sizeof(count));
+/* A program of ENSURE_CHAIN records only (the canaries): it changes no declared chain. */
+static int only_ensures(const knft_program *p) {
+    knat_reader rd = {p->bytes, p->length, 0};
+    knat_record rec;
+    int n;
+    while ((n = knat_next(&rd, &rec)) == 1)
+        if (rec.kind != KNAT_OP_ENSURE_CHAIN) return 0;
+    return n == 0;
+}
+
+/* The kernel model now holds exactly what the programs say: a later program naming one of them as its base may
+   be planned from its change alone. Other programs (cleanup) may have changed declared chains: not so. */
+static void note_applied(knft_context *ctx, const knft_program *programs, size_t count, knft_index *const *indexes) {
     for (size_t i = 0; i < count; i++) {
-        h = knft_hash(h, &programs[i].family, sizeof(programs[i].family));
-        h = knft_hash(h, programs[i].table, strnlen(programs[i].table, sizeof(programs[i].table)));
-        h = knft_hash(h, programs[i].bytes, programs[i].length);
+        if (indexes[i]) {
+            indexes[i]->model_epoch = ctx->model.valid ? ctx->model.epoch : 0;
+            continue;
+        }
+        if (only_ensures(&programs[i])) continue;
+        knft_index *x = knft_index_of(&ctx->indexes, programs[i].family, programs[i].table);
+        if (x) x->model_epoch = 0;
     }
-    return h;
 }
 
 int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, knft_form form,
@@ -109,7 +122,17 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         tables[i] = programs[i].table;
     }
     int rc = 0;
-    uint64_t hash = programs_hash(programs, count, form);
+    /* each table's digest: declared programs (with an id) through their kept index, updated from the change
+       when the program names the one indexed as its base; others parsed whole */
+    uint64_t digests[KNFT_MAX_TABLES];
+    knft_index *indexes[KNFT_MAX_TABLES] = {0};
+    int from_change[KNFT_MAX_TABLES] = {0};
+    unsigned indexed[KNFT_MAX_TABLES] = {0};
+    double t00 = knft_now();
+    if ((rc = knft_index_programs(&ctx->indexes, programs, count, form, digests, indexes, from_change, indexed, res)))
+        return res->error = rc;
+    double index_seconds = knft_now() - t00;
+    uint64_t hash = knft_programs_hash(digests, count, form);
     knft_stamping stamping = {.where = stamp, .hash = hash};
     for (int attempt = 1; attempt <= max_attempts; attempt++) {
         res->attempts = attempt;
@@ -121,6 +144,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
             memset(&res->tables[i], 0, sizeof(res->tables[i]));
             res->tables[i].family = programs[i].family;
             snprintf(res->tables[i].table, sizeof(res->tables[i].table), "%s", programs[i].table);
+            res->tables[i].chains_indexed = attempt == 1 ? indexed[i] : 0;
         }
         double t0 = knft_now();
         if (stamp && !(flags & KNFT_APPLY_READ)) {
@@ -134,6 +158,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
                     res->stamp_current = 1;
                     res->genid = now;
                     res->read_seconds = knft_now() - t0;
+                    res->decide_seconds = index_seconds;
                     return 0;
                 }
             }
@@ -145,6 +170,8 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         if (!res->read_kernel && ctx->applied == hash) {
             /* nothing committed since the model was known to hold exactly these programs */
             res->genid = genid;
+            res->decide_seconds = index_seconds;
+            note_applied(ctx, programs, count, indexes);
             return 0;
         }
 
@@ -161,7 +188,11 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         stamping.first_known = 0;
         for (size_t i = 0; i < count && !rc; i++) {
             knft_table *t = knft_model_table(&ctx->model, programs[i].family, programs[i].table, 0);
-            rc = knft_plan_table(ctx, t, &programs[i], form, &bt, plan, &stamping, &res->tables[i], res);
+            /* only the change, when the model holds the program it changes (nothing else wrote since) */
+            int incremental = from_change[i] && !res->read_kernel && !(flags & KNFT_APPLY_READ) &&
+                              ctx->model.valid && indexes[i]->model_epoch == ctx->model.epoch;
+            rc = knft_plan_table(ctx, t, &programs[i], form, indexes[i], incremental, &bt, plan, &stamping,
+                                 &res->tables[i], res);
         }
         if (!rc && stamp && knft_batch_count(&bt) && !stamping.written) {
             for (size_t i = 0; i < count && !rc; i++) {
@@ -171,12 +202,13 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
                 break;
             }
         }
-        res->decide_seconds = knft_now() - t1;
+        res->decide_seconds = knft_now() - t1 + (attempt == 1 ? index_seconds : 0);
         unsigned messages = knft_batch_count(&bt);
         if (!rc && messages == 0) {
             /* the kernel already holds the wanted state: nothing to send */
             res->genid = genid;
             ctx->applied = hash;
+            note_applied(ctx, programs, count, indexes);
             knft_batch_free(&bt);
             knft_plan_free(plan);
             return 0;
@@ -192,6 +224,7 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
             /* our commit is the one that moved the generation: nothing else can have committed in between */
             ctx->model.genid = genid + 1 ? genid + 1 : 1;
             ctx->applied = hash;
+            note_applied(ctx, programs, count, indexes);
             res->genid = ctx->model.genid;
             res->messages = messages;
             res->batches = 1;
@@ -251,7 +284,7 @@ static int add_digest(digests *d, int family, const char *table, const char *nam
     snprintf(c->table, sizeof(c->table), "%s", table);
     snprintf(c->name, sizeof(c->name), "%s", name);
     c->rules = n;
-    c->digest = knft_hash(0x6F776E6564ULL, ids, (size_t)n * sizeof(uint64_t));
+    c->digest = knft_chain_digest_of(ids, n);
     return 0;
 }
 

@@ -97,6 +97,7 @@ typedef struct knft_model {
     size_t ntables, cap;
     uint32_t genid;
     int valid;
+    uint64_t epoch; /* bumped whenever the model is cleared: what was known to hold in it no longer does */
 } knft_model;
 
 knft_table *knft_model_table(knft_model *m, int family, const char *name, int create);
@@ -168,6 +169,71 @@ int knft_encode_rule(struct nftnl_rule *r, const knft_span *span, knft_form form
 int knft_wanted_content(const knft_span *span, knft_form form, int family, uint64_t *content, char *why,
                         size_t whylen);
 
+/* ---- the program index (index.c) -------------------------------------------------------------------------- */
+
+/*
+ * What the last program applied to one (family, table) declared, chain by chain: each chain's rule tags and
+ * digest (the digest knft_read_owned gives that chain once applied), and the table's digest built from them (a
+ * sum over chains, so one chain's change updates it in O(that chain)). Kept between calls so a program that
+ * names its base and its changed chains is parsed and hashed only where it changed.
+ */
+typedef struct knft_index_chain {
+    char *name;
+    uint64_t name_hash;
+    uint64_t *tags;
+    uint32_t ntags;
+    uint64_t digest;
+    int live; /* 0: removed (the slot stays until the next compaction) */
+} knft_index_chain;
+
+typedef struct knft_index {
+    int family;
+    char table[16];
+    uint64_t id;          /* the program indexed (0: none) */
+    knft_index_chain *chains;
+    size_t nchains, cap, live;
+    uint32_t *slots;      /* open addressing by name hash: chain index + 1, 0 empty */
+    size_t nslots;
+    uint64_t sum;         /* sum of knft_mix(name_hash, digest) over live chains */
+    uint64_t others;      /* hash of every record outside the declared chains, in order */
+    uint64_t model_epoch; /* the model epoch at which the kernel model held exactly this program (0: never) */
+} knft_index;
+
+/* The chain digest both read-back and the index use: over the rules' identities in order. */
+static inline uint64_t knft_chain_digest_of(const uint64_t *ids, uint32_t n) {
+    return knft_hash(0x6F776E6564ULL, ids, (size_t)n * sizeof(uint64_t));
+}
+
+struct knft_indexes {
+    knft_index **items; /* each allocated on its own: callers hold pointers to several while others are added */
+    size_t n;
+};
+
+/* The index of (family, table), created empty when missing (NULL: out of memory). */
+knft_index *knft_index_of(knft_indexes *set, int family, const char *table);
+void knft_indexes_clear(knft_indexes *set);
+/*
+ * Indexes each program (declared programs, with an id, through set; others parsed whole) and gives each table's
+ * digest, its index (NULL when not kept), whether it was indexed from its change, and the chains parsed.
+ */
+int knft_index_programs(knft_indexes *set, const knft_program *programs, size_t count, knft_form form,
+                        uint64_t *digests, knft_index **indexes, int *from_change, unsigned *indexed,
+                        knft_result *res);
+/* What a stamp records of the programs: their tables' digests, the form and the encoder. */
+uint64_t knft_programs_hash(const uint64_t *digests, size_t count, knft_form form);
+const knft_index_chain *knft_index_chain_named(const knft_index *x, const char *name, uint64_t name_hash);
+/*
+ * Makes x the index of program p: from p's changed chains and its head and tail when x indexes p->base (then
+ * *incremental = 1), else from all of it. 0, EINVAL (malformed program) or ENOMEM (x is then emptied).
+ */
+int knft_index_update(knft_index *x, const knft_program *p, knft_form form, int *incremental, unsigned *indexed,
+                      knft_result *res);
+/* The table digest of an index: its chains' digests and other records, with the table's name and family. */
+uint64_t knft_index_digest(const knft_index *x);
+/* The same digest for a program not kept (parsed whole, nothing stored). */
+int knft_program_digest(const knft_program *p, knft_form form, uint64_t *digest, knft_result *res);
+void knft_index_free(knft_index *x);
+
 /* ---- socket and batch (socket.c) -------------------------------------------------------------------------- */
 
 /* Where a message of the batch came from, to name it in an error. */
@@ -195,6 +261,7 @@ struct knft_context {
     int sndbuf, rcvbuf; /* what the socket buffers are set to */
     knft_model model;
     uint64_t applied;   /* hash of the programs the model is known to hold (0: none) */
+    knft_indexes indexes; /* the declared programs last applied, per (family, table) */
     uint8_t *buf;       /* receive buffer */
     size_t buflen;
 };
@@ -255,11 +322,13 @@ void knft_plan_apply(knft_plan *p, knft_model *m);
 
 /*
  * Compares one program with its table in the model and appends the difference to the batch, recording the
- * model changes in the plan. May dump single chains whose handles the model lacks. 0 or an errno value.
+ * model changes in the plan. May dump single chains whose handles the model lacks. With `incremental`, the model
+ * holds the program `index` indexed before its last update, and only the program's changed chains, the chains
+ * it removed and its tail are compared (index: the program's declared chains). 0 or an errno value.
  */
 int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
-                    knft_result *res);
+                    const knft_index *index, int incremental, knft_batch *bt, knft_plan *plan,
+                    knft_stamping *stamping, knft_table_report *report, knft_result *res);
 
 /* When no message of the batch wrote the stamp's rule: a replacement of that rule (same rule, new stamp), from
    what knft_plan_table recorded of it in `stamping`. */

@@ -116,6 +116,7 @@ void knft_model_clear(knft_model *m) {
     m->ntables = 0;
     m->valid = 0;
     m->genid = 0;
+    m->epoch++;
 }
 
 void knft_model_free(knft_model *m) {

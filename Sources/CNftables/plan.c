@@ -288,6 +288,7 @@ static int plan_declared(knft_context *ctx, emitter *em, knft_plan *plan, const 
     knft_chain *c = created ? NULL : knft_table_chain(t, wc->name);
     uint32_t na = c ? c->nrules : 0;
     int rc = 0;
+    em->report->chains_planned++;
     if (c && na == nb) {
         uint32_t i = 0;
         while (i < nb && c->rules[i].tag == b[i].tag) i++;
@@ -434,6 +435,41 @@ static int set_has(const name_set *s, uint64_t h) {
     return s->n && bsearch(&h, s->h, s->n, sizeof(uint64_t), cmp_u64) != NULL;
 }
 
+/* Which chains the program declares and keeps: from the whole program (a full plan), or from the index of the
+   program's declared chains and the parsed tail (an incremental plan, which parsed only the changed chains). */
+typedef struct owners {
+    name_set owned, kept;
+    const knft_index *index; /* incremental only */
+    const wanted *w;
+} owners;
+
+static int in_program(const wanted *w, const char *name) {
+    for (size_t i = 0; i < w->nchains; i++)
+        if (!strcmp(w->chains[i].name, name)) return 1;
+    return 0;
+}
+
+/* A declared chain (rules kube-natd writes). */
+static int owns(const owners *o, const knft_chain *c) {
+    if (o->index) return knft_index_chain_named(o->index, c->name, c->name_hash) != NULL;
+    return set_has(&o->owned, c->name_hash);
+}
+
+/* Declared, canary (ensure-only) or holding ensured rules: never deleted. */
+static int keeps(const owners *o, const knft_chain *c) {
+    if (!o->index) return set_has(&o->kept, c->name_hash);
+    if (owns(o, c) || in_program(o->w, c->name)) return 1;
+    for (size_t i = 0; i < o->w->nensured; i++)
+        if (!strcmp(o->w->ensured[i].chain, c->name)) return 1;
+    return 0;
+}
+
+/* Named by the program as one of its chains (declared or ensure-only). */
+static int declares(const owners *o, const char *name) {
+    if (in_program(o->w, name)) return 1;
+    return o->index && knft_index_chain_named(o->index, name, knft_hash_str(name)) != NULL;
+}
+
 /* ---- 4: deleted and stale chains ------------------------------------------------------------------------- */
 
 typedef struct doomed {
@@ -449,19 +485,29 @@ static int has_prefix(const char *name, const wanted *w) {
     return 0;
 }
 
-static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const name_set *owned_set,
-                          const name_set *kept_set) {
+static void consider(doomed *d, size_t *nd, knft_chain *c, const wanted *w, const owners *o, int unique) {
+    if (!c || c->dead || c->base || keeps(o, c)) return;
+    for (size_t k = 0; k < *nd && !unique; k++)
+        if (d[k].chain == c) return;
+    int go = has_prefix(c->name, w);
+    for (size_t k = 0; k < w->ndeleted && !go; k++) go = !strcmp(w->deleted[k], c->name);
+    if (go) d[(*nd)++].chain = c;
+}
+
+static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const owners *o) {
     knft_table *t = em->t;
-    doomed *d = calloc(t->nchains + 1, sizeof(*d));
+    size_t room = o->index ? w->nremoved + w->ndeleted : t->nchains;
+    doomed *d = calloc(room + 1, sizeof(*d));
     if (!d) return ENOMEM;
     size_t nd = 0;
-    /* which chains go: listed deletions and stale service chains, never a base chain or a declared one */
-    for (size_t i = 0; i < t->nchains; i++) {
-        knft_chain *c = &t->chains[i];
-        if (c->dead || c->base || set_has(kept_set, c->name_hash)) continue;
-        int go = has_prefix(c->name, w);
-        for (size_t k = 0; k < w->ndeleted && !go; k++) go = !strcmp(w->deleted[k], c->name);
-        if (go) d[nd++].chain = c;
+    /* which chains go: listed deletions and stale service chains, never a base chain or a declared one; an
+       incremental plan looks only at the chains the change removed (the kernel held the base program, so no
+       other stale chain can be there) */
+    if (o->index) {
+        for (size_t k = 0; k < w->nremoved; k++) consider(d, &nd, knft_table_chain(t, w->removed[k]), w, o, 0);
+        for (size_t k = 0; k < w->ndeleted; k++) consider(d, &nd, knft_table_chain(t, w->deleted[k]), w, o, 0);
+    } else {
+        for (size_t i = 0; i < t->nchains; i++) consider(d, &nd, &t->chains[i], w, o, 1);
     }
     int rc = 0;
     if (!nd) goto out;
@@ -492,7 +538,7 @@ static int plan_deletions(emitter *em, knft_plan *plan, const wanted *w, const n
         FIND(c->name_hash, self);
         if (self >= 0) continue;
         /* declared chains hold the program's rules, which jump only to declared chains */
-        if (set_has(owned_set, c->name_hash)) continue;
+        if (owns(o, c)) continue;
         const change *ch = knft_planned(plan, t, c->name);
         const knft_rule *rules = ch ? ch->rules : c->rules;
         uint32_t n = ch ? ch->nrules : c->nrules;
@@ -559,12 +605,6 @@ out:
 
 /* ---- one table ------------------------------------------------------------------------------------------- */
 
-static int in_program(const wanted *w, const char *name) {
-    for (size_t i = 0; i < w->nchains; i++)
-        if (!strcmp(w->chains[i].name, name)) return 1;
-    return 0;
-}
-
 int knft_plan_stamp(knft_context *ctx, knft_table *t, knft_form form, knft_batch *bt, knft_plan *plan,
                     knft_stamping *stamping, knft_table_report *report, knft_result *res) {
     /* no such chain in the program, or an empty one, or not in the kernel yet: nothing carries the stamp, and
@@ -591,9 +631,27 @@ int knft_plan_stamp(knft_context *ctx, knft_table *t, knft_form form, knft_batch
 }
 
 /* Records the stamp chain's first rule when this program is the stamp's table (see knft_plan_stamp). */
-static void note_stamp_rule(const knft_program *program, const wanted *w, knft_stamping *stamping) {
+static void note_stamp_rule(const knft_program *program, const wanted *w, int incremental, knft_form form,
+                            knft_stamping *stamping) {
     const knft_stamp *s = stamping->where;
     if (!s || program->family != s->family || strcmp(program->table, s->table)) return;
+    if (incremental) {
+        /* the chain's range, which the program names so that it need not be found by parsing the rest */
+        if (!program->stamp_length || program->stamp_offset + program->stamp_length > program->length) return;
+        knat_reader rd = {program->bytes, program->stamp_offset + program->stamp_length, program->stamp_offset};
+        knat_record rec;
+        if (knat_next(&rd, &rec) != 1 || rec.kind != KNAT_OP_CHAIN || rec.length != strlen(s->chain) ||
+            memcmp(rec.payload, s->chain, rec.length) || knat_peek_kind(&rd) < KNAT_E_COMMENT)
+            return;
+        knft_span span;
+        uint64_t target;
+        if (knft_rule_span(&rd, &span, &target)) return;
+        stamping->first_known = 1;
+        stamping->first_span = span;
+        stamping->first_tag = knft_rule_tag(&span, form, program->family, KNFT_ROLE_OWNED);
+        stamping->first_target = target;
+        return;
+    }
     for (size_t i = 0; i < w->nchains; i++) {
         const want_chain *wc = &w->chains[i];
         if (wc->ensure_only || strcmp(wc->name, s->chain)) continue;
@@ -609,18 +667,19 @@ static void note_stamp_rule(const knft_program *program, const wanted *w, knft_s
 }
 
 int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *program, knft_form form,
-                    knft_batch *bt, knft_plan *plan, knft_stamping *stamping, knft_table_report *report,
-                    knft_result *res) {
+                    const knft_index *index, int incremental, knft_batch *bt, knft_plan *plan,
+                    knft_stamping *stamping, knft_table_report *report, knft_result *res) {
     wanted w;
-    name_set owned = {0}, kept = {0};
+    owners o = {.w = &w, .index = incremental ? index : NULL};
     uint8_t *created = NULL;
-    int rc = knft_wanted_parse(plan, program, form, &w, res);
+    int rc = knft_wanted_parse(plan, program, incremental, form, &w, res);
     if (rc) goto done;
-    note_stamp_rule(program, &w, stamping);
-    if ((rc = set_build(&owned, &w, 0)) || (rc = set_build(&kept, &w, 1))) goto done;
+    report->incremental = incremental;
+    note_stamp_rule(program, &w, incremental, form, stamping);
+    if (!incremental && ((rc = set_build(&o.owned, &w, 0)) || (rc = set_build(&o.kept, &w, 1)))) goto done;
     emitter em = {.bt = bt, .t = t, .form = form, .stamping = stamping, .report = report, .res = res};
-    int full_sync = owned.n > 0;
-    int creates = w.nchains || w.njumps || w.nensured;
+    int full_sync = incremental ? index->live > 0 : o.owned.n > 0;
+    int creates = w.nchains || w.njumps || w.nensured || (incremental && index->live > 0);
     if (!t->exists && !creates) goto done; /* nothing of ours can be in a missing table */
     size_t first_change = plan->n;
 
@@ -644,7 +703,7 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
         size_t count = pass ? w.nensured : w.njumps;
         for (size_t i = 0; i < count && !rc; i++) {
             const char *name = list[i].chain;
-            if (knft_table_chain(t, name) || in_program(&w, name) || knft_planned(plan, t, name)) continue;
+            if (knft_table_chain(t, name) || declares(&o, name) || knft_planned(plan, t, name)) continue;
             const knft_builtin *b = knft_find_builtin(t->name, name);
             if (!b && pass == 0) {
                 knft_set_message(res, "ipv%d %s: %s is not a base chain of this table", t->family, t->name, name);
@@ -662,14 +721,19 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
 
     /* 2: base chains (kube-natd's jumps, its stray jumps, ensured rules, rules to delete), and other chains
        holding ensured rules or rules to delete */
+    size_t nnamed = w.nensured + w.ndelrules;
+    uint64_t *named = calloc(nnamed + 1, sizeof(uint64_t));
+    if (!named) { rc = ENOMEM; goto done; }
+    for (size_t k = 0; k < w.nensured; k++) named[k] = knft_hash_str(w.ensured[k].chain);
+    for (size_t k = 0; k < w.ndelrules; k++) named[w.nensured + k] = knft_hash_str(w.delrules[k].chain);
     for (size_t i = 0; i < t->nchains && !rc; i++) {
         knft_chain *c = &t->chains[i];
-        if (c->dead || set_has(&owned, c->name_hash)) continue;
+        if (c->dead) continue;
         int touched = c->base;
-        for (size_t k = 0; k < w.nensured && !touched; k++) touched = !strcmp(w.ensured[k].chain, c->name);
-        for (size_t k = 0; k < w.ndelrules && !touched; k++) touched = !strcmp(w.delrules[k].chain, c->name);
-        if (touched) rc = plan_edited_chain(ctx, &em, plan, &w, c->name, c->base, full_sync);
+        for (size_t k = 0; k < nnamed && !touched; k++) touched = named[k] == c->name_hash;
+        if (touched && !owns(&o, c)) rc = plan_edited_chain(ctx, &em, plan, &w, c->name, c->base, full_sync);
     }
+    free(named);
     /* the chains this batch creates for jumps and ensured rules (the changes recorded in step 1) */
     size_t upto = plan->n;
     for (size_t i = first_change; i < upto && !rc; i++) {
@@ -682,18 +746,18 @@ int knft_plan_table(knft_context *ctx, knft_table *t, const knft_program *progra
         if (named) rc = plan_edited_chain(ctx, &em, plan, &w, name, base, full_sync);
     }
 
-    /* 3: declared chains */
+    /* 3: declared chains (an incremental plan parsed only the changed ones) */
     for (size_t i = 0; i < w.nchains && !rc; i++) {
         if (w.chains[i].ensure_only) continue;
         rc = plan_declared(ctx, &em, plan, &w, &w.chains[i], created[i]);
     }
 
     /* 4: deletions */
-    if (!rc) rc = plan_deletions(&em, plan, &w, &owned, &kept);
+    if (!rc) rc = plan_deletions(&em, plan, &w, &o);
 done:
     free(created);
-    free(owned.h);
-    free(kept.h);
+    free(o.owned.h);
+    free(o.kept.h);
     knft_wanted_free(&w);
     return rc;
 }

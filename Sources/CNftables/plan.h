@@ -40,10 +40,18 @@ typedef struct wanted {
     named_rule *jumps, *ensured, *delrules;
     size_t njumps, nensured, ndelrules;
     int delete_own_jumps;
+    /* incremental: the chains the program no longer declares (the program's changed ranges of length 0) */
+    const char **removed;
+    size_t nremoved;
+    size_t capc, capr, capd, capp, capj, cape, capx, capm;
 } wanted;
 
-/* Parses a program (names are kept by the plan, which outlives the batch's error reporting). 0 or errno. */
-int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wanted *w, knft_result *res);
+/*
+ * Parses a program (names are kept by the plan, which outlives the batch's error reporting): all of it, or with
+ * `incremental` only its head, its changed chains and its tail (the rest is as the index says). 0 or errno.
+ */
+int knft_wanted_parse(knft_plan *plan, const knft_program *p, int incremental, knft_form form, wanted *w,
+                      knft_result *res);
 void knft_wanted_free(wanted *w);
 
 /* ---- the plan's bookkeeping ---- */

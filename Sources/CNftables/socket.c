@@ -72,6 +72,7 @@ void knft_close(knft_context *ctx) {
     if (!ctx) return;
     if (ctx->nl) mnl_socket_close(ctx->nl);
     knft_model_free(&ctx->model);
+    knft_indexes_clear(&ctx->indexes);
     free(ctx->buf);
     free(ctx);
 }

@@ -27,12 +27,13 @@ void knft_wanted_free(wanted *w) {
     free(w->jumps);
     free(w->ensured);
     free(w->delrules);
+    free(w->removed);
 }
 
-int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wanted *w, knft_result *res) {
-    memset(w, 0, sizeof(*w));
-    size_t capc = 0, capr = 0, capd = 0, capp = 0, capj = 0, cape = 0, capx = 0;
-    knat_reader rd = {p->bytes, p->length, 0};
+static int parse_range(knft_plan *plan, const knft_program *p, size_t from, size_t to, knft_form form, wanted *w,
+                       knft_result *res) {
+    if (from > to || to > p->length) goto malformed_range;
+    knat_reader rd = {p->bytes, to, from};
     knat_record rec = {0};
     int n;
     while ((n = knat_next(&rd, &rec)) == 1) {
@@ -45,14 +46,14 @@ int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wa
         switch (rec.kind) {
         case KNAT_OP_CHAIN:
         case KNAT_OP_ENSURE_CHAIN: {
-            GROW(w->chains, w->nchains, capc);
+            GROW(w->chains, w->nchains, w->capc);
             want_chain *c = &w->chains[w->nchains++];
             c->name = name;
             c->ensure_only = rec.kind == KNAT_OP_ENSURE_CHAIN;
             c->first = w->nrules;
             c->count = 0;
             while (!c->ensure_only && knat_peek_kind(&rd) >= KNAT_E_COMMENT) {
-                GROW(w->rules, w->nrules, capr);
+                GROW(w->rules, w->nrules, w->capr);
                 want_rule *r = &w->rules[w->nrules];
                 memset(r, 0, sizeof(*r));
                 if (knft_rule_span(&rd, &r->span, &r->target)) goto malformed;
@@ -63,11 +64,11 @@ int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wa
             break;
         }
         case KNAT_OP_DELETE_CHAIN:
-            GROW(w->deleted, w->ndeleted, capd);
+            GROW(w->deleted, w->ndeleted, w->capd);
             w->deleted[w->ndeleted++] = name;
             break;
         case KNAT_OP_STALE_PREFIX:
-            GROW(w->prefixes, w->nprefixes, capp);
+            GROW(w->prefixes, w->nprefixes, w->capp);
             w->prefixes[w->nprefixes++] = name;
             break;
         case KNAT_OP_DELETE_OWN_JUMPS:
@@ -86,13 +87,13 @@ int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wa
                 return rc;
             }
             if (rec.kind == KNAT_OP_JUMP) {
-                GROW(w->jumps, w->njumps, capj);
+                GROW(w->jumps, w->njumps, w->capj);
                 w->jumps[w->njumps++] = nr;
             } else if (rec.kind == KNAT_OP_ENSURE_RULE) {
-                GROW(w->ensured, w->nensured, cape);
+                GROW(w->ensured, w->nensured, w->cape);
                 w->ensured[w->nensured++] = nr;
             } else {
-                GROW(w->delrules, w->ndelrules, capx);
+                GROW(w->delrules, w->ndelrules, w->capx);
                 w->delrules[w->ndelrules++] = nr;
             }
             break;
@@ -106,5 +107,27 @@ int knft_wanted_parse(knft_plan *plan, const knft_program *p, knft_form form, wa
 malformed:
     knft_set_message(res, "ipv%d %s: malformed program (record kind %u)", p->family, p->table, rec.kind);
     return EINVAL;
+malformed_range:
+    knft_set_message(res, "ipv%d %s: malformed program (a range outside it)", p->family, p->table);
+    return EINVAL;
 }
 
+int knft_wanted_parse(knft_plan *plan, const knft_program *p, int incremental, knft_form form, wanted *w,
+                      knft_result *res) {
+    memset(w, 0, sizeof(*w));
+    if (!incremental) return parse_range(plan, p, 0, p->length, form, w, res);
+    int rc = parse_range(plan, p, 0, p->chains_start, form, w, res);
+    for (size_t i = 0; i < p->nchanged && !rc; i++) {
+        const knft_chain_range *c = &p->changed[i];
+        if (c->length) {
+            rc = parse_range(plan, p, c->offset, c->offset + c->length, form, w, res);
+            continue;
+        }
+        char *name = knft_plan_keep(plan, strdup(c->name));
+        if (!name) return ENOMEM;
+        GROW(w->removed, w->nremoved, w->capm);
+        w->removed[w->nremoved++] = name;
+    }
+    if (!rc) rc = parse_range(plan, p, p->chains_end, p->length, form, w, res);
+    return rc;
+}

@@ -34,6 +34,11 @@ public final class NftablesBackend: KernelBackend {
     /// Test hook: declared chains the last apply encoded anew, and those it copied from the apply before.
     public private(set) var lastChainsEncoded = 0
     public private(set) var lastChainsReused = 0
+    /// Test hook: declared chains the shim parsed and hashed in the last apply, those it compared with the kernel
+    /// model, and whether every table was planned from its change alone (summed over tables).
+    public private(set) var lastChainsIndexed = 0
+    public private(set) var lastChainsPlanned = 0
+    public private(set) var lastPlanIncremental = false
     /// Each (family, table)'s last program, chain by chain (see `EncodedTable`).
     private var encodedTables: [EncodedKey: EncodedTable] = [:]
     private struct EncodedKey: Hashable {
@@ -236,7 +241,11 @@ public final class NftablesBackend: KernelBackend {
                     throw NetfilterError.encoding(error)
                 }
                 guard let entry else { continue }
-                programs.append(NftablesProgram(ruleset.family, table.table, bytes: entry.bytes))
+                var program = NftablesProgram(ruleset.family, table.table, bytes: entry.bytes)
+                program.id = entry.id ?? 0
+                program.delta = entry.delta
+                if entry.delta != nil, table.table == .nat { program.stampRange = entry.range(of: Ownership.markMasq) }
+                programs.append(program)
                 self.encodedTables[key] = entry
             }
         }
@@ -293,6 +302,20 @@ public final class NftablesBackend: KernelBackend {
         }
         self.lastCallReadKernel = result.read_kernel != 0
         self.lastCallStampCurrent = result.stamp_current != 0
+        var indexed = 0
+        var planned = 0
+        var incremental = result.ntables > 0
+        withUnsafeBytes(of: result.tables) { raw in
+            let reports = raw.bindMemory(to: knft_table_report.self)
+            for i in 0..<min(Int(result.ntables), Int(KNFT_MAX_TABLES)) {
+                indexed += Int(reports[i].chains_indexed)
+                planned += Int(reports[i].chains_planned)
+                incremental = incremental && reports[i].incremental != 0
+            }
+        }
+        self.lastChainsIndexed = indexed
+        self.lastChainsPlanned = planned
+        self.lastPlanIncremental = incremental
         guard rc == 0 else { throw NftablesError(result) }
         return Self.report(result)
     }

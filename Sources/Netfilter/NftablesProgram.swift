@@ -55,6 +55,12 @@ struct NftablesProgram {
     var family: IPFamily
     var table: Table
     var bytes: [UInt8]
+    /// Names these bytes for a later change (0: none).
+    var id: UInt64 = 0
+    /// How the bytes differ from an earlier program the shim may still hold (`knft_program`'s base and ranges).
+    var delta: EncodedTable.Delta?
+    /// Where the stamp's chain is in the bytes, when the program is patched (the shim parses nothing else of it).
+    var stampRange: Range<Int>?
 
     init(_ family: IPFamily, _ table: Table, _ fill: (inout TableProgram) throws -> Void) throws {
         var program = TableProgram(family: family, capacity: 4096)
@@ -90,8 +96,35 @@ struct NftablesProgram {
                 withUnsafeMutableBytes(of: &d.table) { $0.copyBytes(from: p.table.rawValue.utf8.prefix(15)) }
                 d.bytes = bytes.baseAddress
                 d.length = bytes.count
-                descriptors.append(d)
-                return next(i + 1)
+                d.id = p.id
+                guard let delta = p.delta else {
+                    descriptors.append(d)
+                    return next(i + 1)
+                }
+                d.base = delta.base
+                d.chains_start = delta.chainsStart
+                d.chains_end = delta.chainsEnd
+                if let r = p.stampRange {
+                    d.stamp_offset = r.lowerBound
+                    d.stamp_length = r.count
+                }
+                let names = delta.changed.map(\.name) + delta.removed
+                return withKnftStrings(names) { cnames in
+                    var ranges: [knft_chain_range] = []
+                    ranges.reserveCapacity(names.count)
+                    for (k, c) in delta.changed.enumerated() {
+                        ranges.append(knft_chain_range(name: cnames[k], offset: c.range.lowerBound, length: c.range.count))
+                    }
+                    for k in delta.changed.count..<names.count {
+                        ranges.append(knft_chain_range(name: cnames[k], offset: 0, length: 0))
+                    }
+                    return ranges.withUnsafeBufferPointer { r in
+                        d.changed = r.baseAddress
+                        d.nchanged = r.count
+                        descriptors.append(d)
+                        return next(i + 1)
+                    }
+                }
             }
         }
         return next(0)
@@ -116,6 +149,23 @@ struct EncodedTable {
     var ends: [Int]
     /// Where the chains end and the tail (deleted chains, jumps, ensured rules) begins.
     var chainsEnd: Int
+    /// How these bytes differ from the program `id` named before the last `patch` (nil: encoded whole).
+    var delta: Delta?
+
+    /// The chains a patch encoded anew (with where they are now) and those it dropped, against program `base`.
+    struct Delta {
+        var base: UInt64
+        var changed: [(name: String, range: Range<Int>)]
+        var removed: [String]
+        var chainsStart: Int
+        var chainsEnd: Int
+    }
+
+    /// Where chain `name`'s records are (a linear search: used for the stamp's chain, one of the first).
+    func range(of name: String) -> Range<Int>? {
+        guard let i = self.names.firstIndex(of: name) else { return nil }
+        return self.starts[i]..<self.ends[i]
+    }
 
     /// Encodes `table` whole (`TableProgram.encode`'s records, in its order).
     init(_ family: IPFamily, _ table: TableRuleset, id: UInt64?, encodedCount: inout Int) throws(EncodingError) {
@@ -138,6 +188,7 @@ struct EncodedTable {
         self.names = table.chains.map(\.name)
         self.starts = starts
         self.ends = ends
+        self.delta = nil
     }
 
     /// Makes this the encoding of `table`, which differs from the table it encodes only in the chains `touched`
@@ -165,6 +216,7 @@ struct EncodedTable {
         var names: [String] = []
         var starts: [Int] = []
         var ends: [Int] = []
+        var changed: [(name: String, range: Range<Int>)] = []
         for chain in new[p..<(n - s)] {
             starts.append(oldLo + middle.bytes.count)
             if !touched.contains(chain.name), let i = reusable[chain.name] {
@@ -173,10 +225,14 @@ struct EncodedTable {
             } else {
                 try middle.encodeChain(chain, table: table.table)
                 encodedCount += 1
+                changed.append((chain.name, starts[starts.count - 1]..<(oldLo + middle.bytes.count)))
             }
             ends.append(oldLo + middle.bytes.count)
             names.append(chain.name)
         }
+        // the chains the middle held before and holds no more (removed, or moved out of it: then encoded anew)
+        let kept = Set(names)
+        let removed = self.names[p..<(m - s)].filter { !kept.contains($0) }
         reusedCount += p + s
         var tail = TableProgram(family: family, capacity: 4096)
         try tail.encodeTail(table)
@@ -194,6 +250,14 @@ struct EncodedTable {
             }
         }
         self.chainsEnd += delta
+        let chainsStart = self.starts.first ?? self.chainsEnd
+        // the shim needs a base only when both programs are named
+        if let base = self.id, id != nil {
+            self.delta = Delta(base: base, changed: changed, removed: removed, chainsStart: chainsStart,
+                               chainsEnd: self.chainsEnd)
+        } else {
+            self.delta = nil
+        }
         self.id = id
     }
 }

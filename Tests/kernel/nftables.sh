@@ -404,6 +404,23 @@ sys.exit(0 if ok else 1)
 PY
 }
 check "evolving: one-endpoint changes encode only the chains the compiler names" encoded_only_changes
+planned_only_changes() {
+    python3 - "$TMP/evo.out" <<'PY'
+import re, sys
+steps = [(int(a), int(b), c == "true")
+         for a, b, c in re.findall(r"chains indexed=(\d+) planned=(\d+) incremental=(true|false)", open(sys.argv[1]).read())]
+print("indexed/planned/incremental per apply:", steps)
+if len(steps) != 6: sys.exit(1)
+total = steps[0][0]
+ok = not steps[0][2] and total > 500 and steps[0][1] == total
+for i in (1, 2, 5):  # one endpoint: the shim parses, hashes and compares only the chains the change names
+    ok = ok and steps[i][2] and 1 <= steps[i][0] <= 6 and 1 <= steps[i][1] <= 6
+for i in (3, 4):     # a full compile: every chain
+    ok = ok and not steps[i][2] and steps[i][0] >= total - 10 and steps[i][1] >= total - 10
+sys.exit(0 if ok else 1)
+PY
+}
+check "evolving: one-endpoint changes are parsed, hashed and planned only where they changed" planned_only_changes
 newns fresh
 once fresh 1.8.9 --config "$(GCFG)" --source "$GEN/v2" --ip-family ipv4 > /dev/null 2>&1 || bad "--once of v2 failed"
 dump evo ipv4 > "$TMP/evo.dump"; dump fresh ipv4 > "$TMP/fresh.dump"

@@ -18,7 +18,12 @@ import SyntheticCluster
 ///   natd-bench sync CONFIG DIR DIR2 [RUNS [libiptc|libnftnl]]   what the daemon does per sync, without process start, manifest
 ///                                            decode or host-mode detection: full compile + libiptc commit of
 ///                                            both tables (DIR, steady state), and a one-endpoint sync (DIR2 vs
-///                                            DIR alternately) with the compiler's fragment cache warm
+///                                            DIR alternately) with the compiler's fragment cache warm, and the
+///                                            daemon's periodic full sync (warm compiler, everything compared)
+///   natd-bench restart CONFIG DIR DIR2 [RUNS]  libnftnl, in a scratch namespace only: a new process's apply (fresh
+///                                            backend object, full compile) onto tables holding DIR's rules with
+///                                            DIR2's (one endpoint differs), against the same apply into empty
+///                                            tables (`nft delete table` first); read/decide/send of each
 ///   natd-bench floor [RUNS]                  bare libiptc floor: iptc_init + refill one chain + iptc_commit,
 ///                                            IPv4 filter and nat, of the tables already in this namespace
 func now() -> Double {
@@ -36,7 +41,7 @@ func fail(_ s: String) -> Never {
 
 func usage() -> Never {
     fail(
-        "usage: natd-bench compile SERVICES [RUNS] | generate SERVICES DIR [DIR2] | load DIR [RUNS] | sync CONFIG DIR DIR2 [RUNS [BACKEND]] | floor [RUNS]"
+        "usage: natd-bench compile SERVICES [RUNS] | generate SERVICES DIR [DIR2] | load DIR [RUNS] | sync CONFIG DIR DIR2 [RUNS [BACKEND]] | restart CONFIG DIR DIR2 [RUNS] | floor [RUNS]"
     )
 }
 
@@ -387,17 +392,104 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
             oneCommit.append(report.tables.map(\.commitSeconds).reduce(0, +))
         }
     }
-    // Leave the base rules in place, as the other measurements expect.
+    // The daemon's periodic full sync: the same compiler (its cache warm), the ruleset marked as wholly changed,
+    // so the backend encodes, indexes and compares everything; nothing differs, nothing is written.
     state.upsert(baseSlice)
+    var periodic: [Double] = []
+    do { _ = try backend.apply([compiler.compile(state)], changes: [compiler.lastChange]) } catch { fail("apply: \(error)") }
+    for run in 0...runs {
+        let t0 = now()
+        let rs = compiler.compile(state)
+        do { try expectUnchanged(backend.apply([rs], changes: [compiler.lastChange.asEverything])) } catch {
+            fail("apply: \(error)")
+        }
+        if run > 0 { periodic.append(now() - t0) }
+    }
+    // Leave the base rules in place, as the other measurements expect.
     do { _ = try backend.apply([compiler.compile(state)]) } catch { fail("apply: \(error)") }
     let mem = residentKB()
     print(
         String(
             format:
-                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"sync_one_endpoint_encode_ms\":%.2f,\"sync_one_endpoint_decide_ms\":%.2f,\"sync_one_endpoint_commit_ms\":%.2f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
+                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"sync_one_endpoint_encode_ms\":%.2f,\"sync_one_endpoint_decide_ms\":%.2f,\"sync_one_endpoint_commit_ms\":%.2f,\"sync_periodic_full_ms\":%.2f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
             loads.min()! * 1000, median(steady) * 1000, median(serial) * 1000, median(steadyCompile) * 1000, median(oneEndpoint) * 1000,
             median(oneCompile) * 1000, median(oneEncode) * 1000, median(oneDecide) * 1000, median(oneCommit) * 1000,
-            mem.rss, mem.hwm))
+            median(periodic) * 1000, mem.rss, mem.hwm))
+}
+
+// MARK: restart
+
+/// Deletes the nat and filter tables of this namespace's IPv4 nf_tables (the bench runs in a scratch namespace).
+func deleteTables() {
+    for table in ["nat", "filter"] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/nft")
+        p.arguments = ["delete", "table", "ip", table]
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { fail("nft: \(error)") }
+        p.waitUntilExit()
+    }
+}
+
+/// A new process's apply, as `kube-natd --once` or a restarted daemon does it (a fresh backend object: no model,
+/// no index; a full compile with the read ahead on another thread), onto tables holding DIR's rules with DIR2's,
+/// against the same into empty tables. The parts are the shim's own account of the last attempt.
+func restartBench(config: String, dir: String, changedDir: String, runs: Int) {
+    let setup: NodeSetup
+    do { setup = try NodeSetup.load(configPath: config, overrides: ConfigOverrides()) } catch { fail("\(config): \(error)") }
+    let settings = setup.settings(for: .ipv4, features: KernelFeatures(randomFully: false, nfacctCounters: false))
+    let base: ClusterState
+    let changed: ClusterState
+    do {
+        base = try ManifestSource(path: dir).load().clusterState
+        changed = try ManifestSource(path: changedDir).load().clusterState
+    } catch { fail("\(error)") }
+    struct Run {
+        var total = 0.0, compile = 0.0, apply = 0.0, read = 0.0, decide = 0.0, send = 0.0
+        var messages = 0
+    }
+    /// One new-process apply of `state`: prefetch, full compile, apply (everything changed, as at a start).
+    func newProcess(_ state: ClusterState) -> Run {
+        let backend = NftablesBackend()
+        var r = Run()
+        let t0 = now()
+        backend.prefetch(families: [.ipv4])
+        let compiler = RuleCompiler(settings: settings)
+        let rs = compiler.compile(state)
+        let t1 = now()
+        let report: ApplyReport
+        do { report = try backend.apply([rs], changes: [compiler.lastChange.asEverything]) } catch { fail("apply: \(error)") }
+        let t2 = now()
+        r.total = t2 - t0
+        r.compile = t1 - t0
+        r.apply = t2 - t1
+        r.read = report.tables.first?.initSeconds ?? 0
+        r.decide = report.tables.first?.buildSeconds ?? 0
+        r.send = report.tables.first?.commitSeconds ?? 0
+        r.messages = report.messages
+        return r
+    }
+    var empty: [Run] = []
+    var restart: [Run] = []
+    for run in 0...runs {
+        deleteTables()
+        let e = newProcess(base)
+        let r = newProcess(changed)
+        if r.messages == 0 || r.messages > 20 { fail("restart with one endpoint changed sent \(r.messages) messages") }
+        _ = newProcess(base)  // back to DIR's rules for the next run
+        if run > 0 {
+            empty.append(e)
+            restart.append(r)
+        }
+    }
+    func m(_ xs: [Run], _ f: (Run) -> Double) -> Double { median(xs.map(f)) * 1000 }
+    print(
+        String(
+            format:
+                "{\"empty_total_ms\":%.1f,\"empty_apply_ms\":%.1f,\"empty_read_ms\":%.1f,\"empty_decide_ms\":%.1f,\"empty_send_ms\":%.1f,\"restart_total_ms\":%.1f,\"restart_compile_ms\":%.1f,\"restart_apply_ms\":%.1f,\"restart_read_ms\":%.1f,\"restart_decide_ms\":%.1f,\"restart_send_ms\":%.1f,\"restart_messages\":%d,\"restart_over_empty\":%.2f}",
+            m(empty, \.total), m(empty, \.apply), m(empty, \.read), m(empty, \.decide), m(empty, \.send),
+            m(restart, \.total), m(restart, \.compile), m(restart, \.apply), m(restart, \.read), m(restart, \.decide),
+            m(restart, \.send), restart.last?.messages ?? 0, m(restart, \.total) / m(empty, \.total)))
 }
 
 // MARK: floor
@@ -448,6 +540,9 @@ case "sync":
     syncBench(
         config: args[2], dir: args[3], changedDir: args[4], runs: args.count > 5 ? Int(args[5]) ?? 5 : 5,
         backendName: args.count > 6 ? args[6] : "libiptc")
+case "restart":
+    guard args.count >= 5 else { usage() }
+    restartBench(config: args[2], dir: args[3], changedDir: args[4], runs: args.count > 5 ? Int(args[5]) ?? 5 : 5)
 case "floor":
     floorBench(runs: args.count > 2 ? Int(args[2]) ?? 5 : 5)
 default:

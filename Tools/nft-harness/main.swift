@@ -10,7 +10,7 @@
 //        --kubelet-ensured: also ensure kubelet's v1.23 rules (KUBE-MARK-DROP, KUBE-FIREWALL and its jumps).
 //        --evolve: as the daemon, one compiler per family and one cluster state that each step's source is
 //        upserted into (objects it lacks removed), each apply told the compiler's change; each report adds
-//        "chains encoded=N reused=M".
+//        "chains encoded=N reused=M" and the shim's "chains indexed=N planned=M incremental=BOOL".
 //   nft-harness read     [--ip-family ...] [--read]          owned chains with digests, "family table chain rules digest"
 //   nft-harness drift    --source PATH --config FILE [--ip-family ...] [--form F]
 //                        exit 1 when a declared chain's digest read back differs from the expected one
@@ -273,6 +273,7 @@ func run() throws -> Int32 {
                 report)
             if evolving != nil {
                 print("  chains encoded=\(backend.lastChainsEncoded) reused=\(backend.lastChainsReused)")
+                print("  chains indexed=\(backend.lastChainsIndexed) planned=\(backend.lastChainsPlanned) incremental=\(backend.lastPlanIncremental)")
             }
         }
     case "read":

@@ -26,12 +26,34 @@ typedef enum knft_form {
     KNFT_FORM_1_8_10 = 2,
 } knft_form;
 
-/* One (family, table) to make match its program. */
+/* One declared chain's records in a program (KNAT_OP_CHAIN and its rules), or a chain the program no longer
+   declares (length 0). */
+typedef struct knft_chain_range {
+    const char *name; /* NUL-terminated */
+    size_t offset, length;
+} knft_chain_range;
+
+/*
+ * One (family, table) to make match its program.
+ *
+ * A program may say how it differs from the one applied before (the change the compiler knows): `base` is the
+ * id of that earlier program, `changed` lists the chains added, rewritten or removed since, and [chains_start,
+ * chains_end) is where its declared chains are (the head before them, the tail after: stale prefixes, deleted
+ * chains, jumps, ensured rules, always compared). When this context's last apply of the table was program
+ * `base` and the kernel has not moved since, the shim parses, hashes and plans only those chains and the tail;
+ * otherwise (or with base 0) it compares the whole program with the kernel.
+ */
 typedef struct knft_program {
     int family;          /* 4 or 6 */
     char table[16];      /* "nat", "filter", "mangle" */
     const uint8_t *bytes;
     size_t length;
+    uint64_t id;         /* names these bytes (0: unnamed; nothing of it is kept for a later change) */
+    uint64_t base;       /* 0, or the id of the program these bytes differ from only in `changed` */
+    const knft_chain_range *changed;
+    size_t nchanged;
+    size_t chains_start, chains_end; /* with base != 0: where the declared chains are */
+    size_t stamp_offset, stamp_length; /* with base != 0: the stamp's chain in this table, if declared (else 0) */
 } knft_program;
 
 /* What one table's part of the batch did. */
@@ -47,6 +69,10 @@ typedef struct knft_table_report {
     unsigned jumps_inserted;   /* kube-natd jumps (re)inserted at the top of base chains */
     unsigned ensured_added;    /* ensured rules that were missing */
     unsigned messages;         /* this table's share of the batch */
+    /* what the call cost in chains (work proportional to the change shows here) */
+    unsigned chains_indexed;   /* declared chains of the program parsed and hashed */
+    unsigned chains_planned;   /* declared chains compared with the kernel model */
+    int incremental;           /* 1: only the program's changed chains and its tail were parsed and planned */
 } knft_table_report;
 
 #define KNFT_MAX_TABLES 8
@@ -129,6 +155,17 @@ int knft_prefetch(knft_context *ctx, const int *families, const char *const *tab
 /* 1 when the context holds a model read or written at some generation (it is checked against the kernel's at
    use), else 0. */
 int knft_has_model(const knft_context *ctx);
+
+/*
+ * Test view of what knft_apply hashes, without a kernel: a set of program indexes (as a context keeps), the
+ * stamp hash of the programs (through the set: a program naming the one indexed as its base is hashed from its
+ * changed chains), and per table in result->tables[i] the chains parsed (chains_indexed) and `incremental`.
+ */
+typedef struct knft_indexes knft_indexes;
+knft_indexes *knft_indexes_new(void);
+void knft_indexes_free(knft_indexes *set);
+int knft_indexes_hash(knft_indexes *set, const knft_program *programs, size_t count, knft_form form, uint64_t *hash,
+                      knft_result *result);
 
 /* One chain of a table as read back: rule count and digest (see knft_read_owned). */
 typedef struct knft_chain_digest {
