@@ -189,7 +189,8 @@ int knft_apply(knft_context *ctx, const knft_program *programs, size_t count, kn
         for (size_t i = 0; i < count && !rc; i++) {
             knft_table *t = knft_model_table(&ctx->model, programs[i].family, programs[i].table, 0);
             /* only the change, when the model holds the program it changes (nothing else wrote since) */
-            int incremental = from_change[i] && !res->read_kernel && !(flags & KNFT_APPLY_READ) &&
+            int incremental = from_change[i] && !programs[i].compare_all && !res->read_kernel &&
+                              !(flags & KNFT_APPLY_READ) &&
                               ctx->model.valid && indexes[i]->model_epoch == ctx->model.epoch;
             rc = knft_plan_table(ctx, t, &programs[i], form, indexes[i], incremental, &bt, plan, &stamping,
                                  &res->tables[i], res);

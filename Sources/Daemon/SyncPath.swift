@@ -138,13 +138,14 @@ public final class SyncPath {
         var outcome = Outcome(succeeded: false)
         let clock = ContinuousClock()
         let started = clock.now
-        // What changed since the last compile, for backends that redo only that; a full sync redoes everything.
+        // What changed since the last compile, for backends that redo only that; a full sync compares everything
+        // with the kernel, though the encoders still redo only the chains the compiler touched.
         var changes: [RulesetChange] = []
         for family in self.families {
             let compiler = self.compilers[family]!
             outcome.rulesets.append(compiler.compile(snapshot.state))
             outcome.stats[family] = compiler.lastStats
-            changes.append(full ? compiler.lastChange.asEverything : compiler.lastChange)
+            changes.append(full ? compiler.lastChange.asFullSync : compiler.lastChange)
         }
         let compiled = clock.now
         outcome.compileSeconds = (compiled - started).secondsValue

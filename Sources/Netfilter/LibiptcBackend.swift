@@ -61,7 +61,8 @@ public final class LibiptcBackend {
     }
 
     /// Applies one family's ruleset, one commit per table, re-encoding only the chains `change` names when this
-    /// object's kept encoding of a table is the change's base.
+    /// object's kept encoding of a table is the change's base (a full sync's change too: the shim compares every
+    /// table with the kernel on every apply, so `RulesetChange.full` changes nothing here).
     public func apply(_ ruleset: Ruleset, change: RulesetChange?) throws -> ApplyReport {
         var report = ApplyReport()
         if let p = self.pendingPrefetch {

@@ -103,7 +103,8 @@ public final class NftablesBackend: KernelBackend {
     }
 
     /// Encodes only the chains `changes` names when this object's last encoding of a table is the change's
-    /// base; everything else (and every table without such a change) is encoded anew.
+    /// base; everything else (and every table without such a change) is encoded anew. A full sync's change
+    /// (`RulesetChange.full`) is encoded the same way, and the shim then compares every chain with the kernel.
     public func apply(_ rulesets: [Ruleset], changes: [RulesetChange]) throws -> ApplyReport {
         let started = DispatchTime.now().uptimeNanoseconds
         let programs = try self.encodePrograms(rulesets, changes: changes)
@@ -244,6 +245,7 @@ public final class NftablesBackend: KernelBackend {
                 var program = NftablesProgram(ruleset.family, table.table, bytes: entry.bytes)
                 program.id = entry.id ?? 0
                 program.delta = entry.delta
+                program.compareAll = change?.comparesAll ?? true
                 if entry.delta != nil, table.table == .nat { program.stampRange = entry.range(of: Ownership.markMasq) }
                 programs.append(program)
                 self.encodedTables[key] = entry

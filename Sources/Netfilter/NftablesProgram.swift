@@ -61,6 +61,8 @@ struct NftablesProgram {
     var delta: EncodedTable.Delta?
     /// Where the stamp's chain is in the bytes, when the program is patched (the shim parses nothing else of it).
     var stampRange: Range<Int>?
+    /// A full sync: the shim compares every chain with the kernel; `delta` then only spares it re-hashing them.
+    var compareAll = false
 
     init(_ family: IPFamily, _ table: Table, _ fill: (inout TableProgram) throws -> Void) throws {
         var program = TableProgram(family: family, capacity: 4096)
@@ -97,6 +99,7 @@ struct NftablesProgram {
                 d.bytes = bytes.baseAddress
                 d.length = bytes.count
                 d.id = p.id
+                d.compare_all = p.compareAll ? 1 : 0
                 guard let delta = p.delta else {
                     descriptors.append(d)
                     return next(i + 1)

@@ -263,7 +263,7 @@ final class SyncPathTests: XCTestCase {
         _ = try path(backend, families: [.ipv4, .ipv6]).run(snapshot([web()], []), full: true)
         XCTAssertEqual(backend.calls, [[.ipv4, .ipv6]], "one transaction for every family")
     }
-    func testThePartialSyncHandsTheCompilersChangeToTheBackendAndAFullSyncEverything() throws {
+    func testThePartialSyncHandsTheCompilersChangeToTheBackendAndAFullSyncComparesEverything() throws {
         final class Recording: KernelBackend {
             let inner = TextBackend()
             var changes: [[RulesetChange]] = []
@@ -296,7 +296,14 @@ final class SyncPathTests: XCTestCase {
         let nat = partial.touched[.nat] ?? []
         XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SEP-") }, "\(nat)")
         XCTAssertTrue(nat.contains { $0.hasPrefix("KUBE-SVC-") }, "\(nat)")
-        XCTAssertTrue(full.isEverything, "a full sync redoes everything whatever the compiler patched")
+        XCTAssertTrue(first.comparesAll)
+        XCTAssertFalse(partial.comparesAll, "a partial sync may compare only what changed")
+        XCTAssertTrue(full.comparesAll, "a full sync compares everything whatever the compiler patched")
+        XCTAssertTrue(full.full)
+        // ... while the encoder may still start from the partial sync's encoding and redo only what changed
+        XCTAssertEqual(full.base, partial.id)
+        XCTAssertFalse(full.isEverything)
+        XCTAssertTrue((full.touched[.nat] ?? []).contains { $0.hasPrefix("KUBE-SEP-") }, "\(full.touched)")
         XCTAssertNotEqual(full.id, partial.id)
     }
 }

@@ -111,6 +111,20 @@ final class LibiptcEncodingTests: XCTestCase {
         XCTAssertEqual(self.programs(backend, back), try self.whole(back))
     }
 
+    func testAFullSyncEncodesOnlyTheChangedChains() throws {
+        let backend = LibiptcBackend()
+        try self.encode(backend, self.ruleset(), .everything(.ipv4, id: 1))
+        let changed = self.ruleset(endpoint: (7, "10.9.9.9"))
+        // the shim compares every table with the kernel on every apply: a full sync differs only in its name
+        let pass = try self.encode(
+            backend, changed,
+            RulesetChange(family: .ipv4, id: 2, base: 1, touched: [.nat: [self.sep(7, 0)]]).asFullSync)
+        XCTAssertEqual(pass.encoded, 1, "the one SEP chain")
+        XCTAssertEqual(pass.reused, self.chainCount - 1)
+        XCTAssertEqual(self.programs(backend, changed), try self.whole(changed))
+        XCTAssertEqual(pass.same, [.filter: true, .nat: false])
+    }
+
     func testAChangeFromAnotherBaseOrWithoutAChangeIsEncodedWholeAndComparedWithTheLastProgram() throws {
         let backend = LibiptcBackend()
         try self.encode(backend, self.ruleset(), .everything(.ipv4, id: 1))

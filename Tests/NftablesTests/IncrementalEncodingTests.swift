@@ -113,16 +113,53 @@ final class IncrementalEncodingTests: XCTestCase {
         XCTAssertEqual(programs2.map(\.bytes), try self.fresh(back))
     }
 
-    func testAFullSyncEncodesEverythingAgain() throws {
+    func testAChangeMarkedEverythingEncodesEverythingAgain() throws {
         let backend = NftablesBackend(form: .v1_8_8)
         _ = try backend.encodePrograms([self.ruleset()], changes: [.everything(.ipv4, id: 1)])
         let changed = self.ruleset(endpoint: (3, "10.9.9.9"))
-        // what SyncPath hands over on a full sync: the compiler's change, marked as everything
+        // the compiler's change marked as everything: nothing of the kept encoding is reused
         let change = RulesetChange(family: .ipv4, id: 2, base: 1, touched: [.nat: [self.sep(3, 0)]]).asEverything
         let programs = try backend.encodePrograms([changed], changes: [change])
         XCTAssertEqual(backend.lastChainsEncoded, self.chainCount)
         XCTAssertEqual(backend.lastChainsReused, 0)
         XCTAssertEqual(programs.map(\.bytes), try self.fresh(changed))
+    }
+
+    func testAFullSyncEncodesOnlyTheChangedChainsAndAsksTheShimToCompareEverything() throws {
+        let backend = NftablesBackend(form: .v1_8_8)
+        _ = try backend.encodePrograms([self.ruleset()], changes: [.everything(.ipv4, id: 1)])
+        let changed = self.ruleset(endpoint: (3, "10.9.9.9"))
+        // what SyncPath hands over on a full sync (start, drift, periodic): the compiler's change, `asFullSync`
+        let change = RulesetChange(family: .ipv4, id: 2, base: 1, touched: [.nat: [self.sep(3, 0)]]).asFullSync
+        let programs = try backend.encodePrograms([changed], changes: [change])
+        XCTAssertEqual(backend.lastChainsEncoded, 1, "the one SEP chain")
+        XCTAssertEqual(backend.lastChainsReused, self.chainCount - 1)
+        XCTAssertEqual(programs.map(\.bytes), try self.fresh(changed))
+        XCTAssertEqual(programs.map(\.compareAll), [true, true])
+        XCTAssertEqual(programs.map { $0.delta?.base }, [1, 1], "the shim may still index from the change")
+        NftablesProgram.withDescriptors(programs) { d, n in
+            XCTAssertEqual(n, 2)
+            for i in 0..<n {
+                XCTAssertEqual(d?[i].compare_all, 1, "the shim plans every chain")
+                XCTAssertEqual(d?[i].base, 1)
+            }
+        }
+        // the next partial sync builds on the full sync's encoding and is planned from its change
+        let back = self.ruleset()
+        let next = try backend.encodePrograms(
+            [back], changes: [RulesetChange(family: .ipv4, id: 3, base: 2, touched: [.nat: [self.sep(3, 0)]])])
+        XCTAssertEqual(backend.lastChainsEncoded, 1)
+        XCTAssertEqual(next.map(\.bytes), try self.fresh(back))
+        XCTAssertEqual(next.map(\.compareAll), [false, false])
+        NftablesProgram.withDescriptors(next) { d, n in
+            for i in 0..<n { XCTAssertEqual(d?[i].compare_all, 0) }
+        }
+        // a full sync of an unchanged ruleset encodes nothing again (the tail aside)
+        let same = try backend.encodePrograms(
+            [back], changes: [RulesetChange(family: .ipv4, id: 4, base: 3, touched: [:]).asFullSync])
+        XCTAssertEqual(backend.lastChainsEncoded, 0)
+        XCTAssertEqual(same.map(\.bytes), try self.fresh(back))
+        XCTAssertEqual(same.map(\.compareAll), [true, true])
     }
 
     func testAChangeFromAnotherBaseOrNoChangeEncodesEverything() throws {

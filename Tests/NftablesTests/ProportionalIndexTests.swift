@@ -100,6 +100,22 @@ final class ProportionalIndexTests: XCTestCase {
         XCTAssertEqual(full.incremental, [false, false])
     }
 
+    func testAFullSyncIsHashedFromItsChangeToTheStampANewProcessComputes() throws {
+        let backend = NftablesBackend(form: .v1_8_8)
+        let set = knft_indexes_new()
+        defer { knft_indexes_free(set) }
+        _ = try self.hash(set, try backend.encodePrograms([self.ruleset()], changes: [.everything(.ipv4, id: 1)]))
+        // compare_all is for the plan: the index (a function of the bytes alone) still follows the change
+        let change = RulesetChange(family: .ipv4, id: 2, base: 1, touched: [.nat: [self.sep(7, 0)]]).asFullSync
+        let programs = try backend.encodePrograms([self.ruleset(endpoint: (7, "10.9.9.9"))], changes: [change])
+        XCTAssertEqual(programs.map(\.compareAll), [true, true])
+        let second = try self.hash(set, programs)
+        XCTAssertEqual(second.indexed, [0, 1])
+        let fresh = knft_indexes_new()
+        defer { knft_indexes_free(fresh) }
+        XCTAssertEqual(try self.hash(fresh, self.whole(programs)).hash, second.hash)
+    }
+
     func testARemovedServiceIsHashedFromItsSharedChainAndItsRemovals() throws {
         let backend = NftablesBackend(form: .v1_8_8)
         let set = knft_indexes_new()

@@ -41,7 +41,7 @@ typedef struct knft_chain_range {
  * chains_end) is where its declared chains are (the head before them, the tail after: stale prefixes, deleted
  * chains, jumps, ensured rules, always compared). When this context's last apply of the table was program
  * `base` and the kernel has not moved since, the shim parses, hashes and plans only those chains and the tail;
- * otherwise (or with base 0) it compares the whole program with the kernel.
+ * otherwise (or with base 0, or compare_all) it compares the whole program with the kernel.
  */
 typedef struct knft_program {
     int family;          /* 4 or 6 */
@@ -54,6 +54,7 @@ typedef struct knft_program {
     size_t nchanged;
     size_t chains_start, chains_end; /* with base != 0: where the declared chains are */
     size_t stamp_offset, stamp_length; /* with base != 0: the stamp's chain in this table, if declared (else 0) */
+    int compare_all;     /* 1: a full sync: `changed` serves the index only; every chain is compared with the kernel */
 } knft_program;
 
 /* What one table's part of the batch did. */
