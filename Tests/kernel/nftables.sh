@@ -430,6 +430,54 @@ check "evolving: after the series every rule equals a new process's --once, expr
 save evo ipv4 > "$TMP/evo.save"; save fresh ipv4 > "$TMP/fresh.save"
 check "evolving: iptables-nft-save equals a new process's --once" same_nonempty "$TMP/evo.save" "$TMP/fresh.save"
 delns fresh; delns evo
+
+# The daemon's full sync (start, drift, periodic) hands the compiler's change marked `asFullSync`: only the chains
+# the compiler names are encoded again, but the shim compares every chain with the kernel. Steps: 1 v1, 2 v2 (one
+# endpoint, partial), 3 full:v1 (one endpoint back, full), 4 full:same (nothing changed), then another writer
+# flushes nat KUBE-SERVICES (a chain no change names), 5 full:v2: read, repaired, equal to a new process's --once.
+newns fs
+rm -f "$TMP/fs.go"
+H fs apply --evolve --form 1.8.9 --config "$(GCFG)" --source "$GEN/v1" --then "$GEN/v2" --then "full:$GEN/v1" \
+    --then full:same --then "wait:$TMP/fs.go" --then "full:$GEN/v2" > "$TMP/fs.out" 2>&1 &
+FSPID=$!; BGPIDS+=("$FSPID")
+if wait_for 1200 bash -c "[ \$(grep -c 'chains indexed=' '$TMP/fs.out') -ge 4 ]"; then
+    X fs nft flush chain ip nat KUBE-SERVICES || bad "full sync: nft flush chain failed"
+else
+    bad "full sync: the first four applies did not finish" "$(cat "$TMP/fs.out")"
+fi
+touch "$TMP/fs.go"
+wait "$FSPID" || bad "full-sync applies failed" "$(cat "$TMP/fs.out")"
+full_sync_steps() {
+    python3 - "$TMP/fs.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+applies = re.findall(r"^apply \d+ .*readKernel=(true|false).*messages=(\d+)", text, re.M)
+enc = [tuple(map(int, m)) for m in re.findall(r"chains encoded=(\d+) reused=(\d+)", text)]
+plan = [(int(a), int(b), c == "true")
+        for a, b, c in re.findall(r"chains indexed=(\d+) planned=(\d+) incremental=(true|false)", text)]
+print("readKernel/messages:", applies, "encoded/reused:", enc, "indexed/planned/incremental:", plan)
+if len(applies) != 5 or len(enc) != 5 or len(plan) != 5: sys.exit(1)
+total = enc[0][0]
+ok = total > 500
+ok = ok and plan[1][2] and plan[1][1] <= 6  # partial: planned from the change
+# full sync of a one-endpoint change: encoded and indexed from the change, every chain compared, nothing read
+ok = ok and 1 <= enc[2][0] <= 6 and enc[2][0] + enc[2][1] >= total - 10
+ok = ok and 1 <= plan[2][0] <= 6 and not plan[2][2] and plan[2][1] >= total - 10
+ok = ok and applies[2][0] == "false" and 1 <= int(applies[2][1]) <= 10
+# full sync, nothing changed: nothing encoded again, nothing sent
+ok = ok and enc[3][0] == 0 and applies[3][1] == "0"
+# full sync after another writer: the kernel read, the flushed chain written back, still encoded from the change
+ok = ok and applies[4][0] == "true" and int(applies[4][1]) >= 2 and not plan[4][2]
+ok = ok and 1 <= enc[4][0] <= 6
+sys.exit(0 if ok else 1)
+PY
+}
+check "full sync: encoded from the change, compared whole, a foreign flush read and repaired" full_sync_steps
+newns fresh
+once fresh 1.8.9 --config "$(GCFG)" --source "$GEN/v2" --ip-family ipv4 > /dev/null 2>&1 || bad "--once of v2 failed"
+dump fs ipv4 > "$TMP/fs.dump"; dump fresh ipv4 > "$TMP/fresh.dump"
+check "full sync: after the repair every rule equals a new process's --once" same_nonempty "$TMP/fs.dump" "$TMP/fresh.dump"
+delns fresh; delns fs
 fi
 
 if want concurrency; then

@@ -19,7 +19,8 @@ import SyntheticCluster
 ///                                            decode or host-mode detection: full compile + libiptc commit of
 ///                                            both tables (DIR, steady state), and a one-endpoint sync (DIR2 vs
 ///                                            DIR alternately) with the compiler's fragment cache warm, and the
-///                                            daemon's periodic full sync (warm compiler, everything compared)
+///                                            daemon's periodic full sync (warm compiler, everything compared;
+///                                            _reencode_ms: the same with every chain encoded again, as before #20)
 ///   natd-bench restart CONFIG DIR DIR2 [RUNS]  libnftnl, in a scratch namespace only: a new process's apply (fresh
 ///                                            backend object, full compile) onto tables holding DIR's rules with
 ///                                            DIR2's (one endpoint differs), against the same apply into empty
@@ -392,18 +393,22 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
             oneCommit.append(report.tables.map(\.commitSeconds).reduce(0, +))
         }
     }
-    // The daemon's periodic full sync: the same compiler (its cache warm), the ruleset marked as wholly changed,
-    // so the backend encodes, indexes and compares everything; nothing differs, nothing is written.
+    // The daemon's periodic full sync: the same compiler (its cache warm), its change marked as a full sync
+    // (`asFullSync`, as SyncPath hands it): the encoder redoes only what the compiler touched, the shim compares
+    // everything with the kernel; nothing differs, nothing is written. Beside it, in the same runs, the way full
+    // syncs went before (`asEverything`: the change's base dropped, every chain encoded and hashed again).
     state.upsert(baseSlice)
     var periodic: [Double] = []
+    var periodicReencode: [Double] = []
     do { _ = try backend.apply([compiler.compile(state)], changes: [compiler.lastChange]) } catch { fail("apply: \(error)") }
     for run in 0...runs {
-        let t0 = now()
-        let rs = compiler.compile(state)
-        do { try expectUnchanged(backend.apply([rs], changes: [compiler.lastChange.asEverything])) } catch {
-            fail("apply: \(error)")
+        for reencode in [false, true] {
+            let t0 = now()
+            let rs = compiler.compile(state)
+            let change = reencode ? compiler.lastChange.asEverything : compiler.lastChange.asFullSync
+            do { try expectUnchanged(backend.apply([rs], changes: [change])) } catch { fail("apply: \(error)") }
+            if run > 0 { reencode ? periodicReencode.append(now() - t0) : periodic.append(now() - t0) }
         }
-        if run > 0 { periodic.append(now() - t0) }
     }
     // Leave the base rules in place, as the other measurements expect.
     do { _ = try backend.apply([compiler.compile(state)]) } catch { fail("apply: \(error)") }
@@ -411,10 +416,10 @@ func syncBench(config: String, dir: String, changedDir: String, runs: Int, backe
     print(
         String(
             format:
-                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"sync_one_endpoint_encode_ms\":%.2f,\"sync_one_endpoint_decide_ms\":%.2f,\"sync_one_endpoint_commit_ms\":%.2f,\"sync_periodic_full_ms\":%.2f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
+                "{\"load_ms\":%.1f,\"sync_steady_ms\":%.2f,\"sync_steady_serial_ms\":%.2f,\"sync_steady_compile_ms\":%.2f,\"sync_one_endpoint_ms\":%.2f,\"sync_one_endpoint_compile_ms\":%.3f,\"sync_one_endpoint_encode_ms\":%.2f,\"sync_one_endpoint_decide_ms\":%.2f,\"sync_one_endpoint_commit_ms\":%.2f,\"sync_periodic_full_ms\":%.2f,\"sync_periodic_full_reencode_ms\":%.2f,\"rss_after_syncs_kb\":%d,\"peak_rss_kb\":%d}",
             loads.min()! * 1000, median(steady) * 1000, median(serial) * 1000, median(steadyCompile) * 1000, median(oneEndpoint) * 1000,
             median(oneCompile) * 1000, median(oneEncode) * 1000, median(oneDecide) * 1000, median(oneCommit) * 1000,
-            median(periodic) * 1000, mem.rss, mem.hwm))
+            median(periodic) * 1000, median(periodicReencode) * 1000, mem.rss, mem.hwm))
 }
 
 // MARK: restart

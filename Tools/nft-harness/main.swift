@@ -11,6 +11,8 @@
 //        --evolve: as the daemon, one compiler per family and one cluster state that each step's source is
 //        upserted into (objects it lacks removed), each apply told the compiler's change; each report adds
 //        "chains encoded=N reused=M" and the shim's "chains indexed=N planned=M incremental=BOOL".
+//        A step `full:PATH` (or `full:same`) applies as the daemon's full sync does: the compiler's change marked
+//        `asFullSync` (encoded from the change, compared whole with the kernel).
 //   nft-harness read     [--ip-family ...] [--read]          owned chains with digests, "family table chain rules digest"
 //   nft-harness drift    --source PATH --config FILE [--ip-family ...] [--form F]
 //                        exit 1 when a declared chain's digest read back differs from the expected one
@@ -241,12 +243,15 @@ func run() throws -> Int32 {
         var rulesets: [Ruleset] = []
         var step = 0
         let evolving = o.evolve ? try Evolving(o) : nil
-        for s in [source] + o.then {
+        for raw in [source] + o.then {
+            let full = raw.hasPrefix("full:")
+            let s = full ? String(raw.dropFirst(5)) : raw
             if s == "drift" {
                 if try drift(backend, rulesets) > 0 { status = 1 }
                 continue
             }
             if s.hasPrefix("wait:") {
+                fflush(stdout)  // the test waiting for the steps so far reads them from a file
                 waitFor(String(s.dropFirst(5)))
                 continue
             }
@@ -256,11 +261,12 @@ func run() throws -> Int32 {
             if let evolving {
                 try evolving.merge(last)
                 (rulesets, changes) = evolving.compile()
+                if full { changes = changes.map(\.asFullSync) }
             } else {
                 rulesets = try compile(o, source: last)
             }
             if o.kubeletEnsured { addKubeletEnsured(&rulesets) }
-            if o.injectBadRule && s == ([source] + o.then).last { injectBadRule(&rulesets) }
+            if o.injectBadRule && raw == ([source] + o.then).last { injectBadRule(&rulesets) }
             let started = Date()
             let report: ApplyReport
             do { report = try backend.apply(rulesets, changes: changes) } catch where o.keepGoing {
